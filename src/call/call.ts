@@ -1,0 +1,110 @@
+import type { SourceIdentity } from '../auth/source-auth.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { TypedEmitter } from '../core/events.js';
+
+export type CallState = 'connecting' | 'connected' | 'ended';
+
+export type EndReason =
+  | 'deleted'
+  | 'idle-timeout'
+  | 'ice-failed'
+  | 'dtls-failed'
+  | 'setup-failed'
+  | 'shutdown';
+
+const TRANSITIONS: Record<CallState, CallState[]> = {
+  connecting: ['connected', 'ended'],
+  connected: ['ended'],
+  ended: [],
+};
+
+/** A participant in a call: a WebRTC peer, an RTP trunk leg, an agent, a listener. */
+export interface Leg {
+  readonly kind: string;
+  /** Epoch ms of the last media received on this leg (0: none yet). */
+  lastMediaAt(): number;
+  mediaReceived(): { packets: number; bytes: number };
+  close(reason: EndReason): void;
+}
+
+export interface CallEvents extends Record<string, unknown[]> {
+  state: [state: CallState];
+  ended: [reason: EndReason];
+}
+
+/**
+ * One session: owns its legs, ends once with a reason, and ends itself when no leg has
+ * received media for the idle timeout.
+ */
+export class Call extends TypedEmitter<CallEvents> {
+  readonly legs = new Map<string, Leg>();
+  readonly createdAt: number;
+  connectedAt: number | undefined;
+  endReason: EndReason | undefined;
+  #state: CallState = 'connecting';
+  #idleTimer: TimerHandle | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly source: SourceIdentity,
+    private readonly clock: Clock,
+    private readonly idleTimeoutMs: number,
+  ) {
+    super();
+    this.createdAt = clock.now();
+    this.#armIdle(idleTimeoutMs);
+  }
+
+  get state(): CallState {
+    return this.#state;
+  }
+
+  addLeg(id: string, leg: Leg): void {
+    if (this.#state === 'ended') {
+      leg.close(this.endReason ?? 'shutdown');
+      return;
+    }
+    this.legs.set(id, leg);
+  }
+
+  markConnected(): void {
+    if (this.#state !== 'connecting') return;
+    this.connectedAt = this.clock.now();
+    this.#transition('connected');
+  }
+
+  /** Ends the call and every leg, exactly once. */
+  close(reason: EndReason): void {
+    if (this.#state === 'ended') return;
+    this.endReason = reason;
+    if (this.#idleTimer) this.clock.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    this.#transition('ended');
+    for (const leg of this.legs.values()) leg.close(reason);
+    // Listeners of 'ended' still see the legs (final counters); the map is emptied after.
+    this.emit('ended', reason);
+    this.legs.clear();
+    this.removeAllListeners();
+  }
+
+  lastMediaAt(): number {
+    let last = 0;
+    for (const leg of this.legs.values()) last = Math.max(last, leg.lastMediaAt());
+    return last;
+  }
+
+  #transition(to: CallState): void {
+    if (!TRANSITIONS[this.#state].includes(to)) throw new Error(`illegal call transition ${this.#state} -> ${to}`);
+    this.#state = to;
+    this.emit('state', to);
+  }
+
+  // One timer per call, re-armed only when it fires: the packet path just stores a timestamp.
+  #armIdle(ms: number): void {
+    this.#idleTimer = this.clock.setTimeout(() => {
+      const idleFor = this.clock.now() - Math.max(this.createdAt, this.lastMediaAt());
+      if (idleFor >= this.idleTimeoutMs) this.close('idle-timeout');
+      else this.#armIdle(this.idleTimeoutMs - idleFor);
+    }, ms);
+  }
+}

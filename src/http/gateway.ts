@@ -1,0 +1,168 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { AuditLog } from '../audit/audit-log.js';
+import { SourceAuthenticator, type SourceIdentity } from '../auth/source-auth.js';
+import { CallTable } from '../call/call-table.js';
+import { SystemClock, type Clock } from '../core/clock.js';
+import type { Config, SourceConfig } from '../core/config.js';
+import { TypedEmitter } from '../core/events.js';
+import { newToken } from '../core/ids.js';
+import { createLogger, type Logger } from '../core/logger.js';
+import { WhipEndpoint } from '../whip/whip-endpoint.js';
+import { GatewayMetrics } from './metrics.js';
+import { RateLimiter } from './rate-limit.js';
+import { handleRequest } from './routes.js';
+
+export interface GatewayOptions {
+  clock?: Clock;
+  log?: Logger;
+}
+
+/**
+ * One voxgate node: the HTTP(S) server, the media endpoint, the call table and the audit log.
+ * `start()` needs no configuration at all; `stop()` drains (refuses new sessions, ends the
+ * live ones with reason `shutdown`, closes the server).
+ */
+export class Gateway {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly calls: CallTable;
+  readonly audit: AuditLog;
+  readonly auth: SourceAuthenticator;
+  readonly whip: WhipEndpoint;
+  readonly metrics: GatewayMetrics;
+  readonly limiter: RateLimiter;
+  /** Printed at start-up when no source is configured. */
+  readonly devToken: string | undefined;
+  readonly adminToken: string;
+  draining = false;
+  #server: Server | undefined;
+  #redirectNext = 0;
+
+  private constructor(
+    readonly config: Config,
+    opts: GatewayOptions,
+  ) {
+    this.clock = opts.clock ?? new SystemClock();
+    this.log = opts.log ?? createLogger(config.log.level);
+    TypedEmitter.onListenerError = (event, err) => this.log.error({ err, event }, 'event listener threw');
+    let sources: SourceConfig[] = config.sources;
+    if (sources.length === 0 && !config.auth.jwtSecret) {
+      this.devToken = newToken();
+      sources = [{ name: 'dev', kind: 'browser', token: this.devToken }];
+    }
+    this.adminToken = config.admin.token ?? newToken();
+    this.auth = new SourceAuthenticator(sources, config.auth.jwtSecret, this.clock);
+    this.calls = new CallTable(config.limits);
+    this.audit = new AuditLog(config.audit.path, this.clock);
+    this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
+    this.whip = new WhipEndpoint({
+      auth: this.auth,
+      calls: this.calls,
+      audit: this.audit,
+      clock: this.clock,
+      log: this.log,
+      media: {
+        udpPort: config.media.udpPort,
+        bindAddress: config.media.bindAddress ?? config.http.host,
+        announcedAddress: config.media.announcedAddress,
+      },
+      iceServers: config.iceServers,
+      idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+    });
+    this.metrics = new GatewayMetrics(this.calls);
+    this.calls.on('ended', (call, reason) => {
+      const media = [...call.legs.values()].reduce((n, l) => n + l.mediaReceived().packets, 0);
+      this.log.info({ session: call.id, source: call.source.name, reason, packets: media }, 'session ended');
+      try {
+        this.audit.write({
+          action: 'session.ended',
+          outcome: reason === 'deleted' || reason === 'shutdown' ? 'ok' : 'error',
+          reason,
+          source: call.source.name,
+          sourceKind: call.source.kind,
+          session: call.id,
+          durationMs: this.clock.now() - call.createdAt,
+          packets: media,
+        });
+      } catch (err) {
+        this.log.error({ err, session: call.id }, 'audit write failed for a session end');
+      }
+    });
+    this.calls.on('connected', (call) => this.log.info({ session: call.id, source: call.source.name }, 'session connected'));
+  }
+
+  static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    await gw.#listen();
+    return gw;
+  }
+
+  get url(): string {
+    const addr = this.#server?.address() as AddressInfo | null;
+    const host = this.config.http.host.includes(':') ? `[${this.config.http.host}]` : this.config.http.host;
+    return `${this.config.http.tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr?.port ?? this.config.http.port}`;
+  }
+
+  /** Absolute base URL for Location headers: publicUrl, else what the client called us by. */
+  baseUrl(req: IncomingMessage): string {
+    if (this.config.publicUrl) return this.config.publicUrl.replace(/\/+$/, '');
+    const host = req.headers.host;
+    if (host && /^[A-Za-z0-9.\-:[\]]{1,255}$/.test(host)) return `${this.config.http.tls ? 'https' : 'http'}://${host}`;
+    return this.url;
+  }
+
+  nextRedirect(): string | undefined {
+    const targets = this.config.redirect?.targets;
+    if (!targets) return undefined;
+    return targets[this.#redirectNext++ % targets.length];
+  }
+
+  sourceOf(id: string): SourceIdentity | undefined {
+    return this.calls.get(id)?.source;
+  }
+
+  async #listen(): Promise<void> {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      handleRequest(this, req, res).catch((err: unknown) => {
+        this.log.error({ err }, 'request handler failed');
+        if (!res.headersSent) {
+          res.writeHead(500, { 'Content-Type': 'application/problem+json' });
+          res.end(JSON.stringify({ type: 'urn:voxgate:error:VG_INTERNAL', title: 'Internal error', status: 500 }));
+        } else res.destroy();
+      });
+    };
+    const { tls } = this.config.http;
+    const server = tls
+      ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+      : createHttpServer(handler);
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    server.keepAliveTimeout = 5_000;
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.http.port, this.config.http.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */
+  async stop(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.calls.closeAll('shutdown');
+    const server = this.#server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    }
+    this.audit.close();
+  }
+}

@@ -1,0 +1,78 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CallTable } from '../call/call-table.js';
+import type { Call } from '../call/call.js';
+
+/** Prometheus metrics; one registry per gateway so several can live in one process. */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly httpResponses: Counter<'method' | 'status'>;
+  #endedPackets = 0;
+  #endedBytes = 0;
+
+  constructor(calls: CallTable) {
+    const registry = this.registry;
+    collectDefaultMetrics({ register: registry, prefix: 'voxgate_process_' });
+    new Gauge({
+      name: 'voxgate_sessions_active',
+      help: 'Sessions currently live',
+      registers: [registry],
+      collect() {
+        this.set(calls.size);
+      },
+    });
+    const created = new Counter({ name: 'voxgate_sessions_created_total', help: 'Sessions created', labelNames: ['source_kind'], registers: [registry] });
+    const ended = new Counter({ name: 'voxgate_sessions_ended_total', help: 'Sessions ended, by reason', labelNames: ['reason'], registers: [registry] });
+    const setup = new Histogram({
+      name: 'voxgate_session_setup_seconds',
+      help: 'From the POST to ICE and DTLS connected',
+      buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    });
+    const live = () => [...calls.values()].map(mediaOf);
+    const self = this;
+    // Totals are summed at scrape time: the packet path only bumps each leg's own counters.
+    new Counter({
+      name: 'voxgate_rtp_packets_received_total',
+      help: 'RTP packets received from sources',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(self.#endedPackets + live().reduce((n, m) => n + m.packets, 0));
+      },
+    });
+    new Counter({
+      name: 'voxgate_rtp_bytes_received_total',
+      help: 'RTP bytes received from sources',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(self.#endedBytes + live().reduce((n, m) => n + m.bytes, 0));
+      },
+    });
+    this.httpResponses = new Counter({
+      name: 'voxgate_http_responses_total',
+      help: 'HTTP responses, by method and status',
+      labelNames: ['method', 'status'],
+      registers: [registry],
+    });
+    calls.on('created', (call) => created.inc({ source_kind: call.source.kind }));
+    calls.on('connected', (call) => setup.observe(((call.connectedAt ?? call.createdAt) - call.createdAt) / 1000));
+    calls.on('ended', (call, reason) => {
+      ended.inc({ reason });
+      const m = mediaOf(call);
+      this.#endedPackets += m.packets;
+      this.#endedBytes += m.bytes;
+    });
+  }
+}
+
+function mediaOf(call: Call): { packets: number; bytes: number } {
+  let packets = 0;
+  let bytes = 0;
+  for (const leg of call.legs.values()) {
+    const m = leg.mediaReceived();
+    packets += m.packets;
+    bytes += m.bytes;
+  }
+  return { packets, bytes };
+}

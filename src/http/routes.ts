@@ -1,0 +1,251 @@
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { secretEquals, bearerToken } from '../auth/source-auth.js';
+import { VoxgateError } from '../core/errors.js';
+import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../whip/whip-endpoint.js';
+import type { Gateway } from './gateway.js';
+
+const EXPOSED = 'Location, ETag, Link, Accept-Post, Accept-Patch, Retry-After, WWW-Authenticate';
+const ALLOWED_HEADERS = 'Authorization, Content-Type, If-Match';
+const WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url));
+
+type Route = {
+  /** Methods and what they do; OPTIONS is answered generically from this list. */
+  methods: Partial<Record<string, (ctx: Ctx) => Promise<EndpointReply> | EndpointReply>>;
+  /** Added to OPTIONS answers (RFC 9725 §4.2: Accept-Post on the endpoint). */
+  optionsHeaders?: Record<string, string>;
+};
+
+interface Ctx {
+  gw: Gateway;
+  req: IncomingMessage;
+  params: string[];
+  endpointRequest(): Promise<EndpointRequest>;
+}
+
+const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
+
+function route(path: string): { route: Route; params: string[] } | undefined {
+  if (path === '/whip') return { route: WHIP_ENDPOINT, params: [] };
+  const m = /^\/whip\/([^/]+)$/.exec(path);
+  if (m) return { route: WHIP_SESSION, params: [m[1]!] };
+  const r = STATIC_ROUTES[path];
+  return r ? { route: r, params: [] } : undefined;
+}
+
+const noContent = (status = 204): EndpointReply => ({ status, headers: {} });
+
+const WHIP_ENDPOINT: Route = {
+  optionsHeaders: { 'Accept-Post': SDP_TYPE },
+  methods: {
+    POST: async ({ gw, endpointRequest }) => {
+      if (gw.draining) {
+        return problemReply(new VoxgateError('VG_HTTP_DRAINING', 'This node is shutting down; publish to another node.', {
+          headers: { 'Retry-After': String(gw.config.limits.retryAfterSeconds) },
+        }));
+      }
+      const target = gw.nextRedirect();
+      const req = await endpointRequest();
+      if (target) {
+        // RFC 9725 §4.5: load balancing redirects use 307 only (301/302 would change the method).
+        gw.audit.write({ action: 'whip.post', outcome: 'ok', status: 307, remote: req.remote, redirect: target });
+        return { status: 307, headers: { Location: target } };
+      }
+      return gw.whip.post(req);
+    },
+    // RFC 9725 §4.1: GET answers 2xx with no content (older drafts said 405).
+    GET: () => noContent(),
+    // A capabilities/health probe: 200 while we accept sessions, 503 when we cannot.
+    HEAD: ({ gw }) => {
+      const full = gw.draining || gw.calls.size >= gw.config.limits.maxSessions;
+      return {
+        status: full ? 503 : 200,
+        headers: {
+          'Accept-Post': SDP_TYPE,
+          ...(full ? { 'Retry-After': String(gw.config.limits.retryAfterSeconds) } : {}),
+        },
+      };
+    },
+  },
+};
+
+const WHIP_SESSION: Route = {
+  optionsHeaders: { 'Accept-Patch': TRICKLE_TYPE },
+  methods: {
+    PATCH: async ({ gw, params, endpointRequest }) => gw.whip.patch(params[0]!, await endpointRequest()),
+    DELETE: async ({ gw, params, endpointRequest }) => gw.whip.delete(params[0]!, await endpointRequest()),
+    GET: ({ gw, params }) => (gw.whip.resources.has(params[0]!) ? noContent() : notFound(params[0]!)),
+    HEAD: ({ gw, params }) => (gw.whip.resources.has(params[0]!) ? noContent() : notFound(params[0]!)),
+  },
+};
+
+function notFound(id: string): EndpointReply {
+  return problemReply(new VoxgateError('VG_SESSION_NOT_FOUND', `There is no live WHIP session ${SESSION_ID.test(id) ? id : ''}.`.replace(' .', '.')));
+}
+
+const STATIC_ROUTES: Record<string, Route> = {
+  '/healthz': {
+    methods: {
+      GET: ({ gw }) => ({
+        status: gw.draining ? 503 : 200,
+        headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' },
+        body: JSON.stringify({ status: gw.draining ? 'draining' : 'ok', sessions: gw.calls.size }),
+      }),
+    },
+  },
+  '/metrics': {
+    methods: {
+      GET: async ({ gw }) => ({
+        status: 200,
+        headers: { 'Content-Type': gw.metrics.registry.contentType },
+        body: await gw.metrics.registry.metrics(),
+      }),
+    },
+  },
+  '/api/sessions': {
+    methods: {
+      GET: ({ gw, req }) => {
+        requireAdmin(gw, req);
+        const now = gw.clock.now();
+        const sessions = [...gw.whip.resources.values()].map((r) => ({
+          id: r.id,
+          source: r.call.source.name,
+          kind: r.call.source.kind,
+          state: r.call.state,
+          codec: r.plan.audio.codec,
+          direction: r.plan.audio.direction,
+          remoteAddress: r.leg.remoteAddress ?? null,
+          signalingAddress: r.signalingRemote,
+          packets: r.leg.received.packets,
+          bytes: r.leg.received.bytes,
+          lastPacketAt: r.leg.received.lastArrival ? new Date(r.leg.received.lastArrival).toISOString() : null,
+          ageSeconds: Math.round((now - r.call.createdAt) / 100) / 10,
+        }));
+        return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ sessions }) };
+      },
+    },
+  },
+  '/': {
+    methods: {
+      GET: async () => ({
+        status: 200,
+        headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' },
+        body: await readFile(`${WEB_ROOT}index.html`, 'utf8'),
+      }),
+    },
+  },
+};
+
+function requireAdmin(gw: Gateway, req: IncomingMessage): void {
+  const token = bearerToken(req.headers.authorization);
+  if (!req.headers.authorization) {
+    throw new VoxgateError('VG_AUTH_MISSING', 'Send "Authorization: Bearer <admin token>".', { headers: { 'WWW-Authenticate': 'Bearer realm="voxgate-admin"' } });
+  }
+  if (!secretEquals(token, gw.adminToken)) {
+    throw new VoxgateError('VG_AUTH_INVALID', 'The admin token is not valid.', {
+      headers: { 'WWW-Authenticate': 'Bearer realm="voxgate-admin", error="invalid_token"' },
+    });
+  }
+}
+
+function corsHeaders(gw: Gateway, req: IncomingMessage): Record<string, string> {
+  const origin = req.headers.origin;
+  const allowed = gw.config.cors.origins;
+  if (!origin) return {};
+  if (allowed.includes('*')) return { 'Access-Control-Allow-Origin': '*', 'Access-Control-Expose-Headers': EXPOSED };
+  if (allowed.includes(origin)) return { 'Access-Control-Allow-Origin': origin, Vary: 'Origin', 'Access-Control-Expose-Headers': EXPOSED };
+  return {};
+}
+
+function remoteOf(req: IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? 'unknown';
+  return `${a.includes(':') ? `[${a}]` : a}:${req.socket.remotePort ?? 0}`;
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) {
+    throw new VoxgateError('VG_HTTP_BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${limit} bytes.`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new VoxgateError('VG_HTTP_BODY_TOO_LARGE', `The body exceeds the limit of ${limit} bytes.`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function send(res: ServerResponse, reply: EndpointReply, extra: Record<string, string>, head: boolean): void {
+  const headers: Record<string, string | string[]> = { ...extra, ...reply.headers };
+  if (Array.isArray(headers.Link) && headers.Link.length === 0) delete headers.Link;
+  const body = reply.body === undefined || head ? undefined : Buffer.from(reply.body, 'utf8');
+  if (body) headers['Content-Length'] = String(body.length);
+  else if (reply.status !== 204 && reply.status !== 304 && !head) headers['Content-Length'] = '0';
+  res.writeHead(reply.status, headers);
+  res.end(body);
+}
+
+export async function handleRequest(gw: Gateway, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  res.on('finish', () => gw.metrics.httpResponses.inc({ method, status: String(res.statusCode) }));
+  const cors = corsHeaders(gw, req);
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const found = route(path);
+  try {
+    if (!found) throw new VoxgateError('VG_HTTP_NOT_FOUND', `Nothing is served at ${path.slice(0, 100)}; WHIP publishers POST to /whip.`);
+    const { route: r, params } = found;
+    const allow = [...Object.keys(r.methods), 'OPTIONS'].join(', ');
+    if (method === 'OPTIONS') {
+      if (req.headers['access-control-request-method']) {
+        // CORS preflight: permissions only, no Link (RFC 9725 §4.6 keeps ICE servers off preflights).
+        send(res, noContent(), {
+          ...cors,
+          'Access-Control-Allow-Methods': allow,
+          'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+          'Access-Control-Max-Age': '600',
+        }, false);
+        return;
+      }
+      send(res, noContent(), { ...cors, Allow: allow, ...r.optionsHeaders }, false);
+      return;
+    }
+    const handler = r.methods[method];
+    if (!handler) {
+      throw new VoxgateError('VG_HTTP_METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${allow}.`, { headers: { Allow: allow } });
+    }
+    if (method === 'POST' || method === 'PATCH' || method === 'DELETE') {
+      const wait = gw.limiter.take(req.socket.remoteAddress ?? 'unknown');
+      if (wait > 0) {
+        throw new VoxgateError('VG_HTTP_RATE_LIMITED', `Too many requests from your address; retry in ${wait} s.`, { headers: { 'Retry-After': String(wait) } });
+      }
+    }
+    const ctx: Ctx = {
+      gw,
+      req,
+      params,
+      endpointRequest: async () => ({
+        headers: req.headers,
+        body: await readBody(req, gw.config.http.maxBodyBytes),
+        remote: remoteOf(req),
+        baseUrl: gw.baseUrl(req),
+      }),
+    };
+    send(res, await handler(ctx), cors, method === 'HEAD');
+  } catch (err) {
+    if (!(err instanceof VoxgateError)) throw err;
+    gw.log.info({ code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) }, err.message);
+    // Refusals before the WHIP endpoint saw the request (size, rate) are audited here.
+    if (found && found.route !== undefined && path.startsWith('/whip') && (method === 'POST' || method === 'PATCH' || method === 'DELETE')) {
+      try {
+        gw.audit.write({ action: `whip.${method.toLowerCase()}`, outcome: 'rejected', status: err.status, reason: err.code, remote: remoteOf(req), session: found.params[0] ?? null });
+      } catch (auditErr) {
+        gw.log.error({ err: auditErr }, 'audit write failed');
+      }
+    }
+    if (err.code === 'VG_HTTP_BODY_TOO_LARGE') res.setHeader('Connection', 'close');
+    send(res, problemReply(err), cors, method === 'HEAD');
+  }
+}

@@ -1,0 +1,216 @@
+import ndc from 'node-datachannel';
+import { TypedEmitter } from '../core/events.js';
+import type { AnswerPlan } from '../sdp/codec-policy.js';
+import type { RtpSink } from '../rtp/rtp-counter.js';
+
+const { PeerConnection, Audio, Video } = ndc;
+type NdcPeerConnection = InstanceType<typeof PeerConnection>;
+type NdcTrack = ReturnType<NdcPeerConnection['addTrack']>;
+type NdcDataChannel = ReturnType<NdcPeerConnection['createDataChannel']>;
+
+export interface MediaEndpointOptions {
+  /** Every peer shares this one UDP port (ICE UDP mux). */
+  udpPort: number;
+  bindAddress: string;
+  /** Written into our candidates instead of the bound address (NAT). */
+  announcedAddress?: string;
+}
+
+export type PeerState = 'connecting' | 'connected' | 'failed' | 'closed';
+export type PeerFailure = 'ice-failed' | 'dtls-failed';
+
+export interface PeerEvents extends Record<string, unknown[]> {
+  state: [state: PeerState, failure: PeerFailure | undefined];
+  rtcp: [packet: Buffer];
+  datachannel: [label: string];
+}
+
+/** RFC 5761 §4: RTCP packet types 192-223 share the RTP port; tell them apart by the second byte. */
+export function isRtcp(packet: Buffer): boolean {
+  const pt = packet[1] ?? 0;
+  return pt >= 192 && pt <= 223;
+}
+
+/**
+ * One WebRTC peer connection answered by us: full ICE (controlled), DTLS-SRTP, BUNDLE,
+ * rtcp-mux, consent freshness (RFC 7675, done by libjuice). Holds strong references to the
+ * native PeerConnection and every Track: a collected wrapper silently stops delivering packets.
+ */
+export class WebRtcPeer extends TypedEmitter<PeerEvents> {
+  readonly answerSdp: string;
+  rtpSink: RtpSink | undefined;
+  #pc: NdcPeerConnection;
+  readonly #tracks: NdcTrack[] = [];
+  readonly #channels: NdcDataChannel[] = [];
+  #state: PeerState = 'connecting';
+
+  private constructor(pc: NdcPeerConnection, audioTrack: NdcTrack, answerSdp: string) {
+    super();
+    this.#pc = pc;
+    this.answerSdp = answerSdp;
+    this.#tracks.push(audioTrack);
+    audioTrack.onMessage((msg) => {
+      if (isRtcp(msg)) this.emit('rtcp', msg);
+      else this.rtpSink?.writeRtp(msg);
+    });
+    pc.onTrack((t) => this.#tracks.push(t));
+    pc.onDataChannel((dc) => {
+      this.#channels.push(dc);
+      this.emit('datachannel', dc.getLabel());
+    });
+    pc.onStateChange((s) => this.#onState(s));
+  }
+
+  /** Answers an offer with our plan; resolves once every local candidate is gathered (RFC 9725 §4.3.2: no server trickle). */
+  static answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions): Promise<WebRtcPeer> {
+    const pc = new PeerConnection(id, {
+      iceServers: [],
+      enableIceUdpMux: true,
+      portRangeBegin: opts.udpPort,
+      portRangeEnd: opts.udpPort,
+      bindAddress: opts.bindAddress,
+    });
+    try {
+      const a = plan.audio;
+      const audio = new Audio(a.mid, a.direction === 'sendrecv' ? 'SendRecv' : a.direction === 'sendonly' ? 'SendOnly' : 'RecvOnly');
+      if (a.codec === 'opus') audio.addOpusCodec(a.payloadType, a.fmtp ?? 'minptime=10;useinbandfec=1');
+      else audio.addAudioCodec(a.payloadType, `${a.codec.toUpperCase()}/${a.clockRate}`);
+      if (a.telephoneEvent) {
+        audio.addAudioCodec(a.telephoneEvent.payloadType, `telephone-event/${a.telephoneEvent.clockRate}`, '0-16');
+      }
+      const track = pc.addTrack(audio);
+      const others = plan.inactive.map((m) => {
+        const media = m.type === 'video' ? new Video(m.mid, 'Inactive') : new Audio(m.mid, 'Inactive');
+        if (media instanceof Video) media.addVideoCodec(m.payloadType, m.encoding.toUpperCase());
+        else media.addAudioCodec(m.payloadType, `${m.encoding}/${m.clockRate}`);
+        return pc.addTrack(media);
+      });
+      return new Promise<WebRtcPeer>((resolve, reject) => {
+        let done = false;
+        const finish = () => {
+          if (done) return;
+          const local = pc.localDescription();
+          if (!local) return;
+          done = true;
+          const peer = new WebRtcPeer(pc, track, rewriteAnswer(local.sdp, opts.announcedAddress));
+          peer.#tracks.push(...others);
+          resolve(peer);
+        };
+        // Registered before setRemoteDescription: with UDP mux, gathering can complete synchronously.
+        pc.onGatheringStateChange((s) => {
+          if (s === 'complete') finish();
+        });
+        try {
+          pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer');
+        } catch (err) {
+          done = true;
+          pc.close();
+          reject(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+        if (pc.gatheringState() === 'complete') finish();
+      });
+    } catch (err) {
+      pc.close();
+      throw err;
+    }
+  }
+
+  get state(): PeerState {
+    return this.#state;
+  }
+
+  /** RFC 8840 trickle: a candidate we cannot use is dropped silently (RFC 9725 §4.3.2). */
+  addRemoteCandidate(candidate: string, mid: string): boolean {
+    if (this.#state === 'closed' || isMdnsCandidate(candidate)) return false;
+    try {
+      this.#pc.addRemoteCandidate(candidate, mid);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The remote transport address ICE selected, once connected. */
+  remoteAddress(): string | undefined {
+    try {
+      const pair = this.#pc.getSelectedCandidatePair();
+      return pair ? `${pair.remote.address}:${pair.remote.port}` : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  rttMs(): number | undefined {
+    try {
+      const rtt = this.#pc.rtt();
+      return rtt >= 0 ? rtt : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.rtpSink = undefined;
+    try {
+      this.#pc.close();
+    } catch {
+      // already torn down natively
+    }
+    this.emit('state', 'closed', undefined);
+    this.removeAllListeners();
+  }
+
+  #onState(s: string): void {
+    if (this.#state === 'closed' || this.#state === 'failed') return;
+    if (s === 'connected' && this.#state !== 'connected') {
+      this.#state = 'connected';
+      this.emit('state', 'connected', undefined);
+    } else if (s === 'failed') {
+      this.#state = 'failed';
+      let ice: string;
+      try {
+        ice = this.#pc.iceState();
+      } catch {
+        ice = 'failed';
+      }
+      this.emit('state', 'failed', ice === 'failed' || ice === 'disconnected' ? 'ice-failed' : 'dtls-failed');
+    }
+  }
+}
+
+export function isMdnsCandidate(candidate: string): boolean {
+  // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+  const address = candidate.replace(/^a=/, '').split(' ')[4] ?? '';
+  return address.toLowerCase().endsWith('.local');
+}
+
+/** mDNS (.local) host candidates cannot be resolved here; ICE finds the peer as peer-reflexive instead. */
+function stripUnresolvableCandidates(sdp: string): string {
+  return sdp
+    .split(/\r?\n/)
+    .filter((l) => !(l.startsWith('a=candidate:') && isMdnsCandidate(l)))
+    .join('\r\n');
+}
+
+function rewriteAnswer(sdp: string, announced: string | undefined): string {
+  const lines = sdp.split(/\r?\n/).filter((l) => l !== '' && !l.startsWith('a=group:LS'));
+  if (!announced) return lines.join('\r\n') + '\r\n';
+  return (
+    lines
+      .map((l) => {
+        if (l.startsWith('a=candidate:')) {
+          const parts = l.split(' ');
+          if (parts[7] === 'host') parts[4] = announced;
+          return parts.join(' ');
+        }
+        if (l.startsWith('c=IN IP4 ') || l.startsWith('c=IN IP6 ')) {
+          return `c=IN ${announced.includes(':') ? 'IP6' : 'IP4'} ${announced}`;
+        }
+        return l;
+      })
+      .join('\r\n') + '\r\n'
+  );
+}

@@ -1,0 +1,274 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { AuditLog, AuditEntry } from '../audit/audit-log.js';
+import type { SourceAuthenticator, SourceIdentity } from '../auth/source-auth.js';
+import { Call } from '../call/call.js';
+import type { CallTable } from '../call/call-table.js';
+import { WebRtcLeg } from '../call/webrtc-leg.js';
+import type { Clock } from '../core/clock.js';
+import type { IceServerConfig } from '../core/config.js';
+import { VoxgateError, isVoxgateError } from '../core/errors.js';
+import { newEtag, newSessionId } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
+import { attr, parseSdp, SdpParseError } from '../sdp/sdp.js';
+import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
+import { iceServerLinks } from '../webrtc/ice-servers.js';
+import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
+
+/** A request as the endpoint sees it: already read, size-checked and routed. */
+export interface EndpointRequest {
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** Client address as host:port. */
+  remote: string;
+  /** Absolute base URL (scheme://host[:port]) for Location headers. */
+  baseUrl: string;
+}
+
+export interface EndpointReply {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body?: string;
+}
+
+/** The HTTP face of a live WHIP session. */
+export interface WhipResource {
+  readonly id: string;
+  etag: string;
+  readonly call: Call;
+  readonly leg: WebRtcLeg;
+  readonly plan: AnswerPlan;
+  readonly remoteUfrag: string | undefined;
+  readonly remotePwd: string | undefined;
+  readonly signalingRemote: string;
+}
+
+export interface WhipEndpointDeps {
+  auth: SourceAuthenticator;
+  calls: CallTable;
+  audit: AuditLog;
+  clock: Clock;
+  log: Logger;
+  media: MediaEndpointOptions;
+  iceServers: IceServerConfig[];
+  idleTimeoutMs: number;
+  /** Hook to attach more legs (agent, listeners) once a call's WebRTC leg exists. */
+  onCallStarted?: (resource: WhipResource) => void;
+}
+
+export const SDP_TYPE = 'application/sdp';
+export const TRICKLE_TYPE = 'application/trickle-ice-sdpfrag';
+
+/** The media type of a Content-Type header, lower-cased, parameters dropped. */
+export function mediaType(header: string | undefined): string | undefined {
+  return header?.split(';')[0]?.trim().toLowerCase() || undefined;
+}
+
+/**
+ * WHIP (RFC 9725): POST creates a session from an SDP offer, PATCH trickles candidates,
+ * DELETE ends it. Every attempt, accepted or not, is audited with who made it.
+ */
+export class WhipEndpoint {
+  readonly resources = new Map<string, WhipResource>();
+
+  constructor(private readonly deps: WhipEndpointDeps) {
+    deps.calls.on('ended', (call) => this.resources.delete(call.id));
+  }
+
+  async post(req: EndpointRequest): Promise<EndpointReply> {
+    const { deps } = this;
+    let source: SourceIdentity | undefined;
+    let sessionId: string | undefined;
+    try {
+      source = deps.auth.authenticate(req.headers.authorization);
+      // RFC 9725 §4.2: the offer is application/sdp.
+      const type = mediaType(req.headers['content-type']);
+      if (type !== SDP_TYPE) {
+        throw new VoxgateError('VG_HTTP_UNSUPPORTED_MEDIA_TYPE', `Send the SDP offer with Content-Type: ${SDP_TYPE} (got ${type ?? 'none'}).`, {
+          headers: { 'Accept-Post': SDP_TYPE },
+        });
+      }
+      const text = req.body.toString('utf8');
+      if (text.trim() === '') throw new VoxgateError('VG_SDP_MALFORMED', 'The request body is empty; send an SDP offer.');
+      let offer;
+      try {
+        offer = parseSdp(text);
+      } catch (err) {
+        if (err instanceof SdpParseError) throw new VoxgateError('VG_SDP_MALFORMED', `The SDP offer is malformed: ${err.message}.`);
+        throw err;
+      }
+      const plan = planAnswer(offer, { codecs: source.codecs, allowSendRecv: false, role: 'ingest' });
+      deps.calls.checkAdmission(source);
+
+      sessionId = newSessionId();
+      const call = new Call(sessionId, source, deps.clock, deps.idleTimeoutMs);
+      deps.calls.add(call);
+      let peer: WebRtcPeer;
+      try {
+        peer = await WebRtcPeer.answer(sessionId, text, plan, deps.media);
+      } catch (err) {
+        call.close('setup-failed');
+        throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
+      }
+      if (call.state === 'ended') {
+        peer.close();
+        throw new VoxgateError('VG_HTTP_DRAINING', 'The session ended while it was being set up.');
+      }
+      const leg = new WebRtcLeg(peer, deps.clock);
+      call.addLeg('publisher', leg);
+      const a = offer.media.find((m) => m.type === 'audio' && attr(m.attributes, 'mid') === plan.audio.mid)!;
+      const resource: WhipResource = {
+        id: sessionId,
+        etag: newEtag(),
+        call,
+        leg,
+        plan,
+        remoteUfrag: attr(a.attributes, 'ice-ufrag') ?? attr(offer.attributes, 'ice-ufrag'),
+        remotePwd: attr(a.attributes, 'ice-pwd') ?? attr(offer.attributes, 'ice-pwd'),
+        signalingRemote: req.remote,
+      };
+      peer.on('state', (state, failure) => {
+        if (state === 'connected') {
+          leg.remoteAddress = peer.remoteAddress();
+          call.markConnected();
+        } else if (state === 'failed') {
+          call.close(failure ?? 'ice-failed');
+        }
+      });
+      this.resources.set(sessionId, resource);
+      try {
+        this.#audit({ action: 'whip.post', outcome: 'ok', status: 201, codec: plan.audio.codec }, source, req, sessionId);
+      } catch (err) {
+        call.close('setup-failed');
+        throw err;
+      }
+      deps.onCallStarted?.(resource);
+      const location = `${req.baseUrl}/whip/${sessionId}`;
+      return {
+        status: 201,
+        headers: {
+          'Content-Type': SDP_TYPE,
+          Location: location,
+          ETag: resource.etag,
+          'Accept-Patch': TRICKLE_TYPE,
+          Link: iceServerLinks(deps.iceServers, sessionId, deps.clock.now()),
+        },
+        body: peer.answerSdp,
+      };
+    } catch (err) {
+      return this.#reject(err, 'whip.post', source, req, sessionId);
+    }
+  }
+
+  patch(id: string, req: EndpointRequest): EndpointReply {
+    let source: SourceIdentity | undefined;
+    try {
+      source = this.deps.auth.authenticate(req.headers.authorization);
+      const resource = this.#owned(id, source);
+      const type = mediaType(req.headers['content-type']);
+      // RFC 9725 §4.3: PATCH bodies are trickle-ice-sdpfrag (RFC 8840).
+      if (type !== TRICKLE_TYPE) {
+        throw new VoxgateError('VG_HTTP_UNSUPPORTED_MEDIA_TYPE', `Send candidates with Content-Type: ${TRICKLE_TYPE} (got ${type ?? 'none'}).`, {
+          headers: { 'Accept-Patch': TRICKLE_TYPE },
+        });
+      }
+      const ifMatch = req.headers['if-match'];
+      let frag;
+      try {
+        frag = parseTrickleFragment(req.body.toString('utf8'));
+      } catch (err) {
+        if (err instanceof TrickleParseError) throw new VoxgateError('VG_TRICKLE_MALFORMED', `The sdpfrag is malformed: ${err.message}.`);
+        throw err;
+      }
+      const restart =
+        ifMatch === '*' ||
+        (frag.ufrag !== undefined && frag.ufrag !== resource.remoteUfrag) ||
+        (frag.pwd !== undefined && frag.pwd !== resource.remotePwd);
+      if (restart) {
+        // RFC 9725 §4.3.1: a session that supports trickle but not restart answers a restart with 422.
+        // Deviation: none; libdatachannel cannot restart ICE (its issue 545), so the session stays as it was.
+        throw new VoxgateError('VG_ICE_RESTART_UNSUPPORTED', 'ICE restart is not supported; DELETE this session and POST a new offer.');
+      }
+      // RFC 9725 §4.3.1 / RFC 9110 §13.1.1: a trickle PATCH carries the session's ETag.
+      if (ifMatch === undefined) {
+        throw new VoxgateError('VG_PRECONDITION_REQUIRED', `Send If-Match: ${resource.etag} with trickle PATCH requests.`);
+      }
+      if (!ifMatch.split(',').map((t) => t.trim()).includes(resource.etag)) {
+        throw new VoxgateError('VG_PRECONDITION_FAILED', `If-Match ${ifMatch} does not match the session's ETag ${resource.etag}.`);
+      }
+      let added = 0;
+      for (const c of frag.candidates) {
+        if (resource.leg.peer.addRemoteCandidate(c.candidate, c.mid ?? resource.plan.audio.mid)) added++;
+      }
+      this.#audit(
+        { action: 'whip.patch', outcome: 'ok', status: 204, candidates: frag.candidates.length, used: added },
+        source,
+        req,
+        id,
+      );
+      return { status: 204, headers: {} };
+    } catch (err) {
+      return this.#reject(err, 'whip.patch', source, req, id);
+    }
+  }
+
+  delete(id: string, req: EndpointRequest): EndpointReply {
+    let source: SourceIdentity | undefined;
+    try {
+      source = this.deps.auth.authenticate(req.headers.authorization);
+      const resource = this.#owned(id, source);
+      this.#audit({ action: 'whip.delete', outcome: 'ok', status: 200 }, source, req, id);
+      resource.call.close('deleted');
+      // RFC 9725 §4.2: 200 OK (OBS warns on anything else).
+      return { status: 200, headers: {} };
+    } catch (err) {
+      return this.#reject(err, 'whip.delete', source, req, id);
+    }
+  }
+
+  #owned(id: string, source: SourceIdentity): WhipResource {
+    const resource = this.resources.get(id);
+    if (!resource) throw new VoxgateError('VG_SESSION_NOT_FOUND', `There is no live WHIP session ${id}; it may have ended.`);
+    if (resource.call.source.name !== source.name) {
+      throw new VoxgateError('VG_AUTH_FORBIDDEN', 'This session belongs to another source; use the token that created it.');
+    }
+    return resource;
+  }
+
+  #audit(entry: AuditEntry, source: SourceIdentity | undefined, req: EndpointRequest, session: string | undefined): void {
+    try {
+      this.deps.audit.write({
+        ...entry,
+        source: source?.name ?? null,
+        sourceKind: source?.kind ?? null,
+        remote: req.remote,
+        session: session ?? null,
+      });
+    } catch (err) {
+      this.deps.log.error({ err }, 'audit write failed');
+      throw new VoxgateError('VG_AUDIT_WRITE_FAILED', 'The audit log could not be written; the request was not carried out.', { cause: err });
+    }
+  }
+
+  #reject(err: unknown, action: string, source: SourceIdentity | undefined, req: EndpointRequest, session: string | undefined): EndpointReply {
+    const e = isVoxgateError(err) ? err : new VoxgateError('VG_INTERNAL', 'Unexpected error; see the gateway log.', { cause: err });
+    if (!isVoxgateError(err)) this.deps.log.error({ err, action }, 'unexpected error');
+    else this.deps.log.info({ code: e.code, action, remote: req.remote, source: source?.name, session }, e.message);
+    if (e.code !== 'VG_AUDIT_WRITE_FAILED') {
+      try {
+        this.#audit({ action, outcome: e.status >= 500 ? 'error' : 'rejected', status: e.status, reason: e.code }, source, req, session);
+      } catch (auditErr) {
+        return problemReply(auditErr as VoxgateError);
+      }
+    }
+    return problemReply(e);
+  }
+}
+
+export function problemReply(e: VoxgateError, instance?: string): EndpointReply {
+  return {
+    status: e.status,
+    headers: { 'Content-Type': 'application/problem+json', ...e.headers },
+    body: JSON.stringify(e.toProblem(instance)),
+  };
+}
