@@ -7,7 +7,7 @@ import type { EndReason, Leg } from './call.js';
 export class WebRtcLeg implements Leg {
   readonly kind = 'webrtc';
   readonly received: RtpCounter;
-  remoteAddress: string | undefined;
+  #remoteAddress: string | undefined;
 
   constructor(
     readonly peer: WebRtcPeer,
@@ -15,6 +15,12 @@ export class WebRtcLeg implements Leg {
   ) {
     this.received = new RtpCounter(() => clock.now());
     peer.rtpSink = this.received;
+  }
+
+  /** The media peer's address as ICE selected it (asked once connected, then remembered). */
+  get remoteAddress(): string | undefined {
+    this.#remoteAddress ??= this.peer.state === 'connected' ? this.peer.remoteAddress() : undefined;
+    return this.#remoteAddress;
   }
 
   lastMediaAt(): number {

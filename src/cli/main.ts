@@ -4,6 +4,7 @@ import { verifyAuditFile } from '../audit/audit-log.js';
 import { signJwt } from '../auth/source-auth.js';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { Gateway } from '../http/gateway.js';
+import { shutdownWebRtc } from '../webrtc/peer.js';
 
 const USAGE = `voxgate: the gateway between live audio and AI voice agents
 
@@ -45,7 +46,10 @@ async function serve(argv: string[]): Promise<void> {
     stopping = true;
     gw.log.info({ signal }, 'draining');
     gw.stop().then(
-      () => process.exit(0),
+      () => {
+        shutdownWebRtc();
+        process.exit(0);
+      },
       (err: unknown) => {
         gw.log.error({ err }, 'shutdown failed');
         process.exit(1);

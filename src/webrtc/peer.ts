@@ -214,3 +214,8 @@ function rewriteAnswer(sdp: string, announced: string | undefined): string {
       .join('\r\n') + '\r\n'
   );
 }
+
+/** Stops libdatachannel's threads so the process can exit; call once nothing uses WebRTC any more. */
+export function shutdownWebRtc(): void {
+  ndc.cleanup();
+}

@@ -129,7 +129,6 @@ export class WhipEndpoint {
       };
       peer.on('state', (state, failure) => {
         if (state === 'connected') {
-          leg.remoteAddress = peer.remoteAddress();
           call.markConnected();
         } else if (state === 'failed') {
           call.close(failure ?? 'ice-failed');

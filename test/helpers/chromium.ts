@@ -1,0 +1,160 @@
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export interface TestBrowser {
+  browser: Browser;
+  page: Page;
+  close(): Promise<void>;
+}
+
+/** Debian's Chromium (the flags this machine needs), headless, with a fake microphone that plays `wav` in a loop. */
+export async function launchChromium(url: string, wav: string): Promise<TestBrowser> {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // Gather candidates on 127.0.0.1 too (Chromium skips loopback by default).
+      '--allow-loopback-in-peer-connection',
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      `--use-file-for-fake-audio-capture=${wav}`,
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  const page = await browser.newPage();
+  // tsx compiles test files with esbuild keepNames, which wraps functions passed to
+  // page.evaluate in a __name() helper that does not exist in the page.
+  await page.addInitScript('window.__name = (fn) => fn;');
+  await page.goto(url);
+  return {
+    browser,
+    page,
+    async close() {
+      // Playwright gives the browser its own temporary profile and removes it on close.
+      await browser.close();
+    },
+  };
+}
+
+export interface PublishOptions {
+  token: string;
+  trickle: boolean;
+  iceServers?: RTCIceServer[];
+  relayOnly?: boolean;
+  /** Read ICE servers from the 201's Link headers and use them (restarts ICE with relay). */
+  useLinkIceServers?: boolean;
+}
+
+export interface PublishResult {
+  status: number;
+  location: string | null;
+  etag: string | null;
+  links: string | null;
+  patchStatuses: number[];
+  connectionState: string;
+  candidateTypes: string[];
+}
+
+/**
+ * Runs a WHIP publish inside the page: getUserMedia (the fake WAV), createOffer, POST,
+ * optional trickle PATCHes, setRemoteDescription; resolves when the peer is connected.
+ */
+export async function publishFromPage(page: Page, whipUrl: string, opts: PublishOptions): Promise<PublishResult> {
+  return page.evaluate(
+    async ({ whipUrl, opts }) => {
+      const w = window as unknown as { vgPc?: RTCPeerConnection; vgStream?: MediaStream };
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      w.vgStream = stream;
+      const pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], iceTransportPolicy: opts.relayOnly ? 'relay' : 'all' });
+      w.vgPc = pc;
+      pc.addTransceiver(stream.getAudioTracks()[0]!, { direction: 'sendonly' });
+      const pending: RTCIceCandidate[] = [];
+      let ended = false;
+      pc.onicecandidate = (e) => {
+        if (e.candidate) pending.push(e.candidate);
+        else ended = true;
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      if (!opts.trickle) {
+        await new Promise<void>((r) => {
+          if (pc.iceGatheringState === 'complete') r();
+          else pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r());
+        });
+      }
+      const res = await fetch(whipUrl, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${opts.token}` },
+        body: pc.localDescription!.sdp,
+      });
+      const result = {
+        status: res.status,
+        location: res.headers.get('Location'),
+        etag: res.headers.get('ETag'),
+        links: res.headers.get('Link'),
+        patchStatuses: [] as number[],
+        connectionState: 'new',
+        candidateTypes: [] as string[],
+      };
+      if (res.status !== 201) return result;
+      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+      if (opts.trickle) {
+        // RFC 8840 sdpfrag: ICE credentials, one media section, its candidates.
+        await new Promise<void>((r) => {
+          if (pc.iceGatheringState === 'complete') r();
+          else pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r());
+        });
+        const offer = pc.localDescription!.sdp;
+        const ufrag = /a=ice-ufrag:(.*)/.exec(offer)![1]!.trim();
+        const pwd = /a=ice-pwd:(.*)/.exec(offer)![1]!.trim();
+        const mid = pc.getTransceivers()[0]!.mid!;
+        const lines = [`a=ice-ufrag:${ufrag}`, `a=ice-pwd:${pwd}`, 'm=audio 9 UDP/TLS/RTP/SAVPF 0', `a=mid:${mid}`];
+        for (const c of pending) {
+          lines.push(`a=${c.candidate}`);
+          result.candidateTypes.push(c.type ?? 'unknown');
+        }
+        if (ended) lines.push('a=end-of-candidates');
+        const p = await fetch(result.location!, {
+          method: 'PATCH',
+          headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': result.etag!, Authorization: `Bearer ${opts.token}` },
+          body: lines.join('\r\n') + '\r\n',
+        });
+        result.patchStatuses.push(p.status);
+      }
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`not connected: ${pc.connectionState}`)), 15000);
+        const check = () => {
+          if (pc.connectionState === 'connected') {
+            clearTimeout(t);
+            resolve();
+          } else if (pc.connectionState === 'failed') {
+            clearTimeout(t);
+            reject(new Error('connection failed'));
+          }
+        };
+        pc.addEventListener('connectionstatechange', check);
+        check();
+      });
+      result.connectionState = pc.connectionState;
+      return result;
+    },
+    { whipUrl, opts },
+  );
+}
+
+/** Packets the page's sender has sent so far (RTCOutboundRtpStreamStats). */
+export async function packetsSent(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    const pc = (window as unknown as { vgPc: RTCPeerConnection }).vgPc;
+    let n = 0;
+    (await pc.getStats()).forEach((s: { type: string; kind?: string; packetsSent?: number }) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') n += s.packetsSent ?? 0;
+    });
+    return n;
+  });
+}

@@ -1,0 +1,79 @@
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, type ConfigInput } from '../../src/core/config.js';
+import { createLogger } from '../../src/core/logger.js';
+import { Gateway } from '../../src/http/gateway.js';
+import { shutdownWebRtc } from '../../src/webrtc/peer.js';
+
+let live = 0;
+
+/** A UDP port that was free a moment ago (the OS picked it). */
+export async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  url: string;
+  auditPath: string;
+  stop(): Promise<void>;
+}
+
+export const SOURCE_TOKEN = 'test-source-token-0123456789';
+export const OTHER_TOKEN = 'other-source-token-0123456789';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+/** Starts a gateway on loopback with a fresh audit file, a free UDP port and two sources. */
+export async function startGateway(overrides: ConfigInput = {}): Promise<TestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-test-'));
+  const auditPath = join(dir, 'audit.jsonl');
+  const config = parseConfig({
+    http: { host: '127.0.0.1', port: 0 },
+    media: { udpPort: await freeUdpPort() },
+    sources: [
+      { name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, codecs: ['opus', 'pcmu'], maxSessions: 50 },
+      { name: 'ward-7-mic', kind: 'iot', token: OTHER_TOKEN, maxSessions: 2 },
+    ],
+    admin: { token: ADMIN_TOKEN },
+    audit: { path: auditPath },
+    limits: { requestsPerSecond: 1000, requestBurst: 1000 },
+    log: { level: process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent' },
+    ...overrides,
+  });
+  const gw = await Gateway.start(config, { log: createLogger(config.log.level) });
+  live++;
+  return {
+    gw,
+    url: gw.url,
+    auditPath,
+    async stop() {
+      await gw.stop();
+      rmSync(dir, { recursive: true, force: true });
+      // libdatachannel's threads keep the test process alive until released.
+      if (--live === 0) shutdownWebRtc();
+    },
+  };
+}
+
+/** Resolves when `check` returns a value, polling an observable state; rejects after `ms`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export async function adminSessions(url: string): Promise<{ id: string; state: string; packets: number; codec: string; source: string; remoteAddress: string | null }[]> {
+  const res = await fetch(`${url}/api/sessions`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+  if (res.status !== 200) throw new Error(`/api/sessions answered ${res.status}`);
+  return ((await res.json()) as { sessions: [] }).sessions;
+}

@@ -1,0 +1,25 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const DIR = join(tmpdir(), 'voxgate-test-media');
+
+/** A WAV of espeak-ng speaking `text`, resampled to 48 kHz mono (made once per machine). */
+export function speechWav(name: string, text: string): string {
+  mkdirSync(DIR, { recursive: true });
+  const out = join(DIR, `${name}.wav`);
+  if (existsSync(out)) return out;
+  const raw = join(DIR, `${name}.raw.wav`);
+  execFileSync('espeak-ng', ['-v', 'en-us', '-s', '150', '-w', raw, text]);
+  execFileSync('sox', [raw, '-r', '48000', '-c', '1', '-b', '16', out]);
+  return out;
+}
+
+/** A WAV of a sine tone. */
+export function toneWav(hz: number, seconds = 5): string {
+  mkdirSync(DIR, { recursive: true });
+  const out = join(DIR, `tone-${hz}-${seconds}.wav`);
+  if (!existsSync(out)) execFileSync('sox', ['-n', '-r', '48000', '-c', '1', '-b', '16', out, 'synth', String(seconds), 'sine', String(hz), 'vol', '0.5']);
+  return out;
+}
