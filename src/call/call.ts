@@ -9,6 +9,7 @@ export type EndReason =
   | 'idle-timeout'
   | 'ice-failed'
   | 'dtls-failed'
+  | 'peer-closed'
   | 'setup-failed'
   | 'shutdown';
 

@@ -4,7 +4,6 @@ import { verifyAuditFile } from '../audit/audit-log.js';
 import { signJwt } from '../auth/source-auth.js';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { Gateway } from '../http/gateway.js';
-import { shutdownWebRtc } from '../webrtc/peer.js';
 
 const USAGE = `voxgate: the gateway between live audio and AI voice agents
 
@@ -46,10 +45,7 @@ async function serve(argv: string[]): Promise<void> {
     stopping = true;
     gw.log.info({ signal }, 'draining');
     gw.stop().then(
-      () => {
-        shutdownWebRtc();
-        process.exit(0);
-      },
+      () => process.exit(0),
       (err: unknown) => {
         gw.log.error({ err }, 'shutdown failed');
         process.exit(1);

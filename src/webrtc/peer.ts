@@ -17,7 +17,7 @@ export interface MediaEndpointOptions {
 }
 
 export type PeerState = 'connecting' | 'connected' | 'failed' | 'closed';
-export type PeerFailure = 'ice-failed' | 'dtls-failed';
+export type PeerFailure = 'ice-failed' | 'dtls-failed' | 'peer-closed';
 
 export interface PeerEvents extends Record<string, unknown[]> {
   state: [state: PeerState, failure: PeerFailure | undefined];
@@ -29,6 +29,23 @@ export interface PeerEvents extends Record<string, unknown[]> {
 export function isRtcp(packet: Buffer): boolean {
   const pt = packet[1] ?? 0;
   return pt >= 192 && pt <= 223;
+}
+
+/**
+ * node-datachannel releases a native Track or DataChannel wrapper (and the thread-safe callback
+ * that keeps Node's event loop alive) only from its JS `onClosed` callback, and a PeerConnection
+ * only from `onStateChange('closed')`. Without them, a collected wrapper stays in the library's
+ * instance set as a dangling pointer (its cleanup() then crashes) and the process never exits.
+ * So every native object gets those callbacks, and stays referenced here until they have run.
+ */
+const closing = new Set<object>();
+
+function trackClosing<T extends { onClosed(cb: () => void): void }>(obj: T, onClosed?: () => void): T {
+  obj.onClosed(() => {
+    closing.delete(obj);
+    onClosed?.();
+  });
+  return obj;
 }
 
 /**
@@ -48,17 +65,16 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
     super();
     this.#pc = pc;
     this.answerSdp = answerSdp;
-    this.#tracks.push(audioTrack);
+    this.#tracks.push(trackClosing(audioTrack));
     audioTrack.onMessage((msg) => {
       if (isRtcp(msg)) this.emit('rtcp', msg);
       else this.rtpSink?.writeRtp(msg);
     });
-    pc.onTrack((t) => this.#tracks.push(t));
+    pc.onTrack((t) => this.#tracks.push(trackClosing(t)));
     pc.onDataChannel((dc) => {
-      this.#channels.push(dc);
+      this.#channels.push(trackClosing(dc));
       this.emit('datachannel', dc.getLabel());
     });
-    pc.onStateChange((s) => this.#onState(s));
   }
 
   /** Answers an offer with our plan; resolves once every local candidate is gathered (RFC 9725 §4.3.2: no server trickle). */
@@ -69,6 +85,12 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
       portRangeBegin: opts.udpPort,
       portRangeEnd: opts.udpPort,
       bindAddress: opts.bindAddress,
+    });
+    // Registered exactly once: a second registration after 'closed' would never be released.
+    let peer: WebRtcPeer | undefined;
+    pc.onStateChange((s) => {
+      if (s === 'closed') closing.delete(pc);
+      if (peer) peer.#onState(s);
     });
     try {
       const a = plan.audio;
@@ -92,8 +114,8 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
           const local = pc.localDescription();
           if (!local) return;
           done = true;
-          const peer = new WebRtcPeer(pc, track, rewriteAnswer(local.sdp, opts.announcedAddress));
-          peer.#tracks.push(...others);
+          peer = new WebRtcPeer(pc, track, rewriteAnswer(local.sdp, opts.announcedAddress));
+          peer.#tracks.push(...others.map((t) => trackClosing(t)));
           resolve(peer);
         };
         // Registered before setRemoteDescription: with UDP mux, gathering can complete synchronously.
@@ -104,14 +126,14 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
           pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer');
         } catch (err) {
           done = true;
-          pc.close();
+          closeNative(pc, [track, ...others].map((t) => trackClosing(t)), []);
           reject(err instanceof Error ? err : new Error(String(err)));
           return;
         }
         if (pc.gatheringState() === 'complete') finish();
       });
     } catch (err) {
-      pc.close();
+      closeNative(pc, [], []);
       throw err;
     }
   }
@@ -154,11 +176,7 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.rtpSink = undefined;
-    try {
-      this.#pc.close();
-    } catch {
-      // already torn down natively
-    }
+    closeNative(this.#pc, this.#tracks, this.#channels);
     this.emit('state', 'closed', undefined);
     this.removeAllListeners();
   }
@@ -168,6 +186,10 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
     if (s === 'connected' && this.#state !== 'connected') {
       this.#state = 'connected';
       this.emit('state', 'connected', undefined);
+    } else if (s === 'closed') {
+      // The remote closed DTLS (close_notify): the publisher is gone.
+      this.#state = 'failed';
+      this.emit('state', 'failed', 'peer-closed');
     } else if (s === 'failed') {
       this.#state = 'failed';
       let ice: string;
@@ -177,6 +199,21 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
         ice = 'failed';
       }
       this.emit('state', 'failed', ice === 'failed' || ice === 'disconnected' ? 'ice-failed' : 'dtls-failed');
+    }
+  }
+}
+
+/** Closes tracks, channels and the connection, keeping them referenced until their close callbacks ran. */
+function closeNative(pc: NdcPeerConnection, tracks: NdcTrack[], channels: NdcDataChannel[]): void {
+  const objs: { close(): void }[] = [...tracks, ...channels];
+  for (const obj of [...objs, pc]) closing.add(obj);
+  // An object that was already closed never calls back again: let go of everything after a while.
+  setTimeout(() => [...objs, pc].forEach((o) => closing.delete(o)), 10_000).unref();
+  for (const obj of [...objs, pc]) {
+    try {
+      obj.close();
+    } catch {
+      closing.delete(obj);
     }
   }
 }
@@ -213,9 +250,4 @@ function rewriteAnswer(sdp: string, announced: string | undefined): string {
       })
       .join('\r\n') + '\r\n'
   );
-}
-
-/** Stops libdatachannel's threads so the process can exit; call once nothing uses WebRTC any more. */
-export function shutdownWebRtc(): void {
-  ndc.cleanup();
 }

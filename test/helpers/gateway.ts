@@ -5,9 +5,6 @@ import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Gateway } from '../../src/http/gateway.js';
-import { shutdownWebRtc } from '../../src/webrtc/peer.js';
-
-let live = 0;
 
 /** A UDP port that was free a moment ago (the OS picked it). */
 export async function freeUdpPort(): Promise<number> {
@@ -47,7 +44,6 @@ export async function startGateway(overrides: ConfigInput = {}): Promise<TestGat
     ...overrides,
   });
   const gw = await Gateway.start(config, { log: createLogger(config.log.level) });
-  live++;
   return {
     gw,
     url: gw.url,
@@ -55,8 +51,6 @@ export async function startGateway(overrides: ConfigInput = {}): Promise<TestGat
     async stop() {
       await gw.stop();
       rmSync(dir, { recursive: true, force: true });
-      // libdatachannel's threads keep the test process alive until released.
-      if (--live === 0) shutdownWebRtc();
     },
   };
 }

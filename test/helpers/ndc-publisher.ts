@@ -1,0 +1,89 @@
+import ndc from 'node-datachannel';
+
+const { PeerConnection, Audio } = ndc;
+
+export interface NdcPublisher {
+  status: number;
+  /** The offer we sent (its ICE credentials are what trickle PATCHes must repeat). */
+  offer: string;
+  headers: Headers;
+  answer: string;
+  location: string | undefined;
+  /** ms from POST sent to 201 received. */
+  postMs: number;
+  connected: Promise<void>;
+  /** Starts sending a 20 ms Opus-sized RTP packet every `intervalMs`. */
+  startRtp(intervalMs?: number): void;
+  sent(): number;
+  close(): void;
+}
+
+/** A real WebRTC publisher (libdatachannel) for tests and benchmarks that need many peers. */
+export async function publishWithNdc(
+  whipUrl: string,
+  token: string,
+  opts: { direction?: 'SendOnly' | 'SendRecv'; codecs?: 'opus' | 'pcmu'; payload?: Buffer } = {},
+): Promise<NdcPublisher> {
+  const pc = new PeerConnection('pub', { iceServers: [], bindAddress: '127.0.0.1', enableIceUdpMux: false });
+  const audio = new Audio('0', opts.direction ?? 'SendOnly');
+  const ssrc = (Math.random() * 0xffffffff) >>> 0;
+  if (opts.codecs === 'pcmu') audio.addAudioCodec(0, 'PCMU');
+  else audio.addOpusCodec(111);
+  audio.addSSRC(ssrc, 'vg-test');
+  const track = pc.addTrack(audio);
+  // node-datachannel frees a track's native wrapper only from its onClosed callback.
+  track.onClosed(() => undefined);
+  const gathered = new Promise<void>((resolve) => {
+    pc.onGatheringStateChange((s) => s === 'complete' && resolve());
+  });
+  pc.setLocalDescription();
+  await gathered;
+  const connected = new Promise<void>((resolve, reject) => {
+    pc.onStateChange((s) => {
+      if (s === 'connected') resolve();
+      if (s === 'failed') reject(new Error('publisher connection failed'));
+    });
+  });
+  connected.catch(() => undefined);
+  const t0 = performance.now();
+  const res = await fetch(whipUrl, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
+    body: pc.localDescription()!.sdp,
+  });
+  const body = await res.text();
+  const postMs = performance.now() - t0;
+  if (res.status === 201) pc.setRemoteDescription(body, 'answer');
+  let seq = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const payload = opts.payload ?? Buffer.alloc(80, 0x5a);
+  return {
+    status: res.status,
+    offer: pc.localDescription()!.sdp,
+    headers: res.headers,
+    answer: body,
+    location: res.headers.get('location') ?? undefined,
+    postMs,
+    connected: res.status === 201 ? connected : Promise.reject(new Error(`POST answered ${res.status}`)),
+    startRtp(intervalMs = 20) {
+      timer = setInterval(() => {
+        if (!track.isOpen()) return;
+        const pkt = Buffer.alloc(12 + payload.length);
+        pkt[0] = 0x80;
+        pkt[1] = opts.codecs === 'pcmu' ? 0 : 111;
+        pkt.writeUInt16BE(seq & 0xffff, 2);
+        pkt.writeUInt32BE((seq * 960) >>> 0, 4);
+        pkt.writeUInt32BE(ssrc, 8);
+        payload.copy(pkt, 12);
+        seq++;
+        track.sendMessageBinary(pkt);
+      }, intervalMs);
+    },
+    sent: () => seq,
+    close() {
+      if (timer) clearInterval(timer);
+      track.close();
+      pc.close();
+    },
+  };
+}
