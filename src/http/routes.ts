@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { secretEquals, bearerToken } from '../auth/source-auth.js';
 import { VoxgateError } from '../core/errors.js';
 import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../whip/whip-endpoint.js';
+import { iceServerLinks } from '../webrtc/ice-servers.js';
 import type { Gateway } from './gateway.js';
 
 const EXPOSED = 'Location, ETag, Link, Accept-Post, Accept-Patch, Retry-After, WWW-Authenticate';
@@ -15,6 +16,8 @@ type Route = {
   methods: Partial<Record<string, (ctx: Ctx) => Promise<EndpointReply> | EndpointReply>>;
   /** Added to OPTIONS answers (RFC 9725 §4.2: Accept-Post on the endpoint). */
   optionsHeaders?: Record<string, string>;
+  /** ICE-server Links for a plain OPTIONS (RFC 9725 §4.6), so a client can gather relay candidates before its offer. */
+  optionsLinks?: (gw: Gateway, req: IncomingMessage) => string[];
 };
 
 interface Ctx {
@@ -38,6 +41,15 @@ const noContent = (status = 204): EndpointReply => ({ status, headers: {} });
 
 const WHIP_ENDPOINT: Route = {
   optionsHeaders: { 'Accept-Post': SDP_TYPE },
+  // TURN credentials only for a valid source token: the endpoint must not be an open relay.
+  optionsLinks: (gw, req) => {
+    try {
+      const source = gw.auth.authenticate(req.headers.authorization);
+      return iceServerLinks(gw.config.iceServers, `options-${source.name}`, gw.clock.now());
+    } catch {
+      return iceServerLinks(gw.config.iceServers.filter((s) => !s.secret && !s.credential), '', gw.clock.now());
+    }
+  },
   methods: {
     POST: async ({ gw, endpointRequest }) => {
       if (gw.draining) {
@@ -209,7 +221,8 @@ export async function handleRequest(gw: Gateway, req: IncomingMessage, res: Serv
         }, false);
         return;
       }
-      send(res, noContent(), { ...cors, Allow: allow, ...r.optionsHeaders }, false);
+      const links = r.optionsLinks?.(gw, req) ?? [];
+      send(res, { status: 204, headers: links.length ? { Link: links } : {} }, { ...cors, Allow: allow, ...r.optionsHeaders }, false);
       return;
     }
     const handler = r.methods[method];
