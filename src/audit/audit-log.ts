@@ -36,7 +36,8 @@ export class AuditLog {
     readonly path: string,
     private readonly clock: Clock,
   ) {
-    this.#fd = openSync(path, 'a');
+    // a+: appends always go to the end, and the last record can be read to continue the chain.
+    this.#fd = openSync(path, 'a+');
     const last = readLastLine(this.#fd);
     if (last) {
       try {
@@ -71,8 +72,7 @@ function readLastLine(fd: number): string | undefined {
   if (size === 0) return undefined;
   const len = Math.min(size, 64 * 1024);
   const buf = Buffer.alloc(len);
-  const rfd = fd;
-  readSync(rfd, buf, 0, len, size - len);
+  readSync(fd, buf, 0, len, size - len);
   const lines = buf.toString('utf8').split('\n').filter((l) => l.length > 0);
   return lines[lines.length - 1];
 }

@@ -6,8 +6,6 @@ import type { Call } from '../call/call.js';
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly httpResponses: Counter<'method' | 'status'>;
-  #endedPackets = 0;
-  #endedBytes = 0;
 
   constructor(calls: CallTable) {
     const registry = this.registry;
@@ -21,23 +19,25 @@ export class GatewayMetrics {
       },
     });
     const created = new Counter({ name: 'voxgate_sessions_created_total', help: 'Sessions created', labelNames: ['source_kind'], registers: [registry] });
-    const ended = new Counter({ name: 'voxgate_sessions_ended_total', help: 'Sessions ended, by reason', labelNames: ['reason'], registers: [registry] });
+    const endedCalls = new Counter({ name: 'voxgate_sessions_ended_total', help: 'Sessions ended, by reason', labelNames: ['reason'], registers: [registry] });
     const setup = new Histogram({
       name: 'voxgate_session_setup_seconds',
       help: 'From the POST to ICE and DTLS connected',
       buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     });
-    const live = () => [...calls.values()].map(mediaOf);
-    const self = this;
     // Totals are summed at scrape time: the packet path only bumps each leg's own counters.
+    const total = (pick: (m: { packets: number; bytes: number }) => number) =>
+      [...calls.values()].map(mediaOf).reduce((n, m) => n + pick(m), 0);
+    // Media counted by calls that have ended, so totals never go down.
+    const ended = { packets: 0, bytes: 0 };
     new Counter({
       name: 'voxgate_rtp_packets_received_total',
       help: 'RTP packets received from sources',
       registers: [registry],
       collect() {
         this.reset();
-        this.inc(self.#endedPackets + live().reduce((n, m) => n + m.packets, 0));
+        this.inc(ended.packets + total((m) => m.packets));
       },
     });
     new Counter({
@@ -46,7 +46,7 @@ export class GatewayMetrics {
       registers: [registry],
       collect() {
         this.reset();
-        this.inc(self.#endedBytes + live().reduce((n, m) => n + m.bytes, 0));
+        this.inc(ended.bytes + total((m) => m.bytes));
       },
     });
     this.httpResponses = new Counter({
@@ -58,10 +58,10 @@ export class GatewayMetrics {
     calls.on('created', (call) => created.inc({ source_kind: call.source.kind }));
     calls.on('connected', (call) => setup.observe(((call.connectedAt ?? call.createdAt) - call.createdAt) / 1000));
     calls.on('ended', (call, reason) => {
-      ended.inc({ reason });
+      endedCalls.inc({ reason });
       const m = mediaOf(call);
-      this.#endedPackets += m.packets;
-      this.#endedBytes += m.bytes;
+      ended.packets += m.packets;
+      ended.bytes += m.bytes;
     });
   }
 }

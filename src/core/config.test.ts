@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig, parseConfig } from './config.js';
+
+test('an empty configuration gives the documented defaults', () => {
+  const c = parseConfig({});
+  assert.deepEqual([c.http.host, c.http.port, c.media.udpPort, c.idleTimeoutSeconds, c.limits.maxSessions], ['127.0.0.1', 8080, 50000, 60, 1000]);
+});
+
+test('every problem names its field and what is wrong', () => {
+  try {
+    parseConfig({ http: { port: 'eighty' }, sources: [{ name: 'a b', token: 'short' }, { name: 'x', token: '0123456789abcdef', codecs: ['mp3'] }], iceServers: [{ urls: 'http://x' }], bogus: 1 });
+    assert.fail('accepted');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    const text = e.problems.join('\n');
+    assert.match(text, /^http\.port: .*expected number/m);
+    assert.match(text, /^sources\.0\.name: use letters/m);
+    assert.match(text, /^sources\.0\.token: tokens must be at least 16 characters/m);
+    assert.match(text, /^sources\.1\.codecs\.0: /m);
+    assert.match(text, /^iceServers\.0\.urls: each url must be a stun:/m);
+    assert.match(text, /^\(root\): .*bogus/m);
+  }
+});
+
+test('duplicate source names are refused', () => {
+  assert.throws(() => parseConfig({ sources: [{ name: 'a', token: '0123456789abcdef' }, { name: 'a', token: 'fedcba9876543210' }] }), /sources\.1\.name: duplicate/);
+});
+
+test('flags override the file; a bad file says what is wrong with it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-config-'));
+  try {
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ http: { port: 9000, host: '0.0.0.0' }, media: { udpPort: 40000 } }));
+    const c = loadConfig(file, { httpPort: 9100, udpPort: 40100 });
+    assert.deepEqual([c.http.host, c.http.port, c.media.udpPort], ['0.0.0.0', 9100, 40100]);
+    writeFileSync(file, '{ not json');
+    assert.throws(() => loadConfig(file), /not valid JSON/);
+    assert.throws(() => loadConfig(join(dir, 'missing.json')), /cannot read the file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
