@@ -131,6 +131,7 @@ const STATIC_ROUTES: Record<string, Route> = {
           signalingAddress: r.signalingRemote,
           packets: r.leg.received.packets,
           bytes: r.leg.received.bytes,
+          firstPacketAt: r.leg.received.firstArrival ? new Date(r.leg.received.firstArrival).toISOString() : null,
           lastPacketAt: r.leg.received.lastArrival ? new Date(r.leg.received.lastArrival).toISOString() : null,
           ageSeconds: Math.round((now - r.call.createdAt) / 100) / 10,
         }));
