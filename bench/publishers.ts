@@ -32,6 +32,7 @@ const frames: Buffer[] = (() => {
 })();
 
 const pubs: Publisher[] = [];
+let failures = 0;
 let ticker: NodeJS.Timeout | undefined;
 
 async function publish(url: string, token: string): Promise<Publisher | undefined> {
@@ -64,7 +65,16 @@ async function publish(url: string, token: string): Promise<Publisher | undefine
     return undefined;
   }
   pub.id = res.headers.get('location')!.split('/').pop()!;
-  pc.setRemoteDescription(answer, 'answer');
+  try {
+    pc.setRemoteDescription(answer, 'answer');
+  } catch (err) {
+    // A client-side failure is reported and counted, not hidden: the publisher is dropped.
+    process.send!({ type: 'error', message: `setRemoteDescription: ${(err as Error).message} (state ${pc.state()}, ice ${pc.iceState()})` });
+    failures++;
+    track.close();
+    pc.close();
+    return undefined;
+  }
   return pub;
 }
 
@@ -100,6 +110,7 @@ process.on('message', async (msg: { cmd: string; url?: string; token?: string; n
     while (pubs.some((p) => !p.connected) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     process.send!({
       type: 'ready',
+      failures,
       publishers: pubs.map((p) => ({ id: p.id, postStartedAt: p.postStartedAt, postMs: p.postMs, connected: p.connected })),
     });
   } else if (msg.cmd === 'stop-rtp') {

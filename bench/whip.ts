@@ -21,6 +21,8 @@ const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const PUBLISHERS = fileURLToPath(new URL('./publishers.ts', import.meta.url));
 const CLK_TCK = 100;
 /** POSTs in flight while ramping up: 1 measures what one client sees. */
+/** Extra environment for the gateway process, e.g. BENCH_GATEWAY_ENV='MALLOC_ARENA_MAX=2'. */
+const GATEWAY_ENV = Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1);
 
 function pct(values: number[], p: number): number {
@@ -81,7 +83,7 @@ async function run(n: number): Promise<Record<string, string | number>> {
       log: { level: 'warn' },
     }),
   );
-  const gw = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const gw = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...GATEWAY_ENV } });
   const url = `http://127.0.0.1:${httpPort}`;
   const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
@@ -91,7 +93,7 @@ async function run(n: number): Promise<Record<string, string | number>> {
     const base = procStat(gw.pid!);
 
     pubs.send({ cmd: 'start', url, token: TOKEN, n, concurrency: CONCURRENCY });
-    const ready = await once<{ publishers: { id: string; postStartedAt: number; postMs: number; connected: boolean }[] }>(pubs, 'ready', 300_000);
+    const ready = await once<{ failures: number; publishers: { id: string; postStartedAt: number; postMs: number; connected: boolean }[] }>(pubs, 'ready', 300_000);
     // Steady state: every publisher sends 50 packets a second.
     await new Promise((r) => setTimeout(r, 2000));
     const s0 = procStat(gw.pid!);
@@ -122,6 +124,7 @@ async function run(n: number): Promise<Record<string, string | number>> {
       publishers: n,
       'POSTs in flight': CONCURRENCY,
       connected,
+      'client-side failures': ready.failures,
       'POST→201 p50 ms': pct(posts, 50).toFixed(1),
       'POST→201 p99 ms': pct(posts, 99).toFixed(1),
       'POST→first RTP p50 ms': pct(firstRtp, 50).toFixed(0),

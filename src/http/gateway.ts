@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { AuditLog } from '../audit/audit-log.js';
-import { SourceAuthenticator, type SourceIdentity } from '../auth/source-auth.js';
+import { SourceAuthenticator } from '../auth/source-auth.js';
 import { CallTable } from '../call/call-table.js';
 import { SystemClock, type Clock } from '../core/clock.js';
 import type { Config, SourceConfig } from '../core/config.js';
@@ -118,10 +118,6 @@ export class Gateway {
     const targets = this.config.redirect?.targets;
     if (!targets) return undefined;
     return targets[this.#redirectNext++ % targets.length];
-  }
-
-  sourceOf(id: string): SourceIdentity | undefined {
-    return this.calls.get(id)?.source;
   }
 
   async #listen(): Promise<void> {

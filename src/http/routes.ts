@@ -252,7 +252,7 @@ export async function handleRequest(gw: Gateway, req: IncomingMessage, res: Serv
     if (!(err instanceof VoxgateError)) throw err;
     gw.log.info({ code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) }, err.message);
     // Refusals before the WHIP endpoint saw the request (size, rate) are audited here.
-    if (found && found.route !== undefined && path.startsWith('/whip') && (method === 'POST' || method === 'PATCH' || method === 'DELETE')) {
+    if (found && path.startsWith('/whip') && (method === 'POST' || method === 'PATCH' || method === 'DELETE')) {
       try {
         gw.audit.write({ action: `whip.${method.toLowerCase()}`, outcome: 'rejected', status: err.status, reason: err.code, remote: remoteOf(req), session: found.params[0] ?? null });
       } catch (auditErr) {

@@ -52,8 +52,6 @@ export interface WhipEndpointDeps {
   media: MediaEndpointOptions;
   iceServers: IceServerConfig[];
   idleTimeoutMs: number;
-  /** Hook to attach more legs (agent, listeners) once a call's WebRTC leg exists. */
-  onCallStarted?: (resource: WhipResource) => void;
 }
 
 export const SDP_TYPE = 'application/sdp';
@@ -141,7 +139,6 @@ export class WhipEndpoint {
         call.close('setup-failed');
         throw err;
       }
-      deps.onCallStarted?.(resource);
       const location = `${req.baseUrl}/whip/${sessionId}`;
       return {
         status: 201,
