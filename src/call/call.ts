@@ -11,6 +11,8 @@ export type EndReason =
   | 'dtls-failed'
   | 'peer-closed'
   | 'setup-failed'
+  | 'agent-hangup'
+  | 'agent-failed'
   | 'shutdown';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {

@@ -51,6 +51,8 @@ export const configSchema = z
         bindAddress: z.string().optional(),
         /** Address written into our ICE candidates when behind NAT. */
         announcedAddress: z.string().optional(),
+        /** The jitter buffer's cap: it adapts between 20 ms and this. */
+        jitterBufferMaxMs: z.number().int().min(40).max(1000).default(200),
       })
       .strict()
       .prefault({}),
@@ -65,6 +67,8 @@ export const configSchema = z
       .prefault({}),
     admin: z.object({ token: z.string().min(16).optional() }).strict().prefault({}),
     idleTimeoutSeconds: z.number().positive().default(60),
+    /** The agent for sources that name none. */
+    defaultAgent: z.string().default('echo'),
     limits: z
       .object({
         maxSessions: z.number().int().positive().default(1000),

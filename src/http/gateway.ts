@@ -6,11 +6,13 @@ import { AuditLog } from '../audit/audit-log.js';
 import { SourceAuthenticator } from '../auth/source-auth.js';
 import { CallTable } from '../call/call-table.js';
 import { SystemClock, type Clock } from '../core/clock.js';
-import type { Config, SourceConfig } from '../core/config.js';
+import { ConfigError, type Config, type SourceConfig } from '../core/config.js';
 import { TypedEmitter } from '../core/events.js';
 import { newToken } from '../core/ids.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { WhipEndpoint } from '../whip/whip-endpoint.js';
+import { AgentRegistry } from '../agent/registry.js';
+import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { handleRequest } from './routes.js';
@@ -34,6 +36,8 @@ export class Gateway {
   readonly whip: WhipEndpoint;
   readonly metrics: GatewayMetrics;
   readonly limiter: RateLimiter;
+  readonly agents: AgentRegistry;
+  readonly frameClock: FrameClock;
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -57,6 +61,18 @@ export class Gateway {
     this.auth = new SourceAuthenticator(sources, config.auth.jwtSecret, this.clock);
     this.calls = new CallTable(config.limits);
     this.audit = new AuditLog(config.audit.path, this.clock);
+    this.agents = new AgentRegistry(config.defaultAgent);
+    // Fail at start-up, naming the source, rather than on its first call.
+    const badAgents = sources.flatMap((s, i) => {
+      try {
+        this.agents.resolve(s.agent);
+        return [];
+      } catch (err) {
+        return [`sources.${i}.agent: ${(err as Error).message}`];
+      }
+    });
+    if (badAgents.length) throw new ConfigError(badAgents);
+    this.frameClock = new FrameClock(this.clock, (err) => this.log.error({ err }, 'media tick failed'));
     this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
     this.whip = new WhipEndpoint({
       auth: this.auth,
@@ -71,6 +87,16 @@ export class Gateway {
       },
       iceServers: config.iceServers,
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+      agents: this.agents,
+      frameClock: this.frameClock,
+      maxJitterMs: config.media.jitterBufferMaxMs,
+      onQuality: (r, q) => {
+        this.metrics.mos.observe(q.mos);
+        // agent-protocols.md alert thresholds.
+        if (q.mos < 3.5 || q.lossPercent > 3 || q.jitterMs > 30 || (q.rttMs ?? 0) > 400) {
+          this.log.warn({ session: r.id, source: r.call.source.name, ...q }, 'call quality is poor');
+        }
+      },
     });
     this.metrics = new GatewayMetrics(this.calls);
     this.calls.on('ended', (call, reason) => {

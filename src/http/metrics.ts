@@ -6,6 +6,7 @@ import type { Call } from '../call/call.js';
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly httpResponses: Counter<'method' | 'status'>;
+  readonly mos: Histogram;
 
   constructor(calls: CallTable) {
     const registry = this.registry;
@@ -53,6 +54,12 @@ export class GatewayMetrics {
       name: 'voxgate_http_responses_total',
       help: 'HTTP responses, by method and status',
       labelNames: ['method', 'status'],
+      registers: [registry],
+    });
+    this.mos = new Histogram({
+      name: 'voxgate_session_mos',
+      help: 'E-model MOS of live sessions, sampled every 5 s',
+      buckets: [1, 2, 2.5, 3, 3.5, 4, 4.2, 4.4, 4.5],
       registers: [registry],
     });
     calls.on('created', (call) => created.inc({ source_kind: call.source.kind }));

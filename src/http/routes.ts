@@ -134,6 +134,8 @@ const STATIC_ROUTES: Record<string, Route> = {
           firstPacketAt: r.leg.received.firstArrival ? new Date(r.leg.received.firstArrival).toISOString() : null,
           lastPacketAt: r.leg.received.lastArrival ? new Date(r.leg.received.lastArrival).toISOString() : null,
           ageSeconds: Math.round((now - r.call.createdAt) / 100) / 10,
+          pipeline: r.bridge?.describe() ?? null,
+          quality: r.bridge?.quality ?? null,
         }));
         return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ sessions }) };
       },

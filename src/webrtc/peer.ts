@@ -22,7 +22,16 @@ export type PeerFailure = 'ice-failed' | 'dtls-failed' | 'peer-closed';
 export interface PeerEvents extends Record<string, unknown[]> {
   state: [state: PeerState, failure: PeerFailure | undefined];
   rtcp: [packet: Buffer];
+  /** A data channel opened by the remote side. */
   datachannel: [label: string];
+  /** A text message on the data channel. */
+  message: [text: string];
+}
+
+/** Our outgoing stream, announced in the answer (a=ssrc) when we send audio. */
+export interface SendStream {
+  ssrc: number;
+  cname: string;
 }
 
 /** RFC 5761 §4: RTCP packet types 192-223 share the RTP port; tell them apart by the second byte. */
@@ -73,12 +82,16 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
     pc.onTrack((t) => this.#tracks.push(trackClosing(t)));
     pc.onDataChannel((dc) => {
       this.#channels.push(trackClosing(dc));
+      dc.onMessage((msg) => {
+        if (typeof msg === 'string') this.emit('message', msg);
+        else this.emit('message', Buffer.from(msg as ArrayBuffer).toString('utf8'));
+      });
       this.emit('datachannel', dc.getLabel());
     });
   }
 
   /** Answers an offer with our plan; resolves once every local candidate is gathered (RFC 9725 §4.3.2: no server trickle). */
-  static answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions): Promise<WebRtcPeer> {
+  static answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions, send?: SendStream): Promise<WebRtcPeer> {
     const pc = new PeerConnection(id, {
       iceServers: [],
       enableIceUdpMux: true,
@@ -100,6 +113,7 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
       if (a.telephoneEvent) {
         audio.addAudioCodec(a.telephoneEvent.payloadType, `telephone-event/${a.telephoneEvent.clockRate}`, '0-16');
       }
+      if (send && a.direction !== 'recvonly') audio.addSSRC(send.ssrc, send.cname, 'voxgate', 'agent');
       const track = pc.addTrack(audio);
       const others = plan.inactive.map((m) => {
         const media = m.type === 'video' ? new Video(m.mid, 'Inactive') : new Audio(m.mid, 'Inactive');
@@ -140,6 +154,30 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
 
   get state(): PeerState {
     return this.#state;
+  }
+
+  /** Sends an RTP or RTCP packet on the audio track (libdatachannel protects it with SRTP/SRTCP). */
+  sendMedia(packet: Buffer): boolean {
+    const track = this.#tracks[0];
+    if (this.#state !== 'connected' || !track?.isOpen()) return false;
+    try {
+      return track.sendMessageBinary(packet);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Sends a text message on every open data channel. */
+  sendMessage(text: string): boolean {
+    let sent = false;
+    for (const dc of this.#channels) {
+      try {
+        if (dc.isOpen()) sent = dc.sendMessage(text) || sent;
+      } catch {
+        // a channel closing under us: the message is dropped
+      }
+    }
+    return sent;
   }
 
   /** RFC 8840 trickle: a candidate we cannot use is dropped silently (RFC 9725 §4.3.2). */

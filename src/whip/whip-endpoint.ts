@@ -14,6 +14,10 @@ import { attr, parseSdp, SdpParseError } from '../sdp/sdp.js';
 import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
+import type { AgentRegistry } from '../agent/registry.js';
+import type { FrameClock } from '../audio/frame-clock.js';
+import { MediaBridge, type Quality } from '../call/media-bridge.js';
+import { randomBytes } from 'node:crypto';
 
 /** A request as the endpoint sees it: already read, size-checked and routed. */
 export interface EndpointRequest {
@@ -41,6 +45,7 @@ export interface WhipResource {
   readonly remoteUfrag: string | undefined;
   readonly remotePwd: string | undefined;
   readonly signalingRemote: string;
+  readonly bridge: MediaBridge | undefined;
 }
 
 export interface WhipEndpointDeps {
@@ -52,6 +57,10 @@ export interface WhipEndpointDeps {
   media: MediaEndpointOptions;
   iceServers: IceServerConfig[];
   idleTimeoutMs: number;
+  agents: AgentRegistry;
+  frameClock: FrameClock;
+  maxJitterMs: number;
+  onQuality?: (resource: WhipResource, q: Quality) => void;
 }
 
 export const SDP_TYPE = 'application/sdp';
@@ -95,15 +104,17 @@ export class WhipEndpoint {
         if (err instanceof SdpParseError) throw new VoxgateError('VG_SDP_MALFORMED', `The SDP offer is malformed: ${err.message}.`);
         throw err;
       }
-      const plan = planAnswer(offer, { codecs: source.codecs, allowSendRecv: false, role: 'ingest' });
+      const plan = planAnswer(offer, { codecs: source.codecs, allowSendRecv: true, role: 'ingest' });
       deps.calls.checkAdmission(source);
+      const agent = deps.agents.resolve(source.agent);
 
       sessionId = newSessionId();
       const call = new Call(sessionId, source, deps.clock, deps.idleTimeoutMs);
       deps.calls.add(call);
       let peer: WebRtcPeer;
+      const out = { ssrc: randomBytes(4).readUInt32BE(0), cname: randomBytes(9).toString('base64url') };
       try {
-        peer = await WebRtcPeer.answer(sessionId, text, plan, deps.media);
+        peer = await WebRtcPeer.answer(sessionId, text, plan, deps.media, out);
       } catch (err) {
         call.close('setup-failed');
         throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
@@ -114,6 +125,20 @@ export class WhipEndpoint {
       }
       const leg = new WebRtcLeg(peer, deps.clock);
       call.addLeg('publisher', leg);
+      const log = deps.log.child({ session: sessionId });
+      const bridge = new MediaBridge(peer, plan, agent, sessionId, source, out, {
+        clock: deps.clock,
+        frameClock: deps.frameClock,
+        log,
+        maxJitterMs: deps.maxJitterMs,
+        onHangup: (reason) => {
+          log.info({ reason }, 'agent hung up');
+          call.close('agent-hangup');
+        },
+        onQuality: (q) => deps.onQuality?.(resource, q),
+      });
+      leg.received.next = bridge;
+      call.addLeg('agent', bridge);
       const a = offer.media.find((m) => m.type === 'audio' && attr(m.attributes, 'mid') === plan.audio.mid)!;
       const resource: WhipResource = {
         id: sessionId,
@@ -124,6 +149,7 @@ export class WhipEndpoint {
         remoteUfrag: attr(a.attributes, 'ice-ufrag') ?? attr(offer.attributes, 'ice-ufrag'),
         remotePwd: attr(a.attributes, 'ice-pwd') ?? attr(offer.attributes, 'ice-pwd'),
         signalingRemote: req.remote,
+        bridge,
       };
       peer.on('state', (state, failure) => {
         if (state === 'connected') {
@@ -139,6 +165,11 @@ export class WhipEndpoint {
         call.close('setup-failed');
         throw err;
       }
+      log.info({ pipeline: bridge.describe(), agent: agent.name }, 'session created');
+      bridge.start().catch((err: unknown) => {
+        log.error({ err, agent: agent.name }, 'agent failed to start; ending the call');
+        call.close('agent-failed');
+      });
       const location = `${req.baseUrl}/whip/${sessionId}`;
       return {
         status: 201,

@@ -47,8 +47,10 @@ export interface PublishOptions {
   trickle: boolean;
   iceServers?: RTCIceServer[];
   relayOnly?: boolean;
-  /** Read ICE servers from the 201's Link headers and use them (restarts ICE with relay). */
-  useLinkIceServers?: boolean;
+  /** sendrecv asks to hear the agent (our extension of WHIP). */
+  direction?: 'sendonly' | 'sendrecv';
+  /** Open a data channel for agent events. */
+  dataChannel?: boolean;
 }
 
 export interface PublishResult {
@@ -68,12 +70,26 @@ export interface PublishResult {
 export async function publishFromPage(page: Page, whipUrl: string, opts: PublishOptions): Promise<PublishResult> {
   return page.evaluate(
     async ({ whipUrl, opts }) => {
-      const w = window as unknown as { vgPc?: RTCPeerConnection; vgStream?: MediaStream };
+      const w = window as unknown as { vgPc?: RTCPeerConnection; vgStream?: MediaStream; vgRemote?: MediaStream; vgMessages: unknown[]; vgDc?: RTCDataChannel };
       const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
       w.vgStream = stream;
       const pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], iceTransportPolicy: opts.relayOnly ? 'relay' : 'all' });
       w.vgPc = pc;
-      pc.addTransceiver(stream.getAudioTracks()[0]!, { direction: 'sendonly' });
+      pc.addTransceiver(stream.getAudioTracks()[0]!, { direction: opts.direction ?? 'sendonly' });
+      w.vgMessages = [];
+      pc.ontrack = (e) => {
+        w.vgRemote = e.streams[0] ?? new MediaStream([e.track]);
+        // Chrome feeds remote WebRTC audio to Web Audio only while a media element plays it.
+        const el = new Audio();
+        el.muted = true;
+        el.srcObject = w.vgRemote;
+        void el.play();
+      };
+      if (opts.dataChannel) {
+        const dc = pc.createDataChannel('events');
+        w.vgDc = dc;
+        dc.onmessage = (e) => w.vgMessages.push(JSON.parse(String(e.data)));
+      }
       const pending: RTCIceCandidate[] = [];
       let ended = false;
       pc.onicecandidate = (e) => {
@@ -157,4 +173,48 @@ export async function packetsSent(page: Page): Promise<number> {
     });
     return n;
   });
+}
+
+/** Peak frequency and its level (dB relative to the spectrum's median) of the audio the page receives. */
+export async function analyseRemoteAudio(page: Page, ms = 1500): Promise<{ peakHz: number; peakOverMedianDb: number; rms: number }> {
+  return page.evaluate(async (ms) => {
+    const w = window as unknown as { vgRemote: MediaStream };
+    const ctx = new AudioContext();
+    const src = ctx.createMediaStreamSource(w.vgRemote);
+    const an = ctx.createAnalyser();
+    an.fftSize = 4096;
+    src.connect(an);
+    const freq = new Float32Array(an.frequencyBinCount);
+    const time = new Float32Array(an.fftSize);
+    const sum = new Float64Array(an.frequencyBinCount);
+    let rms = 0;
+    let n = 0;
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+      an.getFloatFrequencyData(freq);
+      an.getFloatTimeDomainData(time);
+      for (let i = 0; i < freq.length; i++) sum[i]! += 10 ** (freq[i]! / 10);
+      rms += Math.sqrt(time.reduce((a, x) => a + x * x, 0) / time.length);
+      n++;
+    }
+    await ctx.close();
+    let peak = 1;
+    for (let i = 1; i < sum.length; i++) if (sum[i]! > sum[peak]!) peak = i;
+    const sorted = [...sum].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    return { peakHz: (peak * ctx.sampleRate) / an.fftSize, peakOverMedianDb: 10 * Math.log10(sum[peak]! / median), rms: rms / n };
+  }, ms);
+}
+
+/** The page's RTCStats entries of a type. */
+export async function statsOfType(page: Page, type: string): Promise<Record<string, unknown>[]> {
+  return page.evaluate(async (type) => {
+    const pc = (window as unknown as { vgPc: RTCPeerConnection }).vgPc;
+    const out: Record<string, unknown>[] = [];
+    (await pc.getStats()).forEach((s: Record<string, unknown>) => {
+      if (s.type === type) out.push({ ...s });
+    });
+    return out;
+  }, type);
 }

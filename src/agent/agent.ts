@@ -1,0 +1,100 @@
+import type { AudioFrame } from '../audio/frame.js';
+import type { MarkResult } from '../audio/pacer.js';
+import { TypedEmitter } from '../core/events.js';
+
+export type AgentSampleRate = 8000 | 16000 | 24000 | 48000;
+
+export interface AgentSessionEvents extends Record<string, unknown[]> {
+  /** 20 ms of the caller's audio, decoded, at the agent's rate. */
+  frame: [frame: AudioFrame];
+  dtmf: [digit: string];
+  /** A JSON message from the caller's data channel. */
+  message: [data: unknown];
+  ended: [reason: string];
+}
+
+/** What voxgate does on the agent's behalf; implemented by the call's media bridge. */
+export interface AgentControl {
+  play(samples: Int16Array): void;
+  clear(): void;
+  mark(name: string): Promise<MarkResult>;
+  send(data: unknown): void;
+  hangup(reason: string): void;
+  transfer(target: string): Promise<void>;
+}
+
+/**
+ * The agent's handle on one call (agent-protocols.md): frames in, paced audio out, barge-in,
+ * marks, DTMF, data messages, hang-up. Listeners that throw are logged and never stop media.
+ */
+export class AgentSession extends TypedEmitter<AgentSessionEvents> {
+  #ended = false;
+
+  constructor(
+    readonly callId: string,
+    readonly source: { name: string; kind: string },
+    readonly sampleRate: AgentSampleRate,
+    private readonly control: AgentControl,
+  ) {
+    super();
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Queues audio (any length, 16-bit mono at `sampleRate`); voxgate paces it in real time. */
+  play(samples: Int16Array): void {
+    if (!this.#ended) this.control.play(samples);
+  }
+
+  /** Barge-in: everything queued is dropped; output is silent from the next frame. */
+  clear(): void {
+    if (!this.#ended) this.control.clear();
+  }
+
+  /** Resolves when the audio queued before it has been played, or dropped by clear(). */
+  mark(name: string): Promise<MarkResult> {
+    return this.#ended ? Promise.resolve('cleared') : this.control.mark(name);
+  }
+
+  /** Sends a JSON message to the caller (data channel), if it has one. */
+  send(data: unknown): void {
+    if (!this.#ended) this.control.send(data);
+  }
+
+  hangup(reason = 'agent-hangup'): void {
+    if (!this.#ended) this.control.hangup(reason);
+  }
+
+  transfer(target: string): Promise<void> {
+    return this.control.transfer(target);
+  }
+
+  /** voxgate side: hands the agent a decoded frame. */
+  deliverFrame(frame: AudioFrame): void {
+    if (!this.#ended) this.emit('frame', frame);
+  }
+
+  deliverDtmf(digit: string): void {
+    if (!this.#ended) this.emit('dtmf', digit);
+  }
+
+  deliverMessage(data: unknown): void {
+    if (!this.#ended) this.emit('message', data);
+  }
+
+  end(reason: string): void {
+    if (this.#ended) return;
+    this.emit('ended', reason);
+    this.#ended = true;
+    this.removeAllListeners();
+  }
+}
+
+/** An agent: told about each call once; it subscribes to the session's events. */
+export interface Agent {
+  readonly name: string;
+  readonly sampleRate: AgentSampleRate;
+  attach(session: AgentSession): void | Promise<void>;
+}

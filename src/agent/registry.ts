@@ -1,0 +1,38 @@
+import type { SourceConfig } from '../core/config.js';
+import type { Agent } from './agent.js';
+import { EchoAgent } from './echo-agent.js';
+
+export type AgentSpec = NonNullable<SourceConfig['agent']>;
+
+export type AgentFactory = (spec: AgentSpec) => Agent;
+
+/** Built-in agents by name; a source's `agent` setting picks one. */
+export class AgentRegistry {
+  readonly #byName = new Map<string, AgentFactory>();
+  readonly #byType = new Map<string, AgentFactory>();
+
+  constructor(readonly defaultAgent: string) {
+    this.register('echo', () => new EchoAgent(48000));
+  }
+
+  register(name: string, factory: AgentFactory): void {
+    this.#byName.set(name, factory);
+  }
+
+  registerType(type: string, factory: AgentFactory): void {
+    this.#byType.set(type, factory);
+  }
+
+  resolve(spec: SourceConfig['agent'] | undefined): Agent {
+    const s = spec ?? this.defaultAgent;
+    if (typeof s === 'string') {
+      const f = this.#byName.get(s);
+      if (!f) throw new Error(`unknown agent '${s}' (known: ${[...this.#byName.keys()].join(', ')})`);
+      return f(s);
+    }
+    const type = typeof s.type === 'string' ? s.type : '';
+    const f = this.#byType.get(type);
+    if (!f) throw new Error(`unknown agent type '${type}' (known: ${[...this.#byType.keys()].join(', ')})`);
+    return f(s);
+  }
+}

@@ -1,0 +1,239 @@
+import type { Agent } from '../agent/agent.js';
+import { AgentSession } from '../agent/agent.js';
+import { createDecoder, createEncoder, rtpClockRate, type AudioDecoder, type AudioEncoder } from '../audio/codec.js';
+import { FRAME_MS, samplesPerFrame } from '../audio/frame.js';
+import type { FrameClock } from '../audio/frame-clock.js';
+import { Pacer } from '../audio/pacer.js';
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import { DtmfDetector } from '../rtp/dtmf.js';
+import { CODEC_IMPAIRMENT, mos } from '../rtp/emodel.js';
+import { JitterBuffer } from '../rtp/jitter-buffer.js';
+import { parseRtp, RtpParseError, serializeRtp, Unwrapper } from '../rtp/packet.js';
+import { buildReceiverReport, buildSenderReport, ntpFromMs, parseRtcp } from '../rtp/rtcp.js';
+import { ReceiverStats, rttFromReport } from '../rtp/receiver-stats.js';
+import type { RtpSink } from '../rtp/rtp-counter.js';
+import type { AnswerPlan } from '../sdp/codec-policy.js';
+import type { WebRtcPeer } from '../webrtc/peer.js';
+import type { EndReason, Leg } from './call.js';
+
+export interface Quality {
+  packets: number;
+  lost: number;
+  lossPercent: number;
+  jitterMs: number;
+  rttMs: number | null;
+  jitterBufferMs: number;
+  mos: number;
+  at: string;
+}
+
+const REPORT_INTERVAL_MS = 5000;
+
+/**
+ * Joins a WebRTC peer to an agent, in both directions, one 20 ms tick at a time:
+ *   RTP -> stats/DTMF -> JitterBuffer -> decoder -> AgentSession
+ *   AgentSession.play -> Pacer -> encoder -> RTP (+ RTCP SR/RR every 5 s)
+ * The stage order is fixed here, in one place, and `describe()` prints it.
+ */
+export class MediaBridge implements RtpSink, Leg {
+  readonly kind = 'agent';
+  readonly session: AgentSession;
+  readonly stats: ReceiverStats;
+  readonly jitter: JitterBuffer;
+  quality: Quality | undefined;
+  /** Arrival → delivery to the agent, ms, for the last frames (benchmarks read it). */
+  readonly ingressLatencies: number[] = [];
+  readonly #decoder: AudioDecoder;
+  readonly #encoder: AudioEncoder | undefined;
+  readonly #pacer: Pacer;
+  readonly #dtmf = new DtmfDetector();
+  readonly #seq = new Unwrapper(16);
+  readonly #ts = new Unwrapper(32);
+  readonly #unsubscribe: () => void;
+  readonly #clockRate: number;
+  readonly #silence: Int16Array;
+  #remoteSsrc = 0;
+  #firstTs: number | undefined;
+  #out = { seq: Math.floor(Math.random() * 0xffff), ts: Math.floor(Math.random() * 0xffffffff), packets: 0, octets: 0 };
+  #lastReport = 0;
+  #rttMs: number | undefined;
+  #lastMedia = 0;
+  #closed = false;
+
+  constructor(
+    private readonly peer: WebRtcPeer,
+    private readonly plan: AnswerPlan,
+    private readonly agent: Agent,
+    callId: string,
+    source: { name: string; kind: string },
+    private readonly out: { ssrc: number; cname: string },
+    private readonly deps: { clock: Clock; frameClock: FrameClock; log: Logger; maxJitterMs: number; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void },
+  ) {
+    const a = plan.audio;
+    this.#clockRate = rtpClockRate(a.codec);
+    this.stats = new ReceiverStats(this.#clockRate);
+    this.jitter = new JitterBuffer({ clockRate: this.#clockRate, frameMs: FRAME_MS, minDelayMs: 20, maxDelayMs: deps.maxJitterMs });
+    this.#decoder = createDecoder(a.codec, agent.sampleRate);
+    this.#encoder = a.direction === 'sendrecv' ? createEncoder(a.codec, agent.sampleRate) : undefined;
+    this.#pacer = new Pacer(agent.sampleRate);
+    this.#silence = new Int16Array(samplesPerFrame(agent.sampleRate));
+    this.session = new AgentSession(callId, source, agent.sampleRate, {
+      play: (s) => this.#pacer.play(s),
+      clear: () => void this.#pacer.clear(),
+      mark: (name) => this.#pacer.mark(name),
+      send: (data) => void this.peer.sendMessage(JSON.stringify(data)),
+      hangup: (reason) => deps.onHangup(reason),
+      transfer: () => Promise.reject(new Error('a WHIP session cannot be transferred')),
+    });
+    peer.on('rtcp', (p) => this.#onRtcp(p));
+    peer.on('message', (text) => this.#onMessage(text));
+    this.#unsubscribe = deps.frameClock.subscribe((now) => this.#tick(now));
+  }
+
+  /** The pipeline, as built. */
+  describe(): string {
+    const inbound = `RTP -> Jitter(20-${this.deps.maxJitterMs}ms) -> ${String(this.#decoder)} -> Agent(${this.agent.name}@${this.agent.sampleRate / 1000}k)`;
+    return this.#encoder ? `${inbound} -> Pacer -> ${String(this.#encoder)} -> RTP` : inbound;
+  }
+
+  /** Starts the agent; a failing agent ends the call with a reason. */
+  async start(): Promise<void> {
+    await this.agent.attach(this.session);
+  }
+
+  writeRtp(packet: Buffer): void {
+    let p;
+    try {
+      p = parseRtp(packet);
+    } catch (err) {
+      if (err instanceof RtpParseError) return;
+      throw err;
+    }
+    const now = this.deps.clock.now();
+    this.#lastMedia = now;
+    const a = this.plan.audio;
+    if (a.telephoneEvent && p.payloadType === a.telephoneEvent.payloadType) {
+      const digit = this.#dtmf.push(p.timestamp, p.payload);
+      if (digit) {
+        this.deps.log.info({ digit }, 'dtmf');
+        this.session.deliverDtmf(digit);
+        this.peer.sendMessage(JSON.stringify({ type: 'dtmf', digit }));
+      }
+      return;
+    }
+    if (p.payloadType !== a.payloadType) return;
+    this.#remoteSsrc = p.ssrc;
+    const seq = this.#seq.unwrap(p.sequenceNumber);
+    const ts = this.#ts.unwrap(p.timestamp);
+    this.#firstTs ??= ts;
+    this.stats.record(seq, ts, now);
+    this.jitter.push({ seq, timestamp: ts, payload: p.payload, arrivalMs: now });
+  }
+
+  lastMediaAt(): number {
+    return this.#lastMedia;
+  }
+
+  mediaReceived(): { packets: number; bytes: number } {
+    return { packets: 0, bytes: 0 }; // counted once, by the WebRTC leg
+  }
+
+  close(reason: EndReason): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unsubscribe();
+    this.#pacer.clear();
+    this.session.end(reason);
+  }
+
+  #tick(now: number): void {
+    const o = this.jitter.pop(now);
+    let samples: Int16Array | undefined;
+    let tsMs = 0;
+    if (o.kind === 'packet') {
+      samples = this.#decoder.decode(o.packet.payload);
+      tsMs = ((o.packet.timestamp - (this.#firstTs ?? 0)) * 1000) / this.#clockRate;
+      this.ingressLatencies.push(now - o.packet.arrivalMs);
+      if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);
+    } else if (o.kind === 'lost' || o.kind === 'underrun') {
+      samples = this.#decoder.conceal();
+    }
+    if (samples) this.session.deliverFrame({ samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
+    if (this.#encoder) this.#send(this.#pacer.next() ?? this.#silence);
+    if (now - this.#lastReport >= REPORT_INTERVAL_MS) {
+      this.#lastReport = now;
+      this.#report(now);
+    }
+  }
+
+  #send(frame: Int16Array): void {
+    const payload = this.#encoder!.encode(frame);
+    const a = this.plan.audio;
+    const pkt = serializeRtp({ payloadType: a.payloadType, sequenceNumber: this.#out.seq, timestamp: this.#out.ts, ssrc: this.out.ssrc, payload });
+    this.#out.seq = (this.#out.seq + 1) & 0xffff;
+    this.#out.ts = (this.#out.ts + (this.#clockRate * FRAME_MS) / 1000) >>> 0;
+    if (this.peer.sendMedia(pkt)) {
+      this.#out.packets++;
+      this.#out.octets += payload.length;
+    }
+  }
+
+  #report(now: number): void {
+    const blocks = this.#remoteSsrc ? [this.stats.reportBlock(this.#remoteSsrc, now)] : [];
+    const ntp = ntpFromMs(now);
+    // RFC 3550 §6.4: a sender sends SR (with its reception blocks), a pure receiver RR.
+    const rtcp = this.#encoder
+      ? buildSenderReport(this.out.ssrc, this.out.cname, { ntpSec: ntp.sec, ntpFrac: ntp.frac, rtpTimestamp: this.#out.ts, packets: this.#out.packets, octets: this.#out.octets }, blocks)
+      : buildReceiverReport(this.out.ssrc, this.out.cname, blocks);
+    this.peer.sendMedia(rtcp);
+    if (!this.stats.received) return;
+    const codec = CODEC_IMPAIRMENT[this.plan.audio.codec] ?? CODEC_IMPAIRMENT.opus!;
+    // One-way mouth-to-ear estimate: half the RTT (or a LAN guess), packetization, jitter buffer.
+    const oneWay = (this.#rttMs ?? 20) / 2 + FRAME_MS + this.jitter.delayMs;
+    const q: Quality = {
+      packets: this.stats.received,
+      lost: this.stats.lost,
+      lossPercent: round(this.stats.lossPercent, 2),
+      jitterMs: round(this.stats.jitterMs, 1),
+      rttMs: this.#rttMs === undefined ? null : round(this.#rttMs, 1),
+      jitterBufferMs: this.jitter.delayMs,
+      mos: round(mos(oneWay, this.stats.lossPercent, codec), 2),
+      at: new Date(now).toISOString(),
+    };
+    this.quality = q;
+    this.deps.onQuality?.(q);
+    this.peer.sendMessage(JSON.stringify({ type: 'quality', ...q }));
+  }
+
+  #onRtcp(packet: Buffer): void {
+    const now = this.deps.clock.now();
+    for (const p of parseRtcp(packet)) {
+      if (p.type === 'sr') this.stats.recordSenderReport(p.sender.ntpSec, p.sender.ntpFrac, now);
+      if (p.type === 'sr' || p.type === 'rr') {
+        for (const b of p.reports) {
+          if (b.ssrc !== this.out.ssrc) continue;
+          const rtt = rttFromReport(b, now);
+          if (rtt !== undefined) this.#rttMs = rtt;
+        }
+      }
+    }
+  }
+
+  #onMessage(text: string): void {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      this.deps.log.warn({ length: text.length }, 'data channel message is not JSON; ignored');
+      this.peer.sendMessage(JSON.stringify({ type: 'error', error: 'messages must be JSON' }));
+      return;
+    }
+    this.session.deliverMessage(data);
+  }
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
