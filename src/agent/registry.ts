@@ -1,6 +1,8 @@
 import type { SourceConfig } from '../core/config.js';
 import type { Agent } from './agent.js';
+import type { Logger } from '../core/logger.js';
 import { EchoAgent } from './echo-agent.js';
+import { TwilioStreamAgent, twilioStreamSpecSchema } from './twilio-stream.js';
 
 export type AgentSpec = NonNullable<SourceConfig['agent']>;
 
@@ -11,8 +13,16 @@ export class AgentRegistry {
   readonly #byName = new Map<string, AgentFactory>();
   readonly #byType = new Map<string, AgentFactory>();
 
-  constructor(readonly defaultAgent: string) {
+  constructor(
+    readonly defaultAgent: string,
+    log: Logger,
+  ) {
     this.register('echo', () => new EchoAgent(48000));
+    this.registerType('twilio-stream', (spec) => {
+      const parsed = twilioStreamSpecSchema.safeParse(spec);
+      if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+      return new TwilioStreamAgent(parsed.data, log);
+    });
   }
 
   register(name: string, factory: AgentFactory): void {

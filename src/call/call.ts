@@ -13,6 +13,7 @@ export type EndReason =
   | 'setup-failed'
   | 'agent-hangup'
   | 'agent-failed'
+  | 'agent-disconnected'
   | 'shutdown';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {

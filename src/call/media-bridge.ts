@@ -42,6 +42,7 @@ export class MediaBridge implements RtpSink, Leg {
   readonly stats: ReceiverStats;
   readonly jitter: JitterBuffer;
   quality: Quality | undefined;
+  decodeErrors = 0;
   /** Arrival → delivery to the agent, ms, for the last frames (benchmarks read it). */
   readonly ingressLatencies: number[] = [];
   readonly #decoder: AudioDecoder;
@@ -113,6 +114,12 @@ export class MediaBridge implements RtpSink, Leg {
     const now = this.deps.clock.now();
     this.#lastMedia = now;
     const a = this.plan.audio;
+    if (p.payloadType !== a.payloadType && p.payloadType !== a.telephoneEvent?.payloadType) return;
+    // RFC 4733 events share the stream's sequence space: count them, or they would look lost.
+    const seq = this.#seq.unwrap(p.sequenceNumber);
+    const ts = this.#ts.unwrap(p.timestamp);
+    this.#remoteSsrc = p.ssrc;
+    this.stats.record(seq, ts, now);
     if (a.telephoneEvent && p.payloadType === a.telephoneEvent.payloadType) {
       const digit = this.#dtmf.push(p.timestamp, p.payload);
       if (digit) {
@@ -122,12 +129,7 @@ export class MediaBridge implements RtpSink, Leg {
       }
       return;
     }
-    if (p.payloadType !== a.payloadType) return;
-    this.#remoteSsrc = p.ssrc;
-    const seq = this.#seq.unwrap(p.sequenceNumber);
-    const ts = this.#ts.unwrap(p.timestamp);
     this.#firstTs ??= ts;
-    this.stats.record(seq, ts, now);
     this.jitter.push({ seq, timestamp: ts, payload: p.payload, arrivalMs: now });
   }
 
@@ -152,7 +154,13 @@ export class MediaBridge implements RtpSink, Leg {
     let samples: Int16Array | undefined;
     let tsMs = 0;
     if (o.kind === 'packet') {
-      samples = this.#decoder.decode(o.packet.payload);
+      try {
+        samples = this.#decoder.decode(o.packet.payload);
+      } catch {
+        // A payload the codec cannot decode is concealed like a lost one; the call goes on.
+        this.decodeErrors++;
+        samples = this.#decoder.conceal();
+      }
       tsMs = ((o.packet.timestamp - (this.#firstTs ?? 0)) * 1000) / this.#clockRate;
       this.ingressLatencies.push(now - o.packet.arrivalMs);
       if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);

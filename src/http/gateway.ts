@@ -61,7 +61,7 @@ export class Gateway {
     this.auth = new SourceAuthenticator(sources, config.auth.jwtSecret, this.clock);
     this.calls = new CallTable(config.limits);
     this.audit = new AuditLog(config.audit.path, this.clock);
-    this.agents = new AgentRegistry(config.defaultAgent);
+    this.agents = new AgentRegistry(config.defaultAgent, this.log);
     // Fail at start-up, naming the source, rather than on its first call.
     const badAgents = sources.flatMap((s, i) => {
       try {

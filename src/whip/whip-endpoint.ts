@@ -133,7 +133,7 @@ export class WhipEndpoint {
         maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {
           log.info({ reason }, 'agent hung up');
-          call.close('agent-hangup');
+          call.close(reason === 'agent-disconnected' ? 'agent-disconnected' : 'agent-hangup');
         },
         onQuality: (q) => deps.onQuality?.(resource, q),
       });

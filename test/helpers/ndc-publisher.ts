@@ -15,7 +15,19 @@ export interface NdcPublisher {
   /** Starts sending a 20 ms Opus-sized RTP packet every `intervalMs`. */
   startRtp(intervalMs?: number): void;
   sent(): number;
+  /** RTP packets voxgate sent us (sendrecv), in arrival order. */
+  received: Buffer[];
+  /** RFC 4733: one DTMF event (start, two updates, three end packets). */
+  sendDtmf(event: number): void;
   close(): void;
+}
+
+export interface PublishOptions {
+  direction?: 'SendOnly' | 'SendRecv';
+  codecs?: 'opus' | 'pcmu';
+  /** Payloads to cycle through (default: 80 bytes of 0x5a). */
+  payloads?: Buffer[];
+  telephoneEvent?: boolean;
 }
 
 /**
@@ -27,7 +39,7 @@ export interface NdcPublisher {
 export async function publishWithNdc(
   whipUrl: string,
   token: string,
-  opts: { direction?: 'SendOnly' | 'SendRecv'; codecs?: 'opus' | 'pcmu'; payload?: Buffer } = {},
+  opts: PublishOptions = {},
 ): Promise<NdcPublisher> {
   try {
     return await publishOnce(whipUrl, token, opts);
@@ -37,18 +49,20 @@ export async function publishWithNdc(
   }
 }
 
-async function publishOnce(
-  whipUrl: string,
-  token: string,
-  opts: { direction?: 'SendOnly' | 'SendRecv'; codecs?: 'opus' | 'pcmu'; payload?: Buffer } = {},
-): Promise<NdcPublisher> {
+async function publishOnce(whipUrl: string, token: string, opts: PublishOptions): Promise<NdcPublisher> {
   const pc = new PeerConnection('pub', { iceServers: [], bindAddress: '127.0.0.1', enableIceUdpMux: false });
   const audio = new Audio('0', opts.direction ?? 'SendOnly');
   const ssrc = (Math.random() * 0xffffffff) >>> 0;
   if (opts.codecs === 'pcmu') audio.addAudioCodec(0, 'PCMU');
   else audio.addOpusCodec(111);
+  if (opts.telephoneEvent) audio.addAudioCodec(101, opts.codecs === 'pcmu' ? 'telephone-event/8000' : 'telephone-event/48000');
   audio.addSSRC(ssrc, 'vg-test');
   const track = pc.addTrack(audio);
+  const received: Buffer[] = [];
+  track.onMessage((m) => {
+    const pt = m[1]! & 0x7f;
+    if (!(m[1]! >= 192 && m[1]! <= 223) && pt !== 101) received.push(Buffer.from(m));
+  });
   // node-datachannel frees a track's native wrapper only from its onClosed callback.
   track.onClosed(() => undefined);
   const gathered = new Promise<void>((resolve) => {
@@ -74,7 +88,7 @@ async function publishOnce(
   if (res.status === 201) pc.setRemoteDescription(body, 'answer');
   let seq = 0;
   let timer: NodeJS.Timeout | undefined;
-  const payload = opts.payload ?? Buffer.alloc(80, 0x5a);
+  const payloads = opts.payloads ?? [Buffer.alloc(80, 0x5a)];
   return {
     status: res.status,
     offer: pc.localDescription()!.sdp,
@@ -86,6 +100,7 @@ async function publishOnce(
     startRtp(intervalMs = 20) {
       timer = setInterval(() => {
         if (!track.isOpen()) return;
+        const payload = payloads[seq % payloads.length]!;
         const pkt = Buffer.alloc(12 + payload.length);
         pkt[0] = 0x80;
         pkt[1] = opts.codecs === 'pcmu' ? 0 : 111;
@@ -98,6 +113,23 @@ async function publishOnce(
       }, intervalMs);
     },
     sent: () => seq,
+    received,
+    sendDtmf(event: number) {
+      const ts = (seq * 960) >>> 0;
+      for (const [end, duration] of [[false, 160], [false, 320], [false, 480], [true, 640], [true, 640], [true, 640]] as const) {
+        const pkt = Buffer.alloc(16);
+        pkt[0] = 0x80;
+        pkt[1] = 101;
+        pkt.writeUInt16BE(seq & 0xffff, 2);
+        pkt.writeUInt32BE(ts, 4);
+        pkt.writeUInt32BE(ssrc, 8);
+        pkt[12] = event;
+        pkt[13] = (end ? 0x80 : 0) | 10;
+        pkt.writeUInt16BE(duration, 14);
+        seq++;
+        track.sendMessageBinary(pkt);
+      }
+    },
     close() {
       if (timer) clearInterval(timer);
       track.close();

@@ -1,0 +1,178 @@
+/**
+ * The Twilio Media Streams adapter against a test agent server built with `ws` that checks
+ * every message of the protocol, sends audio, marks and clear, and sees DTMF.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import opus from '@discordjs/opus';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { decodeG711, encodeG711 } from '../src/audio/g711.js';
+import { tone, toneSnrDb } from '../src/audio/test-signals.js';
+import { parseRtp } from '../src/rtp/packet.js';
+import { publishWithNdc } from './helpers/ndc-publisher.js';
+import { SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+
+type Msg = Record<string, unknown> & { event: string; sequenceNumber?: string; streamSid?: string };
+
+/** 20 ms Opus frames of a tone, as a browser would send. */
+function opusTone(hz: number, frames: number): Buffer[] {
+  const enc = new opus.OpusEncoder(48000, 1);
+  const pcm = tone(hz, 48000, 960 * frames, 12000);
+  return Array.from({ length: frames }, (_, f) => enc.encode(Buffer.from(pcm.buffer, f * 1920, 1920)));
+}
+
+/** A Media Streams agent: records what it gets; `sockets` gives the test control of each call. */
+class TestAgentServer {
+  readonly wss: WebSocketServer;
+  readonly calls: { ws: WebSocket; messages: Msg[] }[] = [];
+  constructor() {
+    this.wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    this.wss.on('connection', (ws) => {
+      const call = { ws, messages: [] as Msg[] };
+      this.calls.push(call);
+      ws.on('message', (d) => call.messages.push(JSON.parse(d.toString()) as Msg));
+    });
+  }
+  get url(): string {
+    return `ws://127.0.0.1:${(this.wss.address() as { port: number }).port}/stream`;
+  }
+  close(): Promise<void> {
+    for (const c of this.wss.clients) c.terminate();
+    return new Promise((r) => this.wss.close(() => r()));
+  }
+}
+
+describe('Twilio Media Streams adapter', () => {
+  let agent: TestAgentServer;
+  let tg: TestGateway;
+  let silent: Server;
+  let silentPort: number;
+
+  before(async () => {
+    agent = new TestAgentServer();
+    await new Promise((r) => agent.wss.once('listening', r));
+    // A TCP server that accepts and never answers the WebSocket handshake.
+    silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    silentPort = (silent.address() as { port: number }).port;
+    tg = await startGateway({
+      sources: [
+        { name: 'phone-widget', kind: 'browser', token: SOURCE_TOKEN, agent: { type: 'twilio-stream', url: agent.url, customParameters: { tenant: 'acme' } } },
+        { name: 'dead-agent', kind: 'browser', token: 'dead-agent-token-0123456789', agent: { type: 'twilio-stream', url: `ws://127.0.0.1:${silentPort}/`, connectTimeoutMs: 500 } },
+      ],
+    });
+  });
+  after(async () => {
+    await tg?.stop();
+    await agent?.close();
+    silent?.close();
+  });
+
+  test('every message is exact; the agent hears the caller, is heard back, gets DTMF, marks and clear work, stop ends it', async () => {
+    const pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50), telephoneEvent: true });
+    assert.equal(pub.status, 201);
+    await pub.connected;
+    pub.startRtp();
+    const call = await waitFor('the agent connection', () => agent.calls[0]);
+    await waitFor('100 media messages', () => call.messages.filter((m) => m.event === 'media').length >= 100);
+
+    // connected first, without a sequence number; then start with sequenceNumber "1".
+    assert.deepEqual(call.messages[0], { event: 'connected', protocol: 'Call', version: '1.0.0' });
+    const start = call.messages[1] as Msg & { start: Record<string, unknown> };
+    assert.equal(start.event, 'start');
+    assert.equal(start.sequenceNumber, '1');
+    assert.match(start.streamSid!, /^MZ[0-9a-f]{32}$/);
+    assert.equal((start.start as { streamSid: string }).streamSid, start.streamSid);
+    assert.match(start.start.accountSid as string, /^AC[0-9a-f]{32}$/);
+    assert.match(start.start.callSid as string, /^CA[0-9a-f]{32}$/);
+    assert.deepEqual(start.start.tracks, ['inbound']);
+    assert.deepEqual(start.start.mediaFormat, { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 });
+    assert.equal((start.start.customParameters as Record<string, string>).tenant, 'acme');
+    assert.equal((start.start.customParameters as Record<string, string>).source, 'phone-widget');
+
+    // media: string sequence numbers continuing the count, chunks from "1", 160 bytes of μ-law each.
+    const media = call.messages.filter((m) => m.event === 'media') as (Msg & { media: { track: string; chunk: string; timestamp: string; payload: string } })[];
+    media.forEach((m, i) => {
+      assert.equal(m.streamSid, start.streamSid);
+      assert.equal(m.media.track, 'inbound');
+      assert.equal(m.media.chunk, String(i + 1));
+      assert.match(m.media.timestamp, /^\d+$/);
+      assert.equal(Buffer.from(m.media.payload, 'base64').length, 160);
+    });
+    call.messages.slice(1).forEach((m, i) => assert.equal(m.sequenceNumber, String(i + 1)));
+    // The caller's 1 kHz tone arrives as 1 kHz μ-law.
+    const pcm = decodeG711(Buffer.concat(media.slice(-50).map((m) => Buffer.from(m.media.payload, 'base64'))), 'pcmu');
+    assert.ok(toneSnrDb(pcm, 1000, 8000) > 15, `agent hears the tone (SNR ${toneSnrDb(pcm, 1000, 8000).toFixed(1)} dB)`);
+
+    // DTMF from the caller.
+    pub.sendDtmf(5);
+    const dtmf = await waitFor('dtmf', () => call.messages.find((m) => m.event === 'dtmf')) as Msg & { dtmf: unknown };
+    assert.deepEqual(dtmf.dtmf, { track: 'inbound_track', digit: '5' });
+
+    // The agent speaks 1 s of 440 Hz, then a mark: the mark comes back once that second is played.
+    const sid = start.streamSid;
+    const speech = encodeG711(tone(440, 8000, 8000, 12000), 'pcmu');
+    const received0 = pub.received.length;
+    const t0 = Date.now();
+    call.ws.send(JSON.stringify({ event: 'media', streamSid: sid, media: { payload: speech.toString('base64') } }));
+    call.ws.send(JSON.stringify({ event: 'mark', streamSid: sid, mark: { name: 'greeting-done' } }));
+    const mark = (await waitFor('the mark echo', () => call.messages.find((m) => m.event === 'mark'), 5000)) as Msg & { mark: { name: string } };
+    const markMs = Date.now() - t0;
+    assert.equal(mark.mark.name, 'greeting-done');
+    assert.ok(markMs >= 900 && markMs < 1600, `mark echoed after ${markMs} ms, when the 1 s of audio had played`);
+    // What the caller heard meanwhile is the agent's 440 Hz, decoded from voxgate's Opus RTP.
+    const dec = new opus.OpusEncoder(48000, 1);
+    const heard = pub.received.slice(received0 + 10, received0 + 45).map((b) => dec.decode(parseRtp(b).payload));
+    const heardPcm = new Int16Array(Buffer.concat(heard).buffer.slice(0));
+    assert.ok(toneSnrDb(heardPcm, 440, 48000) > 10, `caller hears 440 Hz (SNR ${toneSnrDb(heardPcm, 440, 48000).toFixed(1)} dB)`);
+
+    // Barge-in: 10 s queued, a mark, then clear: the mark is echoed at once (audio dropped).
+    const long = encodeG711(tone(440, 8000, 80000, 12000), 'pcmu');
+    call.ws.send(JSON.stringify({ event: 'media', streamSid: sid, media: { payload: long.toString('base64') } }));
+    call.ws.send(JSON.stringify({ event: 'mark', streamSid: sid, mark: { name: 'long-speech' } }));
+    await new Promise((r) => setTimeout(r, 200));
+    const t1 = Date.now();
+    call.ws.send(JSON.stringify({ event: 'clear', streamSid: sid }));
+    await waitFor('the cleared mark', () => call.messages.find((m) => m.event === 'mark' && (m as unknown as { mark: { name: string } }).mark.name === 'long-speech'), 2000);
+    assert.ok(Date.now() - t1 < 500, 'a cleared mark comes back at once');
+
+    // Garbage from the agent is ignored; the call goes on.
+    call.ws.send('this is not json');
+    call.ws.send(JSON.stringify({ event: 'dance' }));
+    const n = call.messages.length;
+    await waitFor('media to keep flowing', () => call.messages.length > n + 10);
+
+    // DELETE: the agent gets stop with the same sids, then the socket closes.
+    assert.equal((await fetch(pub.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } })).status, 200);
+    const stop = (await waitFor('stop', () => call.messages.find((m) => m.event === 'stop'))) as Msg & { stop: unknown };
+    assert.deepEqual(stop.stop, { accountSid: start.start.accountSid, callSid: start.start.callSid });
+    await waitFor('the socket to close', () => call.ws.readyState === call.ws.CLOSED);
+    pub.close();
+  });
+
+  test('an agent socket that closes mid-call ends the call with agent-disconnected, audited', async () => {
+    const pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50) });
+    await pub.connected;
+    pub.startRtp();
+    const call = await waitFor('a second agent connection', () => agent.calls[1]);
+    await waitFor('media', () => call.messages.some((m) => m.event === 'media'));
+    call.ws.close();
+    const id = pub.location!.split('/').pop()!;
+    await waitFor('the call to end', async () => (await fetch(pub.location!)).status === 404);
+    const ended = readFileSync(tg.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; session: string; reason: string }).find((r) => r.action === 'session.ended' && r.session === id);
+    assert.equal(ended?.reason, 'agent-disconnected');
+    pub.close();
+  });
+
+  test('an agent socket that never answers fails the call with agent-failed', async () => {
+    const pub = await publishWithNdc(`${tg.url}/whip`, 'dead-agent-token-0123456789', { direction: 'SendRecv' });
+    assert.equal(pub.status, 201);
+    const id = pub.location!.split('/').pop()!;
+    await waitFor('the call to end', async () => (await fetch(pub.location!)).status === 404, 5000);
+    const ended = readFileSync(tg.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; session: string; reason: string }).find((r) => r.action === 'session.ended' && r.session === id);
+    assert.equal(ended?.reason, 'agent-failed');
+    pub.close();
+  });
+});
