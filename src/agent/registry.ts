@@ -1,6 +1,8 @@
 import type { SourceConfig } from '../core/config.js';
 import type { Agent } from './agent.js';
 import type { Logger } from '../core/logger.js';
+import { SpeechSynthesizer } from '../audio/tts.js';
+import { DemoAgent } from './demo-agent.js';
 import { EchoAgent } from './echo-agent.js';
 import { TwilioStreamAgent, twilioStreamSpecSchema } from './twilio-stream.js';
 
@@ -12,17 +14,23 @@ export type AgentFactory = (spec: AgentSpec) => Agent;
 export class AgentRegistry {
   readonly #byName = new Map<string, AgentFactory>();
   readonly #byType = new Map<string, AgentFactory>();
+  #tts: SpeechSynthesizer | undefined;
 
   constructor(
     readonly defaultAgent: string,
     log: Logger,
   ) {
     this.register('echo', () => new EchoAgent(48000));
+    this.register('demo', () => new DemoAgent((this.#tts ??= new SpeechSynthesizer()), log));
     this.registerType('twilio-stream', (spec) => {
       const parsed = twilioStreamSpecSchema.safeParse(spec);
       if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
       return new TwilioStreamAgent(parsed.data, log);
     });
+  }
+
+  close(): void {
+    this.#tts?.close();
   }
 
   register(name: string, factory: AgentFactory): void {

@@ -61,6 +61,9 @@ export class MediaBridge implements RtpSink, Leg {
   #rttMs: number | undefined;
   #lastMedia = 0;
   #closed = false;
+  #clearedAt: number | undefined;
+  /** ms from each clear() to the first silent frame sent after it (barge-in latency). */
+  readonly clearToSilenceMs: number[] = [];
 
   constructor(
     private readonly peer: WebRtcPeer,
@@ -81,7 +84,10 @@ export class MediaBridge implements RtpSink, Leg {
     this.#silence = new Int16Array(samplesPerFrame(agent.sampleRate));
     this.session = new AgentSession(callId, source, agent.sampleRate, {
       play: (s) => this.#pacer.play(s),
-      clear: () => void this.#pacer.clear(),
+      clear: () => {
+        this.#pacer.clear();
+        this.#clearedAt = deps.clock.now();
+      },
       mark: (name) => this.#pacer.mark(name),
       send: (data) => void this.peer.sendMessage(JSON.stringify(data)),
       hangup: (reason) => deps.onHangup(reason),
@@ -168,7 +174,16 @@ export class MediaBridge implements RtpSink, Leg {
       samples = this.#decoder.conceal();
     }
     if (samples) this.session.deliverFrame({ samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
-    if (this.#encoder) this.#send(this.#pacer.next() ?? this.#silence);
+    if (this.#encoder) {
+      const frame = this.#pacer.next();
+      this.#send(frame ?? this.#silence);
+      if (this.#clearedAt !== undefined && !frame) {
+        const ms = now - this.#clearedAt;
+        this.clearToSilenceMs.push(ms);
+        this.peer.sendMessage(JSON.stringify({ type: 'cleared', silenceAfterMs: ms }));
+        this.#clearedAt = undefined;
+      }
+    }
     if (now - this.#lastReport >= REPORT_INTERVAL_MS) {
       this.#lastReport = now;
       this.#report(now);

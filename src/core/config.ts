@@ -68,7 +68,7 @@ export const configSchema = z
     admin: z.object({ token: z.string().min(16).optional() }).strict().prefault({}),
     idleTimeoutSeconds: z.number().positive().default(60),
     /** The agent for sources that name none. */
-    defaultAgent: z.string().default('echo'),
+    defaultAgent: z.string().default('demo'),
     limits: z
       .object({
         maxSessions: z.number().int().positive().default(1000),

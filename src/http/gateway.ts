@@ -186,5 +186,6 @@ export class Gateway {
       });
     }
     this.audit.close();
+    this.agents.close();
   }
 }

@@ -141,6 +141,18 @@ const STATIC_ROUTES: Record<string, Route> = {
       },
     },
   },
+  '/api/dev-token': {
+    methods: {
+      // Only a gateway running on its generated dev source, and only to loopback clients.
+      GET: ({ gw, req }) => {
+        const a = req.socket.remoteAddress ?? '';
+        if (!gw.devToken || !(a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1')) {
+          throw new VoxgateError('VG_HTTP_NOT_FOUND', 'No development token here: this gateway has configured sources; ask its operator for a token.');
+        }
+        return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ token: gw.devToken, source: 'dev' }) };
+      },
+    },
+  },
   '/': {
     methods: {
       GET: async () => ({

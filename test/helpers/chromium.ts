@@ -210,7 +210,8 @@ export async function analyseRemoteAudio(page: Page, ms = 1500): Promise<{ peakH
 /** The page's RTCStats entries of a type. */
 export async function statsOfType(page: Page, type: string): Promise<Record<string, unknown>[]> {
   return page.evaluate(async (type) => {
-    const pc = (window as unknown as { vgPc: RTCPeerConnection }).vgPc;
+    const w = window as unknown as { vgPc?: RTCPeerConnection; voxgate?: { pc: RTCPeerConnection } };
+    const pc = (w.vgPc ?? w.voxgate?.pc)!; // our test page, or the demo page
     const out: Record<string, unknown>[] = [];
     (await pc.getStats()).forEach((s: Record<string, unknown>) => {
       if (s.type === type) out.push({ ...s });

@@ -23,3 +23,25 @@ export function toneWav(hz: number, seconds = 5): string {
   if (!existsSync(out)) execFileSync('sox', ['-n', '-r', '48000', '-c', '1', '-b', '16', out, 'synth', String(seconds), 'sine', String(hz), 'vol', '0.5']);
   return out;
 }
+
+/** Sentences spoken by espeak-ng with `gapSeconds` of silence between them and a silent tail. */
+export function conversationWav(name: string, sentences: string[], gapSeconds: number, leadSeconds: number, tailSeconds: number): string {
+  mkdirSync(DIR, { recursive: true });
+  const out = join(DIR, `${name}.wav`);
+  if (existsSync(out)) return out;
+  const parts = sentences.map((s, i) => speechWav(`${name}-s${i}`, s));
+  const args: string[] = [];
+  const silence = (sec: number, i: string) => {
+    const f = join(DIR, `${name}-gap-${i}.wav`);
+    execFileSync('sox', ['-n', '-r', '48000', '-c', '1', '-b', '16', f, 'trim', '0', String(sec)]);
+    return f;
+  };
+  args.push(silence(leadSeconds, 'lead'));
+  parts.forEach((p, i) => {
+    args.push(p);
+    if (i < parts.length - 1) args.push(silence(gapSeconds, String(i)));
+  });
+  args.push(silence(tailSeconds, 'tail'));
+  execFileSync('sox', [...args, out]);
+  return out;
+}
