@@ -1,6 +1,7 @@
 import opus from '@discordjs/opus';
 import type { CodecName } from '../core/config.js';
 import { decodeG711, encodeG711 } from './g711.js';
+import { G722Decoder, G722Encoder } from './g722.js';
 import { Resampler } from './resampler.js';
 import { samplesPerFrame } from './frame.js';
 
@@ -110,6 +111,45 @@ class G711EncoderStage implements AudioEncoder {
   }
 }
 
+/** G.722 carries 16 kHz audio (its RTP clock says 8000 for historical reasons, RFC 3551). */
+class G722DecoderStage implements AudioDecoder {
+  readonly #dec = new G722Decoder();
+  readonly #resampler: Resampler | undefined;
+  #last: Int16Array = new Int16Array(320);
+
+  constructor(rate: number) {
+    this.#resampler = rate === 16000 ? undefined : new Resampler(16000, rate);
+  }
+
+  decode(payload: Buffer): Int16Array {
+    this.#last = this.#dec.decode(payload);
+    return this.#resampler ? this.#resampler.process(this.#last) : this.#last;
+  }
+
+  conceal(): Int16Array {
+    this.#last = fadeOut(this.#last);
+    return this.#resampler ? this.#resampler.process(this.#last) : this.#last;
+  }
+
+  toString(): string {
+    return `G722(decode)${this.#resampler ? ` -> ${String(this.#resampler)}` : ''}`;
+  }
+}
+
+class G722EncoderStage implements AudioEncoder {
+  readonly #enc = new G722Encoder();
+  readonly #resampler: Resampler | undefined;
+  constructor(rate: number) {
+    this.#resampler = rate === 16000 ? undefined : new Resampler(rate, 16000);
+  }
+  encode(frame: Int16Array): Buffer {
+    return this.#enc.encode(this.#resampler ? this.#resampler.process(frame) : frame);
+  }
+  toString(): string {
+    return `${this.#resampler ? `${String(this.#resampler)} -> ` : ''}G722(encode)`;
+  }
+}
+
 function fadeOut(x: Int16Array): Int16Array {
   const out = new Int16Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = Math.round(x[i]! * 0.5);
@@ -119,13 +159,13 @@ function fadeOut(x: Int16Array): Int16Array {
 export function createDecoder(codec: CodecName, outRate: number): AudioDecoder {
   if (codec === 'opus') return new OpusDecoderStage(outRate);
   if (codec === 'pcmu' || codec === 'pcma') return new G711DecoderStage(codec, outRate);
-  throw new Error(`no decoder for ${codec}`);
+  return new G722DecoderStage(outRate);
 }
 
 export function createEncoder(codec: CodecName, inRate: number): AudioEncoder {
   if (codec === 'opus') return new OpusEncoderStage(inRate);
   if (codec === 'pcmu' || codec === 'pcma') return new G711EncoderStage(codec, inRate);
-  throw new Error(`no encoder for ${codec}`);
+  return new G722EncoderStage(inRate);
 }
 
 /** RTP clock rate of a codec (RFC 7587: Opus is always 48 kHz; RFC 3551: G.722 is "8000"). */

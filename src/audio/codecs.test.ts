@@ -71,3 +71,36 @@ test('G.711 μ-law and A-law keep a 1 kHz tone at the codec limit (SNR >= 35 dB)
   assert.equal(ulawToLinear(0x00), -32124);
   assert.equal(ulawToLinear(0x80), 32124);
 });
+
+test('G.722 (64 kbit/s) keeps tones across its two sub-bands: 1 kHz >= 40 dB, 6 kHz (2-bit high band) >= 20 dB', async () => {
+  const { G722Decoder, G722Encoder } = await import('./g722.js');
+  for (const [hz, min] of [[300, 50], [1000, 40], [3000, 35], [6000, 20]] as const) {
+    const enc = new G722Encoder();
+    const dec = new G722Decoder();
+    const x = tone(hz, 16000, 16000, 10000);
+    // 20 ms frames: 320 samples -> 160 bytes, as on the wire.
+    const y = new Int16Array(16000);
+    for (let i = 0; i < 16000; i += 320) {
+      const bytes = enc.encode(x.subarray(i, i + 320));
+      assert.equal(bytes.length, 160);
+      y.set(dec.decode(bytes), i);
+    }
+    const snr = toneSnrDb(y.subarray(2000), hz, 16000);
+    assert.ok(snr >= min, `${hz} Hz: SNR ${snr.toFixed(1)} dB`);
+  }
+});
+
+test('every codec path delivers 20 ms frames at the agent rate and names itself', async () => {
+  const { createDecoder, createEncoder } = await import('./codec.js');
+  for (const codec of ['opus', 'pcmu', 'pcma', 'g722'] as const) {
+    for (const rate of [8000, 16000, 24000, 48000]) {
+      const enc = createEncoder(codec, rate);
+      const dec = createDecoder(codec, rate);
+      const x = tone(1000, rate, rate / 50);
+      let y: Int16Array = new Int16Array(0);
+      for (let f = 0; f < 10; f++) y = dec.decode(enc.encode(x));
+      assert.equal(y.length, rate / 50, `${codec}@${rate}: ${String(dec)}`);
+      assert.equal(dec.conceal().length, rate / 50, `${codec}@${rate} concealment`);
+    }
+  }
+});
