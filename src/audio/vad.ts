@@ -30,6 +30,11 @@ export class SileroVad {
     return new SileroVad(await shared);
   }
 
+  /** Resolves when every window pushed so far has been evaluated. */
+  idle(): Promise<void> {
+    return this.#chain;
+  }
+
   /** Feeds 16 kHz samples; calls `onProbability` for every complete 512-sample window, in order. */
   push(samples: Int16Array, onProbability: (p: number) => void): void {
     for (let i = 0; i < samples.length; i++) {
