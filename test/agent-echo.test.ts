@@ -36,4 +36,22 @@ describe('echo agent round trip through Chromium', () => {
     assert.ok(quality.mos > 4, `MOS ${quality.mos}`);
     assert.equal(quality.lossPercent, 0);
   });
+
+  test('a data-channel message that is not JSON gets an error event; the call and its audio go on', async () => {
+    const before = ((await statsOfType(chrome.page, 'inbound-rtp'))[0]?.packetsReceived as number) ?? 0;
+    await chrome.page.evaluate(() => {
+      const dc = (window as unknown as { vgDc: RTCDataChannel }).vgDc;
+      dc.send('this is not json {');
+      dc.send(JSON.stringify({ hello: 'agent' }));
+    });
+    const messages = () => chrome.page.evaluate(() => (window as unknown as { vgMessages: { type: string; error?: string; data?: unknown }[] }).vgMessages);
+    await waitFor('the error and the echo', async () => {
+      const m = await messages();
+      return m.some((x) => x.type === 'error') && m.some((x) => x.type === 'echo');
+    });
+    const m = await messages();
+    assert.equal(m.find((x) => x.type === 'error')!.error, 'messages must be JSON');
+    assert.deepEqual(m.find((x) => x.type === 'echo')!.data, { hello: 'agent' });
+    await waitFor('audio to keep flowing', async () => ((await statsOfType(chrome.page, 'inbound-rtp'))[0]?.packetsReceived as number) > before + 50);
+  });
 });

@@ -11,7 +11,7 @@ import { TypedEmitter } from '../core/events.js';
 import { newToken } from '../core/ids.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { WhipEndpoint } from '../whip/whip-endpoint.js';
-import { AgentRegistry } from '../agent/registry.js';
+import { AgentRegistry, type AgentFactory } from '../agent/registry.js';
 import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -20,6 +20,8 @@ import { handleRequest } from './routes.js';
 export interface GatewayOptions {
   clock?: Clock;
   log?: Logger;
+  /** In-process agents by name, for sources to pick with `agent: "<name>"` (the TypeScript Agent API). */
+  agents?: Record<string, AgentFactory>;
 }
 
 /**
@@ -62,6 +64,7 @@ export class Gateway {
     this.calls = new CallTable(config.limits);
     this.audit = new AuditLog(config.audit.path, this.clock);
     this.agents = new AgentRegistry(config.defaultAgent, this.log);
+    for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);
     // Fail at start-up, naming the source, rather than on its first call.
     const badAgents = sources.flatMap((s, i) => {
       try {

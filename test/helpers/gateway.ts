@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { Gateway } from '../../src/http/gateway.js';
+import { Gateway, type GatewayOptions } from '../../src/http/gateway.js';
 
 /** A UDP port that was free a moment ago (the OS picked it). */
 export async function freeUdpPort(): Promise<number> {
@@ -27,7 +27,7 @@ export const OTHER_TOKEN = 'other-source-token-0123456789';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 /** Starts a gateway on loopback with a fresh audit file, a free UDP port and two sources. */
-export async function startGateway(overrides: ConfigInput = {}): Promise<TestGateway> {
+export async function startGateway(overrides: ConfigInput = {}, opts: GatewayOptions = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-test-'));
   const auditPath = join(dir, 'audit.jsonl');
   const config = parseConfig({
@@ -43,7 +43,7 @@ export async function startGateway(overrides: ConfigInput = {}): Promise<TestGat
     log: { level: process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent' },
     ...overrides,
   });
-  const gw = await Gateway.start(config, { log: createLogger(config.log.level) });
+  const gw = await Gateway.start(config, { ...opts, log: opts.log ?? createLogger(config.log.level) });
   return {
     gw,
     url: gw.url,
