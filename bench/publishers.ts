@@ -35,14 +35,17 @@ const pubs: Publisher[] = [];
 let failures = 0;
 let ticker: NodeJS.Timeout | undefined;
 
+let direction: 'SendOnly' | 'SendRecv' = 'SendOnly';
+
 async function publish(url: string, token: string): Promise<Publisher | undefined> {
   const pc = new PeerConnection('bench', { iceServers: [], bindAddress: '127.0.0.1' });
-  const audio = new Audio('0', 'SendOnly');
+  const audio = new Audio('0', direction);
   audio.addOpusCodec(111);
   const ssrc = (Math.random() * 0xffffffff) >>> 0;
   audio.addSSRC(ssrc, 'bench');
   const track = pc.addTrack(audio);
   track.onClosed(() => undefined);
+  track.onMessage(() => undefined); // sendrecv: what voxgate sends back is received and dropped
   const gathered = new Promise<void>((r) => pc.onGatheringStateChange((s) => s === 'complete' && r()));
   const pub: Publisher = { pc, track, ssrc, seq: 0, id: '', postStartedAt: 0, postMs: 0, connected: false };
   pc.onStateChange((s) => {
@@ -94,8 +97,9 @@ function tick(): void {
   }
 }
 
-process.on('message', async (msg: { cmd: string; url?: string; token?: string; n?: number; concurrency?: number }) => {
+process.on('message', async (msg: { cmd: string; url?: string; token?: string; n?: number; concurrency?: number; direction?: 'SendOnly' | 'SendRecv' }) => {
   if (msg.cmd === 'start') {
+    direction = msg.direction ?? 'SendOnly';
     ticker = setInterval(tick, 20);
     let next = 0;
     const worker = async () => {

@@ -62,6 +62,11 @@ export class MediaBridge implements RtpSink, Leg {
   #lastMedia = 0;
   #closed = false;
   #clearedAt: number | undefined;
+  #playAt: number | undefined;
+  #silentFrames = 0;
+  #silencePacket: Buffer | undefined;
+  /** ms from play() into an idle pacer to that audio's first RTP packet (benchmarks read it). */
+  readonly playToSendMs: number[] = [];
   /** ms from each clear() to the first silent frame sent after it (barge-in latency). */
   readonly clearToSilenceMs: number[] = [];
 
@@ -83,7 +88,10 @@ export class MediaBridge implements RtpSink, Leg {
     this.#pacer = new Pacer(agent.sampleRate);
     this.#silence = new Int16Array(samplesPerFrame(agent.sampleRate));
     this.session = new AgentSession(callId, source, agent.sampleRate, {
-      play: (s) => this.#pacer.play(s),
+      play: (s) => {
+        if (this.#pacer.queuedMs === 0) this.#playAt ??= deps.clock.now();
+        this.#pacer.play(s);
+      },
       clear: () => {
         this.#pacer.clear();
         this.#clearedAt = deps.clock.now();
@@ -176,9 +184,15 @@ export class MediaBridge implements RtpSink, Leg {
     if (samples) this.session.deliverFrame({ samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
     if (this.#encoder) {
       const frame = this.#pacer.next();
-      this.#send(frame ?? this.#silence);
+      this.#send(frame);
+      const sentAt = this.deps.clock.now();
+      if (frame && this.#playAt !== undefined) {
+        this.playToSendMs.push(sentAt - this.#playAt);
+        if (this.playToSendMs.length > 3000) this.playToSendMs.splice(0, 1000);
+        this.#playAt = undefined;
+      }
       if (this.#clearedAt !== undefined && !frame) {
-        const ms = now - this.#clearedAt;
+        const ms = sentAt - this.#clearedAt;
         this.clearToSilenceMs.push(ms);
         this.peer.sendMessage(JSON.stringify({ type: 'cleared', silenceAfterMs: ms }));
         this.#clearedAt = undefined;
@@ -190,8 +204,20 @@ export class MediaBridge implements RtpSink, Leg {
     }
   }
 
-  #send(frame: Int16Array): void {
-    const payload = this.#encoder!.encode(frame);
+  #send(frame: Int16Array | undefined): void {
+    // Idle: encode a few frames of real silence so the codec decays, then resend the last
+    // silent packet instead of running the encoder every 20 ms for nothing.
+    let payload: Buffer;
+    if (frame) {
+      payload = this.#encoder!.encode(frame);
+      this.#silentFrames = 0;
+    } else if (this.#silentFrames < 5 || !this.#silencePacket) {
+      payload = this.#encoder!.encode(this.#silence);
+      this.#silencePacket = payload;
+      this.#silentFrames++;
+    } else {
+      payload = this.#silencePacket;
+    }
     const a = this.plan.audio;
     const pkt = serializeRtp({ payloadType: a.payloadType, sequenceNumber: this.#out.seq, timestamp: this.#out.ts, ssrc: this.out.ssrc, payload });
     this.#out.seq = (this.#out.seq + 1) & 0xffff;

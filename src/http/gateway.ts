@@ -46,6 +46,7 @@ export class Gateway {
   draining = false;
   #server: Server | undefined;
   #redirectNext = 0;
+  readonly #poor = new Set<string>();
 
   private constructor(
     readonly config: Config,
@@ -95,14 +96,20 @@ export class Gateway {
       maxJitterMs: config.media.jitterBufferMaxMs,
       onQuality: (r, q) => {
         this.metrics.mos.observe(q.mos);
-        // agent-protocols.md alert thresholds.
-        if (q.mos < 3.5 || q.lossPercent > 3 || q.jitterMs > 30 || (q.rttMs ?? 0) > 400) {
-          this.log.warn({ session: r.id, source: r.call.source.name, ...q }, 'call quality is poor');
+        // agent-protocols.md alert thresholds; logged when a call crosses them, not every 5 s.
+        const poor = q.mos < 3.5 || q.lossPercent > 3 || q.jitterMs > 30 || (q.rttMs ?? 0) > 400;
+        if (poor !== this.#poor.has(r.id)) {
+          if (poor) this.#poor.add(r.id);
+          else this.#poor.delete(r.id);
+          const fields = { session: r.id, source: r.call.source.name, ...q };
+          if (poor) this.log.warn(fields, 'call quality is poor');
+          else this.log.info(fields, 'call quality recovered');
         }
       },
     });
     this.metrics = new GatewayMetrics(this.calls);
     this.calls.on('ended', (call, reason) => {
+      this.#poor.delete(call.id);
       const media = [...call.legs.values()].reduce((n, l) => n + l.mediaReceived().packets, 0);
       this.log.info({ session: call.id, source: call.source.name, reason, packets: media }, 'session ended');
       try {

@@ -76,3 +76,16 @@ test('excess delay after a burst is shed, one frame at a time', () => {
   assert.ok(jb2.stats.shed > 0, 'delay was shed');
   assert.ok(jb2.delayMs <= 60, `delay back to ${jb2.delayMs} ms`);
 });
+
+test('a consumer that falls behind never sees more than the cap: the oldest audio is dropped and counted', () => {
+  const jb = mk();
+  for (let s = 0; s < 3; s++) jb.push(pkt(s, s * FRAME));
+  jb.pop(40);
+  jb.pop(60);
+  // No pops for 2 s while packets keep coming (a stalled process).
+  for (let s = 3; s < 103; s++) jb.push(pkt(s, s * FRAME));
+  assert.ok(jb.delayMs <= 200, `delay ${jb.delayMs} ms`);
+  assert.ok(jb.stats.overflow > 80, `overflow ${jb.stats.overflow}`);
+  const o = jb.pop(2100);
+  assert.equal(o.kind, 'packet');
+});

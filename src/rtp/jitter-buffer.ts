@@ -30,6 +30,8 @@ export interface JitterStats {
   lost: number;
   underruns: number;
   shed: number;
+  /** Frames dropped because the buffer went past its cap (the consumer fell behind). */
+  overflow: number;
 }
 
 export class JitterBuffer {
@@ -42,7 +44,7 @@ export class JitterBuffer {
   #lastTransit: number | undefined;
   #excessPulls = 0;
   #emptySince: number | undefined;
-  readonly stats: JitterStats = { pushed: 0, duplicates: 0, late: 0, lost: 0, underruns: 0, shed: 0 };
+  readonly stats: JitterStats = { pushed: 0, duplicates: 0, late: 0, lost: 0, underruns: 0, shed: 0, overflow: 0 };
 
   constructor(
     private readonly opts: { clockRate: number; frameMs: number; minDelayMs: number; maxDelayMs: number },
@@ -88,6 +90,14 @@ export class JitterBuffer {
     this.#nextSeq ??= p.seq;
     this.stats.pushed++;
     this.#emptySince = undefined;
+    // A hard ceiling: if playout falls behind (an overloaded process), drop the oldest audio
+    // rather than let latency grow without bound; shedding brings it back to the target.
+    if (this.#started && this.delayMs > this.opts.maxDelayMs) {
+      while (this.delayMs > this.opts.maxDelayMs && this.#nextSeq! < this.#highestSeq) {
+        if (this.#queue.delete(this.#nextSeq!)) this.stats.overflow++;
+        this.#nextSeq!++;
+      }
+    }
     return 'ok';
   }
 

@@ -1,0 +1,133 @@
+/**
+ * npm run bench:agent [-- 100 500 1000]
+ *
+ * The gateway in this process (so the media bridges' own records can be read), N real WebRTC
+ * publishers (node-datachannel, sendrecv, 20 ms Opus) in a child process, each connected to a
+ * probe agent at 16 kHz that answers every 50th frame with 200 ms of audio and clears it
+ * 100 ms later. Reports: RTP arrival -> frame at the agent, play() -> RTP sent, clear() ->
+ * silence (p50/p99), frames concealed (loss), main-thread load and event-loop delay.
+ */
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import type { Agent } from '../src/agent/agent.js';
+import { parseConfig } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
+import { Gateway } from '../src/http/gateway.js';
+
+const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const COUNTS = counts.length ? counts : [100, 500, 1000];
+const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 10);
+const TOKEN = 'bench-source-token-0123456789';
+const TSX = import.meta.resolve('tsx');
+const PUBLISHERS = fileURLToPath(new URL('./publishers.ts', import.meta.url));
+
+function pct(values: number[], p: number): number {
+  if (!values.length) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** Answers every 50th frame with 200 ms of a tone, and clears it after 100 ms (a barge-in). */
+const probe: Agent = {
+  name: 'probe',
+  sampleRate: 16000,
+  attach(session) {
+    let n = 0;
+    const speech = new Int16Array(3200).map((_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 16000)));
+    session.on('frame', () => {
+      n++;
+      if (n % 50 === 0) session.play(speech);
+      if (n % 50 === 5) session.clear();
+    });
+  },
+};
+
+async function run(n: number): Promise<Record<string, string | number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-bench-agent-'));
+  const udpPort = 53000 + Math.floor(Math.random() * 1000);
+  const config = parseConfig({
+    http: { host: '127.0.0.1', port: 0 },
+    media: { udpPort },
+    sources: [{ name: 'bench', kind: 'browser', token: TOKEN, agent: 'probe' }],
+    limits: { maxSessions: n + 100, requestsPerSecond: 1e6, requestBurst: 1e6 },
+    idleTimeoutSeconds: 300,
+    audit: { path: join(dir, 'audit.jsonl') },
+    log: { level: 'warn' },
+  });
+  const gw = await Gateway.start(config, { log: createLogger('warn'), agents: { probe: () => probe } });
+  const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const once = <T>(type: string, ms: number) =>
+    new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
+      const on = (m: { type: string }) => {
+        if (m.type !== type) return;
+        clearTimeout(t);
+        pubs.off('message', on);
+        resolve(m as T);
+      };
+      pubs.on('message', on);
+    });
+  try {
+    await once('hello', 10_000);
+    pubs.send({ cmd: 'start', url: gw.url, token: TOKEN, n, concurrency: 1, direction: 'SendRecv' });
+    const ready = await once<{ publishers: { connected: boolean }[] }>('ready', 300_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    const bridges = [...gw.whip.resources.values()].map((r) => r.bridge!).filter(Boolean);
+    for (const b of bridges) {
+      b.ingressLatencies.length = 0;
+      b.playToSendMs.length = 0;
+      b.clearToSilenceMs.length = 0;
+    }
+    const before = bridges.map((b) => ({ ...b.jitter.stats }));
+    const loop = monitorEventLoopDelay({ resolution: 5 });
+    loop.enable();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, STEADY_SECONDS * 1000));
+    const cpu = process.cpuUsage(cpu0);
+    const wall = (performance.now() - t0) / 1000;
+    loop.disable();
+    const ingress = bridges.flatMap((b) => b.ingressLatencies);
+    const play = bridges.flatMap((b) => b.playToSendMs);
+    const clear = bridges.flatMap((b) => b.clearToSilenceMs);
+    let delivered = 0;
+    let concealed = 0;
+    bridges.forEach((b, i) => {
+      const s = b.jitter.stats;
+      const s0 = before[i]!;
+      delivered += s.pushed - s0.pushed;
+      concealed += s.lost - s0.lost + (s.late - s0.late) + (s.overflow - s0.overflow);
+    });
+    return {
+      sessions: n,
+      connected: ready.publishers.filter((p) => p.connected).length,
+      'ingress→agent p50 ms': pct(ingress, 50).toFixed(0),
+      'ingress→agent p99 ms': pct(ingress, 99).toFixed(0),
+      'play()→RTP p50 ms': pct(play, 50).toFixed(0),
+      'play()→RTP p99 ms': pct(play, 99).toFixed(0),
+      'clear→silence p99 ms': pct(clear, 99).toFixed(0),
+      'frames decoded': delivered,
+      'lost+late+overflow %': ((100 * concealed) / Math.max(1, delivered + concealed)).toFixed(3),
+      'main thread cores': ((cpu.user + cpu.system) / 1e6 / wall).toFixed(2),
+      'event-loop delay p99 ms': (loop.percentile(99) / 1e6).toFixed(1),
+    };
+  } finally {
+    pubs.send({ cmd: 'exit' });
+    await new Promise((r) => pubs.once('exit', r));
+    await gw.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const rows: Record<string, string | number>[] = [];
+for (const n of COUNTS) {
+  process.stderr.write(`bench:agent: ${n} sessions...\n`);
+  rows.push(await run(n));
+  console.log(JSON.stringify(rows[rows.length - 1]));
+}
+console.table(rows);
+process.exit(0);
