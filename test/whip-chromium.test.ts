@@ -33,10 +33,11 @@ describe('Chromium publishes speech over WHIP', () => {
       assert.equal(s.codec, 'opus');
       assert.equal(s.source, 'browser-widget');
       assert.match(s.remoteAddress ?? '', /^127\.0\.0\.1:\d+$/);
-      // What the browser says it sent and what voxgate counted agree (loopback: no loss beyond in-flight).
-      const sent = await packetsSent(chrome.page);
+      // What the browser says it sent and what voxgate counted agree on loopback, within what is
+      // in flight and how stale Chromium's cached stats may be (±25 packets, half a second).
       const got = (await adminSessions(tg.url)).find((x) => x.id === id)!.packets;
-      assert.ok(got <= sent && got >= sent - 25, `voxgate counted ${got} of ${sent} sent packets`);
+      const sent = await packetsSent(chrome.page);
+      assert.ok(Math.abs(sent - got) <= 25, `voxgate counted ${got} of ${sent} sent packets`);
 
       const del = await fetch(r.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } });
       assert.equal(del.status, 200);
