@@ -71,6 +71,11 @@ export class Call extends TypedEmitter<CallEvents> {
     this.legs.set(id, leg);
   }
 
+  /** Forgets a leg that ended on its own (a listener that left); the call goes on. */
+  removeLeg(id: string): void {
+    this.legs.delete(id);
+  }
+
   markConnected(): void {
     if (this.#state !== 'connecting') return;
     this.connectedAt = this.clock.now();

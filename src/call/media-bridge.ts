@@ -16,6 +16,7 @@ import type { RtpSink } from '../rtp/rtp-counter.js';
 import type { AnswerPlan } from '../sdp/codec-policy.js';
 import type { WebRtcPeer } from '../webrtc/peer.js';
 import type { EndReason, Leg } from './call.js';
+import { EgressHub } from './egress-hub.js';
 
 export interface Quality {
   packets: number;
@@ -40,6 +41,8 @@ export class MediaBridge implements RtpSink, Leg {
   readonly kind = 'agent';
   readonly session: AgentSession;
   readonly stats: ReceiverStats;
+  /** The call's WHEP listeners. */
+  readonly egress: EgressHub;
   readonly jitter: JitterBuffer;
   quality: Quality | undefined;
   decodeErrors = 0;
@@ -87,6 +90,7 @@ export class MediaBridge implements RtpSink, Leg {
     this.#encoder = a.direction === 'sendrecv' ? createEncoder(a.codec, agent.sampleRate) : undefined;
     this.#pacer = new Pacer(agent.sampleRate);
     this.#silence = new Int16Array(samplesPerFrame(agent.sampleRate));
+    this.egress = new EgressHub(a.codec, agent.sampleRate);
     this.session = new AgentSession(callId, source, agent.sampleRate, {
       play: (s) => {
         if (this.#pacer.queuedMs === 0) this.#playAt ??= deps.clock.now();
@@ -97,7 +101,11 @@ export class MediaBridge implements RtpSink, Leg {
         this.#clearedAt = deps.clock.now();
       },
       mark: (name) => this.#pacer.mark(name),
-      send: (data) => void this.peer.sendMessage(JSON.stringify(data)),
+      send: (data) => {
+        this.peer.sendMessage(JSON.stringify(data));
+        const type = (data as { type?: unknown } | null)?.type;
+        if (type === 'turn' || type === 'agent-text') this.egress.publish(type === 'turn' ? 'turn' : 'agent-text', data);
+      },
       hangup: (reason) => deps.onHangup(reason),
       transfer: () => Promise.reject(new Error('a WHIP session cannot be transferred')),
     });
@@ -144,6 +152,7 @@ export class MediaBridge implements RtpSink, Leg {
       return;
     }
     this.#firstTs ??= ts;
+    this.egress.onCallerRtp(p);
     this.jitter.push({ seq, timestamp: ts, payload: p.payload, arrivalMs: now });
   }
 
@@ -161,6 +170,7 @@ export class MediaBridge implements RtpSink, Leg {
     this.#unsubscribe();
     this.#pacer.clear();
     this.session.end(reason);
+    this.egress.closeAll();
   }
 
   #tick(now: number): void {
@@ -182,8 +192,10 @@ export class MediaBridge implements RtpSink, Leg {
       samples = this.#decoder.conceal();
     }
     if (samples) this.session.deliverFrame({ samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
+    // The agent's frame is taken every tick, whether or not the caller hears it (WHEP listeners may).
+    const frame = this.#pacer.next();
+    this.egress.onTick(samples, frame);
     if (this.#encoder) {
-      const frame = this.#pacer.next();
       this.#send(frame);
       const sentAt = this.deps.clock.now();
       if (frame && this.#playAt !== undefined) {
@@ -252,6 +264,7 @@ export class MediaBridge implements RtpSink, Leg {
     };
     this.quality = q;
     this.deps.onQuality?.(q);
+    this.egress.publish('quality', q);
     this.peer.sendMessage(JSON.stringify({ type: 'quality', ...q }));
   }
 

@@ -30,6 +30,17 @@ const sourceSchema = z
   })
   .strict();
 
+const listenerSchema = z
+  .object({
+    name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash and underscore'),
+    token: z.string().min(16, 'tokens must be at least 16 characters'),
+    /** Session ids this listener may hear; omitted: any (subject to `sources`). */
+    sessions: z.array(z.string()).optional(),
+    /** Source names whose sessions this listener may hear; omitted: any. */
+    sources: z.array(z.string()).optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     http: z
@@ -58,6 +69,8 @@ export const configSchema = z
       .prefault({}),
     iceServers: z.array(iceServerSchema).default([]),
     sources: z.array(sourceSchema).default([]),
+    /** WHEP listeners: who may hear which sessions. The admin token may hear all. */
+    listeners: z.array(listenerSchema).default([]),
     auth: z
       .object({
         /** HS256 secret for signed source tokens (JWT with `exp`, `sub` = source name). */
@@ -93,6 +106,7 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type SourceConfig = z.infer<typeof sourceSchema>;
+export type ListenerConfig = z.infer<typeof listenerSchema>;
 export type IceServerConfig = z.infer<typeof iceServerSchema>;
 
 export class ConfigError extends Error {

@@ -11,6 +11,8 @@ import { TypedEmitter } from '../core/events.js';
 import { newToken } from '../core/ids.js';
 import { createLogger, type Logger } from '../core/logger.js';
 import { WhipEndpoint } from '../whip/whip-endpoint.js';
+import { WhepEndpoint } from '../whep/whep-endpoint.js';
+import { ListenerAuthenticator } from '../auth/listener-auth.js';
 import { AgentRegistry, type AgentFactory } from '../agent/registry.js';
 import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
@@ -36,6 +38,7 @@ export class Gateway {
   readonly audit: AuditLog;
   readonly auth: SourceAuthenticator;
   readonly whip: WhipEndpoint;
+  readonly whep: WhepEndpoint;
   readonly metrics: GatewayMetrics;
   readonly limiter: RateLimiter;
   readonly agents: AgentRegistry;
@@ -106,6 +109,16 @@ export class Gateway {
           else this.log.info(fields, 'call quality recovered');
         }
       },
+    });
+    this.whep = new WhepEndpoint({
+      whip: this.whip,
+      auth: new ListenerAuthenticator(config.listeners, this.adminToken),
+      audit: this.audit,
+      clock: this.clock,
+      log: this.log,
+      media: { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress },
+      iceServers: config.iceServers,
+      retryAfterSeconds: config.limits.retryAfterSeconds,
     });
     this.metrics = new GatewayMetrics(this.calls);
     this.calls.on('ended', (call, reason) => {

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { secretEquals, bearerToken } from '../auth/source-auth.js';
 import { VoxgateError } from '../core/errors.js';
-import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../whip/whip-endpoint.js';
+import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
 import type { Gateway } from './gateway.js';
 
@@ -12,8 +12,9 @@ const ALLOWED_HEADERS = 'Authorization, Content-Type, If-Match';
 const WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url));
 
 type Route = {
-  /** Methods and what they do; OPTIONS is answered generically from this list. */
-  methods: Partial<Record<string, (ctx: Ctx) => Promise<EndpointReply> | EndpointReply>>;
+  /** Methods and what they do; OPTIONS is answered generically from this list. A handler that
+   * streams its own response (server-sent events) returns undefined. */
+  methods: Partial<Record<string, (ctx: Ctx) => Promise<EndpointReply | undefined> | EndpointReply | undefined>>;
   /** Added to OPTIONS answers (RFC 9725 §4.2: Accept-Post on the endpoint). */
   optionsHeaders?: Record<string, string>;
   /** ICE-server Links for a plain OPTIONS (RFC 9725 §4.6), so a client can gather relay candidates before its offer. */
@@ -23,6 +24,9 @@ type Route = {
 interface Ctx {
   gw: Gateway;
   req: IncomingMessage;
+  res: ServerResponse;
+  cors: Record<string, string>;
+  query: URLSearchParams;
   params: string[];
   endpointRequest(): Promise<EndpointRequest>;
 }
@@ -33,6 +37,12 @@ function route(path: string): { route: Route; params: string[] } | undefined {
   if (path === '/whip') return { route: WHIP_ENDPOINT, params: [] };
   const m = /^\/whip\/([^/]+)$/.exec(path);
   if (m) return { route: WHIP_SESSION, params: [m[1]!] };
+  const w = /^\/whep\/([^/]+)(?:\/([^/]+)(\/events)?)?$/.exec(path);
+  if (w) {
+    if (w[3]) return { route: WHEP_EVENTS, params: [w[1]!, w[2]!] };
+    if (w[2]) return { route: WHEP_SESSION, params: [w[1]!, w[2]] };
+    return { route: WHEP_ENDPOINT, params: [w[1]!] };
+  }
   const r = STATIC_ROUTES[path];
   return r ? { route: r, params: [] } : undefined;
 }
@@ -96,6 +106,66 @@ function notFound(id: string): EndpointReply {
   return problemReply(new VoxgateError('VG_SESSION_NOT_FOUND', `There is no live WHIP session ${SESSION_ID.test(id) ? id : ''}.`.replace(' .', '.')));
 }
 
+const WHEP_ENDPOINT: Route = {
+  optionsHeaders: { 'Accept-Post': SDP_TYPE },
+  methods: {
+    POST: async ({ gw, params, query, endpointRequest }) => gw.whep.post(params[0]!, query.get('track'), await endpointRequest()),
+    GET: () => noContent(),
+    HEAD: ({ gw, params }): EndpointReply => {
+      // 200 while the session can be heard, 409 until it is live, 404 once it has ended.
+      const r = gw.whip.resources.get(params[0]!);
+      if (r?.call.state === 'connected') return { status: 200, headers: { 'Accept-Post': SDP_TYPE } };
+      if (gw.whip.ended.has(params[0]!)) return { status: 404, headers: {} };
+      return { status: 409, headers: { 'Retry-After': String(gw.config.limits.retryAfterSeconds) } };
+    },
+  },
+};
+
+const WHEP_SESSION: Route = {
+  optionsHeaders: { 'Accept-Patch': TRICKLE_TYPE },
+  methods: {
+    PATCH: async ({ gw, params, endpointRequest }) => gw.whep.patch(params[0]!, params[1]!, await endpointRequest()),
+    DELETE: async ({ gw, params, endpointRequest }) => gw.whep.delete(params[0]!, params[1]!, await endpointRequest()),
+    GET: ({ gw, params }) => (gw.whep.resources.get(params[1]!)?.sessionId === params[0] ? noContent() : notFound(params[1]!)),
+    HEAD: ({ gw, params }) => (gw.whep.resources.get(params[1]!)?.sessionId === params[0] ? noContent() : notFound(params[1]!)),
+  },
+};
+
+/** The WHEP server-sent events extension: POST picks the events, GET streams them. */
+const WHEP_EVENTS: Route = {
+  methods: {
+    POST: async ({ gw, params, req, endpointRequest }) => {
+      gw.whep.forEvents(params[0]!, params[1]!, req.headers.authorization);
+      await endpointRequest();
+      return { status: 201, headers: { Location: `${gw.baseUrl(req)}/whep/${params[0]}/${params[1]}/events` } };
+    },
+    GET: ({ gw, params, req, res, cors }) => {
+      const r = gw.whep.forEvents(params[0]!, params[1]!, req.headers.authorization);
+      const hub = r.source.bridge!.egress;
+      res.writeHead(200, { ...cors, 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+      const write = (name: string, data: unknown) => {
+        if (!res.writableEnded) res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+      };
+      if (r.call.state === 'connected') write('active', {});
+      write('viewercount', { viewercount: hub.listeners.size });
+      const onEvent = (name: string, data: unknown) => {
+        write(name, data);
+        if (name === 'inactive' && !res.writableEnded) res.end();
+      };
+      const onClosed = () => {
+        if (!res.writableEnded) res.end();
+      };
+      hub.on('event', onEvent);
+      r.leg.once('closed', onClosed);
+      res.on('close', () => {
+        hub.off('event', onEvent);
+        r.leg.off('closed', onClosed);
+      });
+      return undefined;
+    },
+  },
+};
+
 const STATIC_ROUTES: Record<string, Route> = {
   '/healthz': {
     methods: {
@@ -136,6 +206,7 @@ const STATIC_ROUTES: Record<string, Route> = {
           ageSeconds: Math.round((now - r.call.createdAt) / 100) / 10,
           pipeline: r.bridge?.describe() ?? null,
           quality: r.bridge?.quality ?? null,
+          listeners: [...(r.bridge?.egress.listeners.values() ?? [])].map((l) => ({ id: l.id, name: l.name, track: l.track, codec: l.codec, forwarded: l.passthrough, packetsSent: l.sentPackets })),
         }));
         return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ sessions }) };
       },
@@ -153,16 +224,21 @@ const STATIC_ROUTES: Record<string, Route> = {
       },
     },
   },
-  '/': {
+  '/': page('index.html'),
+  '/player': page('player.html'),
+};
+
+function page(file: string): Route {
+  return {
     methods: {
       GET: async () => ({
         status: 200,
         headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' },
-        body: await readFile(`${WEB_ROOT}index.html`, 'utf8'),
+        body: await readFile(`${WEB_ROOT}${file}`, 'utf8'),
       }),
     },
-  },
-};
+  };
+}
 
 function requireAdmin(gw: Gateway, req: IncomingMessage): void {
   const token = bearerToken(req.headers.authorization);
@@ -219,7 +295,7 @@ export async function handleRequest(gw: Gateway, req: IncomingMessage, res: Serv
   const method = req.method ?? 'GET';
   res.on('finish', () => gw.metrics.httpResponses.inc({ method, status: String(res.statusCode) }));
   const cors = corsHeaders(gw, req);
-  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const [path = '/', search = ''] = (req.url ?? '/').split('?');
   const found = route(path);
   try {
     if (!found) throw new VoxgateError('VG_HTTP_NOT_FOUND', `Nothing is served at ${path.slice(0, 100)}; WHIP publishers POST to /whip.`);
@@ -253,6 +329,9 @@ export async function handleRequest(gw: Gateway, req: IncomingMessage, res: Serv
     const ctx: Ctx = {
       gw,
       req,
+      res,
+      cors,
+      query: new URLSearchParams(search),
       params,
       endpointRequest: async () => ({
         headers: req.headers,
@@ -261,14 +340,15 @@ export async function handleRequest(gw: Gateway, req: IncomingMessage, res: Serv
         baseUrl: gw.baseUrl(req),
       }),
     };
-    send(res, await handler(ctx), cors, method === 'HEAD');
+    const reply = await handler(ctx);
+    if (reply) send(res, reply, cors, method === 'HEAD');
   } catch (err) {
     if (!(err instanceof VoxgateError)) throw err;
     gw.log.info({ code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) }, err.message);
     // Refusals before the WHIP endpoint saw the request (size, rate) are audited here.
-    if (found && path.startsWith('/whip') && (method === 'POST' || method === 'PATCH' || method === 'DELETE')) {
+    if (found && /^\/wh[ie]p\//.test(path + '/') && (method === 'POST' || method === 'PATCH' || method === 'DELETE')) {
       try {
-        gw.audit.write({ action: `whip.${method.toLowerCase()}`, outcome: 'rejected', status: err.status, reason: err.code, remote: remoteOf(req), session: found.params[0] ?? null });
+        gw.audit.write({ action: `${path.slice(1, 5)}.${method.toLowerCase()}`, outcome: 'rejected', status: err.status, reason: err.code, remote: remoteOf(req), session: found.params[0] ?? null });
       } catch (auditErr) {
         gw.log.error({ err: auditErr }, 'audit write failed');
       }

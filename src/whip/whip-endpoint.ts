@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditLog, AuditEntry } from '../audit/audit-log.js';
 import type { SourceAuthenticator, SourceIdentity } from '../auth/source-auth.js';
 import { Call } from '../call/call.js';
@@ -11,29 +10,13 @@ import { newEtag, newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { attr, parseSdp, SdpParseError } from '../sdp/sdp.js';
-import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
+import { applyTricklePatch, problemReply, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { AgentRegistry } from '../agent/registry.js';
 import type { FrameClock } from '../audio/frame-clock.js';
 import { MediaBridge, type Quality } from '../call/media-bridge.js';
 import { randomBytes } from 'node:crypto';
-
-/** A request as the endpoint sees it: already read, size-checked and routed. */
-export interface EndpointRequest {
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-  /** Client address as host:port. */
-  remote: string;
-  /** Absolute base URL (scheme://host[:port]) for Location headers. */
-  baseUrl: string;
-}
-
-export interface EndpointReply {
-  status: number;
-  headers: Record<string, string | string[]>;
-  body?: string;
-}
 
 /** The HTTP face of a live WHIP session. */
 export interface WhipResource {
@@ -63,23 +46,21 @@ export interface WhipEndpointDeps {
   onQuality?: (resource: WhipResource, q: Quality) => void;
 }
 
-export const SDP_TYPE = 'application/sdp';
-export const TRICKLE_TYPE = 'application/trickle-ice-sdpfrag';
-
-/** The media type of a Content-Type header, lower-cased, parameters dropped. */
-export function mediaType(header: string | undefined): string | undefined {
-  return header?.split(';')[0]?.trim().toLowerCase() || undefined;
-}
-
 /**
  * WHIP (RFC 9725): POST creates a session from an SDP offer, PATCH trickles candidates,
  * DELETE ends it. Every attempt, accepted or not, is audited with who made it.
  */
 export class WhipEndpoint {
   readonly resources = new Map<string, WhipResource>();
+  /** Recently ended session ids, so WHEP can answer 404 (ended) rather than 409 (not yet). */
+  readonly ended = new Set<string>();
 
   constructor(private readonly deps: WhipEndpointDeps) {
-    deps.calls.on('ended', (call) => this.resources.delete(call.id));
+    deps.calls.on('ended', (call) => {
+      this.resources.delete(call.id);
+      this.ended.add(call.id);
+      if (this.ended.size > 10_000) this.ended.delete(this.ended.values().next().value!);
+    });
   }
 
   async post(req: EndpointRequest): Promise<EndpointReply> {
@@ -88,15 +69,7 @@ export class WhipEndpoint {
     let sessionId: string | undefined;
     try {
       source = deps.auth.authenticate(req.headers.authorization);
-      // RFC 9725 §4.2: the offer is application/sdp.
-      const type = mediaType(req.headers['content-type']);
-      if (type !== SDP_TYPE) {
-        throw new VoxgateError('VG_HTTP_UNSUPPORTED_MEDIA_TYPE', `Send the SDP offer with Content-Type: ${SDP_TYPE} (got ${type ?? 'none'}).`, {
-          headers: { 'Accept-Post': SDP_TYPE },
-        });
-      }
-      const text = req.body.toString('utf8');
-      if (text.trim() === '') throw new VoxgateError('VG_SDP_MALFORMED', 'The request body is empty; send an SDP offer.');
+      const text = requireSdp(req);
       let offer;
       try {
         offer = parseSdp(text);
@@ -192,43 +165,9 @@ export class WhipEndpoint {
     try {
       source = this.deps.auth.authenticate(req.headers.authorization);
       const resource = this.#owned(id, source);
-      const type = mediaType(req.headers['content-type']);
-      // RFC 9725 §4.3: PATCH bodies are trickle-ice-sdpfrag (RFC 8840).
-      if (type !== TRICKLE_TYPE) {
-        throw new VoxgateError('VG_HTTP_UNSUPPORTED_MEDIA_TYPE', `Send candidates with Content-Type: ${TRICKLE_TYPE} (got ${type ?? 'none'}).`, {
-          headers: { 'Accept-Patch': TRICKLE_TYPE },
-        });
-      }
-      const ifMatch = req.headers['if-match'];
-      let frag;
-      try {
-        frag = parseTrickleFragment(req.body.toString('utf8'));
-      } catch (err) {
-        if (err instanceof TrickleParseError) throw new VoxgateError('VG_TRICKLE_MALFORMED', `The sdpfrag is malformed: ${err.message}.`);
-        throw err;
-      }
-      const restart =
-        ifMatch === '*' ||
-        (frag.ufrag !== undefined && frag.ufrag !== resource.remoteUfrag) ||
-        (frag.pwd !== undefined && frag.pwd !== resource.remotePwd);
-      if (restart) {
-        // RFC 9725 §4.3.1: a session that supports trickle but not restart answers a restart with 422.
-        // Deviation: none; libdatachannel cannot restart ICE (its issue 545), so the session stays as it was.
-        throw new VoxgateError('VG_ICE_RESTART_UNSUPPORTED', 'ICE restart is not supported; DELETE this session and POST a new offer.');
-      }
-      // RFC 9725 §4.3.1 / RFC 9110 §13.1.1: a trickle PATCH carries the session's ETag.
-      if (ifMatch === undefined) {
-        throw new VoxgateError('VG_PRECONDITION_REQUIRED', `Send If-Match: ${resource.etag} with trickle PATCH requests.`);
-      }
-      if (!ifMatch.split(',').map((t) => t.trim()).includes(resource.etag)) {
-        throw new VoxgateError('VG_PRECONDITION_FAILED', `If-Match ${ifMatch} does not match the session's ETag ${resource.etag}.`);
-      }
-      let added = 0;
-      for (const c of frag.candidates) {
-        if (resource.leg.peer.addRemoteCandidate(c.candidate, c.mid ?? resource.plan.audio.mid)) added++;
-      }
+      const { candidates, used } = applyTricklePatch({ etag: resource.etag, peer: resource.leg.peer, mid: resource.plan.audio.mid, remoteUfrag: resource.remoteUfrag, remotePwd: resource.remotePwd }, req);
       this.#audit(
-        { action: 'whip.patch', outcome: 'ok', status: 204, candidates: frag.candidates.length, used: added },
+        { action: 'whip.patch', outcome: 'ok', status: 204, candidates, used },
         source,
         req,
         id,
@@ -290,12 +229,4 @@ export class WhipEndpoint {
     }
     return problemReply(e);
   }
-}
-
-export function problemReply(e: VoxgateError, instance?: string): EndpointReply {
-  return {
-    status: e.status,
-    headers: { 'Content-Type': 'application/problem+json', ...e.headers },
-    body: JSON.stringify(e.toProblem(instance)),
-  };
 }

@@ -43,13 +43,24 @@ export async function publishWithNdc(
   token: string,
   opts: PublishOptions = {},
 ): Promise<NdcPublisher> {
-  for (let attempt = 1; ; attempt++) {
+  return withFreshClients(() => publishOnce(whipUrl, token, opts));
+}
+
+async function withFreshClients<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
     try {
-      return await publishOnce(whipUrl, token, opts);
+      return await attempt();
     } catch (err) {
-      if (attempt === 3 || !String(err).includes('without ICE transport')) throw err;
+      if (n === 3 || !String(err).includes('without ICE transport')) throw err;
     }
   }
+}
+
+/** A promise that is already handled, for results the caller may never await. */
+function rejected(message: string): Promise<never> {
+  const p = Promise.reject(new Error(message));
+  p.catch(() => undefined);
+  return p;
 }
 
 async function publishOnce(whipUrl: string, token: string, opts: PublishOptions): Promise<NdcPublisher> {
@@ -99,7 +110,7 @@ async function publishOnce(whipUrl: string, token: string, opts: PublishOptions)
     answer: body,
     location: res.headers.get('location') ?? undefined,
     postMs,
-    connected: res.status === 201 ? connected : Promise.reject(new Error(`POST answered ${res.status}`)),
+    connected: res.status === 201 ? connected : rejected(`POST answered ${res.status}`),
     startRtp(intervalMs = 20) {
       timer = setInterval(() => {
         if (!track.isOpen()) return;
@@ -139,4 +150,88 @@ async function publishOnce(whipUrl: string, token: string, opts: PublishOptions)
       pc.close();
     },
   };
+}
+
+export interface NdcListener {
+  status: number;
+  headers: Headers;
+  answer: string;
+  location: string | undefined;
+  offer: string;
+  connected: Promise<void>;
+  /** RTP packets received from voxgate. */
+  received: Buffer[];
+  close(): void;
+}
+
+type ListenOptions = { codecs?: 'opus' | 'pcmu' | 'opus+pcmu'; direction?: 'RecvOnly' | 'SendOnly' };
+
+/** A real WHEP player (libdatachannel, recvonly). */
+export function listenWithNdc(url: string, token: string | undefined, opts: ListenOptions = {}): Promise<NdcListener> {
+  return withFreshClients(() => listenOnce(url, token, opts));
+}
+
+async function listenOnce(url: string, token: string | undefined, opts: ListenOptions): Promise<NdcListener> {
+  const pc = new PeerConnection('listener', { iceServers: [], bindAddress: '127.0.0.1' });
+  const audio = new Audio('0', opts.direction ?? 'RecvOnly');
+  const codecs = opts.codecs ?? 'opus';
+  if (codecs.includes('opus')) audio.addOpusCodec(111);
+  if (codecs.includes('pcmu')) audio.addAudioCodec(0, 'PCMU');
+  const track = pc.addTrack(audio);
+  track.onClosed(() => undefined);
+  const received: Buffer[] = [];
+  track.onMessage((m) => {
+    if (!(m[1]! >= 192 && m[1]! <= 223)) received.push(Buffer.from(m));
+  });
+  const gathered = new Promise<void>((resolve) => pc.onGatheringStateChange((s) => s === 'complete' && resolve()));
+  pc.setLocalDescription();
+  await gathered;
+  const connected = new Promise<void>((resolve, reject) => {
+    pc.onStateChange((s) => {
+      if (s === 'connected') resolve();
+      if (s === 'failed') reject(new Error('listener connection failed'));
+    });
+  });
+  connected.catch(() => undefined);
+  const offer = pc.localDescription()!.sdp;
+  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...(token ? { Authorization: `Bearer ${token}` } : {}) }, body: offer });
+  const body = await res.text();
+  if (res.status === 201) pc.setRemoteDescription(body, 'answer');
+  return {
+    status: res.status,
+    headers: res.headers,
+    answer: body,
+    location: res.headers.get('location') ?? undefined,
+    offer,
+    connected: res.status === 201 ? connected : rejected(`POST answered ${res.status}`),
+    received,
+    close() {
+      track.close();
+      pc.close();
+    },
+  };
+}
+
+/** Reads a server-sent events stream (with a Bearer token) and collects its events. */
+export function readSse(url: string, token: string): { events: { event: string; data: unknown }[]; done: Promise<void>; abort(): void } {
+  const events: { event: string; data: unknown }[] = [];
+  const ac = new AbortController();
+  const done = (async () => {
+    const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` }, signal: ac.signal });
+    if (res.status !== 200) throw new Error(`SSE answered ${res.status}`);
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        events.push({ event: /^event: (.*)$/m.exec(block)?.[1] ?? 'message', data: JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null') });
+      }
+    }
+  })().catch((err: unknown) => {
+    if ((err as Error).name !== 'AbortError') throw err;
+  });
+  return { events, done, abort: () => ac.abort() };
 }

@@ -1,0 +1,99 @@
+import { createEncoder, type AudioEncoder } from '../audio/codec.js';
+import { samplesPerFrame } from '../audio/frame.js';
+import type { CodecName } from '../core/config.js';
+import { TypedEmitter } from '../core/events.js';
+import type { RtpPacket } from '../rtp/packet.js';
+import type { ListenerLeg, ListenTrack } from './listener-leg.js';
+
+export interface HubEvents extends Record<string, unknown[]> {
+  /** A server-sent event for WHEP listeners (active, inactive, viewercount, quality, turn). */
+  event: [name: string, data: unknown];
+}
+
+/**
+ * Who hears what, for one call's WHEP listeners. The caller's packets are forwarded as they
+ * arrive to listeners that took the caller's codec; everything else is encoded once per
+ * (track, codec) per 20 ms tick and the same payload goes to every listener of that pair.
+ */
+export class EgressHub extends TypedEmitter<HubEvents> {
+  readonly listeners = new Map<string, ListenerLeg>();
+  readonly #encoders = new Map<string, AudioEncoder>();
+  readonly #silence: Int16Array;
+
+  constructor(
+    readonly callerCodec: CodecName,
+    readonly rate: number,
+  ) {
+    super();
+    this.#silence = new Int16Array(samplesPerFrame(rate));
+  }
+
+  add(leg: ListenerLeg): void {
+    this.listeners.set(leg.id, leg);
+    this.emit('event', 'viewercount', { viewercount: this.listeners.size });
+  }
+
+  remove(leg: ListenerLeg): void {
+    if (!this.listeners.delete(leg.id)) return;
+    this.emit('event', 'viewercount', { viewercount: this.listeners.size });
+    // Drop encoders nobody listens to any more.
+    for (const key of [...this.#encoders.keys()]) {
+      const [track, codec] = key.split(':') as [ListenTrack, CodecName];
+      if (![...this.listeners.values()].some((l) => !l.passthrough && l.track === track && l.codec === codec)) this.#encoders.delete(key);
+    }
+  }
+
+  publish(name: string, data: unknown): void {
+    this.emit('event', name, data);
+  }
+
+  /** Every caller packet of the call's codec, as it arrives: forwarded without transcoding. */
+  onCallerRtp(p: RtpPacket): void {
+    for (const l of this.listeners.values()) if (l.passthrough) l.forward(p);
+  }
+
+  /** Once per tick: the caller's decoded frame and the agent's frame (either may be missing). */
+  onTick(caller: Int16Array | undefined, agent: Int16Array | undefined): void {
+    if (this.listeners.size === 0) return;
+    const encoded = new Map<string, Buffer>();
+    for (const l of this.listeners.values()) {
+      if (l.passthrough) continue;
+      const key = `${l.track}:${l.codec}`;
+      let payload = encoded.get(key);
+      if (!payload) {
+        let enc = this.#encoders.get(key);
+        if (!enc) {
+          enc = createEncoder(l.codec, this.rate);
+          this.#encoders.set(key, enc);
+        }
+        const pcm = l.track === 'caller' ? caller : l.track === 'agent' ? agent : mix(caller, agent);
+        payload = enc.encode(pcm ?? this.#silence);
+        encoded.set(key, payload);
+      }
+      l.sendFrame(payload);
+    }
+  }
+
+  closeAll(): void {
+    this.emit('event', 'inactive', {});
+  }
+}
+
+/**
+ * Caller and agent mixed: each at -3 dB when both speak (so a sum of two full-scale voices
+ * rarely clips), then a soft limiter above -1 dBFS instead of hard clipping.
+ */
+export function mix(a: Int16Array | undefined, b: Int16Array | undefined): Int16Array | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  const out = new Int16Array(a.length);
+  const g = Math.SQRT1_2;
+  const knee = 29204; // -1 dBFS
+  for (let i = 0; i < out.length; i++) {
+    const x = (a[i]! + (b[i] ?? 0)) * g;
+    const ax = Math.abs(x);
+    const y = ax <= knee ? ax : knee + (32767 - knee) * Math.tanh((ax - knee) / (32767 - knee));
+    out[i] = Math.round(Math.sign(x) * y);
+  }
+  return out;
+}
