@@ -178,9 +178,10 @@ export async function packetsSent(page: Page): Promise<number> {
 /** Peak frequency and its level (dB relative to the spectrum's median) of the audio the page receives. */
 export async function analyseRemoteAudio(page: Page, ms = 1500): Promise<{ peakHz: number; peakOverMedianDb: number; rms: number }> {
   return page.evaluate(async (ms) => {
-    const w = window as unknown as { vgRemote: MediaStream };
+    // Our test page keeps the remote stream in vgRemote, the player page in voxgatePlayer.stream.
+    const w = window as unknown as { vgRemote?: MediaStream; voxgatePlayer?: { stream: MediaStream } };
     const ctx = new AudioContext();
-    const src = ctx.createMediaStreamSource(w.vgRemote);
+    const src = ctx.createMediaStreamSource((w.vgRemote ?? w.voxgatePlayer?.stream)!);
     const an = ctx.createAnalyser();
     an.fftSize = 4096;
     src.connect(an);
