@@ -47,9 +47,16 @@ export class EgressHub extends TypedEmitter<HubEvents> {
     this.emit('event', name, data);
   }
 
+  /** How long forwarding one caller packet to every listener took, ms (benchmarks read it). */
+  readonly fanoutMs: number[] = [];
+
   /** Every caller packet of the call's codec, as it arrives: forwarded without transcoding. */
   onCallerRtp(p: RtpPacket): void {
+    if (this.listeners.size === 0) return;
+    const t0 = performance.now();
     for (const l of this.listeners.values()) if (l.passthrough) l.forward(p);
+    this.fanoutMs.push(performance.now() - t0);
+    if (this.fanoutMs.length > 5000) this.fanoutMs.splice(0, 2500);
   }
 
   /** Once per tick: the caller's decoded frame and the agent's frame (either may be missing). */
