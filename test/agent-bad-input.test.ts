@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import type { Agent } from '../src/agent/agent.js';
-import { publishWithNdc } from './helpers/ndc-publisher.js';
+import { publishConnected, publishWithNdc } from './helpers/ndc-publisher.js';
 import { SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 
 const THROWS_TOKEN = 'throwing-agent-token-0123456789';
@@ -47,8 +47,7 @@ describe('agents that misbehave', () => {
   });
 
   test('an agent whose frame handler throws is logged; the call and its media continue', async () => {
-    const pub = await publishWithNdc(`${tg.url}/whip`, THROWS_TOKEN, { direction: 'SendRecv' });
-    await pub.connected;
+    const pub = await publishConnected(`${tg.url}/whip`, THROWS_TOKEN, { direction: 'SendRecv' });
     pub.startRtp();
     await waitFor('the listener errors in the log', () => lines.filter((l) => l.msg === 'event listener threw').length >= 5);
     const id = pub.location!.split('/').pop()!;
@@ -70,8 +69,7 @@ describe('agents that misbehave', () => {
   });
 
   test('garbage RTP payloads are concealed; the call goes on', async () => {
-    const pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: [Buffer.from([0xff, 0xff, 0xff]), Buffer.alloc(0)] });
-    await pub.connected;
+    const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: [Buffer.from([0xff, 0xff, 0xff]), Buffer.alloc(0)] });
     pub.startRtp();
     const id = pub.location!.split('/').pop()!;
     const resource = () => tg.gw.whip.resources.get(id);

@@ -11,7 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeG711, encodeG711 } from '../src/audio/g711.js';
 import { tone, toneSnrDb } from '../src/audio/test-signals.js';
 import { parseRtp } from '../src/rtp/packet.js';
-import { publishWithNdc } from './helpers/ndc-publisher.js';
+import { publishConnected, publishWithNdc } from './helpers/ndc-publisher.js';
 import { SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 
 type Msg = Record<string, unknown> & { event: string; sequenceNumber?: string; streamSid?: string };
@@ -71,9 +71,7 @@ describe('Twilio Media Streams adapter', () => {
   });
 
   test('every message is exact; the agent hears the caller, is heard back, gets DTMF, marks and clear work, stop ends it', async () => {
-    const pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50), telephoneEvent: true });
-    assert.equal(pub.status, 201);
-    await pub.connected;
+    const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50), telephoneEvent: true });
     pub.startRtp();
     const call = await waitFor('the agent connection', () => agent.calls[0]);
     await waitFor('100 media messages', () => call.messages.filter((m) => m.event === 'media').length >= 100);
@@ -153,8 +151,7 @@ describe('Twilio Media Streams adapter', () => {
   });
 
   test('an agent socket that closes mid-call ends the call with agent-disconnected, audited', async () => {
-    const pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50) });
-    await pub.connected;
+    const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50) });
     pub.startRtp();
     const call = await waitFor('a second agent connection', () => agent.calls[1]);
     await waitFor('media', () => call.messages.some((m) => m.event === 'media'));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { publishWithNdc } from './helpers/ndc-publisher.js';
+import { publishConnected } from './helpers/ndc-publisher.js';
 import { freeUdpPort, waitFor } from './helpers/gateway.js';
 
 
@@ -30,9 +30,7 @@ test('`voxgate serve` with no configuration prints a dev token that publishes; S
     const [, url, devToken] = banner as unknown as [string, string, string];
     // http.port 0 picked a free port; the banner names it.
     assert.match(url!, /^http:\/\/127\.0\.0\.1:\d+$/);
-    const pub = await publishWithNdc(`${url}/whip`, devToken!);
-    assert.equal(pub.status, 201);
-    await pub.connected;
+    const pub = await publishConnected(`${url}/whip`, devToken!);
     p.child.kill('SIGTERM');
     assert.equal(await p.exited, 0);
     pub.close();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { verifyAuditFile } from '../src/audit/audit-log.js';
-import { publishWithNdc } from './helpers/ndc-publisher.js';
+import { publishConnected } from './helpers/ndc-publisher.js';
 import { ADMIN_TOKEN, adminSessions, SOURCE_TOKEN, startGateway } from './helpers/gateway.js';
 import { offerSdp } from './helpers/offers.js';
 
@@ -52,8 +52,7 @@ test('when the audit log cannot be written, the POST fails with 500 and no sessi
 test('after a run the audit chain verifies and holds every request with who made it', async () => {
   const tg = await startGateway();
   try {
-    const p = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN);
-    await p.connected;
+    const p = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN);
     await fetch(`${tg.url}/whip`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offerSdp() });
     assert.equal((await fetch(p.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } })).status, 200);
     p.close();

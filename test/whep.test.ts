@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { listenWithNdc, publishWithNdc, readSse, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { listenWithNdc, publishConnected, publishWithNdc, readSse, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { ADMIN_TOKEN, adminSessions, OTHER_TOKEN, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { offerSdp, trickleFor, VIDEO_ONLY_OFFER } from './helpers/offers.js';
 
@@ -30,8 +30,7 @@ describe('WHEP', () => {
         { name: 'narrow', token: NARROW, sessions: ['AAAAAAAAAAAAAAAAAAAAAA'] },
       ],
     });
-    pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
-    await pub.connected;
+    pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
     pub.startRtp();
     sid = pub.location!.split('/').pop()!;
     whep = `${tg.url}/whep/${sid}`;
@@ -86,8 +85,7 @@ describe('WHEP', () => {
     assert.equal((await listenWithNdc(whep, 'not-a-listener-token-000')).status, 401);
     assert.equal((await listenWithNdc(whep, NARROW)).status, 403);
     assert.equal((await listenWithNdc(whep, SOURCE_TOKEN)).status, 401, 'a source token is not a listener token');
-    const other = await publishWithNdc(`${tg.url}/whip`, OTHER_TOKEN, { direction: 'SendRecv' });
-    await other.connected;
+    const other = await publishConnected(`${tg.url}/whip`, OTHER_TOKEN, { direction: 'SendRecv' });
     await waitFor('the other call', () => tg.gw.calls.get(other.location!.split('/').pop()!)?.state === 'connected');
     const qaOther = await listenWithNdc(`${tg.url}/whep/${other.location!.split('/').pop()}`, QA);
     assert.equal(qaOther.status, 403);
@@ -157,8 +155,7 @@ describe('WHEP fan-out and teardown', () => {
   test('20 listeners on one session; when the publisher ends, all get inactive and are freed', async () => {
     const tg = await startGateway({ defaultAgent: 'echo', listeners: [{ name: 'wall', token: SUPERVISOR }] });
     try {
-      const pub = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
-      await pub.connected;
+      const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
       pub.startRtp();
       const sid = pub.location!.split('/').pop()!;
       await waitFor('connected', () => tg.gw.calls.get(sid)?.state === 'connected');

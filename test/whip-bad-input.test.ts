@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { signJwt } from '../src/auth/source-auth.js';
-import { publishWithNdc, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { publishConnected, publishWithNdc, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { offerSdp, trickleFor, VIDEO_ONLY_OFFER } from './helpers/offers.js';
 
@@ -38,8 +38,7 @@ describe('bad input never disturbs a live session', () => {
   before(async () => {
     tg = await startGateway({ auth: { jwtSecret: JWT_SECRET } });
     whip = `${tg.url}/whip`;
-    live = await publishWithNdc(whip, SOURCE_TOKEN);
-    await live.connected;
+    live = await publishConnected(whip, SOURCE_TOKEN);
     live.startRtp();
     liveId = live.location!.split('/').pop()!;
   });
@@ -174,8 +173,7 @@ describe('a storm of POSTs that never complete ICE', () => {
   test('200 sessions are all reclaimed by the idle timeout, audited, while a live one continues', async () => {
     const tg = await startGateway({ sources: [{ name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN }], idleTimeoutSeconds: 1.5, limits: { maxSessions: 300, requestsPerSecond: 1000, requestBurst: 1000 } });
     try {
-      const live = await publishWithNdc(`${tg.url}/whip`, SOURCE_TOKEN);
-      await live.connected;
+      const live = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN);
       live.startRtp();
       const offer = offerSdp();
       const statuses = await Promise.all(

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { publishWithNdc, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { publishConnected, publishWithNdc, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { adminSessions, OTHER_TOKEN, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { offerSdp, trickleFor, VIDEO_ONLY_OFFER } from './helpers/offers.js';
 
@@ -23,8 +23,7 @@ describe('WHIP checklist (RFC 9725) on the wire', () => {
       ],
     });
     whip = `${tg.url}/whip`;
-    pub = await publishWithNdc(whip, SOURCE_TOKEN);
-    await pub.connected;
+    pub = await publishConnected(whip, SOURCE_TOKEN);
     pub.startRtp();
   });
   after(async () => {
@@ -145,24 +144,21 @@ describe('WHIP checklist (RFC 9725) on the wire', () => {
   });
 
   test('row 14: DELETE answers 200 and frees the session; the UDP port keeps serving', async () => {
-    const p2 = await publishWithNdc(whip, SOURCE_TOKEN);
-    await p2.connected;
+    const p2 = await publishConnected(whip, SOURCE_TOKEN);
     const id = p2.location!.split('/').pop()!;
     const del = await fetch(p2.location!, { method: 'DELETE', headers: auth });
     assert.equal(del.status, 200);
     assert.ok(!(await adminSessions(tg.url)).some((s) => s.id === id));
     assert.equal((await fetch(p2.location!)).status, 404);
     p2.close();
-    const p3 = await publishWithNdc(whip, SOURCE_TOKEN);
-    await p3.connected;
+    const p3 = await publishConnected(whip, SOURCE_TOKEN);
     p3.startRtp();
     await waitFor('RTP from a new session', async () => (await adminSessions(tg.url)).find((s) => p3.location!.endsWith(s.id) && s.packets > 5));
     p3.close();
   });
 
   test('row 15: a publisher that goes away without DELETE is noticed and its session ended', async () => {
-    const p = await publishWithNdc(whip, SOURCE_TOKEN);
-    await p.connected;
+    const p = await publishConnected(whip, SOURCE_TOKEN);
     const id = p.location!.split('/').pop()!;
     p.close();
     await waitFor('the session to end', async () => !(await adminSessions(tg.url)).some((s) => s.id === id), 40_000);

@@ -5,16 +5,16 @@ import type { Call } from '../call/call.js';
 import { ListenerLeg, type ListenTrack } from '../call/listener-leg.js';
 import type { Clock } from '../core/clock.js';
 import type { CodecName, IceServerConfig } from '../core/config.js';
-import { isVoxgateError, VoxgateError } from '../core/errors.js';
+import { VoxgateError } from '../core/errors.js';
 import { newEtag, newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { rtpClockRate } from '../audio/codec.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
-import { attr, parseSdp, SdpParseError } from '../sdp/sdp.js';
+import { attr } from '../sdp/sdp.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { WhipEndpoint, WhipResource } from '../whip/whip-endpoint.js';
-import { applyTricklePatch, problemReply, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
+import { applyTricklePatch, auditOrFail, parseOffer, refuse, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 
 export const SSE_EXTENSION = 'urn:ietf:params:whep:ext:core:server-sent-events';
 export const SSE_EVENTS = ['active', 'inactive', 'viewercount', 'quality', 'turn'];
@@ -79,13 +79,7 @@ export class WhepEndpoint {
         });
       }
       const text = requireSdp(req);
-      let offer;
-      try {
-        offer = parseSdp(text);
-      } catch (err) {
-        if (err instanceof SdpParseError) throw new VoxgateError('VG_SDP_MALFORMED', `The SDP offer is malformed: ${err.message}.`);
-        throw err;
-      }
+      const offer = parseOffer(text);
       const callerCodec = source.plan.audio.codec;
       const codecs = [...new Set<CodecName>([callerCodec, 'opus', 'pcmu', 'pcma', 'g722'])];
       const plan = planAnswer(offer, { codecs, allowSendRecv: false, role: 'egress' });
@@ -194,25 +188,10 @@ export class WhepEndpoint {
   }
 
   #audit(entry: AuditEntry, who: ListenerIdentity | undefined, req: EndpointRequest, session: string, listenerSession: string | undefined): void {
-    try {
-      this.deps.audit.write({ ...entry, source: who?.name ?? null, sourceKind: who ? 'listener' : null, remote: req.remote, session, listenerSession: listenerSession ?? null });
-    } catch (err) {
-      this.deps.log.error({ err }, 'audit write failed');
-      throw new VoxgateError('VG_AUDIT_WRITE_FAILED', 'The audit log could not be written; the request was not carried out.', { cause: err });
-    }
+    auditOrFail(this.deps.audit, this.deps.log, { ...entry, source: who?.name ?? null, sourceKind: who ? 'listener' : null, remote: req.remote, session, listenerSession: listenerSession ?? null });
   }
 
   #reject(err: unknown, action: string, who: ListenerIdentity | undefined, req: EndpointRequest, session: string, id: string | undefined): EndpointReply {
-    const e = isVoxgateError(err) ? err : new VoxgateError('VG_INTERNAL', 'Unexpected error; see the gateway log.', { cause: err });
-    if (!isVoxgateError(err)) this.deps.log.error({ err, action }, 'unexpected error');
-    else this.deps.log.info({ code: e.code, action, remote: req.remote, listener: who?.name, session }, e.message);
-    if (e.code !== 'VG_AUDIT_WRITE_FAILED') {
-      try {
-        this.#audit({ action, outcome: e.status >= 500 ? 'error' : 'rejected', status: e.status, reason: e.code }, who, req, session, id);
-      } catch (auditErr) {
-        return problemReply(auditErr as VoxgateError);
-      }
-    }
-    return problemReply(e);
+    return refuse(err, this.deps.log, action, { remote: req.remote, listener: who?.name, session }, (entry) => this.#audit(entry, who, req, session, id));
   }
 }

@@ -5,13 +5,13 @@ import type { CallTable } from '../call/call-table.js';
 import { WebRtcLeg } from '../call/webrtc-leg.js';
 import type { Clock } from '../core/clock.js';
 import type { IceServerConfig } from '../core/config.js';
-import { VoxgateError, isVoxgateError } from '../core/errors.js';
+import { VoxgateError } from '../core/errors.js';
 import { newEtag, newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
-import { attr, parseSdp, SdpParseError } from '../sdp/sdp.js';
+import { attr } from '../sdp/sdp.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
-import { applyTricklePatch, problemReply, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
+import { applyTricklePatch, auditOrFail, parseOffer, refuse, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { AgentRegistry } from '../agent/registry.js';
 import type { FrameClock } from '../audio/frame-clock.js';
@@ -70,13 +70,7 @@ export class WhipEndpoint {
     try {
       source = deps.auth.authenticate(req.headers.authorization);
       const text = requireSdp(req);
-      let offer;
-      try {
-        offer = parseSdp(text);
-      } catch (err) {
-        if (err instanceof SdpParseError) throw new VoxgateError('VG_SDP_MALFORMED', `The SDP offer is malformed: ${err.message}.`);
-        throw err;
-      }
+      const offer = parseOffer(text);
       const plan = planAnswer(offer, { codecs: source.codecs, allowSendRecv: true, role: 'ingest' });
       deps.calls.checkAdmission(source);
       const agent = deps.agents.resolve(source.agent);
@@ -202,31 +196,10 @@ export class WhipEndpoint {
   }
 
   #audit(entry: AuditEntry, source: SourceIdentity | undefined, req: EndpointRequest, session: string | undefined): void {
-    try {
-      this.deps.audit.write({
-        ...entry,
-        source: source?.name ?? null,
-        sourceKind: source?.kind ?? null,
-        remote: req.remote,
-        session: session ?? null,
-      });
-    } catch (err) {
-      this.deps.log.error({ err }, 'audit write failed');
-      throw new VoxgateError('VG_AUDIT_WRITE_FAILED', 'The audit log could not be written; the request was not carried out.', { cause: err });
-    }
+    auditOrFail(this.deps.audit, this.deps.log, { ...entry, source: source?.name ?? null, sourceKind: source?.kind ?? null, remote: req.remote, session: session ?? null });
   }
 
   #reject(err: unknown, action: string, source: SourceIdentity | undefined, req: EndpointRequest, session: string | undefined): EndpointReply {
-    const e = isVoxgateError(err) ? err : new VoxgateError('VG_INTERNAL', 'Unexpected error; see the gateway log.', { cause: err });
-    if (!isVoxgateError(err)) this.deps.log.error({ err, action }, 'unexpected error');
-    else this.deps.log.info({ code: e.code, action, remote: req.remote, source: source?.name, session }, e.message);
-    if (e.code !== 'VG_AUDIT_WRITE_FAILED') {
-      try {
-        this.#audit({ action, outcome: e.status >= 500 ? 'error' : 'rejected', status: e.status, reason: e.code }, source, req, session);
-      } catch (auditErr) {
-        return problemReply(auditErr as VoxgateError);
-      }
-    }
-    return problemReply(e);
+    return refuse(err, this.deps.log, action, { remote: req.remote, source: source?.name, session }, (entry) => this.#audit(entry, source, req, session));
   }
 }

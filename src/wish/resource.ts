@@ -1,5 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { VoxgateError } from '../core/errors.js';
+import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
+import { isVoxgateError, VoxgateError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { parseSdp, SdpParseError, type SessionDescription } from '../sdp/sdp.js';
 import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
 import type { WebRtcPeer } from '../webrtc/peer.js';
 
@@ -97,4 +100,42 @@ export function applyTricklePatch(target: TrickleTarget, req: EndpointRequest): 
     if (target.peer.addRemoteCandidate(c.candidate, c.mid ?? target.mid)) used++;
   }
   return { candidates: frag.candidates.length, used };
+}
+
+/** Parses an offer; a malformed one is a 400 that names the line. */
+export function parseOffer(text: string): SessionDescription {
+  try {
+    return parseSdp(text);
+  } catch (err) {
+    if (err instanceof SdpParseError) throw new VoxgateError('VG_SDP_MALFORMED', `The SDP offer is malformed: ${err.message}.`);
+    throw err;
+  }
+}
+
+/** Writes an audit record, turning a failed write into a 500 so the request is not carried out. */
+export function auditOrFail(audit: AuditLog, log: Logger, entry: AuditEntry): void {
+  try {
+    audit.write(entry);
+  } catch (err) {
+    log.error({ err }, 'audit write failed');
+    throw new VoxgateError('VG_AUDIT_WRITE_FAILED', 'The audit log could not be written; the request was not carried out.', { cause: err });
+  }
+}
+
+/**
+ * The answer to a refused request: logged, audited with its reason (an unexpected error is a
+ * 500 and logged with its stack), and returned as problem+json.
+ */
+export function refuse(err: unknown, log: Logger, action: string, context: Record<string, unknown>, audit: (entry: AuditEntry) => void): EndpointReply {
+  const e = isVoxgateError(err) ? err : new VoxgateError('VG_INTERNAL', 'Unexpected error; see the gateway log.', { cause: err });
+  if (!isVoxgateError(err)) log.error({ err, action }, 'unexpected error');
+  else log.info({ code: e.code, action, ...context }, e.message);
+  if (e.code !== 'VG_AUDIT_WRITE_FAILED') {
+    try {
+      audit({ action, outcome: e.status >= 500 ? 'error' : 'rejected', status: e.status, reason: e.code });
+    } catch (auditErr) {
+      return problemReply(auditErr as VoxgateError);
+    }
+  }
+  return problemReply(e);
 }

@@ -235,3 +235,23 @@ export function readSse(url: string, token: string): { events: { event: string; 
   });
   return { events, done, abort: () => ac.abort() };
 }
+
+/**
+ * Publishes and waits until connected. If the libdatachannel client fails while connecting
+ * (see publishWithNdc), that session is deleted and a fresh client tries again, up to three
+ * times, so a test never runs against a half-made session.
+ */
+export async function publishConnected(whipUrl: string, token: string, opts: PublishOptions = {}): Promise<NdcPublisher> {
+  for (let n = 1; ; n++) {
+    const p = await publishWithNdc(whipUrl, token, opts);
+    if (p.status !== 201) throw new Error(`POST answered ${p.status}: ${p.answer.slice(0, 200)}`);
+    try {
+      await Promise.race([p.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
+      return p;
+    } catch (err) {
+      p.close();
+      await fetch(p.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+      if (n === 3) throw err;
+    }
+  }
+}
