@@ -1,0 +1,200 @@
+/**
+ * RFC 3261 §25 grammar pieces used by the parser and by the SIP layers above it: header
+ * lists, name-addr, Via, CSeq, generic parameters, SIP URIs. Pure: values or SipParseError.
+ */
+export class SipParseError extends Error {
+  constructor(
+    message: string,
+    /** The status a server answers with (400, 505, 413, 416). */
+    readonly status = 400,
+  ) {
+    super(message);
+    this.name = 'SipParseError';
+  }
+}
+
+const TOKEN = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
+
+export function isToken(s: string): boolean {
+  return TOKEN.test(s);
+}
+
+/** Splits a header value at top-level commas (not inside quotes or <>), RFC 3261 §7.3.1. */
+export function splitList(value: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === '<') depth++;
+    else if (c === '>') depth = Math.max(0, depth - 1);
+    else if (c === ',' && depth === 0) {
+      out.push(value.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  if (quoted) throw new SipParseError('unterminated quoted string');
+  out.push(value.slice(start).trim());
+  return out.filter((s) => s.length > 0);
+}
+
+/** `;name=value;flag` generic parameters; names are case-insensitive, lower-cased. */
+export function parseParams(text: string): Map<string, string | null> {
+  const params = new Map<string, string | null>();
+  for (const raw of splitOutsideQuotes(text, ';')) {
+    const part = raw.trim();
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (!isToken(name)) throw new SipParseError(`bad parameter name ${JSON.stringify(name.slice(0, 30))}`);
+    let value: string | null = eq < 0 ? null : part.slice(eq + 1).trim();
+    if (value !== null && value.startsWith('"')) value = unquote(value);
+    params.set(name, value);
+  }
+  return params;
+}
+
+function splitOutsideQuotes(text: string, sep: string): string[] {
+  const out: string[] = [];
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '\\') i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === sep) {
+      out.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  if (quoted) throw new SipParseError('unterminated quoted string');
+  out.push(text.slice(start));
+  return out;
+}
+
+/** A quoted-string's content with quoted-pairs resolved (RFC 3261 §25.1). */
+export function unquote(q: string): string {
+  if (!q.startsWith('"') || !q.endsWith('"') || q.length < 2) throw new SipParseError(`bad quoted string ${JSON.stringify(q.slice(0, 30))}`);
+  let out = '';
+  for (let i = 1; i < q.length - 1; i++) {
+    if (q[i] === '\\') {
+      i++;
+      if (i >= q.length - 1) throw new SipParseError('quoted string ends in a backslash');
+    } else if (q[i] === '"') throw new SipParseError('stray quote in a quoted string');
+    out += q[i];
+  }
+  return out;
+}
+
+export interface NameAddr {
+  displayName: string | undefined;
+  uri: string;
+  params: Map<string, string | null>;
+}
+
+/**
+ * name-addr / addr-spec with header parameters (From, To, Contact, Route, Refer-To).
+ * Without <>, parameters after the URI belong to the header, not the URI (§20.10).
+ */
+export function parseNameAddr(value: string): NameAddr {
+  const v = value.trim();
+  const lt = indexOutsideQuotes(v, '<');
+  if (lt >= 0) {
+    const gt = v.indexOf('>', lt);
+    if (gt < 0) throw new SipParseError('"<" without ">"');
+    let display: string | undefined = v.slice(0, lt).trim();
+    if (display.startsWith('"')) display = unquote(display);
+    else if (display === '') display = undefined;
+    else if (!display.split(/\s+/).every(isToken)) throw new SipParseError(`bad display name ${JSON.stringify(display.slice(0, 30))}`);
+    const uri = v.slice(lt + 1, gt).trim();
+    if (!uri) throw new SipParseError('empty URI in <>');
+    if (/\s/.test(uri)) throw new SipParseError('whitespace inside a URI');
+    return { displayName: display, uri, params: parseParams(v.slice(gt + 1)) };
+  }
+  if (v.startsWith('"')) throw new SipParseError('display name without a <URI>');
+  const semi = v.indexOf(';');
+  const uri = (semi < 0 ? v : v.slice(0, semi)).trim();
+  if (!uri || /\s/.test(uri)) throw new SipParseError(`bad addr-spec ${JSON.stringify(uri.slice(0, 40))}`);
+  return { displayName: undefined, uri, params: parseParams(semi < 0 ? '' : v.slice(semi)) };
+}
+
+function indexOutsideQuotes(s: string, ch: string): number {
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    if (quoted) {
+      if (s[i] === '\\') i++;
+      else if (s[i] === '"') quoted = false;
+    } else if (s[i] === '"') quoted = true;
+    else if (s[i] === ch) return i;
+  }
+  if (quoted) throw new SipParseError('unterminated quoted string');
+  return -1;
+}
+
+export interface Via {
+  protocol: string; // SIP/2.0
+  transport: string; // UDP, TCP, TLS, WS, WSS (upper-case)
+  host: string;
+  port: number | undefined;
+  params: Map<string, string | null>;
+}
+
+/** One Via value: `SIP / 2.0 / UDP host:port ;params` (LWS allowed around the slashes). */
+export function parseVia(value: string): Via {
+  const m = /^\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*\/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*\/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(;.*)?$/s.exec(value);
+  if (!m) throw new SipParseError(`bad Via ${JSON.stringify(value.slice(0, 60))}`);
+  const [, name, version, transport, sentBy, params] = m as unknown as [string, string, string, string, string, string | undefined];
+  const hp = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::(\d{1,5}))?$/.exec(sentBy);
+  if (!hp) throw new SipParseError(`bad Via sent-by ${JSON.stringify(sentBy.slice(0, 60))}`);
+  const port = hp[2] === undefined ? undefined : Number(hp[2]);
+  if (port !== undefined && port > 65535) throw new SipParseError(`Via port ${port} out of range`);
+  return { protocol: `${name.toUpperCase()}/${version}`, transport: transport.toUpperCase(), host: hp[1]!, port, params: parseParams(params ?? '') };
+}
+
+/** `CSeq: 4711 INVITE`; the number is below 2**31 (§8.1.1.5). */
+export function parseCSeq(value: string): { seq: number; method: string } {
+  const m = /^\s*(\d{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*$/.exec(value);
+  if (!m) throw new SipParseError(`bad CSeq ${JSON.stringify(value.slice(0, 40))}`);
+  const seq = Number(m[1]);
+  if (seq >= 2 ** 31) throw new SipParseError(`CSeq ${m[1]} is not below 2**31`);
+  return { seq, method: m[2]! };
+}
+
+export interface SipUri {
+  scheme: 'sip' | 'sips';
+  user: string | undefined;
+  password: string | undefined;
+  host: string;
+  port: number | undefined;
+  params: Map<string, string | null>;
+  headers: string | undefined;
+}
+
+/** sip:/sips: URIs (§19.1); escapes are checked and left in place. */
+export function parseSipUri(uri: string): SipUri {
+  const m = /^(sips?):(?:([^@]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::(\d{1,5}))?((?:;[^?]*)?)(?:\?(.*))?$/i.exec(uri);
+  if (!m) throw new SipParseError(`not a SIP URI: ${JSON.stringify(uri.slice(0, 60))}`);
+  const userinfo = m[2];
+  for (const part of [userinfo ?? '', m[5] ?? '']) {
+    if (/%(?![0-9A-Fa-f]{2})/.test(part)) throw new SipParseError(`bad escape in URI ${JSON.stringify(uri.slice(0, 60))}`);
+  }
+  const colon = userinfo?.indexOf(':') ?? -1;
+  const port = m[4] === undefined ? undefined : Number(m[4]);
+  if (port !== undefined && port > 65535) throw new SipParseError(`URI port ${port} out of range`);
+  return {
+    scheme: m[1]!.toLowerCase() as 'sip' | 'sips',
+    user: userinfo === undefined ? undefined : colon < 0 ? userinfo : userinfo.slice(0, colon),
+    password: colon < 0 || userinfo === undefined ? undefined : userinfo.slice(colon + 1),
+    host: m[3]!.toLowerCase(),
+    port,
+    params: parseParams(m[5] ?? ''),
+    headers: m[6],
+  };
+}

@@ -1,0 +1,161 @@
+import { parseCSeq, parseNameAddr, parseVia, SipParseError, splitList } from './grammar.js';
+
+export { SipParseError };
+
+/**
+ * RFC 3261 messages as values: a start line, headers in order (canonical names, compact
+ * forms expanded, folded lines unfolded), and the body. Pure: parse and serialize only.
+ */
+export interface SipHeader {
+  name: string;
+  value: string;
+}
+
+interface Base {
+  version: string;
+  headers: SipHeader[];
+  body: Buffer;
+}
+
+export interface SipRequest extends Base {
+  kind: 'request';
+  method: string;
+  uri: string;
+}
+
+export interface SipResponse extends Base {
+  kind: 'response';
+  status: number;
+  reason: string;
+}
+
+export type SipMessage = SipRequest | SipResponse;
+
+/** RFC 3261 §7.3.3 and the compact forms registered since (IANA SIP parameters). */
+const COMPACT: Record<string, string> = {
+  a: 'Accept-Contact', b: 'Referred-By', c: 'Content-Type', d: 'Request-Disposition', e: 'Content-Encoding', f: 'From', i: 'Call-ID',
+  j: 'Reject-Contact', k: 'Supported', l: 'Content-Length', m: 'Contact', o: 'Event', r: 'Refer-To', s: 'Subject', t: 'To',
+  u: 'Allow-Events', v: 'Via', x: 'Session-Expires', y: 'Identity',
+};
+
+const CANONICAL = new Map(
+  [
+    'Accept', 'Accept-Contact', 'Accept-Encoding', 'Accept-Language', 'Alert-Info', 'Allow', 'Allow-Events', 'Authentication-Info',
+    'Authorization', 'Call-ID', 'Call-Info', 'Contact', 'Content-Disposition', 'Content-Encoding', 'Content-Language', 'Content-Length',
+    'Content-Type', 'CSeq', 'Date', 'Error-Info', 'Event', 'Expires', 'From', 'In-Reply-To', 'Max-Forwards', 'Min-Expires', 'Min-SE',
+    'MIME-Version', 'Organization', 'Path', 'Priority', 'Proxy-Authenticate', 'Proxy-Authorization', 'Proxy-Require', 'RAck', 'Reason',
+    'Record-Route', 'Refer-To', 'Referred-By', 'Reply-To', 'Require', 'Retry-After', 'Route', 'RSeq', 'Server', 'Session-Expires',
+    'Subject', 'Subscription-State', 'Supported', 'Timestamp', 'To', 'Unsupported', 'User-Agent', 'Via', 'Warning', 'WWW-Authenticate',
+  ].map((n) => [n.toLowerCase(), n]),
+);
+
+export function canonicalName(name: string): string {
+  const lower = name.toLowerCase();
+  return COMPACT[lower] ?? CANONICAL.get(lower) ?? name;
+}
+
+/** Headers whose values may be comma-separated lists (§7.3.1); others are taken whole. */
+const LIST_HEADERS = new Set(['Via', 'Contact', 'Route', 'Record-Route', 'Supported', 'Require', 'Allow', 'Proxy-Require', 'Unsupported', 'Path']);
+
+const REQUEST_LINE = /^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) (SIP\/\d+\.\d+)$/i;
+const STATUS_LINE = /^(SIP\/\d+\.\d+) (\d{3}) (.*)$/i;
+
+export interface ParseOptions {
+  /** Largest message accepted, bytes (413 beyond). */
+  maxBytes?: number;
+}
+
+export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {}): SipMessage {
+  const buf = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
+  if (opts.maxBytes !== undefined && buf.length > opts.maxBytes) throw new SipParseError(`message of ${buf.length} bytes exceeds ${opts.maxBytes}`, 413);
+  // §7.5: CRLF before the start line is ignored.
+  let start = 0;
+  while (buf[start] === 0x0d || buf[start] === 0x0a) start++;
+  const end = buf.indexOf('\r\n\r\n', start);
+  const headEnd = end < 0 ? buf.length : end;
+  const head = buf.subarray(start, headEnd).toString('utf8');
+  let body = end < 0 ? Buffer.alloc(0) : buf.subarray(end + 4);
+  const lines = head.split('\r\n');
+  const first = lines.shift() ?? '';
+  let msg: SipMessage;
+  const req = REQUEST_LINE.exec(first);
+  const res = req ? null : STATUS_LINE.exec(first);
+  if (req) {
+    const [, method, uri, version] = req as unknown as [string, string, string, string];
+    if (uri.startsWith('<')) throw new SipParseError('the Request-URI must not be enclosed in <>');
+    if (!/^[A-Za-z][A-Za-z0-9+\-.]*:/.test(uri)) throw new SipParseError(`bad Request-URI ${JSON.stringify(uri.slice(0, 60))}`);
+    msg = { kind: 'request', method, uri, version: version.toUpperCase(), headers: [], body };
+  } else if (res) {
+    const [, version, status, reason] = res as unknown as [string, string, string, string];
+    msg = { kind: 'response', status: Number(status), reason, version: version.toUpperCase(), headers: [], body };
+  } else {
+    throw new SipParseError(`bad start line ${JSON.stringify(first.slice(0, 80))}`);
+  }
+  if (msg.version !== 'SIP/2.0') throw new SipParseError(`${msg.version} is not supported`, 505);
+
+  // §7.3.1: a line starting with whitespace continues the previous header (folding).
+  for (const line of lines) {
+    if (/^[ \t]/.test(line)) {
+      const prev = msg.headers[msg.headers.length - 1];
+      if (!prev) throw new SipParseError('the first header line is a continuation');
+      prev.value = `${prev.value} ${line.trim()}`.trim();
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new SipParseError(`bad header line ${JSON.stringify(line.slice(0, 60))}`);
+    const name = line.slice(0, colon).trim();
+    if (!/^[A-Za-z0-9\-.!%*_+`'~]+$/.test(name)) throw new SipParseError(`bad header name ${JSON.stringify(name.slice(0, 40))}`);
+    msg.headers.push({ name: canonicalName(name), value: line.slice(colon + 1).trim() });
+  }
+
+  // §20.14 / §18.3: Content-Length frames the body; a shorter body is an error.
+  const cl = header(msg, 'Content-Length');
+  if (cl !== undefined) {
+    if (!/^\d{1,9}$/.test(cl)) throw new SipParseError(`bad Content-Length ${JSON.stringify(cl.slice(0, 20))}`);
+    const n = Number(cl);
+    if (n > body.length) throw new SipParseError(`Content-Length ${n} exceeds the ${body.length} bytes of body`);
+    body = body.subarray(0, n);
+    msg.body = body;
+  }
+  validate(msg);
+  return msg;
+}
+
+/** §8.1.1 / §8.2.2: the headers every request needs, and their syntax. */
+function validate(msg: SipMessage): void {
+  for (const name of ['Call-ID', 'CSeq', 'From', 'To', 'Via']) {
+    if (header(msg, name) === undefined) throw new SipParseError(`missing ${name}`);
+  }
+  const cseq = parseCSeq(header(msg, 'CSeq')!);
+  if (msg.kind === 'request' && cseq.method !== msg.method) {
+    throw new SipParseError(`CSeq method ${cseq.method} does not match the request method ${msg.method}`);
+  }
+  for (const v of headerList(msg, 'Via')) parseVia(v);
+  parseNameAddr(header(msg, 'From')!);
+  parseNameAddr(header(msg, 'To')!);
+  const mf = header(msg, 'Max-Forwards');
+  if (mf !== undefined && (!/^\d{1,5}$/.test(mf) || Number(mf) > 255)) throw new SipParseError(`bad Max-Forwards ${JSON.stringify(mf.slice(0, 20))}`);
+  const ex = header(msg, 'Expires');
+  if (ex !== undefined && !/^\d{1,10}$/.test(ex)) throw new SipParseError(`bad Expires ${JSON.stringify(ex.slice(0, 20))}`);
+  if (msg.kind === 'response' && (msg.status < 100 || msg.status > 699)) throw new SipParseError(`status ${msg.status} out of range`);
+}
+
+/** The first value of a header (names case-insensitive, compact forms accepted). */
+export function header(msg: SipMessage, name: string): string | undefined {
+  const n = canonicalName(name);
+  return msg.headers.find((h) => h.name === n)?.value;
+}
+
+/** Every value of a header, repeated lines and comma-separated lists alike. */
+export function headerList(msg: SipMessage, name: string): string[] {
+  const n = canonicalName(name);
+  const values = msg.headers.filter((h) => h.name === n).map((h) => h.value);
+  return LIST_HEADERS.has(n) ? values.flatMap(splitList) : values;
+}
+
+export function serializeSipMessage(msg: SipMessage): string {
+  const first = msg.kind === 'request' ? `${msg.method} ${msg.uri} SIP/2.0` : `SIP/2.0 ${msg.status} ${msg.reason}`;
+  const headers = msg.headers.filter((h) => h.name !== 'Content-Length').map((h) => `${h.name}: ${h.value}`);
+  headers.push(`Content-Length: ${msg.body.length}`);
+  return `${first}\r\n${headers.join('\r\n')}\r\n\r\n${msg.body.toString('utf8')}`;
+}
