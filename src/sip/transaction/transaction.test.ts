@@ -3,9 +3,10 @@ import { test } from 'node:test';
 import { FakeClock } from '../../core/clock.js';
 import { InviteClientTransaction, NonInviteClientTransaction } from './client.js';
 import { InviteServerTransaction, NonInviteServerTransaction } from './server.js';
+import type { Transaction } from './transaction.js';
 
 /** Records what a transaction puts on the wire, with the time, and its states. */
-function watch(t: { on(e: 'send', f: (m: string) => void): unknown; on(e: 'state', f: (s: string) => void): unknown; on(e: 'timeout', f: () => void): unknown }, clock: FakeClock) {
+function watch<S extends string>(t: Transaction<S>, clock: FakeClock) {
   const sent: [number, string][] = [];
   const states: string[] = [];
   let timedOut = false;
