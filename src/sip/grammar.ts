@@ -19,34 +19,50 @@ export function isToken(s: string): boolean {
   return TOKEN.test(s);
 }
 
-/** Splits a header value at top-level commas (not inside quotes or <>), RFC 3261 §7.3.1. */
-export function splitList(value: string): string[] {
-  const out: string[] = [];
+/**
+ * Positions of `sep` outside quoted strings (quoted-pairs skipped) and, when `angles`, outside
+ * <...>: the one scanner behind header lists, parameters and name-addr.
+ */
+function topLevel(text: string, sep: string, angles: boolean): number[] {
+  const at: number[] = [];
   let depth = 0;
   let quoted = false;
-  let start = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
     if (quoted) {
       if (c === '\\') i++;
       else if (c === '"') quoted = false;
     } else if (c === '"') quoted = true;
-    else if (c === '<') depth++;
-    else if (c === '>') depth = Math.max(0, depth - 1);
-    else if (c === ',' && depth === 0) {
-      out.push(value.slice(start, i).trim());
-      start = i + 1;
-    }
+    else if (angles && c === '<' && sep !== '<') depth++;
+    else if (angles && c === '>') depth = Math.max(0, depth - 1);
+    else if (c === sep && depth === 0) at.push(i);
   }
   if (quoted) throw new SipParseError('unterminated quoted string');
-  out.push(value.slice(start).trim());
-  return out.filter((s) => s.length > 0);
+  return at;
+}
+
+function splitAt(text: string, at: number[]): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (const i of at) {
+    out.push(text.slice(start, i));
+    start = i + 1;
+  }
+  out.push(text.slice(start));
+  return out;
+}
+
+/** Splits a header value at top-level commas (not inside quotes or <>), RFC 3261 §7.3.1. */
+export function splitList(value: string): string[] {
+  return splitAt(value, topLevel(value, ',', true))
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 /** `;name=value;flag` generic parameters; names are case-insensitive, lower-cased. */
 export function parseParams(text: string): Map<string, string | null> {
   const params = new Map<string, string | null>();
-  for (const raw of splitOutsideQuotes(text, ';')) {
+  for (const raw of splitAt(text, topLevel(text, ';', false))) {
     const part = raw.trim();
     if (!part) continue;
     const eq = part.indexOf('=');
@@ -57,26 +73,6 @@ export function parseParams(text: string): Map<string, string | null> {
     params.set(name, value);
   }
   return params;
-}
-
-function splitOutsideQuotes(text: string, sep: string): string[] {
-  const out: string[] = [];
-  let quoted = false;
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '\\') i++;
-      else if (c === '"') quoted = false;
-    } else if (c === '"') quoted = true;
-    else if (c === sep) {
-      out.push(text.slice(start, i));
-      start = i + 1;
-    }
-  }
-  if (quoted) throw new SipParseError('unterminated quoted string');
-  out.push(text.slice(start));
-  return out;
 }
 
 /** A quoted-string's content with quoted-pairs resolved (RFC 3261 §25.1). */
@@ -105,7 +101,7 @@ export interface NameAddr {
  */
 export function parseNameAddr(value: string): NameAddr {
   const v = value.trim();
-  const lt = indexOutsideQuotes(v, '<');
+  const lt = topLevel(v, '<', false)[0] ?? -1;
   if (lt >= 0) {
     const gt = v.indexOf('>', lt);
     if (gt < 0) throw new SipParseError('"<" without ">"');
@@ -123,19 +119,6 @@ export function parseNameAddr(value: string): NameAddr {
   const uri = (semi < 0 ? v : v.slice(0, semi)).trim();
   if (!uri || /\s/.test(uri)) throw new SipParseError(`bad addr-spec ${JSON.stringify(uri.slice(0, 40))}`);
   return { displayName: undefined, uri, params: parseParams(semi < 0 ? '' : v.slice(semi)) };
-}
-
-function indexOutsideQuotes(s: string, ch: string): number {
-  let quoted = false;
-  for (let i = 0; i < s.length; i++) {
-    if (quoted) {
-      if (s[i] === '\\') i++;
-      else if (s[i] === '"') quoted = false;
-    } else if (s[i] === '"') quoted = true;
-    else if (s[i] === ch) return i;
-  }
-  if (quoted) throw new SipParseError('unterminated quoted string');
-  return -1;
 }
 
 export interface Via {
