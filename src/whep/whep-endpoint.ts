@@ -10,11 +10,10 @@ import { newEtag, newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { rtpClockRate } from '../audio/codec.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
-import { attr } from '../sdp/sdp.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { WhipEndpoint, WhipResource } from '../whip/whip-endpoint.js';
-import { applyTricklePatch, auditOrFail, parseOffer, refuse, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
+import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 
 export const SSE_EXTENSION = 'urn:ietf:params:whep:ext:core:server-sent-events';
 export const SSE_EVENTS = ['active', 'inactive', 'viewercount', 'quality', 'turn'];
@@ -104,7 +103,6 @@ export class WhepEndpoint {
         this.resources.delete(l.id);
         source.call.removeLeg(`listener:${l.id}`);
       });
-      const m = offer.media.find((x) => x.type === 'audio' && attr(x.attributes, 'mid') === a.mid)!;
       const resource: WhepResource = {
         id,
         sessionId,
@@ -114,8 +112,7 @@ export class WhepEndpoint {
         leg,
         plan,
         listener: who,
-        remoteUfrag: attr(m.attributes, 'ice-ufrag') ?? attr(offer.attributes, 'ice-ufrag'),
-        remotePwd: attr(m.attributes, 'ice-pwd') ?? attr(offer.attributes, 'ice-pwd'),
+        ...offerIceCredentials(offer, a.mid),
       };
       peer.on('state', (state) => {
         if (state === 'failed') leg.close('ice-failed');
@@ -130,20 +127,12 @@ export class WhepEndpoint {
       source.call.addLeg(`listener:${id}`, leg);
       hub.add(leg);
       const location = `${req.baseUrl}/whep/${sessionId}/${id}`;
-      return {
-        status: 201,
-        headers: {
-          'Content-Type': SDP_TYPE,
-          Location: location,
-          ETag: resource.etag,
-          'Accept-Patch': TRICKLE_TYPE,
-          Link: [
-            ...iceServerLinks(deps.iceServers, id, deps.clock.now()),
-            `<${location}/events>; rel="${SSE_EXTENSION}"; events="${SSE_EVENTS.join(',')}"`,
-          ],
-        },
-        body: peer.answerSdp,
-      };
+      return createdReply(
+        location,
+        resource.etag,
+        [...iceServerLinks(deps.iceServers, id, deps.clock.now()), `<${location}/events>; rel="${SSE_EXTENSION}"; events="${SSE_EVENTS.join(',')}"`],
+        peer.answerSdp,
+      );
     } catch (err) {
       return this.#reject(err, 'whep.post', who, req, sessionId, undefined);
     }

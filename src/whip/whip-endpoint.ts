@@ -9,9 +9,8 @@ import { VoxgateError } from '../core/errors.js';
 import { newEtag, newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
-import { attr } from '../sdp/sdp.js';
 import { iceServerLinks } from '../webrtc/ice-servers.js';
-import { applyTricklePatch, auditOrFail, parseOffer, refuse, requireSdp, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
+import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { AgentRegistry } from '../agent/registry.js';
 import type { FrameClock } from '../audio/frame-clock.js';
@@ -106,15 +105,13 @@ export class WhipEndpoint {
       });
       leg.received.next = bridge;
       call.addLeg('agent', bridge);
-      const a = offer.media.find((m) => m.type === 'audio' && attr(m.attributes, 'mid') === plan.audio.mid)!;
       const resource: WhipResource = {
         id: sessionId,
         etag: newEtag(),
         call,
         leg,
         plan,
-        remoteUfrag: attr(a.attributes, 'ice-ufrag') ?? attr(offer.attributes, 'ice-ufrag'),
-        remotePwd: attr(a.attributes, 'ice-pwd') ?? attr(offer.attributes, 'ice-pwd'),
+        ...offerIceCredentials(offer, plan.audio.mid),
         signalingRemote: req.remote,
         bridge,
       };
@@ -137,18 +134,7 @@ export class WhipEndpoint {
         log.error({ err, agent: agent.name }, 'agent failed to start; ending the call');
         call.close('agent-failed');
       });
-      const location = `${req.baseUrl}/whip/${sessionId}`;
-      return {
-        status: 201,
-        headers: {
-          'Content-Type': SDP_TYPE,
-          Location: location,
-          ETag: resource.etag,
-          'Accept-Patch': TRICKLE_TYPE,
-          Link: iceServerLinks(deps.iceServers, sessionId, deps.clock.now()),
-        },
-        body: peer.answerSdp,
-      };
+      return createdReply(`${req.baseUrl}/whip/${sessionId}`, resource.etag, iceServerLinks(deps.iceServers, sessionId, deps.clock.now()), peer.answerSdp);
     } catch (err) {
       return this.#reject(err, 'whip.post', source, req, sessionId);
     }

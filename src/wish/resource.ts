@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
 import { isVoxgateError, VoxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { parseSdp, SdpParseError, type SessionDescription } from '../sdp/sdp.js';
+import { attr, parseSdp, SdpParseError, type SessionDescription } from '../sdp/sdp.js';
 import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
 import type { WebRtcPeer } from '../webrtc/peer.js';
 
@@ -138,4 +138,22 @@ export function refuse(err: unknown, log: Logger, action: string, context: Recor
     }
   }
   return problemReply(e);
+}
+
+/** The offerer's ICE credentials for a media section (media level first, then session level). */
+export function offerIceCredentials(offer: SessionDescription, mid: string): { remoteUfrag: string | undefined; remotePwd: string | undefined } {
+  const m = offer.media.find((x) => attr(x.attributes, 'mid') === mid);
+  return {
+    remoteUfrag: (m && attr(m.attributes, 'ice-ufrag')) ?? attr(offer.attributes, 'ice-ufrag'),
+    remotePwd: (m && attr(m.attributes, 'ice-pwd')) ?? attr(offer.attributes, 'ice-pwd'),
+  };
+}
+
+/** RFC 9725 §4.2 / WHEP §4.3: 201 with the answer, absolute Location, ETag and Links. */
+export function createdReply(location: string, etag: string, links: string[], answerSdp: string): EndpointReply {
+  return {
+    status: 201,
+    headers: { 'Content-Type': SDP_TYPE, Location: location, ETag: etag, 'Accept-Patch': TRICKLE_TYPE, Link: links },
+    body: answerSdp,
+  };
 }
