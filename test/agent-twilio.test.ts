@@ -128,9 +128,12 @@ describe('Twilio Media Streams adapter', () => {
 
     // Barge-in: 10 s queued, a mark, then clear: the mark is echoed at once (audio dropped).
     const long = encodeG711(tone(440, 8000, 80000, 12000), 'pcmu');
+    const bridge = tg.gw.whip.resources.get(pub.location!.split('/').pop()!)!.bridge!;
+    const started = bridge.playToSendMs.length;
     call.ws.send(JSON.stringify({ event: 'media', streamSid: sid, media: { payload: long.toString('base64') } }));
     call.ws.send(JSON.stringify({ event: 'mark', streamSid: sid, mark: { name: 'long-speech' } }));
-    await new Promise((r) => setTimeout(r, 200));
+    // Clear while the long speech is being played: wait for its first packet to go out.
+    await waitFor('the long speech to start playing', () => bridge.playToSendMs.length > started);
     const t1 = Date.now();
     call.ws.send(JSON.stringify({ event: 'clear', streamSid: sid }));
     await waitFor('the cleared mark', () => call.messages.find((m) => m.event === 'mark' && (m as unknown as { mark: { name: string } }).mark.name === 'long-speech'), 2000);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { listenWithNdc, publishConnected, publishWithNdc, readSse, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { listenConnected, listenWithNdc, publishConnected, publishWithNdc, readSse, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { ADMIN_TOKEN, adminSessions, OTHER_TOKEN, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { offerSdp, trickleFor, VIDEO_ONLY_OFFER } from './helpers/offers.js';
 
@@ -42,8 +42,7 @@ describe('WHEP', () => {
   });
 
   test('201 with a sendonly answer, absolute Location, ETag, ice-server and server-sent-events Links; the caller track is forwarded', async () => {
-    const l = await listenWithNdc(`${whep}?track=caller`, SUPERVISOR);
-    assert.equal(l.status, 201);
+    const l = await listenConnected(`${whep}?track=caller`, SUPERVISOR);
     assert.equal(l.headers.get('content-type'), 'application/sdp');
     assert.match(l.location!, new RegExp(`^${whep}/[A-Za-z0-9_-]{22}$`));
     assert.match(l.headers.get('etag')!, /^"[^"]+"$/);
@@ -51,7 +50,6 @@ describe('WHEP', () => {
     const link = l.headers.get('link')!;
     assert.match(link, /<stun:127\.0\.0\.1:3478>; rel="ice-server"/);
     assert.match(link, new RegExp(`<${l.location}/events>; rel="urn:ietf:params:whep:ext:core:server-sent-events"; events="active,inactive,viewercount,quality,turn"`));
-    await l.connected;
     await waitFor('forwarded caller packets', () => l.received.length > 20);
     // One continuous stream: our SSRC, consecutive sequence numbers, 960-tick timestamps.
     const pkts = l.received.slice(-10).map((b) => ({ ssrc: b.readUInt32BE(8), seq: b.readUInt16BE(2), ts: b.readUInt32BE(4), pt: b[1]! & 0x7f }));
@@ -69,11 +67,9 @@ describe('WHEP', () => {
   });
 
   test('the agent and mix tracks are encoded once per codec: a PCMU listener gets PCMU', async () => {
-    const a = await listenWithNdc(`${whep}?track=agent`, SUPERVISOR, { codecs: 'pcmu' });
-    const m = await listenWithNdc(`${whep}?track=mix`, SUPERVISOR, { codecs: 'pcmu' });
-    assert.deepEqual([a.status, m.status], [201, 201]);
+    const a = await listenConnected(`${whep}?track=agent`, SUPERVISOR, { codecs: 'pcmu' });
+    const m = await listenConnected(`${whep}?track=mix`, SUPERVISOR, { codecs: 'pcmu' });
     assert.match(a.answer, /m=audio \d+ UDP\/TLS\/RTP\/SAVPF 0\r\n/);
-    await Promise.all([a.connected, m.connected]);
     await waitFor('PCMU frames', () => a.received.length > 10 && m.received.length > 10);
     assert.ok(a.received.every((b) => (b[1]! & 0x7f) === 0 && b.length === 12 + 160), '20 ms of PCMU per packet');
     a.close();
@@ -161,9 +157,7 @@ describe('WHEP fan-out and teardown', () => {
       await waitFor('connected', () => tg.gw.calls.get(sid)?.state === 'connected');
       const tracks = ['caller', 'agent', 'mix'];
       const listeners: NdcListener[] = [];
-      for (let i = 0; i < 20; i++) listeners.push(await listenWithNdc(`${tg.url}/whep/${sid}?track=${tracks[i % 3]}`, SUPERVISOR));
-      assert.ok(listeners.every((l) => l.status === 201));
-      await Promise.all(listeners.map((l) => l.connected));
+      for (let i = 0; i < 20; i++) listeners.push(await listenConnected(`${tg.url}/whep/${sid}?track=${tracks[i % 3]}`, SUPERVISOR));
       const streams = listeners.map((l) => readSse(`${l.location}/events`, SUPERVISOR));
       await waitFor('every listener to receive audio', () => listeners.every((l) => l.received.length > 5));
       await waitFor('viewercount 20 on the streams', () => streams.every((s) => s.events.some((e) => e.event === 'viewercount' && (e.data as { viewercount: number }).viewercount === 20)));

@@ -81,7 +81,8 @@ export class EgressHub extends TypedEmitter<HubEvents> {
     }
   }
 
-  closeAll(): void {
+  /** The call ended: listeners hear `inactive`, then their legs close with the call. */
+  end(): void {
     this.emit('event', 'inactive', {});
   }
 }

@@ -170,7 +170,7 @@ export class MediaBridge implements RtpSink, Leg {
     this.#unsubscribe();
     this.#pacer.clear();
     this.session.end(reason);
-    this.egress.closeAll();
+    this.egress.end();
   }
 
   #tick(now: number): void {

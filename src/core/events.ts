@@ -44,8 +44,4 @@ export class TypedEmitter<E extends EventMap> {
   protected removeAllListeners(): void {
     this.#ee.removeAllListeners();
   }
-
-  listenerCount<K extends keyof E & string>(event: K): number {
-    return this.#ee.listenerCount(event);
-  }
 }

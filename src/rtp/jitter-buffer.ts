@@ -19,7 +19,7 @@ export interface JitterPacket {
 
 export type JitterOutput =
   | { kind: 'packet'; packet: JitterPacket }
-  | { kind: 'lost'; seq: number; next: JitterPacket | undefined }
+  | { kind: 'lost'; seq: number }
   | { kind: 'underrun' }
   | { kind: 'idle' };
 
@@ -119,9 +119,7 @@ export class JitterBuffer {
     if (this.#highestSeq > seq) {
       this.stats.lost++;
       this.#nextSeq = seq + 1;
-      let next: JitterPacket | undefined;
-      for (let s = seq + 1; s <= this.#highestSeq && !next; s++) next = this.#queue.get(s);
-      return { kind: 'lost', seq, next };
+      return { kind: 'lost', seq };
     }
     // Nothing later has arrived: conceal, keep the read position (the buffer deepens by a frame).
     this.stats.underruns++;

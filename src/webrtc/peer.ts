@@ -22,8 +22,6 @@ export type PeerFailure = 'ice-failed' | 'dtls-failed' | 'peer-closed';
 export interface PeerEvents extends Record<string, unknown[]> {
   state: [state: PeerState, failure: PeerFailure | undefined];
   rtcp: [packet: Buffer];
-  /** A data channel opened by the remote side. */
-  datachannel: [label: string];
   /** A text message on the data channel. */
   message: [text: string];
 }
@@ -86,7 +84,6 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
         if (typeof msg === 'string') this.emit('message', msg);
         else this.emit('message', Buffer.from(msg as ArrayBuffer).toString('utf8'));
       });
-      this.emit('datachannel', dc.getLabel());
     });
   }
 
@@ -196,15 +193,6 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
     try {
       const pair = this.#pc.getSelectedCandidatePair();
       return pair ? `${pair.remote.address}:${pair.remote.port}` : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  rttMs(): number | undefined {
-    try {
-      const rtt = this.#pc.rtt();
-      return rtt >= 0 ? rtt : undefined;
     } catch {
       return undefined;
     }

@@ -255,3 +255,19 @@ export async function publishConnected(whipUrl: string, token: string, opts: Pub
     }
   }
 }
+
+/** As publishConnected, for WHEP listeners: a client that fails while connecting is replaced. */
+export async function listenConnected(url: string, token: string, opts: ListenOptions = {}): Promise<NdcListener> {
+  for (let n = 1; ; n++) {
+    const l = await listenWithNdc(url, token, opts);
+    if (l.status !== 201) throw new Error(`POST answered ${l.status}: ${l.answer.slice(0, 200)}`);
+    try {
+      await Promise.race([l.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
+      return l;
+    } catch (err) {
+      l.close();
+      await fetch(l.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+      if (n === 3) throw err;
+    }
+  }
+}
