@@ -14,7 +14,13 @@ export type EndReason =
   | 'agent-hangup'
   | 'agent-failed'
   | 'agent-disconnected'
-  | 'shutdown';
+  | 'shutdown'
+  /** SIP: the caller sent BYE, CANCEL, or its WebSocket closed; the caller was transferred; no ACK came. */
+  | 'bye'
+  | 'cancelled'
+  | 'flow-closed'
+  | 'transferred'
+  | 'no-ack';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {
   connecting: ['connected', 'ended'],

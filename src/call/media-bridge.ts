@@ -80,7 +80,7 @@ export class MediaBridge implements RtpSink, Leg {
     callId: string,
     source: { name: string; kind: string },
     private readonly out: { ssrc: number; cname: string },
-    private readonly deps: { clock: Clock; frameClock: FrameClock; log: Logger; maxJitterMs: number; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void },
+    private readonly deps: { clock: Clock; frameClock: FrameClock; log: Logger; maxJitterMs: number; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void; transfer?: (target: string) => Promise<void> },
   ) {
     const a = plan.audio;
     this.#clockRate = rtpClockRate(a.codec);
@@ -107,7 +107,7 @@ export class MediaBridge implements RtpSink, Leg {
         if (type === 'turn' || type === 'agent-text') this.egress.publish(type === 'turn' ? 'turn' : 'agent-text', data);
       },
       hangup: (reason) => deps.onHangup(reason),
-      transfer: () => Promise.reject(new Error('a WHIP session cannot be transferred')),
+      transfer: deps.transfer ?? (() => Promise.reject(new Error('a WHIP session cannot be transferred'))),
     });
     peer.on('rtcp', (p) => this.#onRtcp(p));
     peer.on('message', (text) => this.#onMessage(text));

@@ -41,6 +41,36 @@ const listenerSchema = z
   })
   .strict();
 
+const sipUserSchema = z
+  .object({
+    user: z.string().min(1).regex(/^[A-Za-z0-9._~!$&'()*+,;=-]+$/, 'a SIP user part: letters, digits and -_.!~*\'()&=+$,;'),
+    password: z.string().min(1).optional(),
+    /** MD5(user:realm:password) instead of the password. */
+    ha1: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+    /** SHA-256(user:realm:password) instead of the password. */
+    ha1Sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+    displayName: z.string().optional(),
+  })
+  .strict()
+  .refine((u) => u.password !== undefined || u.ha1 !== undefined || u.ha1Sha256 !== undefined, { message: 'give a password, ha1 or ha1Sha256' });
+
+const sipSchema = z
+  .object({
+    /** The domain users register in; also the digest realm. */
+    domain: z.string().regex(/^[A-Za-z0-9.-]+$/).default('voxgate.local'),
+    users: z.array(sipUserSchema).default([]),
+    /** User parts that reach an agent (`agent` always reaches the default agent). */
+    agents: z.record(z.string(), z.union([z.string(), z.record(z.string(), z.unknown())])).default({}),
+    /** Largest SIP message answered (413 beyond); the WebSocket closes only past max(8 MiB, 4x this). */
+    maxMessageBytes: z.number().int().min(4096).max(1 << 20).default(64 * 1024),
+    pingIntervalSeconds: z.number().positive().default(20),
+    nonceTtlSeconds: z.number().int().positive().default(300),
+    minExpires: z.number().int().positive().default(60),
+    maxExpires: z.number().int().positive().default(3600),
+  })
+  .strict()
+  .prefault({});
+
 export const configSchema = z
   .object({
     http: z
@@ -93,6 +123,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     cors: z.object({ origins: z.array(z.string()).default(['*']) }).strict().prefault({}),
+    sip: sipSchema,
     audit: z.object({ path: z.string().default('voxgate-audit.jsonl') }).strict().prefault({}),
     /** Load-balancer mode: answer WHIP POSTs with 307 to these endpoints in turn (RFC 9725 §4.5). */
     redirect: z.object({ targets: z.array(z.url()).min(1) }).strict().optional(),
@@ -107,6 +138,7 @@ export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type SourceConfig = z.infer<typeof sourceSchema>;
 export type ListenerConfig = z.infer<typeof listenerSchema>;
+export type SipConfig = z.infer<typeof sipSchema>;
 export type IceServerConfig = z.infer<typeof iceServerSchema>;
 
 export class ConfigError extends Error {

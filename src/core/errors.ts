@@ -8,7 +8,7 @@ export const ERROR_TABLE = {
   VG_HTTP_UNSUPPORTED_MEDIA_TYPE: { http: 415, title: 'Unsupported media type' },
   VG_HTTP_BODY_TOO_LARGE: { http: 413, title: 'Request body too large' },
   VG_HTTP_RATE_LIMITED: { http: 429, title: 'Too many requests' },
-  VG_HTTP_DRAINING: { http: 503, title: 'Shutting down' },
+  VG_HTTP_DRAINING: { http: 503, sip: 503, title: 'Shutting down' },
   VG_AUTH_MISSING: { http: 401, title: 'Authentication required' },
   VG_AUTH_INVALID: { http: 401, title: 'Invalid token' },
   VG_AUTH_EXPIRED: { http: 401, title: 'Token expired' },
@@ -25,7 +25,7 @@ export const ERROR_TABLE = {
   VG_PRECONDITION_FAILED: { http: 412, title: 'ETag does not match' },
   VG_SESSION_NOT_FOUND: { http: 404, sip: 481, title: 'No such session' },
   VG_SESSION_NOT_STARTED: { http: 409, title: 'Session not live yet' },
-  VG_SOURCE_SESSION_LIMIT: { http: 429, title: 'Session limit of this source reached' },
+  VG_SOURCE_SESSION_LIMIT: { http: 429, sip: 486, title: 'Session limit of this source reached' },
   VG_CAPACITY: { http: 503, sip: 503, title: 'At capacity' },
   VG_WEBRTC_FAILED: { http: 500, sip: 500, title: 'WebRTC stack failed' },
   VG_AUDIT_WRITE_FAILED: { http: 500, sip: 500, title: 'Audit log write failed' },
@@ -53,6 +53,12 @@ export class VoxgateError extends Error {
     this.status = ERROR_TABLE[code].http;
     this.extra = opts.extra ?? {};
     this.headers = opts.headers ?? {};
+  }
+
+  /** The SIP status for this error (500 where SIP has no better one). */
+  get sipStatus(): number {
+    const row = ERROR_TABLE[this.code];
+    return 'sip' in row ? row.sip : 500;
   }
 
   /** RFC 9457 problem details. */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { AuditLog } from '../audit/audit-log.js';
 import { SourceAuthenticator } from '../auth/source-auth.js';
 import { CallTable } from '../call/call-table.js';
@@ -18,6 +19,11 @@ import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
 import { handleRequest } from './routes.js';
+import { SipService } from '../sip/sip-service.js';
+import { SipMetrics } from '../sip/sip-metrics.js';
+import { AgentCalls } from '../sip/agent-calls.js';
+import { Proxy as SipProxy } from '../sip/proxy.js';
+import { CallRouter } from '../sip/call-router.js';
 
 export interface GatewayOptions {
   clock?: Clock;
@@ -43,6 +49,8 @@ export class Gateway {
   readonly limiter: RateLimiter;
   readonly agents: AgentRegistry;
   readonly frameClock: FrameClock;
+  /** SIP over WebSocket (RFC 7118) on `/sip`. */
+  readonly sip: SipService;
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -140,6 +148,22 @@ export class Gateway {
         this.log.error({ err, session: call.id }, 'audit write failed for a session end');
       }
     });
+    let sipDialogs = () => 0;
+    const sipMetrics = new SipMetrics(this.metrics.registry, {
+      bindings: () => this.sip.registrar.all().length,
+      flows: () => this.sip.transport.flows.size,
+      dialogs: () => sipDialogs(),
+    });
+    this.sip = new SipService({ config: config.sip, origins: config.cors.origins, tls: !!config.http.tls, clock: this.clock, log: this.log.child({ component: 'sip' }), audit: this.audit, metrics: sipMetrics });
+    const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
+    const agentCalls = new AgentCalls(
+      { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, frameClock: this.frameClock, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, maxJitterMs: config.media.jitterBufferMaxMs, domain: config.sip.domain },
+      config.sip.agents,
+    );
+    const proxy = new SipProxy(this.sip, this.log.child({ component: 'sip' }));
+    sipDialogs = () => agentCalls.size + proxy.size;
+    const users = new Set(config.sip.users.map((u) => u.user));
+    this.sip.calls = new CallRouter(this.sip, agentCalls, proxy, config.sip.domain, (u) => users.has(u));
     this.calls.on('connected', (call) => this.log.info({ session: call.id, source: call.source.name }, 'session connected'));
   }
 
@@ -183,6 +207,11 @@ export class Gateway {
     const server = tls
       ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
       : createHttpServer(handler);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (path === '/sip' && !this.draining) return this.sip.transport.handleUpgrade(req, socket, head);
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     server.keepAliveTimeout = 5_000;
@@ -201,6 +230,7 @@ export class Gateway {
     if (this.draining) return;
     this.draining = true;
     this.calls.closeAll('shutdown');
+    this.sip.close();
     const server = this.#server;
     if (server) {
       await new Promise<void>((resolve) => {

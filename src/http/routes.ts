@@ -212,6 +212,25 @@ const STATIC_ROUTES: Record<string, Route> = {
       },
     },
   },
+  '/api/registrations': {
+    methods: {
+      GET: ({ gw, req }) => {
+        requireAdmin(gw, req);
+        const now = gw.clock.now();
+        const registrations = gw.sip.registrar.all().map((b) => ({
+          user: b.aor,
+          contact: b.contact,
+          instance: b.instance ?? null,
+          regId: b.regId ?? null,
+          flow: b.flowId,
+          remoteAddress: b.remote,
+          userAgent: b.userAgent ?? null,
+          expiresInSeconds: Math.max(0, Math.round((b.expiresAt - now) / 1000)),
+        }));
+        return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ registrations }) };
+      },
+    },
+  },
   '/api/dev-token': {
     methods: {
       // Only a gateway running on its generated dev source, and only to loopback clients.

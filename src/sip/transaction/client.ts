@@ -20,7 +20,7 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
     clock: Clock,
     reliable: boolean,
     id: string,
-    private readonly request: string,
+    readonly request: string,
   ) {
     super('calling', clock, reliable, id);
   }
@@ -79,7 +79,7 @@ export class NonInviteClientTransaction extends Transaction<NonInviteClientState
     clock: Clock,
     reliable: boolean,
     id: string,
-    private readonly request: string,
+    readonly request: string,
   ) {
     super('trying', clock, reliable, id);
   }

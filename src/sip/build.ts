@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+
+/** Reason phrases (RFC 3261 §21 and the extensions voxgate answers with). */
+export const REASONS: Record<number, string> = {
+  100: 'Trying', 180: 'Ringing', 200: 'OK', 202: 'Accepted', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
+  404: 'Not Found', 405: 'Method Not Allowed', 407: 'Proxy Authentication Required', 408: 'Request Timeout', 413: 'Request Entity Too Large',
+  415: 'Unsupported Media Type', 416: 'Unsupported URI Scheme', 420: 'Bad Extension', 423: 'Interval Too Brief', 480: 'Temporarily Unavailable',
+  481: 'Call/Transaction Does Not Exist', 482: 'Loop Detected', 483: 'Too Many Hops', 486: 'Busy Here', 487: 'Request Terminated',
+  488: 'Not Acceptable Here', 491: 'Request Pending', 500: 'Server Internal Error', 501: 'Not Implemented', 503: 'Service Unavailable',
+  505: 'Version Not Supported',
+};
+
+export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, REGISTER, MESSAGE';
+export const SERVER = 'voxgate';
+
+export function newTag(): string {
+  return randomBytes(6).toString('hex');
+}
+
+export function newBranch(): string {
+  return `z9hG4bK${randomBytes(9).toString('base64url')}`;
+}
+
+export function newCallId(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+/**
+ * §8.2.6: a response copies Via (all values, in order), From, To (adding our tag when the
+ * request had none), Call-ID and CSeq; a 100 never gets a To tag.
+ */
+export function buildResponse(
+  req: SipRequest,
+  status: number,
+  opts: { reason?: string; toTag?: string; headers?: SipHeader[]; body?: string | Buffer; recordRoute?: boolean } = {},
+): SipResponse {
+  const headers: SipHeader[] = [];
+  for (const v of headerList(req, 'Via')) headers.push({ name: 'Via', value: v });
+  if (opts.recordRoute) for (const v of headerList(req, 'Record-Route')) headers.push({ name: 'Record-Route', value: v });
+  headers.push({ name: 'From', value: header(req, 'From') ?? '' });
+  let to = header(req, 'To') ?? '';
+  if (status > 100 && opts.toTag && !/;\s*tag=/i.test(to)) to = `${to};tag=${opts.toTag}`;
+  headers.push({ name: 'To', value: to });
+  const callId = header(req, 'Call-ID');
+  if (callId !== undefined) headers.push({ name: 'Call-ID', value: callId });
+  headers.push({ name: 'CSeq', value: header(req, 'CSeq') ?? '' });
+  headers.push(...(opts.headers ?? []));
+  headers.push({ name: 'Server', value: SERVER });
+  const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
+  return { kind: 'response', version: 'SIP/2.0', status, reason: opts.reason ?? REASONS[status] ?? 'Unknown', headers, body };
+}
+
+export function responseText(req: SipRequest, status: number, opts: Parameters<typeof buildResponse>[2] = {}): string {
+  return serializeSipMessage(buildResponse(req, status, opts));
+}
+
+/** The tag parameter of a From or To value. */
+export function tagOf(value: string | undefined): string | undefined {
+  return value ? /;\s*tag=([^;\s>]+)/i.exec(value)?.[1] : undefined;
+}
+
+/** The user part of the URI in a name-addr or a bare URI. */
+export function userOf(uri: string): string | undefined {
+  const m = /^(?:[^<]*<)?sips?:([^@;>]+)@/i.exec(uri.trim());
+  return m ? decodeURIComponent(m[1]!) : undefined;
+}
+
+/** The URI inside a name-addr (or the value itself when there are no brackets). */
+export function uriOf(value: string): string {
+  const m = /<([^>]*)>/.exec(value);
+  return (m ? m[1]! : value.split(';')[0]!).trim();
+}
+
+/** A best-effort header reader for a message that failed to parse: enough to answer it. */
+export function salvageHeaders(data: Buffer): { startLine: string; headers: SipHeader[] } {
+  const end = data.indexOf('\r\n\r\n');
+  const head = data.subarray(0, end < 0 ? Math.min(data.length, 65536) : Math.min(end, 65536)).toString('utf8');
+  const lines = head.replace(/^(\r\n)+/, '').split('\r\n');
+  const compact: Record<string, string> = { v: 'Via', f: 'From', t: 'To', i: 'Call-ID' };
+  const headers: SipHeader[] = [];
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const raw = line.slice(0, colon).trim();
+    const name = compact[raw.toLowerCase()] ?? ['Via', 'From', 'To', 'Call-ID', 'CSeq'].find((n) => n.toLowerCase() === raw.toLowerCase());
+    if (name) headers.push({ name, value: line.slice(colon + 1).trim() });
+  }
+  return { startLine: lines[0] ?? '', headers };
+}
+
+/** A response to a message we could not parse, when it is a request with a Via and a CSeq. */
+export function salvageResponse(data: Buffer, status: number, reason: string): string | undefined {
+  const { startLine, headers } = salvageHeaders(data);
+  if (!/^[A-Za-z]+ \S+ SIP\/2\.0$/i.test(startLine) || /^ACK /i.test(startLine)) return undefined;
+  const has = (n: string) => headers.some((h) => h.name === n);
+  if (!has('Via') || !has('CSeq')) return undefined;
+  const ordered = ['Via', 'From', 'To', 'Call-ID', 'CSeq'].flatMap((n) => headers.filter((h) => h.name === n));
+  const lines = ordered.map((h) => `${h.name}: ${h.value}`);
+  return `SIP/2.0 ${status} ${reason.replace(/[\r\n]+/g, ' ').slice(0, 200)}\r\n${lines.join('\r\n')}\r\nServer: ${SERVER}\r\nContent-Length: 0\r\n\r\n`;
+}

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DigestAuthenticator, digestHash, parseAuthParams, type DigestAlgorithm } from './digest.js';
+
+/** What a client computes (RFC 3261 §22.4 / RFC 8760), from a challenge. */
+function answer(challenge: string, user: string, password: string, method = 'REGISTER', uri = 'sip:example.test', nc = '00000001'): string {
+  const p = parseAuthParams(challenge)!;
+  const alg = p.get('algorithm') as DigestAlgorithm;
+  const ha1 = digestHash(alg, `${user}:${p.get('realm')}:${password}`);
+  const ha2 = digestHash(alg, `${method}:${uri}`);
+  const cnonce = 'abc123';
+  const response = digestHash(alg, `${ha1}:${p.get('nonce')}:${nc}:${cnonce}:auth:${ha2}`);
+  return `Digest algorithm=${alg}, username="${user}", realm="${p.get('realm')}", nonce="${p.get('nonce')}", uri="${uri}", response="${response}", qop=auth, cnonce="${cnonce}", nc=${nc}`;
+}
+
+test('challenges offer SHA-256 first and MD5 last (clients keep only the last header)', () => {
+  const auth = new DigestAuthenticator('example.test', [], () => 1000);
+  const c = auth.challenges();
+  assert.equal(c.length, 2);
+  assert.match(c[0]!, /algorithm=SHA-256/);
+  assert.match(c[1]!, /algorithm=MD5/);
+  assert.match(c[1]!, /qop="auth"/);
+  assert.doesNotMatch(c[1]!, /stale/);
+  assert.match(auth.challenges(true)[1]!, /stale=true/);
+});
+
+test('MD5 and SHA-256 answers verify with a password; a wrong password does not', () => {
+  const auth = new DigestAuthenticator('example.test', [{ user: 'alice', password: 's3cret' }], () => 1000);
+  const [sha, md5] = auth.challenges();
+  assert.deepEqual(auth.verify(answer(md5!, 'alice', 's3cret'), 'REGISTER'), { ok: true, user: 'alice', algorithm: 'MD5' });
+  // Both headers share one nonce, so the next use of it counts up.
+  assert.deepEqual(auth.verify(answer(sha!, 'alice', 's3cret', 'REGISTER', 'sip:example.test', '00000002'), 'REGISTER'), { ok: true, user: 'alice', algorithm: 'SHA-256' });
+  const wrong = auth.verify(answer(md5!, 'alice', 'guess'), 'REGISTER');
+  assert.deepEqual(wrong, { ok: false, stale: false, user: 'alice', reason: 'wrong password' });
+  // The method is part of HA2: an answer computed for INVITE does not pass as REGISTER.
+  assert.equal(auth.verify(answer(md5!, 'alice', 's3cret', 'INVITE'), 'REGISTER').ok, false);
+});
+
+test('a stored HA1 verifies without the password', () => {
+  const ha1 = digestHash('MD5', 'bob:example.test:pw');
+  const auth = new DigestAuthenticator('example.test', [{ user: 'bob', ha1 }], () => 1000);
+  const [sha, md5] = auth.challenges();
+  assert.equal(auth.verify(answer(md5!, 'bob', 'pw'), 'REGISTER').ok, true);
+  assert.deepEqual(auth.verify(answer(sha!, 'bob', 'pw'), 'REGISTER'), { ok: false, stale: false, user: 'bob', reason: 'no SHA-256 credentials for this user' });
+});
+
+test('an expired nonce with the right password is stale; a forged nonce is refused; nc replays are stale', () => {
+  let now = 1000;
+  const auth = new DigestAuthenticator('example.test', [{ user: 'alice', password: 'pw' }], () => now, 300_000);
+  const md5 = auth.challenges()[1]!;
+  assert.equal(auth.verify(answer(md5, 'alice', 'pw', 'REGISTER', 'sip:example.test', '00000001'), 'REGISTER').ok, true);
+  assert.deepEqual(auth.verify(answer(md5, 'alice', 'pw', 'REGISTER', 'sip:example.test', '00000001'), 'REGISTER'), {
+    ok: false,
+    stale: true,
+    user: 'alice',
+    reason: 'replayed nonce count',
+  });
+  assert.equal(auth.verify(answer(md5, 'alice', 'pw', 'REGISTER', 'sip:example.test', '00000002'), 'REGISTER').ok, true);
+  now += 300_001;
+  assert.deepEqual(auth.verify(answer(md5, 'alice', 'pw', 'REGISTER', 'sip:example.test', '00000003'), 'REGISTER'), { ok: false, stale: true, user: 'alice', reason: 'stale nonce' });
+  const forged = md5.replace(/nonce="[^"]+"/, `nonce="${Buffer.alloc(32, 7).toString('base64url')}"`);
+  assert.equal((auth.verify(answer(forged, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here');
+  assert.equal((auth.verify('Basic YWxpY2U6cHc=', 'REGISTER') as { reason: string }).reason, 'malformed Authorization header');
+});

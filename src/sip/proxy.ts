@@ -1,0 +1,169 @@
+import type { Logger } from '../core/logger.js';
+import { newBranch, tagOf } from './build.js';
+import { parseSipUri } from './grammar.js';
+import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import type { Binding } from './registrar.js';
+import type { Incoming, SipService } from './sip-service.js';
+import type { SipFlow } from './ws-transport.js';
+
+/** One call between two registered users, as the dialog-stateful proxy in the middle sees it. */
+interface ProxiedCall {
+  callId: string;
+  caller: SipFlow;
+  callerTag: string | undefined;
+  callee: SipFlow;
+  calleeTag: string | undefined;
+  /** The caller's INVITE while it is pending, with what we forwarded (to build a CANCEL). */
+  invite: Incoming | undefined;
+  forwarded: { uri: string; branch: string; to: string; cseq: number } | undefined;
+  confirmed: boolean;
+}
+
+/**
+ * Calls between registered users (RFC 3261 §16): voxgate record-routes, so every in-dialog
+ * request comes back through it, and routes them by Call-ID to the other party's WebSocket
+ * (the parties' Contacts are `.invalid` hosts only their flow reaches). Media goes end to end.
+ */
+export class Proxy {
+  readonly #calls = new Map<string, ProxiedCall>();
+
+  constructor(
+    private readonly sip: SipService,
+    private readonly log: Logger,
+  ) {}
+
+  get size(): number {
+    return this.#calls.size;
+  }
+
+  invite(incoming: Incoming, caller: string, bindings: Binding[]): void {
+    const { req } = incoming;
+    const binding = bindings.find((b) => this.sip.transport.flows.has(b.flowId));
+    const flow = binding && this.sip.transport.flows.get(binding.flowId);
+    const callId = header(req, 'Call-ID')!;
+    if (!binding || !flow) {
+      this.sip.metricsCall('proxied', '480');
+      return incoming.respond(480, { reason: 'Temporarily Unavailable (not connected)' });
+    }
+    if (this.#calls.has(callId)) return incoming.respond(482, { reason: 'Loop Detected' });
+    (incoming.tx as { scheduleTrying?: (t: string) => void }).scheduleTrying?.(
+      `SIP/2.0 100 Trying\r\n${headerList(req, 'Via').map((v) => `Via: ${v}`).join('\r\n')}\r\nFrom: ${header(req, 'From')}\r\nTo: ${header(req, 'To')}\r\nCall-ID: ${callId}\r\nCSeq: ${header(req, 'CSeq')}\r\nContent-Length: 0\r\n\r\n`,
+    );
+    const pc: ProxiedCall = { callId, caller: incoming.flow, callerTag: tagOf(header(req, 'From')), callee: flow, calleeTag: undefined, invite: incoming, forwarded: undefined, confirmed: false };
+    this.#calls.set(callId, pc);
+    const branch = newBranch();
+    const text = this.#forward(req, branch, binding.contact, true);
+    pc.forwarded = { uri: binding.contact, branch, to: header(req, 'To')!, cseq: Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]) };
+    this.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: caller, target: req.uri, callee: binding.aor, remote: incoming.flow.remote, proxied: true });
+    this.log.info({ callId, caller, callee: binding.aor }, 'SIP call proxied');
+    this.sip.sendRequest(flow, 'INVITE', text, branch, (res, resText) => {
+      if (res.status > 100 && res.status < 300) pc.calleeTag ??= tagOf(header(res, 'To'));
+      if (res.status >= 200) {
+        pc.invite = undefined;
+        this.sip.metricsCall('proxied', res.status < 300 ? 'answered' : String(res.status));
+        if (res.status >= 300) this.#calls.delete(callId);
+      }
+      if (res.status === 408 && !resText) return incoming.respond(408);
+      incoming.relay(res, resText);
+    });
+  }
+
+  cancel(cancel: Incoming, invite: Incoming): boolean {
+    const pc = this.#calls.get(header(invite.req, 'Call-ID')!);
+    if (!pc || pc.invite !== invite || !pc.forwarded) return false;
+    cancel.respond(200);
+    const f = pc.forwarded;
+    // §9.1: the CANCEL has the INVITE's Request-URI, top Via branch, Call-ID, From, To and CSeq number.
+    const text = [
+      `CANCEL ${f.uri} SIP/2.0`,
+      `Via: SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${f.branch}`,
+      'Max-Forwards: 70',
+      `From: ${header(invite.req, 'From')}`,
+      `To: ${f.to}`,
+      `Call-ID: ${pc.callId}`,
+      `CSeq: ${f.cseq} CANCEL`,
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    this.sip.sendRequest(pc.callee, 'CANCEL', text, f.branch, () => undefined);
+    return true;
+  }
+
+  inDialog(incoming: Incoming): boolean {
+    const { req, flow } = incoming;
+    const pc = this.#calls.get(header(req, 'Call-ID')!);
+    if (!pc) return false;
+    const fromTag = tagOf(header(req, 'From'));
+    const target = flow === pc.caller && fromTag === pc.callerTag ? pc.callee : flow === pc.callee ? pc.caller : undefined;
+    if (!target) return false;
+    if (!this.sip.transport.flows.has(target.id)) {
+      if (req.method === 'BYE') this.#calls.delete(pc.callId);
+      incoming.respond(req.method === 'BYE' ? 200 : 480, { reason: req.method === 'BYE' ? undefined : 'Temporarily Unavailable (the other party is gone)' });
+      return true;
+    }
+    if (req.method === 'INVITE' || req.method === 'BYE' || req.method === 'REFER') {
+      this.sip.audit({ action: `sip.${req.method.toLowerCase()}`, outcome: 'ok', status: 0, callId: pc.callId, proxied: true, remote: flow.remote });
+    }
+    const branch = newBranch();
+    const text = this.#forward(req, branch, req.uri, false);
+    this.sip.sendRequest(target, req.method, text, branch, (res: SipResponse, resText) => {
+      if (req.method === 'BYE' && res.status >= 200) this.#calls.delete(pc.callId);
+      if (res.status === 408 && !resText) return incoming.respond(408);
+      incoming.relay(res, resText);
+    });
+    return true;
+  }
+
+  /** An ACK for a 2xx travels end to end through us, statelessly (§16.7 does not apply). */
+  ack(req: SipRequest, flow: SipFlow): boolean {
+    const pc = this.#calls.get(header(req, 'Call-ID')!);
+    if (!pc) return false;
+    const target = flow === pc.caller ? pc.callee : pc.caller;
+    pc.confirmed = true;
+    target.send(this.#forward(req, newBranch(), req.uri, false));
+    return true;
+  }
+
+  flowClosed(flow: SipFlow): void {
+    for (const pc of [...this.#calls.values()]) {
+      if (pc.caller !== flow && pc.callee !== flow) continue;
+      if (pc.invite && pc.callee === flow) pc.invite.respond(480, { reason: 'Temporarily Unavailable (the callee disconnected)' });
+      this.#calls.delete(pc.callId);
+    }
+  }
+
+  /**
+   * §16.6: copy, retarget, decrement Max-Forwards, drop our own Route, add our Via on top, and
+   * on a dialog-creating INVITE, Record-Route so the dialog's requests come back through us.
+   */
+  #forward(req: SipRequest, branch: string, uri: string, recordRoute: boolean): string {
+    const mf = Number(header(req, 'Max-Forwards') ?? 70);
+    const headers: SipHeader[] = [{ name: 'Via', value: `SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${branch}` }];
+    if (recordRoute) headers.push({ name: 'Record-Route', value: `<sip:${this.sip.viaHost};transport=ws;lr>` });
+    let routesSeen = false;
+    for (const h of req.headers) {
+      if (h.name === 'Max-Forwards') continue;
+      if (h.name === 'Route' && !routesSeen) {
+        routesSeen = true;
+        const routes = headerList({ ...req, headers: [h] }, 'Route').filter((r) => !this.#isOurs(r));
+        for (const r of routes) headers.push({ name: 'Route', value: r });
+        continue;
+      }
+      if (h.name === 'Proxy-Authorization') continue;
+      headers.push(h);
+    }
+    headers.push({ name: 'Max-Forwards', value: String(Math.max(0, mf - 1)) });
+    return serializeSipMessage({ ...req, uri, headers });
+  }
+
+  #isOurs(route: string): boolean {
+    const m = /<([^>]*)>/.exec(route);
+    try {
+      return parseSipUri(m ? m[1]! : route).host === this.sip.viaHost.toLowerCase();
+    } catch {
+      return false;
+    }
+  }
+}
+

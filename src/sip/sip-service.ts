@@ -1,0 +1,366 @@
+import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
+import type { Clock } from '../core/clock.js';
+import type { SipConfig } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import { ALLOW, newBranch, newTag, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
+import { DigestAuthenticator } from './digest.js';
+import { parseSipUri, parseVia, SipParseError } from './grammar.js';
+import { header, headerList, parseSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import { MemoryLocationStore, Registrar } from './registrar.js';
+import { InviteServerTransaction, NonInviteServerTransaction } from './transaction/server.js';
+import { NonInviteClientTransaction, InviteClientTransaction } from './transaction/client.js';
+import { WsTransport, type SipFlow } from './ws-transport.js';
+import type { SipMetrics } from './sip-metrics.js';
+
+/** A request we are the server of: its transaction, and how to answer it. */
+export class Incoming {
+  readonly toTag = newTag();
+
+  constructor(
+    readonly req: SipRequest,
+    readonly flow: SipFlow,
+    readonly tx: InviteServerTransaction | NonInviteServerTransaction,
+  ) {}
+
+  get answered(): boolean {
+    return this.tx.state !== 'trying' && this.tx.state !== 'proceeding';
+  }
+
+  respond(status: number, opts: Parameters<typeof responseText>[2] = {}): void {
+    if (this.answered || this.tx.state === 'terminated') return;
+    this.tx.respond(status, responseText(this.req, status, { toTag: this.toTag, ...opts }));
+  }
+
+  /** Passes a downstream response up (a proxy): our Via is already removed. */
+  relay(res: SipResponse, text: string): void {
+    if (res.status === 100 || this.answered || this.tx.state === 'terminated') return;
+    this.tx.respond(res.status, text);
+  }
+}
+
+/** What handles requests beyond registration: agent calls and the proxy between users. */
+export interface SipCallHandler {
+  /** An authenticated INVITE outside any dialog. */
+  invite(incoming: Incoming, caller: string): void;
+  /** A request inside a dialog (it has a To tag); false when no dialog knows it. */
+  inDialog(incoming: Incoming): boolean;
+  /** An ACK outside any transaction (a 2xx ACK, or a stray one). */
+  ack(req: SipRequest, flow: SipFlow): void;
+  cancel(incoming: Incoming, invite: Incoming | undefined): void;
+  flowClosed(flow: SipFlow): void;
+}
+
+export interface SipServiceDeps {
+  config: SipConfig;
+  origins: string[];
+  tls: boolean;
+  clock: Clock;
+  log: Logger;
+  audit: AuditLog;
+  metrics: SipMetrics;
+}
+
+interface ClientEntry {
+  tx: InviteClientTransaction | NonInviteClientTransaction;
+  onResponse: (res: SipResponse, text: string) => void;
+}
+
+/**
+ * The SIP server behind `/sip`: parses each WebSocket message, matches it to a transaction
+ * (§17.2.3 by branch), authenticates (digest, then the flow it proved itself on), keeps the
+ * registrar, and hands calls to a SipCallHandler. Nothing a client sends can throw out of here.
+ */
+export class SipService {
+  readonly transport: WsTransport;
+  readonly registrar: Registrar;
+  readonly digest: DigestAuthenticator;
+  /** Our Via sent-by: a name that is never resolved, as RFC 7118 §5 does for clients. */
+  readonly viaHost: string;
+  calls: SipCallHandler | undefined;
+  readonly #server = new Map<string, Incoming>();
+  readonly #client = new Map<string, ClientEntry>();
+
+  constructor(private readonly deps: SipServiceDeps) {
+    const { config, log } = deps;
+    this.viaHost = `${newTag()}.invalid`;
+    this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000);
+    this.registrar = new Registrar(new MemoryLocationStore(), { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600 }, () => deps.clock.now());
+    this.transport = new WsTransport({ origins: deps.origins, maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalSeconds * 1000, tls: deps.tls, log });
+    this.transport.on('message', (flow, data) => this.#onMessage(flow, data));
+    this.transport.on('closed', (flow) => {
+      const dropped = this.registrar.dropFlow(flow.id);
+      if (dropped.length) log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
+      for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
+      this.calls?.flowClosed(flow);
+    });
+  }
+
+  get transportName(): 'WS' | 'WSS' {
+    return this.deps.tls ? 'WSS' : 'WS';
+  }
+
+  /** Sends a request down a flow as a client transaction; responses come back to `onResponse`. */
+  sendRequest(flow: SipFlow, method: string, text: string, branch: string, onResponse: (res: SipResponse, text: string) => void): void {
+    const id = `${branch}|${method}`;
+    const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, true, id, text) : new NonInviteClientTransaction(this.deps.clock, true, id, text);
+    this.#client.set(id, { tx, onResponse });
+    tx.on('send', (t) => flow.send(t));
+    tx.on('timeout', () => {
+      this.deps.metrics.timeouts.inc({ method });
+      onResponse({ kind: 'response', status: 408, reason: 'Request Timeout', version: 'SIP/2.0', headers: [], body: Buffer.alloc(0) }, '');
+    });
+    tx.on('terminated', () => this.#client.delete(id));
+    this.deps.metrics.transactions.inc({ method, side: 'client' });
+    tx.start();
+  }
+
+  #onMessage(flow: SipFlow, data: Buffer): void {
+    let msg;
+    try {
+      msg = parseSipMessage(data, { maxBytes: this.deps.config.maxMessageBytes });
+    } catch (err) {
+      if (!(err instanceof SipParseError)) throw err;
+      const reason = err.status === 400 ? capitalise(err.message) : REASONS[err.status] ?? 'Bad Request';
+      const reply = salvageResponse(data, err.status, reason);
+      this.deps.metrics.rejected.inc({ status: String(err.status) });
+      this.deps.log.info({ flow: flow.id, remote: flow.remote, status: err.status, reason: err.message, answered: reply !== undefined }, 'unparseable SIP message');
+      if (reply) flow.send(reply);
+      return;
+    }
+    try {
+      if (msg.kind === 'response') this.#onResponse(msg, data);
+      else this.#onRequest(flow, msg);
+    } catch (err) {
+      this.deps.log.error({ err, flow: flow.id }, 'SIP message handling failed');
+      if (msg.kind === 'request' && msg.method !== 'ACK') flow.send(responseText(msg, 500, { reason: 'Server Internal Error' }));
+    }
+  }
+
+  #onResponse(res: SipResponse, data: Buffer): void {
+    const top = headerList(res, 'Via')[0];
+    const via = top ? parseVia(top) : undefined;
+    const branch = via?.params.get('branch');
+    const method = header(res, 'CSeq')!.trim().split(/\s+/)[1]!;
+    const entry = branch ? this.#client.get(`${branch}|${method}`) : undefined;
+    if (!entry || via?.host !== this.viaHost) {
+      this.deps.log.debug({ status: res.status, branch }, 'response matches no transaction; dropped');
+      return;
+    }
+    const pass =
+      entry.tx instanceof InviteClientTransaction
+        ? entry.tx.onResponse(res.status, () => this.#ackFor(entry, res))
+        : entry.tx.onResponse(res.status);
+    if (pass) entry.onResponse(res, stripTopVia(data.toString('utf8')));
+  }
+
+  /** §17.1.1.3: the ACK for a non-2xx final response, built from the INVITE we sent. */
+  #ackFor(entry: ClientEntry, res: SipResponse): string {
+    const invite = parseSipMessage(entry.tx.request) as SipRequest;
+    const lines = [
+      `ACK ${invite.uri} SIP/2.0`,
+      `Via: ${headerList(invite, 'Via')[0]}`,
+      ...headerList(invite, 'Route').map((r) => `Route: ${r}`),
+      `From: ${header(invite, 'From')}`,
+      `To: ${header(res, 'To')}`,
+      `Call-ID: ${header(invite, 'Call-ID')}`,
+      `CSeq: ${header(invite, 'CSeq')!.trim().split(/\s+/)[0]} ACK`,
+      'Max-Forwards: 70',
+      'Content-Length: 0',
+    ];
+    return `${lines.join('\r\n')}\r\n\r\n`;
+  }
+
+  #onRequest(flow: SipFlow, req: SipRequest): void {
+    const { metrics } = this.deps;
+    const branch = parseVia(headerList(req, 'Via')[0]!).params.get('branch') ?? '';
+    const key = `${branch}|${req.method === 'ACK' ? 'INVITE' : req.method}`;
+    const existing = this.#server.get(key);
+    if (existing) {
+      if (req.method !== 'ACK') {
+        existing.tx.onRetransmission();
+        return;
+      }
+      if (!(existing.tx as InviteServerTransaction).onAck()) return;
+    }
+    if (req.method === 'ACK') {
+      this.calls?.ack(req, flow);
+      return;
+    }
+    const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, true, key) : new NonInviteServerTransaction(this.deps.clock, true, key);
+    const incoming = new Incoming(req, flow, tx);
+    this.#server.set(key, incoming);
+    tx.on('send', (t) => flow.send(t));
+    tx.on('terminated', () => {
+      if (this.#server.get(key) === incoming) this.#server.delete(key);
+    });
+    metrics.transactions.inc({ method: knownMethod(req.method), side: 'server' });
+
+    // §16.3 / §8.2: checks every request passes before it is looked at.
+    if (header(req, 'Max-Forwards') === '0' && req.method !== 'OPTIONS') return this.#refuse(incoming, 483, 'Max-Forwards reached 0');
+    if (/^sips:/i.test(req.uri)) return this.#refuse(incoming, 416, 'sips: is not served over this transport');
+    if (!/^sip:/i.test(req.uri)) return this.#refuse(incoming, 416, `the ${req.uri.split(':')[0]}: scheme is not served`);
+    try {
+      parseSipUri(req.uri);
+    } catch (err) {
+      return this.#refuse(incoming, 400, capitalise((err as Error).message));
+    }
+    const require = headerList(req, 'Require').filter((r) => !['timer', 'outbound', 'path', 'gruu'].includes(r.toLowerCase()));
+    if (require.length && req.method !== 'CANCEL') {
+      return incoming.respond(420, { headers: [{ name: 'Unsupported', value: require.join(', ') }] });
+    }
+
+    if (req.method === 'CANCEL') {
+      const invite = this.#server.get(`${branch}|INVITE`);
+      this.calls?.cancel(incoming, invite);
+      if (!incoming.answered) incoming.respond(invite ? 200 : 481);
+      return;
+    }
+    if (tagOf(header(req, 'To'))) {
+      if (!this.calls?.inDialog(incoming)) this.#refuse(incoming, 481, 'no such dialog');
+      return;
+    }
+    switch (req.method) {
+      case 'REGISTER':
+        return this.#register(incoming);
+      case 'OPTIONS':
+        return incoming.respond(200, { headers: capabilities() });
+      case 'INVITE': {
+        const caller = this.#authorise(incoming);
+        if (caller === undefined) return;
+        if (!this.calls) return incoming.respond(503, { headers: [{ name: 'Retry-After', value: '5' }] });
+        return this.calls.invite(incoming, caller);
+      }
+      case 'BYE':
+      case 'INFO':
+      case 'UPDATE':
+      case 'NOTIFY':
+      case 'PRACK':
+        return this.#refuse(incoming, 481, 'no such dialog');
+      case 'REFER':
+      case 'SUBSCRIBE':
+      case 'PUBLISH':
+      case 'MESSAGE':
+        return incoming.respond(405, { headers: [{ name: 'Allow', value: ALLOW }] });
+      default:
+        return incoming.respond(501, { headers: [{ name: 'Allow', value: ALLOW }] });
+    }
+  }
+
+  #refuse(incoming: Incoming, status: number, why: string): void {
+    this.deps.metrics.rejected.inc({ status: String(status) });
+    this.deps.log.info({ method: incoming.req.method, flow: incoming.flow.id, status, why }, 'SIP request refused');
+    incoming.respond(status, { reason: status === 400 ? capitalise(why) : undefined });
+  }
+
+  /**
+   * Who is calling: a flow that registered with a password may call as that user; anyone
+   * else must answer a 407 digest challenge. Returns undefined when the request was answered.
+   */
+  #authorise(incoming: Incoming): string | undefined {
+    const { req, flow } = incoming;
+    const fromUser = userOf(header(req, 'From')!);
+    if (flow.authenticatedUser !== undefined && fromUser === flow.authenticatedUser) return fromUser;
+    const outcome = this.digest.verify(header(req, 'Proxy-Authorization'), req.method);
+    if (outcome.ok && outcome.user === fromUser) return outcome.user;
+    const stale = !outcome.ok && outcome.stale;
+    if (!outcome.ok && outcome.reason !== 'no credentials') {
+      this.#audit({ action: `sip.${req.method.toLowerCase()}`, outcome: 'error', status: 407, user: outcome.user ?? fromUser ?? null, remote: flow.remote, reason: outcome.reason });
+    }
+    incoming.respond(407, { headers: this.digest.challenges(stale).map((value) => ({ name: 'Proxy-Authenticate', value })) });
+    return undefined;
+  }
+
+  #register(incoming: Incoming): void {
+    const { req, flow } = incoming;
+    const aor = userOf(header(req, 'To')!);
+    const toHost = /@([^;>:]+)/.exec(header(req, 'To')!)?.[1]?.toLowerCase();
+    const fail = (status: number, reason: string, extra: SipHeader[] = []) => {
+      this.deps.metrics.registrations.inc({ outcome: String(status) });
+      this.#audit({ action: 'sip.register', outcome: 'error', status, user: aor ?? null, remote: flow.remote, reason });
+      incoming.respond(status, { headers: extra, reason: status === 400 || status === 403 ? capitalise(reason) : undefined });
+    };
+    if (!aor) return fail(400, 'the To header has no user part');
+    if (toHost !== this.deps.config.domain.toLowerCase()) return fail(404, `domain ${toHost} is not served here`);
+    const outcome = this.digest.verify(header(req, 'Authorization'), 'REGISTER');
+    if (!outcome.ok) {
+      const challenge = this.digest.challenges(outcome.stale).map((value) => ({ name: 'WWW-Authenticate', value }));
+      if (outcome.reason === 'no credentials' || outcome.stale) {
+        this.deps.metrics.registrations.inc({ outcome: 'challenged' });
+        return incoming.respond(401, { headers: challenge });
+      }
+      return fail(401, outcome.reason, challenge);
+    }
+    if (outcome.user !== aor) return fail(403, `user ${outcome.user} may not register ${aor}`);
+    const result = this.registrar.register(aor, req, flow);
+    if (result.status === 423) return fail(423, 'expiry too brief', [{ name: 'Min-Expires', value: String(result.minExpires) }]);
+    if (result.status !== 200) return fail(result.status, result.reason);
+    flow.authenticatedUser = aor;
+    const now = this.deps.clock.now();
+    const contacts = result.bindings.map((b) => {
+      const params = [`expires=${Math.max(0, Math.round((b.expiresAt - now) / 1000))}`];
+      if (b.instance !== undefined) params.push(`+sip.instance=${quoteIfNeeded(b.instance)}`);
+      if (b.regId !== undefined) params.push(`reg-id=${b.regId}`);
+      return { name: 'Contact', value: `<${b.contact}>;${params.join(';')}` };
+    });
+    this.deps.metrics.registrations.inc({ outcome: '200' });
+    this.#audit({ action: 'sip.register', outcome: 'ok', status: 200, user: aor, remote: flow.remote, bindings: result.bindings.length, added: result.added, removed: result.removed, algorithm: outcome.algorithm });
+    incoming.respond(200, { headers: [...contacts, { name: 'Date', value: new Date(now).toUTCString() }, ...capabilities()] });
+  }
+
+  #audit(entry: AuditEntry): void {
+    try {
+      this.deps.audit.write({ ...entry, sourceKind: 'sip-ws' });
+    } catch (err) {
+      this.deps.log.error({ err }, 'audit write failed for a SIP request');
+    }
+  }
+
+  metricsCall(kind: 'agent' | 'proxied', outcome: string): void {
+    this.deps.metrics.calls.inc({ kind, outcome });
+  }
+
+  audit(entry: AuditEntry): void {
+    this.#audit(entry);
+  }
+
+  close(): void {
+    this.transport.close();
+  }
+}
+
+function capabilities(): SipHeader[] {
+  return [
+    { name: 'Allow', value: ALLOW },
+    { name: 'Accept', value: 'application/sdp, application/dtmf-relay, message/sipfrag' },
+    { name: 'Supported', value: 'timer, replaces, outbound, path' },
+  ];
+}
+
+function capitalise(s: string): string {
+  return (s.charAt(0).toUpperCase() + s.slice(1)).replace(/[\r\n]+/g, ' ').slice(0, 200);
+}
+
+function quoteIfNeeded(v: string): string {
+  return v.startsWith('"') ? v : `"${v}"`;
+}
+
+const METHODS = new Set(['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'INFO', 'UPDATE', 'REFER', 'NOTIFY', 'REGISTER', 'MESSAGE', 'SUBSCRIBE', 'PRACK', 'PUBLISH']);
+
+/** Metric label values stay a known set, whatever methods clients invent. */
+function knownMethod(m: string): string {
+  return METHODS.has(m) ? m : 'other';
+}
+
+/** Removes the first Via header value (ours) from a response text, keeping the rest verbatim. */
+export function stripTopVia(text: string): string {
+  const m = /\r\n(Via|v)[ \t]*:[ \t]*([^\r\n]*)/i.exec(text);
+  if (!m) return text;
+  const start = m.index;
+  const end = start + m[0].length;
+  const value = m[2]!;
+  const parts = value.split(',');
+  if (parts.length > 1) return `${text.slice(0, start)}\r\n${m[1]}: ${parts.slice(1).join(',').trim()}${text.slice(end)}`;
+  return text.slice(0, start) + text.slice(end);
+}
+
+export { newBranch };

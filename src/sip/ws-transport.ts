@@ -1,0 +1,134 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { TypedEmitter } from '../core/events.js';
+import { newToken } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+
+/**
+ * One WebSocket connection carrying SIP (RFC 7118): a flow. Responses and requests for a
+ * WebSocket client always go back down the flow it came on (its Via host is a random
+ * `.invalid` name that is never resolved).
+ */
+export interface SipFlow {
+  readonly id: string;
+  /** The client's address and port, as the TCP connection shows it. */
+  readonly remote: string;
+  readonly transport: 'WS' | 'WSS';
+  /** The user this flow proved to be (a successful digest REGISTER), if any. */
+  authenticatedUser: string | undefined;
+  send(text: string): boolean;
+  close(code?: number, reason?: string): void;
+}
+
+export interface WsTransportEvents extends Record<string, unknown[]> {
+  message: [flow: SipFlow, data: Buffer];
+  closed: [flow: SipFlow];
+}
+
+export interface WsTransportOptions {
+  /** Allowed Origin values; `*` allows any. A request without Origin (not a browser) is allowed. */
+  origins: string[];
+  /** SIP-level limit (413); the WebSocket itself closes (1009) only past max(8 MiB, 4x this). */
+  maxMessageBytes: number;
+  pingIntervalMs: number;
+  tls: boolean;
+  log: Logger;
+}
+
+class WsFlow implements SipFlow {
+  authenticatedUser: string | undefined;
+  alive = true;
+
+  constructor(
+    readonly id: string,
+    readonly remote: string,
+    readonly transport: 'WS' | 'WSS',
+    readonly ws: WebSocket,
+  ) {}
+
+  send(text: string): boolean {
+    if (this.ws.readyState !== this.ws.OPEN) return false;
+    this.ws.send(text);
+    return true;
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.ws.close(code, reason);
+  }
+}
+
+/** The `/sip` WebSocket endpoint on the gateway's HTTP(S) server. */
+export class WsTransport extends TypedEmitter<WsTransportEvents> {
+  readonly flows = new Map<string, SipFlow>();
+  readonly #wss: WebSocketServer;
+  readonly #ping: NodeJS.Timeout;
+
+  constructor(private readonly opts: WsTransportOptions) {
+    super();
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      // Oversized SIP gets a 413 on an open socket; only past this does the socket close (1009).
+      maxPayload: Math.max(8 << 20, opts.maxMessageBytes * 4),
+      perMessageDeflate: false,
+      handleProtocols: (protocols) => (protocols.has('sip') ? 'sip' : false),
+    });
+    // RFC 7118 §4: keep-alive with WebSocket Ping (SIP.js never answers a server's CRLF ping);
+    // a flow that missed a whole interval's Pong is dead, and its registrations go at once.
+    this.#ping = setInterval(() => {
+      for (const flow of this.flows.values()) {
+        const f = flow as WsFlow;
+        if (!f.alive) {
+          opts.log.info({ flow: f.id, remote: f.remote }, 'SIP WebSocket missed its pong; closing');
+          f.ws.terminate();
+          continue;
+        }
+        f.alive = false;
+        f.ws.ping();
+      }
+    }, opts.pingIntervalMs);
+    this.#ping.unref();
+  }
+
+  /** Takes an HTTP upgrade for `/sip`; refuses it with an HTTP status when it is not SIP over WebSocket. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const refuse = (status: number, reason: string) => {
+      this.opts.log.info({ remote: req.socket.remoteAddress, status, reason }, 'SIP WebSocket refused');
+      socket.end(`HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : 'Bad Request'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${reason}\n`);
+    };
+    const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim().toLowerCase());
+    if (!protocols.includes('sip')) return refuse(400, 'Request the WebSocket subprotocol "sip" (RFC 7118).');
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.opts.origins.includes('*') && !this.opts.origins.includes(origin)) {
+      return refuse(403, `Origin ${origin} is not allowed; add it to cors.origins.`);
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, req));
+  }
+
+  #accept(ws: WebSocket, req: IncomingMessage): void {
+    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+    const flow = new WsFlow(newToken().slice(0, 16), remote, this.opts.tls ? 'WSS' : 'WS', ws);
+    this.flows.set(flow.id, flow);
+    ws.on('pong', () => (flow.alive = true));
+    ws.on('message', (data: Buffer, isBinary) => {
+      flow.alive = true;
+      // A bare CRLF (RFC 5626 keep-alive) is answered with CRLF, never parsed.
+      if (!isBinary && data.length <= 4 && /^(\r\n)+$/.test(data.toString())) {
+        if (data.length === 4) ws.send('\r\n');
+        return;
+      }
+      this.emit('message', flow, data);
+    });
+    ws.on('error', (err) => this.opts.log.info({ err, flow: flow.id }, 'SIP WebSocket error'));
+    ws.on('close', () => {
+      this.flows.delete(flow.id);
+      this.emit('closed', flow);
+    });
+  }
+
+  close(): void {
+    clearInterval(this.#ping);
+    for (const flow of this.flows.values()) (flow as WsFlow).ws.terminate();
+    this.#wss.close();
+  }
+}

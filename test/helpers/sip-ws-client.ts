@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { digestHash, parseAuthParams, type DigestAlgorithm } from '../../src/sip/digest.js';
+import { header, headerList, parseSipMessage, type SipResponse } from '../../src/sip/message.js';
+
+/**
+ * A bare SIP-over-WebSocket client for tests and benchmarks: sends raw text, collects what
+ * comes back, and can REGISTER with digest the way JsSIP does (MD5, the last challenge).
+ */
+export class SipWsClient {
+  readonly received: string[] = [];
+  readonly #waiters: { match: (text: string) => boolean; resolve: (text: string) => void }[] = [];
+  readonly host = `${randomBytes(4).toString('hex')}.invalid`;
+  readonly contactUser = randomBytes(4).toString('hex');
+  cseq = 1;
+  closed = false;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const text = data.toString();
+      this.received.push(text);
+      const i = this.#waiters.findIndex((w) => w.match(text));
+      if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(text);
+    });
+    ws.on('close', () => (this.closed = true));
+  }
+
+  static async connect(url: string, opts: { protocol?: string | undefined; origin?: string } = {}): Promise<SipWsClient> {
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + '/sip', opts.protocol === undefined ? ['sip'] : opts.protocol ? [opts.protocol] : [], { origin: opts.origin });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    });
+    return new SipWsClient(ws);
+  }
+
+  send(text: string | Buffer): void {
+    this.ws.send(text);
+  }
+
+  /** The next message that `match` accepts (already received ones are not looked at). */
+  next(match: (text: string) => boolean, ms = 5000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching SIP message within ${ms} ms; last: ${this.received.at(-1)?.slice(0, 200)}`)), ms);
+      this.#waiters.push({
+        match,
+        resolve: (t) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+      });
+    });
+  }
+
+  /** Sends a request and resolves with its final response (provisional ones skipped). */
+  async request(text: string): Promise<SipResponse> {
+    const branch = /branch=([^;\s]+)/.exec(text)![1]!;
+    const reply = this.next((t) => t.startsWith('SIP/2.0 ') && t.includes(branch) && !/^SIP\/2\.0 1\d\d /.test(t));
+    this.send(text);
+    return parseSipMessage(await reply) as SipResponse;
+  }
+
+  registerText(opts: { user: string; domain: string; callId: string; expires?: number; authorization?: string; instance?: string; regId?: number }): string {
+    const params = opts.instance ? `;+sip.instance="<urn:uuid:${opts.instance}>";reg-id=${opts.regId ?? 1}` : '';
+    return [
+      `REGISTER sip:${opts.domain} SIP/2.0`,
+      `Via: SIP/2.0/WS ${this.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+      'Max-Forwards: 70',
+      `To: <sip:${opts.user}@${opts.domain}>`,
+      `From: <sip:${opts.user}@${opts.domain}>;tag=${randomBytes(4).toString('hex')}`,
+      `Call-ID: ${opts.callId}`,
+      `CSeq: ${this.cseq++} REGISTER`,
+      `Contact: <sip:${this.contactUser}@${this.host};transport=ws>${params};expires=${opts.expires ?? 600}`,
+      ...(opts.authorization ? [`Authorization: ${opts.authorization}`] : []),
+      'Supported: path, gruu, outbound',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+  }
+
+  /** REGISTER → 401 → REGISTER with credentials; resolves with the final response. */
+  async register(user: string, password: string, domain: string, extra: { expires?: number; instance?: string; regId?: number } = {}): Promise<SipResponse> {
+    const callId = randomBytes(8).toString('hex');
+    const first = await this.request(this.registerText({ user, domain, callId, ...extra }));
+    if (first.status !== 401) return first;
+    const challenge = headerList(first, 'WWW-Authenticate').at(-1)!;
+    return this.request(this.registerText({ user, domain, callId, ...extra, authorization: answerChallenge(challenge, user, password, 'REGISTER', `sip:${domain}`) }));
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.ws.once('close', () => resolve());
+      this.ws.close();
+    });
+  }
+}
+
+export function answerChallenge(challenge: string, user: string, password: string, method: string, uri: string): string {
+  const p = parseAuthParams(challenge)!;
+  const alg = (p.get('algorithm') ?? 'MD5') as DigestAlgorithm;
+  const ha1 = digestHash(alg, `${user}:${p.get('realm')}:${password}`);
+  const ha2 = digestHash(alg, `${method}:${uri}`);
+  const cnonce = randomBytes(6).toString('hex');
+  const nc = '00000001';
+  const response = digestHash(alg, `${ha1}:${p.get('nonce')}:${nc}:${cnonce}:auth:${ha2}`);
+  return `Digest algorithm=${alg}, username="${user}", realm="${p.get('realm')}", nonce="${p.get('nonce')}", uri="${uri}", response="${response}", qop=auth, cnonce="${cnonce}", nc=${nc}`;
+}
+
+export { header, headerList };

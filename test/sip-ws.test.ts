@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { header, headerList, SipWsClient } from './helpers/sip-ws-client.js';
+
+const DOMAIN = 'voxgate.test';
+let t: TestGateway;
+
+before(async () => {
+  t = await startGateway({
+    cors: { origins: ['http://app.example'] },
+    sip: { domain: DOMAIN, users: [{ user: 'alice', password: 'alice-pw' }, { user: 'bob', password: 'bob-pw' }], maxMessageBytes: 65536 },
+  });
+});
+after(() => t.stop());
+
+async function registrations(): Promise<{ user: string; contact: string; instance: string | null }[]> {
+  const res = await fetch(`${t.url}/api/registrations`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { registrations: [] }).registrations;
+}
+
+function request(c: SipWsClient, method: string, extra: string[] = [], opts: { uri?: string; toTag?: string; omit?: string } = {}): string {
+  const lines = [
+    `${method} ${opts.uri ?? `sip:agent@${DOMAIN}`} SIP/2.0`,
+    `Via: SIP/2.0/WS ${c.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+    'Max-Forwards: 70',
+    `To: <sip:agent@${DOMAIN}>${opts.toTag ? `;tag=${opts.toTag}` : ''}`,
+    `From: <sip:alice@${DOMAIN}>;tag=${randomBytes(4).toString('hex')}`,
+    `Call-ID: ${randomBytes(8).toString('hex')}`,
+    `CSeq: ${c.cseq++} ${method}`,
+    ...extra,
+    'Content-Length: 0',
+    '',
+    '',
+  ];
+  return lines.filter((l) => !opts.omit || !l.startsWith(`${opts.omit}:`)).join('\r\n');
+}
+
+test('the WebSocket needs the sip subprotocol (echoed) and an allowed Origin', async () => {
+  await assert.rejects(SipWsClient.connect(t.url, { protocol: '' }), /upgrade refused: 400/);
+  await assert.rejects(SipWsClient.connect(t.url, { origin: 'http://evil.example' }), /upgrade refused: 403/);
+  const c = await SipWsClient.connect(t.url, { origin: 'http://app.example' });
+  assert.equal(c.ws.protocol, 'sip');
+  await c.close();
+});
+
+test('REGISTER: 401 with SHA-256 then MD5 challenges, 200 with the right password, refused with a wrong one, audited', async () => {
+  const c = await SipWsClient.connect(t.url);
+  const first = await c.request(c.registerText({ user: 'alice', domain: DOMAIN, callId: 'reg-1' }));
+  assert.equal(first.status, 401);
+  const challenges = headerList(first, 'WWW-Authenticate');
+  assert.equal(challenges.length, 2);
+  assert.match(challenges[0]!, /algorithm=SHA-256/);
+  assert.match(challenges[1]!, /algorithm=MD5/);
+
+  const wrong = await c.register('alice', 'not-her-password', DOMAIN);
+  assert.equal(wrong.status, 401);
+  const ok = await c.register('alice', 'alice-pw', DOMAIN);
+  assert.equal(ok.status, 200);
+  assert.match(header(ok, 'Contact')!, new RegExp(`<sip:${c.contactUser}@${c.host};transport=ws>;expires=600`));
+  const regs = await registrations();
+  assert.deepEqual(
+    regs.map((r) => r.user),
+    ['alice'],
+  );
+
+  const audit = readFileSync(t.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const reg = audit.filter((e) => e.action === 'sip.register');
+  assert.ok(reg.some((e) => e.outcome === 'error' && e.user === 'alice' && e.reason === 'wrong password' && typeof e.remote === 'string'));
+  assert.ok(reg.some((e) => e.outcome === 'ok' && e.user === 'alice' && e.status === 200));
+
+  // Un-REGISTER (Expires: 0) removes the binding.
+  const gone = await c.register('alice', 'alice-pw', DOMAIN, { expires: 0 });
+  assert.equal(gone.status, 200);
+  assert.equal(header(gone, 'Contact'), undefined);
+  assert.deepEqual(await registrations(), []);
+  await c.close();
+});
+
+test('+sip.instance/reg-id replaces the binding; a closed WebSocket drops its bindings at once', async () => {
+  const instance = '8f1c2a3e-0000-4000-8000-000000000001';
+  const a = await SipWsClient.connect(t.url);
+  assert.equal((await a.register('bob', 'bob-pw', DOMAIN, { instance, regId: 1 })).status, 200);
+  // The same client reconnects (new flow, new contact) and registers again before the old socket is noticed.
+  const b = await SipWsClient.connect(t.url);
+  assert.equal((await b.register('bob', 'bob-pw', DOMAIN, { instance, regId: 1 })).status, 200);
+  let regs = await registrations();
+  assert.equal(regs.length, 1, 'one binding per instance and reg-id');
+  assert.match(regs[0]!.contact, new RegExp(b.host));
+  await b.close();
+  regs = await waitFor('the binding to go with its socket', async () => ((await registrations()).length === 0 ? [] : undefined));
+  assert.deepEqual(regs, []);
+  await a.close();
+});
+
+test('bad input gets the right answer, and the socket goes on working', async () => {
+  const c = await SipWsClient.connect(t.url);
+  const other = await SipWsClient.connect(t.url);
+
+  // Garbage text: no request line to answer, so it is dropped; the socket stays open.
+  c.send('this is not SIP at all\r\n\r\n');
+  c.send(Buffer.from([0xff, 0x00, 0x13, 0x37]));
+
+  // No Call-ID: 400 naming the missing header.
+  const noCallIdReply = c.next((m) => m.startsWith('SIP/2.0 '));
+  c.send(request(c, 'OPTIONS', [], { omit: 'Call-ID' }));
+  assert.match((await noCallIdReply).split('\r\n')[0]!, /^SIP\/2\.0 400 Missing Call-ID$/);
+
+  // 2 MB: 413, answered from the headers alone.
+  const big = request(c, 'MESSAGE', ['Content-Type: text/plain']).replace('Content-Length: 0', `Content-Length: ${2 * 1024 * 1024}`) + 'x'.repeat(2 * 1024 * 1024);
+  const tooBig = await c.request(big);
+  assert.equal(tooBig.status, 413);
+
+  // Max-Forwards 0: 483.
+  const hops = await c.request(request(c, 'INVITE', []).replace('Max-Forwards: 70', 'Max-Forwards: 0'));
+  assert.equal(hops.status, 483);
+
+  // BYE for a dialog that does not exist: 481.
+  const bye = await c.request(request(c, 'BYE', [], { toTag: 'nosuchtag' }));
+  assert.equal(bye.status, 481);
+
+  // sips: Request-URI over ws: 416; an unknown method: 501.
+  assert.equal((await c.request(request(c, 'OPTIONS', [], { uri: `sips:agent@${DOMAIN}` }))).status, 416);
+  assert.equal((await c.request(request(c, 'FROBNICATE', []))).status, 501);
+
+  // An INVITE from someone who never registered is challenged.
+  const invite = await c.request(request(c, 'INVITE', []));
+  assert.equal(invite.status, 407);
+  assert.match(headerList(invite, 'Proxy-Authenticate').at(-1)!, /algorithm=MD5/);
+
+  // Still alive, and so is the other client.
+  const options = await c.request(request(c, 'OPTIONS'));
+  assert.equal(options.status, 200);
+  assert.match(header(options, 'Allow')!, /REFER/);
+  assert.equal((await other.request(request(other, 'OPTIONS'))).status, 200);
+  await c.close();
+  await other.close();
+});
+
+test('a fuzz run of mutated messages never breaks the transport', async () => {
+  const c = await SipWsClient.connect(t.url);
+  const base = Buffer.from(c.registerText({ user: 'alice', domain: DOMAIN, callId: 'fuzz' }));
+  let seed = 42;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const m = Buffer.from(base);
+    for (let k = 0, edits = 1 + rand(8); k < edits; k++) {
+      const at = rand(m.length);
+      const op = rand(3);
+      if (op === 0) m[at] = rand(256);
+      else if (op === 1) m[at] = [0x0d, 0x0a, 0x3a, 0x3b, 0x2c, 0x22, 0x3c, 0x3e, 0x20][rand(9)]!;
+      else m.copyWithin(at, rand(m.length));
+    }
+    c.send(m);
+  }
+  const ok = await c.request(request(c, 'OPTIONS'));
+  assert.equal(ok.status, 200);
+  assert.equal(c.closed, false);
+  // Every reply to the fuzz is a response (echoing what it could read of the request).
+  assert.ok(c.received.length > 100);
+  for (const r of c.received) assert.match(r, /^SIP\/2\.0 [1-6]\d\d /);
+  await c.close();
+});
