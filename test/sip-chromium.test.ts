@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import type { Agent, AgentSession } from '../src/agent/agent.js';
+import { DemoAgent } from '../src/agent/demo-agent.js';
+import { SpeechSynthesizer } from '../src/audio/tts.js';
+import { createLogger } from '../src/core/logger.js';
+import { analyseRemoteAudio, launchChromium, statsOfType, type TestBrowser } from './helpers/chromium.js';
+import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { toneWav } from './helpers/media.js';
+import { pageEvents, preparePage } from './helpers/sip-browser.js';
+
+const DOMAIN = 'voxgate.test';
+const USERS = [
+  { user: 'alice', password: 'alice-secret' },
+  { user: 'bob', password: 'bob-secret' },
+  { user: 'carol', password: 'carol-secret' },
+];
+
+type Sip = {
+  vgSip: {
+    jssip(ws: string, u: string, p: string, d: string, auto: boolean): Promise<{ ok: boolean; cause?: string; status?: number }>;
+    jssipCall(target: string): Promise<{ ok: boolean; cause?: string; status?: number }>;
+    sipjs(ws: string, u: string, p: string, d: string, auto: boolean): Promise<{ ok: boolean; status?: number }>;
+    sipjsCall(target: string): Promise<{ ok: boolean; cause?: string }>;
+    dtmf(d: string, t: string): void;
+    sipjsDtmf(d: string): Promise<void>;
+    hangup(): void;
+    sipjsHangup(): Promise<void>;
+    stop(): Promise<void> | void;
+    state: { ua: { _transport: { socket: { _ws: WebSocket } } } };
+  };
+};
+
+describe('JsSIP and SIP.js in Chromium, over ws://', () => {
+  let tg: TestGateway;
+  let chrome: TestBrowser;
+  let wsUrl: string;
+  const tts = new SpeechSynthesizer();
+  /** Every agent session the demo agent got, with the digits it heard. */
+  const sessions: { session: AgentSession; digits: string[]; ended?: string }[] = [];
+
+  before(async () => {
+    const log = createLogger('silent');
+    const probe = (): Agent => {
+      const demo = new DemoAgent(tts, log);
+      return {
+        name: 'demo',
+        sampleRate: demo.sampleRate,
+        attach(session) {
+          const entry: (typeof sessions)[number] = { session, digits: [] };
+          sessions.push(entry);
+          session.on('dtmf', (d) => entry.digits.push(d));
+          session.on('ended', (r) => (entry.ended = r));
+          return demo.attach(session);
+        },
+      };
+    };
+    tg = await startGateway({ sip: { domain: DOMAIN, users: USERS } }, { agents: { demo: probe } });
+    wsUrl = `${tg.url.replace('http', 'ws')}/sip`;
+    chrome = await launchChromium(`${tg.url}/`, toneWav(440, 30));
+  });
+  after(async () => {
+    await chrome?.close();
+    await tg?.stop();
+    tts.close();
+  });
+
+  async function newPage(): Promise<Page> {
+    const page = await chrome.browser.newPage();
+    await page.addInitScript('window.__name = (fn) => fn;');
+    await page.goto(`${tg.url}/`);
+    await preparePage(page);
+    return page;
+  }
+
+  async function registrations(): Promise<{ user: string; flow: string; userAgent: string | null }[]> {
+    const res = await fetch(`${tg.url}/api/registrations`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    return ((await res.json()) as { registrations: [] }).registrations;
+  }
+
+  function auditOf(action: string): Record<string, unknown>[] {
+    return readFileSync(tg.auditPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((e) => e.action === action);
+  }
+
+  test('JsSIP: a wrong password fails, the right one registers; it calls the agent, hears it, sends DTMF by INFO and RFC 4733, hangs up', async () => {
+    const page = await newPage();
+    const bad = await page.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'alice', 'wrong', d, false), { ws: wsUrl, d: DOMAIN });
+    assert.equal(bad.ok, false);
+    assert.equal(bad.status, 401);
+    await page.evaluate(() => (window as unknown as Sip).vgSip.stop());
+    await page.reload();
+    await preparePage(page);
+    const ok = await page.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'alice', 'alice-secret', d, false), { ws: wsUrl, d: DOMAIN });
+    assert.deepEqual(ok, { ok: true });
+    assert.ok((await registrations()).some((r) => r.user === 'alice' && /JsSIP/.test(r.userAgent ?? '')));
+    assert.ok(auditOf('sip.register').some((e) => e.outcome === 'error' && e.user === 'alice'));
+
+    const before = sessions.length;
+    const call = await page.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:agent@${d}`), DOMAIN);
+    assert.deepEqual(call, { ok: true });
+    const entry = await waitFor('the agent session', () => sessions[before]);
+    // The demo agent greets the caller: speech energy arrives in the page.
+    const heard = await waitFor('the agent to be heard', async () => {
+      const a = await analyseRemoteAudio(page, 800);
+      return a.rms > 0.005 ? a : undefined;
+    }, 15_000);
+    assert.ok(heard.rms > 0.005, `rms ${heard.rms}`);
+
+    await page.evaluate(() => (window as unknown as Sip).vgSip.dtmf('5', 'INFO'));
+    await waitFor('the INFO digit at the agent', () => entry.digits.includes('5'));
+    await page.evaluate(() => (window as unknown as Sip).vgSip.dtmf('7', 'RFC2833'));
+    await waitFor('the RFC 4733 digit at the agent', () => entry.digits.includes('7'));
+
+    await page.evaluate(() => (window as unknown as Sip).vgSip.hangup());
+    await waitFor('the agent to see the hang-up', () => entry.ended);
+    const ended = auditOf('session.ended').at(-1)!;
+    assert.equal(ended.reason, 'bye');
+    assert.ok(auditOf('sip.invite').some((e) => e.outcome === 'ok' && e.user === 'alice' && e.status === 200));
+    await page.evaluate(() => (window as unknown as Sip).vgSip.stop());
+    await page.close();
+  });
+
+  test('SIP.js: registers, calls the agent and hears it, sends DTMF, hangs up; a wrong password is refused', async () => {
+    const page = await newPage();
+    const bad = await page.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.sipjs(ws, 'bob', 'nope', d, false), { ws: wsUrl, d: DOMAIN });
+    assert.deepEqual(bad, { ok: false, status: 401 });
+    await page.evaluate(() => (window as unknown as Sip).vgSip.stop());
+    await page.reload();
+    await preparePage(page);
+    const ok = await page.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.sipjs(ws, 'bob', 'bob-secret', d, false), { ws: wsUrl, d: DOMAIN });
+    assert.deepEqual(ok, { ok: true });
+
+    const before = sessions.length;
+    assert.deepEqual(await page.evaluate((d) => (window as unknown as Sip).vgSip.sipjsCall(`sip:agent@${d}`), DOMAIN), { ok: true });
+    const entry = await waitFor('the agent session', () => sessions[before]);
+    await waitFor('the agent to be heard', async () => ((await analyseRemoteAudio(page, 800)).rms > 0.005 ? true : undefined), 15_000);
+    await page.evaluate(() => (window as unknown as Sip).vgSip.sipjsDtmf('9'));
+    await waitFor('the digit at the agent', () => entry.digits.includes('9'));
+    await page.evaluate(() => (window as unknown as Sip).vgSip.sipjsHangup());
+    await waitFor('the hang-up', () => entry.ended);
+    await page.evaluate(() => (window as unknown as Sip).vgSip.stop());
+    await page.close();
+  });
+
+  test('two browsers call each other through voxgate and exchange audio end to end', async () => {
+    const alice = await newPage();
+    const bob = await newPage();
+    assert.deepEqual(await bob.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.sipjs(ws, 'bob', 'bob-secret', d, true), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    assert.deepEqual(await alice.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'alice', 'alice-secret', d, false), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    const call = await alice.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:bob@${d}`), DOMAIN);
+    assert.deepEqual(call, { ok: true });
+    // Media flows browser to browser (the tone both ways), not through the gateway.
+    for (const page of [alice, bob]) {
+      await waitFor('audio from the other browser', async () => ((await analyseRemoteAudio(page, 800)).peakHz > 380 ? true : undefined), 15_000);
+      const inbound = (await statsOfType(page, 'inbound-rtp'))[0]!;
+      assert.ok((inbound.packetsReceived as number) > 20);
+    }
+    assert.equal(tg.gw.calls.size, 0, 'no media session in the gateway for a proxied call');
+    await alice.evaluate(() => (window as unknown as Sip).vgSip.hangup());
+    await waitFor('bob to see the hang-up', async () => (await pageEvents(bob)).some((e) => e.type === 'sipjs:hangup'));
+    assert.ok(auditOf('sip.bye').some((e) => e.proxied === true));
+    for (const p of [alice, bob]) {
+      await p.evaluate(() => (window as unknown as Sip).vgSip.stop());
+      await p.close();
+    }
+  });
+
+  test('the agent transfers a caller to a registered user (REFER, NOTIFY sipfrag), and its call ends', async () => {
+    const alice = await newPage();
+    const carol = await newPage();
+    assert.deepEqual(await alice.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'alice', 'alice-secret', d, true), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    assert.deepEqual(await carol.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'carol', 'carol-secret', d, false), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    const before = sessions.length;
+    assert.deepEqual(await carol.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:agent@${d}`), DOMAIN), { ok: true });
+    const entry = await waitFor('the agent session', () => sessions[before]);
+    await entry.session.transfer(`sip:alice@${DOMAIN}`);
+    const events = await pageEvents(carol);
+    assert.ok(events.some((e) => e.type === 'out:refer' && e.target === `sip:alice@${DOMAIN}`));
+    await waitFor('carol connected to alice', async () => (await pageEvents(carol)).some((e) => e.type === 'transferred:confirmed'));
+    assert.ok((await pageEvents(alice)).some((e) => e.type === 'incoming'));
+    await waitFor('the agent call to end', () => entry.ended);
+    assert.equal(auditOf('session.ended').at(-1)!.reason, 'transferred');
+    await waitFor('audio from alice', async () => ((await analyseRemoteAudio(carol, 800)).peakHz > 380 ? true : undefined), 15_000);
+    for (const p of [alice, carol]) {
+      await p.evaluate(() => (window as unknown as Sip).vgSip.stop());
+      await p.close();
+    }
+  });
+
+  test('a browser whose socket drops reconnects and re-registers without leaving a stale binding', async () => {
+    const page = await newPage();
+    assert.deepEqual(await page.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'carol', 'carol-secret', d, false), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    const first = (await registrations()).filter((r) => r.user === 'carol');
+    assert.equal(first.length, 1);
+    await page.evaluate(() => (window as unknown as Sip).vgSip.state.ua._transport.socket._ws.close());
+    const again = await waitFor(
+      'a new binding on a new flow',
+      async () => {
+        const regs = (await registrations()).filter((r) => r.user === 'carol');
+        return regs.length === 1 && regs[0]!.flow !== first[0]!.flow ? regs : undefined;
+      },
+      20_000,
+    );
+    assert.equal(again.length, 1);
+    await page.evaluate(() => (window as unknown as Sip).vgSip.stop());
+    await page.close();
+  });
+});
