@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { header, headerList, SipWsClient } from './helpers/sip-ws-client.js';
+import { offerSdp } from './helpers/offers.js';
+import { parseSipMessage, type SipResponse } from '../src/sip/message.js';
 
 const DOMAIN = 'voxgate.test';
 let t: TestGateway;
@@ -166,4 +168,121 @@ test('a fuzz run of mutated messages never breaks the transport', async () => {
   assert.ok(c.received.length > 100);
   for (const r of c.received) assert.match(r, /^SIP\/2\.0 [1-6]\d\d /);
   await c.close();
+});
+
+function inviteText(c: SipWsClient, target: string, from: string, callId: string, sdp: string, extra: string[] = []): string {
+  return [
+    `INVITE sip:${target}@${DOMAIN} SIP/2.0`,
+    `Via: SIP/2.0/WS ${c.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+    'Max-Forwards: 70',
+    `To: <sip:${target}@${DOMAIN}>`,
+    `From: <sip:${from}@${DOMAIN}>;tag=from${from}`,
+    `Call-ID: ${callId}`,
+    `CSeq: 1 INVITE`,
+    `Contact: <sip:${c.contactUser}@${c.host};transport=ws>`,
+    ...extra,
+    'Content-Type: application/sdp',
+    `Content-Length: ${Buffer.byteLength(sdp)}`,
+    '',
+    sdp,
+  ].join('\r\n');
+}
+
+/** An in-dialog request from the caller, built from the INVITE's 200 (To tag, Record-Route). */
+function inDialog(c: SipWsClient, ok: SipResponse, method: string, cseq: number, extra: string[] = [], body = ''): string {
+  const target = /<([^>]+)>/.exec(header(ok, 'Contact')!)![1]!;
+  return [
+    `${method} ${target} SIP/2.0`,
+    `Via: SIP/2.0/WS ${c.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+    'Max-Forwards: 70',
+    ...headerList(ok, 'Record-Route').map((r) => `Route: ${r}`),
+    `To: ${header(ok, 'To')}`,
+    `From: ${header(ok, 'From')}`,
+    `Call-ID: ${header(ok, 'Call-ID')}`,
+    `CSeq: ${cseq} ${method}`,
+    ...extra,
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    '',
+    body,
+  ].join('\r\n');
+}
+
+test('an agent dialog over a bare client: UPDATE keeps Session-Expires 90, INFO dtmf-relay, re-INVITE hold, BYE, then 481', async () => {
+  const c = await SipWsClient.connect(t.url);
+  assert.equal((await c.register('alice', 'alice-pw', DOMAIN)).status, 200);
+  const sdp = offerSdp().replace('a=sendonly', 'a=sendrecv');
+  const ok = await c.request(inviteText(c, 'agent', 'alice', 'agent-dialog-1', sdp, ['Supported: timer', 'Session-Expires: 90']));
+  assert.equal(ok.status, 200);
+  assert.match(header(ok, 'Session-Expires')!, /^90;refresher=uac$/);
+  assert.equal(header(ok, 'Require'), 'timer');
+  assert.match(ok.body.toString(), /a=sendrecv/);
+  c.send(inDialog(c, ok, 'ACK', 1));
+
+  const update = await c.request(inDialog(c, ok, 'UPDATE', 2, ['Supported: timer', 'Session-Expires: 90;refresher=uac']));
+  assert.equal(update.status, 200);
+  assert.match(header(update, 'Session-Expires')!, /^90/);
+
+  const info = await c.request(inDialog(c, ok, 'INFO', 3, ['Content-Type: application/dtmf-relay'], 'Signal=4\r\nDuration=160\r\n'));
+  assert.equal(info.status, 200);
+
+  const hold = await c.request(inDialog(c, ok, 'INVITE', 4, ['Content-Type: application/sdp'], sdp.replace('a=sendrecv', 'a=sendonly')));
+  assert.equal(hold.status, 200);
+  assert.match(hold.body.toString(), /a=recvonly/);
+  c.send(inDialog(c, ok, 'ACK', 4));
+  const resume = await c.request(inDialog(c, ok, 'INVITE', 5, ['Content-Type: application/sdp'], sdp));
+  assert.match(resume.body.toString(), /a=sendrecv/);
+  c.send(inDialog(c, ok, 'ACK', 5));
+
+  // A stale CSeq is out of order.
+  assert.equal((await c.request(inDialog(c, ok, 'INFO', 2, ['Content-Type: application/dtmf-relay'], 'Signal=1\r\n'))).status, 500);
+  assert.equal((await c.request(inDialog(c, ok, 'BYE', 6))).status, 200);
+  assert.equal((await c.request(inDialog(c, ok, 'BYE', 7))).status, 481);
+  const audit = readFileSync(t.auditPath, 'utf8');
+  assert.match(audit, /"action":"sip.bye","outcome":"ok","status":200,"user":"alice"/);
+  await c.close();
+});
+
+test('a call to a registered user is proxied with Record-Route; CANCEL gets 200 and 487; offline 480, unknown 404', async () => {
+  const alice = await SipWsClient.connect(t.url);
+  const bob = await SipWsClient.connect(t.url);
+  assert.equal((await alice.register('alice', 'alice-pw', DOMAIN)).status, 200);
+  assert.equal((await bob.register('bob', 'bob-pw', DOMAIN)).status, 200);
+
+  const forwarded = bob.next((m) => m.startsWith('INVITE '));
+  const invite = inviteText(alice, 'bob', 'alice', 'proxied-1', offerSdp());
+  const trying = alice.next((m) => m.startsWith('SIP/2.0 100 '));
+  alice.send(invite);
+  const atBob = parseSipMessage(await forwarded);
+  assert.equal(atBob.kind, 'request');
+  if (atBob.kind !== 'request') return;
+  assert.equal(atBob.uri, `sip:${bob.contactUser}@${bob.host};transport=ws`, 'addressed to the Contact as registered');
+  assert.match(header(atBob, 'Record-Route')!, /;lr>$/);
+  assert.equal(headerList(atBob, 'Via').length, 2);
+  assert.equal(header(atBob, 'Max-Forwards'), '69');
+  await trying;
+
+  // bob rings; alice gives up.
+  bob.send(`SIP/2.0 180 Ringing\r\n${headerList(atBob, 'Via').map((v) => `Via: ${v}`).join('\r\n')}\r\nFrom: ${header(atBob, 'From')}\r\nTo: ${header(atBob, 'To')};tag=bobtag\r\nCall-ID: proxied-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n`);
+  await alice.next((m) => m.startsWith('SIP/2.0 180 '));
+  const cancelAtBob = bob.next((m) => m.startsWith('CANCEL '));
+  const branch = /branch=([^;\s]+)/.exec(invite)![1]!;
+  const cancel = `CANCEL sip:bob@${DOMAIN} SIP/2.0\r\nVia: SIP/2.0/WS ${alice.host};branch=${branch}\r\nMax-Forwards: 70\r\nTo: <sip:bob@${DOMAIN}>\r\nFrom: <sip:alice@${DOMAIN}>;tag=fromalice\r\nCall-ID: proxied-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n`;
+  const terminated = alice.next((m) => m.startsWith('SIP/2.0 487 '));
+  const cancelled = await alice.request(cancel);
+  assert.equal(cancelled.status, 200);
+  const c2 = parseSipMessage(await cancelAtBob);
+  // bob answers the CANCEL and ends the INVITE with 487, which reaches alice.
+  const vias = headerList(c2, 'Via').map((v) => `Via: ${v}`).join('\r\n');
+  bob.send(`SIP/2.0 200 OK\r\n${vias}\r\nFrom: ${header(c2, 'From')}\r\nTo: ${header(c2, 'To')}\r\nCall-ID: proxied-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n`);
+  const ackAtBob = bob.next((m) => m.startsWith('ACK '));
+  bob.send(`SIP/2.0 487 Request Terminated\r\n${headerList(atBob, 'Via').map((v) => `Via: ${v}`).join('\r\n')}\r\nFrom: ${header(atBob, 'From')}\r\nTo: ${header(atBob, 'To')};tag=bobtag\r\nCall-ID: proxied-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n`);
+  assert.match(await terminated, /^SIP\/2\.0 487 /);
+  assert.match(await ackAtBob, /CSeq: 1 ACK/);
+
+  await bob.close();
+  const offline = await alice.request(inviteText(alice, 'bob', 'alice', 'proxied-2', offerSdp()));
+  assert.equal(offline.status, 480);
+  const unknown = await alice.request(inviteText(alice, 'mallory', 'alice', 'proxied-3', offerSdp()));
+  assert.equal(unknown.status, 404);
+  await alice.close();
 });
