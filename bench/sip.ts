@@ -302,7 +302,7 @@ async function main(): Promise<void> {
     }),
   );
   writeFileSync(join(dir, 'kamailio.cfg'), kamailioConfig(kamPort));
-  const gw = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const gw = spawn(process.execPath, [...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   let kam: ChildProcess | undefined;
   const results: Record<string, Record<string, string | number>> = {};
   try {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 
 /** 128 bits of randomness, URL-safe: session ids are unguessable (RFC 9725 §5) and carry nothing secret. */
 export function newSessionId(): string {
@@ -12,4 +12,21 @@ export function newEtag(): string {
 
 export function newToken(): string {
   return randomBytes(24).toString('base64url');
+}
+
+/**
+ * Random bytes from a pool refilled 4 KiB at a time: SIP mints a tag, a branch or a nonce
+ * per message, and one getrandom() per message showed up in the profile.
+ */
+const POOL = Buffer.alloc(4096);
+let poolAt = POOL.length;
+
+export function pooledRandom(n: number): Buffer {
+  if (poolAt + n > POOL.length) {
+    randomFillSync(POOL);
+    poolAt = 0;
+  }
+  const out = POOL.subarray(poolAt, poolAt + n);
+  poolAt += n;
+  return out;
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { pooledRandom } from '../core/ids.js';
 import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 
 /** Reason phrases (RFC 3261 §21 and the extensions voxgate answers with). */
@@ -15,15 +15,15 @@ export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NO
 export const SERVER = 'voxgate';
 
 export function newTag(): string {
-  return randomBytes(6).toString('hex');
+  return pooledRandom(6).toString('hex');
 }
 
 export function newBranch(): string {
-  return `z9hG4bK${randomBytes(9).toString('base64url')}`;
+  return `z9hG4bK${pooledRandom(9).toString('base64url')}`;
 }
 
 export function newCallId(): string {
-  return randomBytes(12).toString('base64url');
+  return pooledRandom(12).toString('base64url');
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { pooledRandom } from '../core/ids.js';
 import { splitList, unquote } from './grammar.js';
 
 /**
@@ -121,7 +122,7 @@ export class DigestAuthenticator {
   #nonce(): string {
     const body = Buffer.alloc(16);
     body.writeBigUInt64BE(BigInt(Math.floor(this.now())), 0);
-    randomBytes(8).copy(body, 8);
+    pooledRandom(8).copy(body, 8);
     const mac = createHmac('sha256', this.#secret).update(body).digest().subarray(0, 16);
     return Buffer.concat([body, mac]).toString('base64url');
   }

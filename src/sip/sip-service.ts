@@ -14,13 +14,18 @@ import type { SipMetrics } from './sip-metrics.js';
 
 /** A request we are the server of: its transaction, and how to answer it. */
 export class Incoming {
-  readonly toTag = newTag();
+  #toTag: string | undefined;
 
   constructor(
     readonly req: SipRequest,
     readonly flow: SipFlow,
     readonly tx: InviteServerTransaction | NonInviteServerTransaction,
   ) {}
+
+  /** Our To tag, minted when first needed (most requests are answered without one). */
+  get toTag(): string {
+    return (this.#toTag ??= newTag());
+  }
 
   get answered(): boolean {
     return this.tx.state !== 'trying' && this.tx.state !== 'proceeding';
