@@ -7,7 +7,7 @@ import { DemoAgent } from '../src/agent/demo-agent.js';
 import { SpeechSynthesizer } from '../src/audio/tts.js';
 import { createLogger } from '../src/core/logger.js';
 import { analyseRemoteAudio, launchChromium, statsOfType, type TestBrowser } from './helpers/chromium.js';
-import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { toneWav } from './helpers/media.js';
 import { pageEvents, preparePage } from './helpers/sip-browser.js';
 
@@ -105,6 +105,8 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
     const call = await page.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:agent@${d}`), DOMAIN);
     assert.deepEqual(call, { ok: true });
     const entry = await waitFor('the agent session', () => sessions[before]);
+    const listed = await waitFor('the call in /api/sessions', async () => (await adminSessions(tg.url)).find((s) => s.id === entry.session.callId));
+    assert.equal(listed.source, 'sip:alice');
     // The demo agent greets the caller: speech energy arrives in the page.
     const heard = await waitFor('the agent to be heard', async () => {
       const a = await analyseRemoteAudio(page, 800);
@@ -162,9 +164,10 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
       assert.ok((inbound.packetsReceived as number) > 20);
     }
     assert.equal(tg.gw.calls.size, 0, 'no media session in the gateway for a proxied call');
-    await alice.evaluate(() => (window as unknown as Sip).vgSip.hangup());
+    // alice's WebSocket drops mid-call: voxgate sends bob the BYE alice no longer can.
+    await alice.evaluate(() => (window as unknown as Sip).vgSip.state.ua._transport.socket._ws.close());
     await waitFor('bob to see the hang-up', async () => (await pageEvents(bob)).some((e) => e.type === 'sipjs:hangup'));
-    assert.ok(auditOf('sip.bye').some((e) => e.proxied === true));
+    assert.ok(auditOf('sip.bye').some((e) => e.proxied === true && e.by === 'voxgate' && e.reason === 'flow-closed'));
     for (const p of [alice, bob]) {
       await p.evaluate(() => (window as unknown as Sip).vgSip.stop());
       await p.close();

@@ -51,6 +51,7 @@ export class Gateway {
   readonly frameClock: FrameClock;
   /** SIP over WebSocket (RFC 7118) on `/sip`. */
   readonly sip: SipService;
+  readonly sipAgentCalls: AgentCalls;
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -86,6 +87,13 @@ export class Gateway {
         return [`sources.${i}.agent: ${(err as Error).message}`];
       }
     });
+    for (const [user, spec] of Object.entries(config.sip.agents)) {
+      try {
+        this.agents.resolve(spec);
+      } catch (err) {
+        badAgents.push(`sip.agents.${user}: ${(err as Error).message}`);
+      }
+    }
     if (badAgents.length) throw new ConfigError(badAgents);
     this.frameClock = new FrameClock(this.clock, (err) => this.log.error({ err }, 'media tick failed'));
     this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
@@ -160,6 +168,7 @@ export class Gateway {
       { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, frameClock: this.frameClock, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, maxJitterMs: config.media.jitterBufferMaxMs, domain: config.sip.domain },
       config.sip.agents,
     );
+    this.sipAgentCalls = agentCalls;
     const proxy = new SipProxy(this.sip, this.log.child({ component: 'sip' }));
     sipDialogs = () => agentCalls.size + proxy.size;
     const users = new Set(config.sip.users.map((u) => u.user));

@@ -190,7 +190,9 @@ const STATIC_ROUTES: Record<string, Route> = {
       GET: ({ gw, req }) => {
         requireAdmin(gw, req);
         const now = gw.clock.now();
-        const sessions = [...gw.whip.resources.values()].map((r) => ({
+        const whip = [...gw.whip.resources.values()].map((r) => ({ ...r, sipCallId: undefined }));
+        const sip = gw.sipAgentCalls.list().map((s) => ({ ...s, id: s.call.id }));
+        const sessions = [...whip, ...sip].map((r) => ({
           id: r.id,
           source: r.call.source.name,
           kind: r.call.source.kind,
@@ -204,6 +206,7 @@ const STATIC_ROUTES: Record<string, Route> = {
           firstPacketAt: r.leg.received.firstArrival ? new Date(r.leg.received.firstArrival).toISOString() : null,
           lastPacketAt: r.leg.received.lastArrival ? new Date(r.leg.received.lastArrival).toISOString() : null,
           ageSeconds: Math.round((now - r.call.createdAt) / 100) / 10,
+          sipCallId: r.sipCallId ?? null,
           pipeline: r.bridge?.describe() ?? null,
           quality: r.bridge?.quality ?? null,
           listeners: [...(r.bridge?.egress.listeners.values() ?? [])].map((l) => ({ id: l.id, name: l.name, track: l.track, codec: l.codec, forwarded: l.passthrough, packetsSent: l.sentPackets })),

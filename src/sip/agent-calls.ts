@@ -80,6 +80,14 @@ export class AgentCalls {
     return this.#byKey.size;
   }
 
+  /** Live agent calls, for /api/sessions. */
+  list(): { call: Call; leg: WebRtcLeg; plan: AnswerPlan; bridge: MediaBridge; signalingRemote: string; sipCallId: string }[] {
+    return [...this.#byKey.values()].flatMap((ac) => {
+      const leg = ac.call.legs.get('caller') as WebRtcLeg | undefined;
+      return leg ? [{ call: ac.call, leg, plan: ac.plan, bridge: ac.bridge, signalingRemote: ac.flow.remote, sipCallId: ac.dialog.callId }] : [];
+    });
+  }
+
   /** Whether a Request-URI user part reaches an agent. */
   isAgent(user: string | undefined): boolean {
     return user === 'agent' || (user !== undefined && Object.hasOwn(this.agentUsers, user));

@@ -17,6 +17,12 @@ interface ProxiedCall {
   invite: Incoming | undefined;
   forwarded: { uri: string; branch: string; to: string; cseq: number } | undefined;
   confirmed: boolean;
+  /** To send a BYE for a party whose WebSocket dropped: each side's address, Contact and last CSeq. */
+  callerFrom: string;
+  callerContact: string | undefined;
+  calleeTo: string;
+  calleeContact: string | undefined;
+  seq: { caller: number; callee: number };
 }
 
 /**
@@ -24,6 +30,12 @@ interface ProxiedCall {
  * request comes back through it, and routes them by Call-ID to the other party's WebSocket
  * (the parties' Contacts are `.invalid` hosts only their flow reaches). Media goes end to end.
  */
+function contactUri(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  const m = /<([^>]*)>/.exec(value);
+  return (m ? m[1]! : value.split(';')[0]!).trim();
+}
+
 export class Proxy {
   readonly #calls = new Map<string, ProxiedCall>();
 
@@ -49,7 +61,22 @@ export class Proxy {
     (incoming.tx as { scheduleTrying?: (t: string) => void }).scheduleTrying?.(
       `SIP/2.0 100 Trying\r\n${headerList(req, 'Via').map((v) => `Via: ${v}`).join('\r\n')}\r\nFrom: ${header(req, 'From')}\r\nTo: ${header(req, 'To')}\r\nCall-ID: ${callId}\r\nCSeq: ${header(req, 'CSeq')}\r\nContent-Length: 0\r\n\r\n`,
     );
-    const pc: ProxiedCall = { callId, caller: incoming.flow, callerTag: tagOf(header(req, 'From')), callee: flow, calleeTag: undefined, invite: incoming, forwarded: undefined, confirmed: false };
+    const seq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
+    const pc: ProxiedCall = {
+      callId,
+      caller: incoming.flow,
+      callerTag: tagOf(header(req, 'From')),
+      callee: flow,
+      calleeTag: undefined,
+      invite: incoming,
+      forwarded: undefined,
+      confirmed: false,
+      callerFrom: header(req, 'From')!,
+      callerContact: contactUri(header(req, 'Contact')),
+      calleeTo: header(req, 'To')!,
+      calleeContact: undefined,
+      seq: { caller: seq, callee: 0 },
+    };
     this.#calls.set(callId, pc);
     const branch = newBranch();
     const text = this.#forward(req, branch, binding.contact, true);
@@ -57,7 +84,11 @@ export class Proxy {
     this.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: caller, target: req.uri, callee: binding.aor, remote: incoming.flow.remote, proxied: true });
     this.log.info({ callId, caller, callee: binding.aor }, 'SIP call proxied');
     this.sip.sendRequest(flow, 'INVITE', text, branch, (res, resText) => {
-      if (res.status > 100 && res.status < 300) pc.calleeTag ??= tagOf(header(res, 'To'));
+      if (res.status > 100 && res.status < 300) {
+        pc.calleeTag ??= tagOf(header(res, 'To'));
+        pc.calleeTo = header(res, 'To')!;
+        pc.calleeContact = contactUri(header(res, 'Contact')) ?? pc.calleeContact;
+      }
       if (res.status >= 200) {
         pc.invite = undefined;
         this.sip.metricsCall('proxied', res.status < 300 ? 'answered' : String(res.status));
@@ -105,6 +136,9 @@ export class Proxy {
     if (req.method === 'INVITE' || req.method === 'BYE' || req.method === 'REFER') {
       this.sip.audit({ action: `sip.${req.method.toLowerCase()}`, outcome: 'ok', status: 0, callId: pc.callId, proxied: true, remote: flow.remote });
     }
+    const seq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
+    if (target === pc.callee) pc.seq.caller = Math.max(pc.seq.caller, seq);
+    else pc.seq.callee = Math.max(pc.seq.callee, seq);
     const branch = newBranch();
     const text = this.#forward(req, branch, req.uri, false);
     this.sip.sendRequest(target, req.method, text, branch, (res: SipResponse, resText) => {
@@ -129,8 +163,40 @@ export class Proxy {
     for (const pc of [...this.#calls.values()]) {
       if (pc.caller !== flow && pc.callee !== flow) continue;
       if (pc.invite && pc.callee === flow) pc.invite.respond(480, { reason: 'Temporarily Unavailable (the callee disconnected)' });
+      else if (pc.confirmed) this.#byeForGone(pc, flow);
       this.#calls.delete(pc.callId);
     }
+  }
+
+  /**
+   * A party's WebSocket dropped mid-call: the other party gets the BYE the gone one can no
+   * longer send (in the gone party's name, with a CSeq above any it used).
+   */
+  #byeForGone(pc: ProxiedCall, gone: SipFlow): void {
+    const callerGone = gone === pc.caller;
+    const other = callerGone ? pc.callee : pc.caller;
+    const uri = callerGone ? pc.calleeContact : pc.callerContact;
+    if (!uri || !this.sip.transport.flows.has(other.id)) return;
+    const from = callerGone ? pc.callerFrom : pc.calleeTo;
+    const to = callerGone ? pc.calleeTo : pc.callerFrom;
+    const cseq = (callerGone ? pc.seq.caller : pc.seq.callee) + 1;
+    const branch = newBranch();
+    const text = [
+      `BYE ${uri} SIP/2.0`,
+      `Via: SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${branch}`,
+      'Max-Forwards: 70',
+      `From: ${from}`,
+      `To: ${to}`,
+      `Call-ID: ${pc.callId}`,
+      `CSeq: ${cseq} BYE`,
+      'Reason: SIP;cause=480;text="the other party\'s connection closed"',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    this.log.info({ callId: pc.callId }, 'a proxied party disconnected; sending BYE to the other');
+    this.sip.audit({ action: 'sip.bye', outcome: 'ok', status: 0, callId: pc.callId, proxied: true, by: 'voxgate', reason: 'flow-closed' });
+    this.sip.sendRequest(other, 'BYE', text, branch, () => undefined);
   }
 
   /**
