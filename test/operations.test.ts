@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { verifyAuditFile } from '../src/audit/audit-log.js';
-import { publishConnected } from './helpers/ndc-publisher.js';
 import { ADMIN_TOKEN, adminSessions, SOURCE_TOKEN, startGateway } from './helpers/gateway.js';
 import { offerSdp } from './helpers/offers.js';
 
@@ -52,10 +51,12 @@ test('when the audit log cannot be written, the POST fails with 500 and no sessi
 test('after a run the audit chain verifies and holds every request with who made it', async () => {
   const tg = await startGateway();
   try {
-    const p = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN);
+    // A hand-written offer: the audit needs the requests, not a connected peer (whose client
+    // retries would add lines of their own).
+    const post = await fetch(`${tg.url}/whip`, { method: 'POST', headers: { Authorization: `Bearer ${SOURCE_TOKEN}`, 'Content-Type': 'application/sdp' }, body: offerSdp() });
+    assert.equal(post.status, 201);
     await fetch(`${tg.url}/whip`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offerSdp() });
-    assert.equal((await fetch(p.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } })).status, 200);
-    p.close();
+    assert.equal((await fetch(new URL(post.headers.get('Location')!, tg.url), { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } })).status, 200);
     assert.equal((await fetch(`${tg.url}/api/sessions`)).status, 401);
     assert.equal((await fetch(`${tg.url}/api/sessions`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}x` } })).status, 401);
     assertAudit(tg.auditPath);

@@ -51,7 +51,7 @@ async function withFreshClients<T>(attempt: () => Promise<T>): Promise<T> {
     try {
       return await attempt();
     } catch (err) {
-      if (n === 3 || !String(err).includes('without ICE transport')) throw err;
+      if (n === 5 || !String(err).includes('without ICE transport')) throw err;
     }
   }
 }
@@ -99,7 +99,17 @@ async function publishOnce(whipUrl: string, token: string, opts: PublishOptions)
   });
   const body = await res.text();
   const postMs = performance.now() - t0;
-  if (res.status === 201) pc.setRemoteDescription(body, 'answer');
+  if (res.status === 201) {
+    try {
+      pc.setRemoteDescription(body, 'answer');
+    } catch (err) {
+      // A half-made client: remove its session before the caller retries with a fresh one.
+      pc.close();
+      const location = res.headers.get('Location');
+      if (location) await fetch(new URL(location, whipUrl), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+      throw err;
+    }
+  }
   let seq = 0;
   let timer: NodeJS.Timeout | undefined;
   const payloads = opts.payloads ?? [Buffer.alloc(80, 0x5a)];
