@@ -102,6 +102,11 @@ export class Call extends TypedEmitter<CallEvents> {
     this.removeAllListeners();
   }
 
+  /** The agent hung up (or its socket went): the end reason says which. */
+  closeByAgent(reason: string): void {
+    this.close(reason === 'agent-disconnected' ? 'agent-disconnected' : 'agent-hangup');
+  }
+
   lastMediaAt(): number {
     let last = 0;
     for (const leg of this.legs.values()) last = Math.max(last, leg.lastMediaAt());

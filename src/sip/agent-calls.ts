@@ -146,7 +146,7 @@ export class AgentCalls {
         maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {
           log.info({ reason }, 'agent hung up');
-          call!.close(reason === 'agent-disconnected' ? 'agent-disconnected' : 'agent-hangup');
+          call!.closeByAgent(reason);
         },
         transfer: (target) => (ref.ac ? this.#transfer(ref.ac, target) : Promise.reject(new Error('the call is not set up yet'))),
       });

@@ -99,7 +99,7 @@ export class WhipEndpoint {
         maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {
           log.info({ reason }, 'agent hung up');
-          call.close(reason === 'agent-disconnected' ? 'agent-disconnected' : 'agent-hangup');
+          call.closeByAgent(reason);
         },
         onQuality: (q) => deps.onQuality?.(resource, q),
       });
