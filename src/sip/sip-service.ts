@@ -2,7 +2,7 @@ import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { ALLOW, newBranch, newTag, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
+import { ALLOW, newTag, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './digest.js';
 import { parseSipUri, parseVia, SipParseError } from './grammar.js';
 import { header, headerList, parseSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -209,9 +209,9 @@ export class SipService {
     } catch (err) {
       return this.#refuse(incoming, 400, capitalise((err as Error).message));
     }
-    const require = headerList(req, 'Require').filter((r) => !['timer', 'outbound', 'path', 'gruu'].includes(r.toLowerCase()));
-    if (require.length && req.method !== 'CANCEL') {
-      return incoming.respond(420, { headers: [{ name: 'Unsupported', value: require.join(', ') }] });
+    const unsupported = headerList(req, 'Require').filter((r) => !['timer', 'outbound', 'path', 'gruu'].includes(r.toLowerCase()));
+    if (unsupported.length && req.method !== 'CANCEL') {
+      return incoming.respond(420, { headers: [{ name: 'Unsupported', value: unsupported.join(', ') }] });
     }
 
     if (req.method === 'CANCEL') {
@@ -368,4 +368,3 @@ export function stripTopVia(text: string): string {
   return text.slice(0, start) + text.slice(end);
 }
 
-export { newBranch };
