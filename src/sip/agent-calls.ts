@@ -14,13 +14,12 @@ import type { Logger } from '../core/logger.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import { parseOffer } from '../wish/resource.js';
-import { userOf } from './build.js';
+import { tagOf, userOf } from './build.js';
 import { UasDialog } from './dialog.js';
 import { parseNameAddr } from './grammar.js';
 import { header, headerList, type SipRequest, type SipResponse } from './message.js';
 import type { Incoming, SipService } from './sip-service.js';
 import type { SipFlow } from './ws-transport.js';
-import type { InviteServerTransaction } from './transaction/server.js';
 
 export interface AgentCallsDeps {
   sip: SipService;
@@ -45,7 +44,6 @@ class AgentCall {
   byeSent = false;
   transferring: { resolve: () => void; reject: (err: Error) => void } | undefined;
   ackTimer: TimerHandle | undefined;
-  holdDirection = 'sendrecv';
   sdpVersion = 1;
 
   constructor(
@@ -100,7 +98,7 @@ export class AgentCalls {
     const inviteKey = `${header(req, 'Call-ID')}|${header(req, 'CSeq')}`;
     const pending = { cancelled: false };
     this.#pending.set(inviteKey, pending);
-    (incoming.tx as InviteServerTransaction).scheduleTrying(tryingFor(incoming));
+    incoming.scheduleTrying();
     const audit = (outcome: 'ok' | 'error', status: number, extra: Record<string, unknown> = {}) =>
       deps.sip.audit({ action: 'sip.invite', outcome, status, user: caller, target: req.uri, remote: flow.remote, ...extra });
     let call: Call | undefined;
@@ -267,7 +265,7 @@ export class AgentCalls {
   }
 
   #find(req: SipRequest): AgentCall | undefined {
-    const toTag = /;\s*tag=([^;\s>]+)/i.exec(header(req, 'To') ?? '')?.[1];
+    const toTag = tagOf(header(req, 'To'));
     const ac = this.#byKey.get(`${header(req, 'Call-ID')}|${toTag}`);
     return ac && ac.dialog.matches(req) ? ac : undefined;
   }
@@ -312,7 +310,6 @@ export class AgentCalls {
         return true;
       }
     }
-    ac.holdDirection = direction;
     ac.sdpVersion++;
     const answer = ac.peer.answerSdp
       .replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${ac.sdpVersion}`)
@@ -383,9 +380,6 @@ export class AgentCalls {
   }
 }
 
-function tryingFor(incoming: Incoming): string {
-  return `SIP/2.0 100 Trying\r\n${headerList(incoming.req, 'Via').map((v) => `Via: ${v}`).join('\r\n')}\r\nFrom: ${header(incoming.req, 'From')}\r\nTo: ${header(incoming.req, 'To')}\r\nCall-ID: ${header(incoming.req, 'Call-ID')}\r\nCSeq: ${header(incoming.req, 'CSeq')}\r\nContent-Length: 0\r\n\r\n`;
-}
 
 /** RFC 4028: take the requested interval (never below 90) and let the caller refresh. */
 function sessionTimer(req: SipRequest): { name: string; value: string }[] {

@@ -1,5 +1,7 @@
 import type { Logger } from '../core/logger.js';
-import { newBranch, tagOf } from './build.js';
+import { newBranch, tagOf, uriOf } from './build.js';
+
+const optionalUri = (value: string | undefined) => (value ? uriOf(value) : undefined);
 import { parseSipUri } from './grammar.js';
 import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import type { Binding } from './registrar.js';
@@ -30,12 +32,6 @@ interface ProxiedCall {
  * request comes back through it, and routes them by Call-ID to the other party's WebSocket
  * (the parties' Contacts are `.invalid` hosts only their flow reaches). Media goes end to end.
  */
-function contactUri(value: string | undefined): string | undefined {
-  if (!value) return undefined;
-  const m = /<([^>]*)>/.exec(value);
-  return (m ? m[1]! : value.split(';')[0]!).trim();
-}
-
 export class Proxy {
   readonly #calls = new Map<string, ProxiedCall>();
 
@@ -58,9 +54,7 @@ export class Proxy {
       return incoming.respond(480, { reason: 'Temporarily Unavailable (not connected)' });
     }
     if (this.#calls.has(callId)) return incoming.respond(482, { reason: 'Loop Detected' });
-    (incoming.tx as { scheduleTrying?: (t: string) => void }).scheduleTrying?.(
-      `SIP/2.0 100 Trying\r\n${headerList(req, 'Via').map((v) => `Via: ${v}`).join('\r\n')}\r\nFrom: ${header(req, 'From')}\r\nTo: ${header(req, 'To')}\r\nCall-ID: ${callId}\r\nCSeq: ${header(req, 'CSeq')}\r\nContent-Length: 0\r\n\r\n`,
-    );
+    incoming.scheduleTrying();
     const seq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
     const pc: ProxiedCall = {
       callId,
@@ -72,7 +66,7 @@ export class Proxy {
       forwarded: undefined,
       confirmed: false,
       callerFrom: header(req, 'From')!,
-      callerContact: contactUri(header(req, 'Contact')),
+      callerContact: optionalUri(header(req, 'Contact')),
       calleeTo: header(req, 'To')!,
       calleeContact: undefined,
       seq: { caller: seq, callee: 0 },
@@ -87,7 +81,7 @@ export class Proxy {
       if (res.status > 100 && res.status < 300) {
         pc.calleeTag ??= tagOf(header(res, 'To'));
         pc.calleeTo = header(res, 'To')!;
-        pc.calleeContact = contactUri(header(res, 'Contact')) ?? pc.calleeContact;
+        pc.calleeContact = optionalUri(header(res, 'Contact')) ?? pc.calleeContact;
       }
       if (res.status >= 200) {
         pc.invite = undefined;

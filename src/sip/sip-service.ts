@@ -36,6 +36,11 @@ export class Incoming {
     this.tx.respond(status, responseText(this.req, status, { toTag: this.toTag, ...opts }));
   }
 
+  /** §17.2.1: an INVITE gets a 100 Trying unless its final answer comes within 200 ms. */
+  scheduleTrying(): void {
+    if (this.tx instanceof InviteServerTransaction) this.tx.scheduleTrying(responseText(this.req, 100));
+  }
+
   /** Passes a downstream response up (a proxy): our Via is already removed. */
   relay(res: SipResponse, text: string): void {
     if (res.status === 100 || this.answered || this.tx.state === 'terminated') return;
