@@ -135,12 +135,16 @@ describe('bad input never disturbs a live session', () => {
     assert.equal(p1.status, 404);
     assert.equal((await problem(p1)).code, 'VG_SESSION_NOT_FOUND');
     assert.equal((await fetch(unknown, { method: 'DELETE', headers: auth })).status, 404);
-    const p = await publishWithNdc(whip, SOURCE_TOKEN);
-    assert.equal((await fetch(p.location!, { method: 'DELETE', headers: auth })).status, 200);
-    assert.equal((await fetch(p.location!, { method: 'DELETE', headers: auth })).status, 404);
-    const again = await fetch(p.location!, { method: 'PATCH', headers: { ...auth, 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': p.headers.get('etag')! }, body: trickleFor(p.offer) });
+    // A hand-written offer: its session waits for ICE until DELETE, so nothing but the DELETE
+    // can end it (a real client may close on its own and take the session with it).
+    const offer = offerSdp();
+    const created = await post(offer);
+    assert.equal(created.status, 201);
+    const location = new URL(created.headers.get('location')!, whip).href;
+    assert.equal((await fetch(location, { method: 'DELETE', headers: auth })).status, 200);
+    assert.equal((await fetch(location, { method: 'DELETE', headers: auth })).status, 404);
+    const again = await fetch(location, { method: 'PATCH', headers: { ...auth, 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': created.headers.get('etag')! }, body: trickleFor(offer) });
     assert.equal(again.status, 404);
-    p.close();
   });
 
   test('a malformed sdpfrag gets 400', async () => {
