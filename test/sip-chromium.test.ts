@@ -11,6 +11,13 @@ import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } f
 import { toneWav } from './helpers/media.js';
 import { pageEvents, preparePage } from './helpers/sip-browser.js';
 
+/** `seconds` of a sine at `hz`, 16-bit at `rate`, for the agent to play. */
+function tone(hz: number, seconds: number, rate: number): Int16Array {
+  const out = new Int16Array(Math.round(seconds * rate));
+  for (let i = 0; i < out.length; i++) out[i] = Math.round(8000 * Math.sin((2 * Math.PI * hz * i) / rate));
+  return out;
+}
+
 const DOMAIN = 'voxgate.test';
 const USERS = [
   { user: 'alice', password: 'alice-secret' },
@@ -22,6 +29,7 @@ type Sip = {
   vgSip: {
     jssip(ws: string, u: string, p: string, d: string, auto: boolean): Promise<{ ok: boolean; cause?: string; status?: number }>;
     jssipCall(target: string): Promise<{ ok: boolean; cause?: string; status?: number }>;
+    jssipRefer(target: string): Promise<{ ok: boolean; status?: number }>;
     sipjs(ws: string, u: string, p: string, d: string, auto: boolean): Promise<{ ok: boolean; status?: number }>;
     sipjsCall(target: string): Promise<{ ok: boolean; cause?: string }>;
     dtmf(d: string, t: string): void;
@@ -39,7 +47,7 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
   let wsUrl: string;
   const tts = new SpeechSynthesizer();
   /** Every agent session the demo agent got, with the digits it heard. */
-  const sessions: { session: AgentSession; digits: string[]; ended?: string }[] = [];
+  const sessions: { session: AgentSession; digits: string[]; ended?: string; transferredTo?: string; loudFrames: number }[] = [];
 
   before(async () => {
     const log = createLogger('silent');
@@ -49,9 +57,19 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
         name: 'demo',
         sampleRate: demo.sampleRate,
         attach(session) {
-          const entry: (typeof sessions)[number] = { session, digits: [] };
+          const entry: (typeof sessions)[number] = { session, digits: [], loudFrames: 0 };
           sessions.push(entry);
           session.on('dtmf', (d) => entry.digits.push(d));
+          session.on('transferred', (to) => {
+            entry.transferredTo = to;
+            entry.loudFrames = 0;
+          });
+          // Frames with the tone in them (every page's fake microphone plays 440 Hz).
+          session.on('frame', (f) => {
+            let sum = 0;
+            for (const x of f.samples) sum += x * x;
+            if (Math.sqrt(sum / f.samples.length) > 500) entry.loudFrames++;
+          });
           session.on('ended', (r) => (entry.ended = r));
           return demo.attach(session);
         },
@@ -191,6 +209,51 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
     assert.equal(auditOf('session.ended').at(-1)!.reason, 'transferred');
     await waitFor('audio from alice', async () => ((await analyseRemoteAudio(carol, 800)).peakHz > 380 ? true : undefined), 15_000);
     for (const p of [alice, carol]) {
+      await p.evaluate(() => (window as unknown as Sip).vgSip.stop());
+      await p.close();
+    }
+  });
+
+  test('a caller transfers its agent call by REFER: a failing target is NOTIFYed and the call goes on; a registered user gets the agent', async () => {
+    const bob = await newPage();
+    const carol = await newPage();
+    assert.deepEqual(await bob.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.sipjs(ws, 'bob', 'bob-secret', d, true), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    assert.deepEqual(await carol.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'carol', 'carol-secret', d, false), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    const before = sessions.length;
+    assert.deepEqual(await carol.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:agent@${d}`), DOMAIN), { ok: true });
+    const entry = await waitFor('the agent session', () => sessions[before]);
+
+    // alice is known but offline: 202, NOTIFY 100, NOTIFY 480 (terminated); carol keeps the agent.
+    assert.deepEqual(await carol.evaluate((d) => (window as unknown as Sip).vgSip.jssipRefer(`sip:alice@${d}`), DOMAIN), { ok: false, status: 480 });
+    assert.ok((await pageEvents(carol)).some((e) => e.type === 'refer:requestSucceeded' && e.status === 202));
+    assert.ok((await pageEvents(carol)).some((e) => e.type === 'refer:trying' && e.status === 100));
+    assert.equal(entry.ended, undefined);
+    await waitFor('carol still heard by the agent', () => (entry.loudFrames > 10 ? true : undefined));
+
+    // bob (SIP.js) is registered: voxgate calls him as the agent, and the session moves to him.
+    assert.deepEqual(await carol.evaluate((d) => (window as unknown as Sip).vgSip.jssipRefer(`sip:bob@${d}`), DOMAIN), { ok: true });
+    assert.ok((await pageEvents(bob)).some((e) => e.type === 'sipjs:answered'));
+    assert.equal(entry.transferredTo, `sip:bob@${DOMAIN}`);
+    await waitFor('carol to hang up after the transfer', async () => (await pageEvents(carol)).some((e) => e.type === 'out:ended'));
+    assert.equal(entry.ended, undefined, 'the agent session goes on');
+    assert.equal(sessions.length, before + 1, 'no second agent session');
+    // bob hears the agent, and the agent hears bob's tone.
+    entry.session.play(tone(660, 3, entry.session.sampleRate));
+    await waitFor('the agent heard by bob', async () => {
+      const a = await analyseRemoteAudio(bob, 800);
+      return Math.abs(a.peakHz - 660) < 30 ? a : undefined;
+    }, 15_000);
+    await waitFor('bob heard by the agent', () => (entry.loudFrames > 10 ? true : undefined));
+    const listed = (await adminSessions(tg.url)).filter((s) => s.id === entry.session.callId);
+    assert.equal(listed.length, 1);
+    assert.ok(auditOf('sip.refer').some((e) => e.status === 202 && e.user === 'carol' && e.target === `sip:bob@${DOMAIN}`));
+    assert.ok(auditOf('sip.transfer').some((e) => e.outcome === 'error' && e.status === 480));
+    assert.ok(auditOf('sip.transfer').some((e) => e.outcome === 'ok' && e.target === `sip:bob@${DOMAIN}`));
+
+    await bob.evaluate(() => (window as unknown as Sip).vgSip.sipjsHangup());
+    await waitFor('the call to end with bob', () => entry.ended);
+    assert.equal(auditOf('session.ended').at(-1)!.reason, 'bye');
+    for (const p of [bob, carol]) {
       await p.evaluate(() => (window as unknown as Sip).vgSip.stop());
       await p.close();
     }

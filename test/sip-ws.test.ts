@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { header, headerList, SipWsClient } from './helpers/sip-ws-client.js';
 import { offerSdp } from './helpers/offers.js';
 import { parseSipMessage, type SipResponse } from '../src/sip/message.js';
@@ -286,3 +286,119 @@ test('a call to a registered user is proxied with Record-Route; CANCEL gets 200 
   assert.equal(unknown.status, 404);
   await alice.close();
 });
+
+/** A response from a bare client to a request it received. */
+function replyTo(reqText: string, status: string, extra: string[] = [], body = ''): string {
+  const req = parseSipMessage(reqText);
+  return [
+    `SIP/2.0 ${status}`,
+    ...headerList(req, 'Via').map((v) => `Via: ${v}`),
+    ...headerList(req, 'Record-Route').map((r) => `Record-Route: ${r}`),
+    `From: ${header(req, 'From')}`,
+    `To: ${header(req, 'To')}${/;tag=/.test(header(req, 'To')!) ? '' : ';tag=bob-tag'}`,
+    `Call-ID: ${header(req, 'Call-ID')}`,
+    `CSeq: ${header(req, 'CSeq')}`,
+    ...extra,
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    '',
+    body,
+  ].join('\r\n');
+}
+
+test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a blind hang-up the target's answer still takes the agent; a call that ends while the target rings CANCELs it", async () => {
+  const alice = await SipWsClient.connect(t.url);
+  const bob = await SipWsClient.connect(t.url);
+  assert.equal((await alice.register('alice', 'alice-pw', DOMAIN)).status, 200);
+  assert.equal((await bob.register('bob', 'bob-pw', DOMAIN)).status, 200);
+  // alice answers every NOTIFY and BYE voxgate sends her.
+  const notifies: string[] = [];
+  alice.ws.on('message', (data) => {
+    const text = data.toString();
+    if (text.startsWith('NOTIFY ')) notifies.push(text);
+    if (text.startsWith('NOTIFY ') || text.startsWith('BYE ')) alice.send(replyTo(text, '200 OK'));
+  });
+  const sdp = offerSdp().replace('a=sendonly', 'a=sendrecv');
+  const call = async (callId: string) => {
+    const ok = await alice.request(inviteText(alice, 'agent', 'alice', callId, sdp));
+    assert.equal(ok.status, 200);
+    alice.send(inDialog(alice, ok, 'ACK', 1));
+    return ok;
+  };
+  const ok = await call('refer-1');
+  const refer = (cseq: number, referTo?: string) => alice.request(inDialog(alice, ok, 'REFER', cseq, referTo ? [`Refer-To: ${referTo}`] : []));
+  assert.equal((await refer(2)).status, 400);
+  const replaces = await refer(3, `<sip:bob@${DOMAIN}?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>`);
+  assert.equal(replaces.status, 501);
+  assert.match(replaces.reason, /Replaces/);
+
+  const inviteAtBob = bob.next((m) => m.startsWith('INVITE '));
+  const trying = alice.next((m) => m.startsWith('NOTIFY ') && m.includes('SIP/2.0 100 Trying'));
+  assert.equal((await refer(4, `<sip:bob@${DOMAIN}>`)).status, 202);
+  const n100 = parseSipMessage(await trying);
+  assert.equal(header(n100, 'Event'), 'refer;id=4');
+  assert.match(header(n100, 'Subscription-State')!, /^active/);
+  assert.match(header(n100, 'Content-Type')!, /^message\/sipfrag/);
+  const inv = await inviteAtBob;
+  const invite = parseSipMessage(inv);
+  assert.match(header(invite, 'From')!, new RegExp(`^<sip:agent@${DOMAIN}>;tag=`));
+  assert.equal(header(invite, 'To'), `<sip:bob@${DOMAIN}>`);
+  assert.match(header(invite, 'Referred-By')!, /alice/);
+  assert.match(invite.body.toString(), /a=setup:actpass/);
+  assert.match(invite.body.toString(), /a=rtpmap:111 opus\/48000/);
+  assert.equal((await refer(5, `<sip:bob@${DOMAIN}>`)).status, 491, 'one transfer at a time');
+
+  const ringing = alice.next((m) => m.startsWith('NOTIFY ') && m.includes('SIP/2.0 180 Ringing'));
+  bob.send(replyTo(inv, '180 Ringing'));
+  await ringing;
+  // A blind transfer: alice leaves before bob answers; the session waits for bob.
+  assert.equal((await alice.request(inDialog(alice, ok, 'BYE', 6))).status, 200);
+  const session = (await adminSessions(t.url)).find((s) => s.sipCallId === 'refer-1');
+  assert.ok(session, 'the agent session outlives the transferor while the target rings');
+
+  const ack = bob.next((m) => m.startsWith('ACK '));
+  const answer = offerSdp().replace('a=sendonly', 'a=sendrecv').replace('a=setup:actpass', 'a=setup:active');
+  bob.send(replyTo(inv, '200 OK', [`Contact: <sip:${bob.contactUser}@${bob.host};transport=ws>`, 'Content-Type: application/sdp'], answer));
+  const acked = parseSipMessage(await ack);
+  assert.equal(header(acked, 'CSeq'), '1 ACK');
+  assert.equal(acked.kind === 'request' && acked.uri, `sip:${bob.contactUser}@${bob.host};transport=ws`);
+  const moved = await waitFor('the session to carry on with bob', async () => (await adminSessions(t.url)).find((s) => s.id === session.id && s.sipCallId === header(invite, 'Call-ID')));
+  assert.equal(moved.state, 'connecting');
+  assert.equal(notifies.filter((n) => n.includes('SIP/2.0 200 OK')).length, 0, 'alice hung up: nobody to NOTIFY');
+  // bob hangs up in the dialog voxgate started: the call ends.
+  const byeFromBob = [
+    `BYE sip:agent@${DOMAIN} SIP/2.0`,
+    `Via: SIP/2.0/WS ${bob.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+    'Max-Forwards: 70',
+    `From: ${header(invite, 'To')};tag=bob-tag`,
+    `To: ${header(invite, 'From')}`,
+    `Call-ID: ${header(invite, 'Call-ID')}`,
+    'CSeq: 1 BYE',
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
+  assert.equal((await bob.request(byeFromBob)).status, 200);
+  await waitFor('the session to end', async () => !(await adminSessions(t.url)).some((s) => s.id === session.id));
+  const audit = readFileSync(t.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.ok(audit.some((e) => e.action === 'sip.transfer' && e.outcome === 'ok' && e.session === session.id));
+  assert.equal(audit.filter((e) => e.action === 'session.ended' && e.session === session.id).at(-1)?.reason, 'bye');
+
+  // Second call: the agent hangs up while bob rings; voxgate CANCELs bob, NOTIFYs 487, BYEs alice.
+  const ok2 = await call('refer-2');
+  const invite2 = bob.next((m) => m.startsWith('INVITE '));
+  assert.equal((await alice.request(inDialog(alice, ok2, 'REFER', 2, [`Refer-To: <sip:bob@${DOMAIN}>`]))).status, 202);
+  const inv2 = await invite2;
+  bob.send(replyTo(inv2, '180 Ringing'));
+  const cancel = bob.next((m) => m.startsWith('CANCEL '));
+  const terminated = alice.next((m) => m.startsWith('NOTIFY ') && m.includes('SIP/2.0 487'));
+  const bye = alice.next((m) => m.startsWith('BYE '));
+  const id2 = (await adminSessions(t.url)).find((s) => s.sipCallId === 'refer-2')!.id;
+  t.gw.calls.get(id2)!.closeByAgent('agent-hangup');
+  const c = parseSipMessage(await cancel);
+  assert.equal(headerList(c, 'Via')[0], headerList(parseSipMessage(inv2), 'Via')[0], 'the CANCEL has the INVITE branch');
+  assert.match(header(parseSipMessage(await terminated), 'Subscription-State')!, /^terminated/);
+  await bye;
+  await alice.close();
+  await bob.close();
+});
+

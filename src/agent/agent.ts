@@ -10,6 +10,8 @@ export interface AgentSessionEvents extends Record<string, unknown[]> {
   dtmf: [digit: string];
   /** A JSON message from the caller's data channel. */
   message: [data: unknown];
+  /** The caller handed the agent to someone else (a SIP REFER); the session goes on with them. */
+  transferred: [to: string];
   ended: [reason: string];
 }
 
@@ -82,6 +84,10 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
 
   deliverMessage(data: unknown): void {
     if (!this.#ended) this.emit('message', data);
+  }
+
+  deliverTransferred(to: string): void {
+    if (!this.#ended) this.emit('transferred', to);
   }
 
   end(reason: string): void {

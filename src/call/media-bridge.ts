@@ -40,10 +40,11 @@ const REPORT_INTERVAL_MS = 5000;
 export class MediaBridge implements RtpSink, Leg {
   readonly kind = 'agent';
   readonly session: AgentSession;
-  readonly stats: ReceiverStats;
+  /** Reception statistics of the current peer's stream (new after a move). */
+  stats: ReceiverStats;
   /** The call's WHEP listeners. */
   readonly egress: EgressHub;
-  readonly jitter: JitterBuffer;
+  jitter: JitterBuffer;
   quality: Quality | undefined;
   decodeErrors = 0;
   /** Arrival → delivery to the agent, ms, for the last frames (benchmarks read it). */
@@ -51,9 +52,12 @@ export class MediaBridge implements RtpSink, Leg {
   readonly #decoder: AudioDecoder;
   readonly #encoder: AudioEncoder | undefined;
   readonly #pacer: Pacer;
-  readonly #dtmf = new DtmfDetector();
-  readonly #seq = new Unwrapper(16);
-  readonly #ts = new Unwrapper(32);
+  #dtmf = new DtmfDetector();
+  #seq = new Unwrapper(16);
+  #ts = new Unwrapper(32);
+  /** Agent frame timestamps continue across a move to another peer. */
+  #tsBaseMs = 0;
+  #lastTsMs = 0;
   readonly #unsubscribe: () => void;
   readonly #clockRate: number;
   readonly #silence: Int16Array;
@@ -74,8 +78,8 @@ export class MediaBridge implements RtpSink, Leg {
   readonly clearToSilenceMs: number[] = [];
 
   constructor(
-    private readonly peer: WebRtcPeer,
-    private readonly plan: AnswerPlan,
+    private peer: WebRtcPeer,
+    private plan: AnswerPlan,
     private readonly agent: Agent,
     callId: string,
     source: { name: string; kind: string },
@@ -109,9 +113,36 @@ export class MediaBridge implements RtpSink, Leg {
       hangup: (reason) => deps.onHangup(reason),
       transfer: deps.transfer ?? (() => Promise.reject(new Error('a WHIP session cannot be transferred'))),
     });
-    peer.on('rtcp', (p) => this.#onRtcp(p));
-    peer.on('message', (text) => this.#onMessage(text));
+    this.#listen(peer);
     this.#unsubscribe = deps.frameClock.subscribe((now) => this.#tick(now));
+  }
+
+  /**
+   * The agent carries on with another peer (a transfer voxgate placed the call for): same
+   * session, pacer and outgoing stream; the new peer's stream gets a fresh jitter buffer,
+   * statistics and sequence space. The codec must be the one already decoded and encoded.
+   */
+  moveTo(peer: WebRtcPeer, plan: AnswerPlan): void {
+    if (plan.audio.codec !== this.plan.audio.codec) throw new Error(`cannot move a ${this.plan.audio.codec} bridge onto ${plan.audio.codec}`);
+    this.peer.off('rtcp', this.#onRtcp);
+    this.peer.off('message', this.#onMessage);
+    this.peer = peer;
+    this.plan = plan;
+    this.stats = new ReceiverStats(this.#clockRate);
+    this.jitter = new JitterBuffer({ clockRate: this.#clockRate, frameMs: FRAME_MS, minDelayMs: 20, maxDelayMs: this.deps.maxJitterMs });
+    this.#dtmf = new DtmfDetector();
+    this.#seq = new Unwrapper(16);
+    this.#ts = new Unwrapper(32);
+    this.#firstTs = undefined;
+    this.#tsBaseMs = this.#lastTsMs + FRAME_MS;
+    this.#remoteSsrc = 0;
+    this.#rttMs = undefined;
+    this.#listen(peer);
+  }
+
+  #listen(peer: WebRtcPeer): void {
+    peer.on('rtcp', this.#onRtcp);
+    peer.on('message', this.#onMessage);
   }
 
   /** The pipeline, as built. */
@@ -185,7 +216,8 @@ export class MediaBridge implements RtpSink, Leg {
         this.decodeErrors++;
         samples = this.#decoder.conceal();
       }
-      tsMs = ((o.packet.timestamp - (this.#firstTs ?? 0)) * 1000) / this.#clockRate;
+      tsMs = this.#tsBaseMs + ((o.packet.timestamp - (this.#firstTs ?? 0)) * 1000) / this.#clockRate;
+      this.#lastTsMs = tsMs;
       this.ingressLatencies.push(now - o.packet.arrivalMs);
       if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);
     } else if (o.kind === 'lost' || o.kind === 'underrun') {
@@ -268,7 +300,7 @@ export class MediaBridge implements RtpSink, Leg {
     this.peer.sendMessage(JSON.stringify({ type: 'quality', ...q }));
   }
 
-  #onRtcp(packet: Buffer): void {
+  readonly #onRtcp = (packet: Buffer): void => {
     const now = this.deps.clock.now();
     for (const p of parseRtcp(packet)) {
       if (p.type === 'sr') this.stats.recordSenderReport(p.sender.ntpSec, p.sender.ntpFrac, now);
@@ -280,9 +312,9 @@ export class MediaBridge implements RtpSink, Leg {
         }
       }
     }
-  }
+  };
 
-  #onMessage(text: string): void {
+  readonly #onMessage = (text: string): void => {
     let data: unknown;
     try {
       data = JSON.parse(text);
@@ -292,7 +324,7 @@ export class MediaBridge implements RtpSink, Leg {
       return;
     }
     this.session.deliverMessage(data);
-  }
+  };
 }
 
 function round(x: number, digits: number): number {

@@ -171,8 +171,7 @@ export class Gateway {
     this.sipAgentCalls = agentCalls;
     const proxy = new SipProxy(this.sip, this.log.child({ component: 'sip' }));
     sipDialogs = () => agentCalls.size + proxy.size;
-    const users = new Set(config.sip.users.map((u) => u.user));
-    this.sip.calls = new CallRouter(this.sip, agentCalls, proxy, config.sip.domain, (u) => users.has(u));
+    this.sip.calls = new CallRouter(this.sip, agentCalls, proxy, config.sip.domain);
     this.calls.on('connected', (call) => this.log.info({ session: call.id, source: call.source.name }, 'session connected'));
   }
 

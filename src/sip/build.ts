@@ -1,5 +1,6 @@
 import { pooledRandom } from '../core/ids.js';
-import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import { parseVia } from './grammar.js';
+import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 
 /** Reason phrases (RFC 3261 §21 and the extensions voxgate answers with). */
 export const REASONS: Record<number, string> = {
@@ -53,6 +54,25 @@ export function buildResponse(
 
 export function responseText(req: SipRequest, status: number, opts: Parameters<typeof buildResponse>[2] = {}): string {
   return serializeSipMessage(buildResponse(req, status, opts));
+}
+
+/**
+ * §9.1: the CANCEL of an INVITE we sent: its Request-URI, top Via (same branch), Route,
+ * Call-ID, From, To and CSeq number.
+ */
+export function cancelFor(invite: SipRequest): { text: string; branch: string } {
+  const via = headerList(invite, 'Via')[0]!;
+  const headers: SipHeader[] = [
+    { name: 'Via', value: via },
+    { name: 'Max-Forwards', value: '70' },
+    ...headerList(invite, 'Route').map((value) => ({ name: 'Route', value })),
+    { name: 'From', value: header(invite, 'From')! },
+    { name: 'To', value: header(invite, 'To')! },
+    { name: 'Call-ID', value: header(invite, 'Call-ID')! },
+    { name: 'CSeq', value: `${cseqOf(invite)} CANCEL` },
+  ];
+  const text = serializeSipMessage({ kind: 'request', method: 'CANCEL', uri: invite.uri, version: 'SIP/2.0', headers, body: Buffer.alloc(0) });
+  return { text, branch: parseVia(via).params.get('branch') ?? '' };
 }
 
 /** The tag parameter of a From or To value. */

@@ -15,7 +15,6 @@ export class CallRouter implements SipCallHandler {
     private readonly agents: AgentCalls,
     private readonly proxy: Proxy,
     private readonly domain: string,
-    private readonly knownUser: (user: string) => boolean,
   ) {}
 
   invite(incoming: Incoming, caller: string): void {
@@ -33,10 +32,9 @@ export class CallRouter implements SipCallHandler {
       return;
     }
     if (!user) return refuse(404, 'Not Found (no user part)');
-    const bindings = this.sip.registrar.lookup(user);
-    if (bindings.length) return this.proxy.invite(incoming, caller, bindings);
-    if (this.knownUser(user)) return refuse(480, 'Temporarily Unavailable (not registered)');
-    return refuse(404, 'Not Found');
+    const where = this.sip.locate(user);
+    if ('status' in where) return refuse(where.status, where.reason);
+    this.proxy.invite(incoming, caller, where.binding, where.flow);
   }
 
   inDialog(incoming: Incoming): boolean {

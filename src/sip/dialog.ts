@@ -1,43 +1,95 @@
-import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest } from './message.js';
+import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import { newBranch, SERVER, tagOf, uriOf } from './build.js';
 
+interface DialogState {
+  callId: string;
+  localTag: string;
+  remoteTag: string;
+  local: string;
+  remote: string;
+  remoteTarget: string;
+  routeSet: string[];
+  localSeq: number;
+  remoteSeq: number;
+  remoteSdp: string;
+}
+
 /**
- * A dialog in which voxgate is the UAS of the initial INVITE (RFC 3261 §12.1.1): it keeps the
- * route set, the remote target and both sequence numbers, and builds in-dialog requests
- * (BYE, REFER, re-INVITE) as §12.2.1.1 says.
+ * A dialog voxgate is a party to (RFC 3261 §12): the route set, the remote target and both
+ * sequence numbers, built from the initial INVITE as its UAS (§12.1.1) or from our INVITE and
+ * its 2xx as the UAC (§12.1.2); builds in-dialog requests (BYE, REFER, NOTIFY, ACK) per §12.2.1.1.
  */
-export class UasDialog {
+export class Dialog {
   readonly callId: string;
   readonly localTag: string;
   readonly remoteTag: string;
-  /** Our From in requests we send: the INVITE's To, with our tag. */
+  /** Our From in requests we send, with our tag. */
   readonly local: string;
-  /** Their address: the INVITE's From, with their tag. */
+  /** Their address, with their tag: the To of requests we send. */
   readonly remote: string;
   remoteTarget: string;
   readonly routeSet: string[];
   localSeq: number;
   remoteSeq: number;
-  /** The initial offer (its ICE credentials tell a re-INVITE from an ICE restart). */
-  readonly offerSdp: string;
+  /** Their SDP from the initial exchange (its ICE credentials tell a re-INVITE from an ICE restart). */
+  readonly remoteSdp: string;
 
-  constructor(
-    invite: SipRequest,
-    localTag: string,
+  private constructor(
+    s: DialogState,
     private readonly viaHost: string,
     private readonly transport: string,
   ) {
-    this.callId = header(invite, 'Call-ID')!;
-    this.localTag = localTag;
-    this.remoteTag = tagOf(header(invite, 'From')) ?? '';
-    this.local = `${header(invite, 'To')!};tag=${localTag}`;
-    this.remote = header(invite, 'From')!;
-    this.remoteTarget = uriOf(header(invite, 'Contact') ?? header(invite, 'From')!);
-    // §12.1.1: the UAS's route set is the Record-Route list in order.
-    this.routeSet = headerList(invite, 'Record-Route');
-    this.localSeq = Math.floor(Math.random() * 10_000);
-    this.remoteSeq = Number(header(invite, 'CSeq')!.trim().split(/\s+/)[0]);
-    this.offerSdp = invite.body.toString('utf8');
+    this.callId = s.callId;
+    this.localTag = s.localTag;
+    this.remoteTag = s.remoteTag;
+    this.local = s.local;
+    this.remote = s.remote;
+    this.remoteTarget = s.remoteTarget;
+    this.routeSet = s.routeSet;
+    this.localSeq = s.localSeq;
+    this.remoteSeq = s.remoteSeq;
+    this.remoteSdp = s.remoteSdp;
+  }
+
+  /** §12.1.1: we answered `invite` with `localTag`; the route set is its Record-Route list in order. */
+  static uas(invite: SipRequest, localTag: string, viaHost: string, transport: string): Dialog {
+    return new Dialog(
+      {
+        callId: header(invite, 'Call-ID')!,
+        localTag,
+        remoteTag: tagOf(header(invite, 'From')) ?? '',
+        local: `${header(invite, 'To')!};tag=${localTag}`,
+        remote: header(invite, 'From')!,
+        remoteTarget: uriOf(header(invite, 'Contact') ?? header(invite, 'From')!),
+        routeSet: headerList(invite, 'Record-Route'),
+        localSeq: Math.floor(Math.random() * 10_000),
+        remoteSeq: cseqOf(invite),
+        remoteSdp: invite.body.toString('utf8'),
+      },
+      viaHost,
+      transport,
+    );
+  }
+
+  /** §12.1.2: our `invite` got the 2xx `ok`; the route set is its Record-Route list reversed. */
+  static uac(invite: SipRequest, ok: SipResponse, viaHost: string, transport: string): Dialog {
+    return new Dialog(
+      {
+        callId: header(invite, 'Call-ID')!,
+        localTag: tagOf(header(invite, 'From')) ?? '',
+        remoteTag: tagOf(header(ok, 'To')) ?? '',
+        local: header(invite, 'From')!,
+        remote: header(ok, 'To')!,
+        remoteTarget: uriOf(header(ok, 'Contact') ?? header(invite, 'To')!),
+        routeSet: headerList(ok, 'Record-Route').reverse(),
+        localSeq: cseqOf(invite),
+        // §12.1.2: the remote sequence number is empty until they send a request.
+        remoteSeq: -1,
+        remoteSdp: ok.body.toString('utf8'),
+      },
+      viaHost,
+      transport,
+    );
   }
 
   /** Whether an in-dialog request belongs here (their From tag is the remote tag, To tag ours). */
@@ -47,7 +99,7 @@ export class UasDialog {
 
   /** §12.2.2: a lower CSeq than the last one is out of order (500). */
   acceptSeq(req: SipRequest): boolean {
-    const seq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
+    const seq = cseqOf(req);
     if (req.method === 'ACK' || req.method === 'CANCEL') return true;
     if (seq <= this.remoteSeq) return false;
     this.remoteSeq = seq;
@@ -56,7 +108,15 @@ export class UasDialog {
 
   request(method: string, headers: SipHeader[] = [], body?: { type: string; content: string }): { text: string; branch: string } {
     const branch = newBranch();
-    const seq = ++this.localSeq;
+    return { text: this.#build(method, ++this.localSeq, branch, headers, body), branch };
+  }
+
+  /** §13.2.2.4: the ACK for a 2xx is its own transaction, with the INVITE's CSeq number. */
+  ack(inviteSeq: number): string {
+    return this.#build('ACK', inviteSeq, newBranch(), []);
+  }
+
+  #build(method: string, seq: number, branch: string, headers: SipHeader[], body?: { type: string; content: string }): string {
     const lines: SipHeader[] = [
       { name: 'Via', value: `SIP/2.0/${this.transport} ${this.viaHost};branch=${branch}` },
       { name: 'Max-Forwards', value: '70' },
@@ -69,7 +129,6 @@ export class UasDialog {
       ...headers,
     ];
     if (body) lines.push({ name: 'Content-Type', value: body.type });
-    const text = serializeSipMessage({ kind: 'request', method, uri: this.remoteTarget, version: 'SIP/2.0', headers: lines, body: Buffer.from(body?.content ?? '') });
-    return { text, branch };
+    return serializeSipMessage({ kind: 'request', method, uri: this.remoteTarget, version: 'SIP/2.0', headers: lines, body: Buffer.from(body?.content ?? '') });
   }
 }

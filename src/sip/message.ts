@@ -146,6 +146,11 @@ export function header(msg: SipMessage, name: string): string | undefined {
   return msg.headers.find((h) => h.name === n)?.value;
 }
 
+/** The sequence number of the CSeq header (the parser has checked that it is one). */
+export function cseqOf(msg: SipMessage): number {
+  return Number(header(msg, 'CSeq')!.trim().split(/\s+/)[0]);
+}
+
 /** Every value of a header, repeated lines and comma-separated lists alike. */
 export function headerList(msg: SipMessage, name: string): string[] {
   const n = canonicalName(name);

@@ -1,9 +1,9 @@
 import type { Logger } from '../core/logger.js';
-import { newBranch, tagOf, uriOf } from './build.js';
+import { cancelFor, newBranch, tagOf, uriOf } from './build.js';
 
 const optionalUri = (value: string | undefined) => (value ? uriOf(value) : undefined);
 import { parseSipUri } from './grammar.js';
-import { header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import type { Binding } from './registrar.js';
 import type { Incoming, SipService } from './sip-service.js';
 import type { SipFlow } from './ws-transport.js';
@@ -17,7 +17,7 @@ interface ProxiedCall {
   calleeTag: string | undefined;
   /** The caller's INVITE while it is pending, with what we forwarded (to build a CANCEL). */
   invite: Incoming | undefined;
-  forwarded: { uri: string; branch: string; to: string; cseq: number } | undefined;
+  forwarded: SipRequest | undefined;
   confirmed: boolean;
   /** To send a BYE for a party whose WebSocket dropped: each side's address, Contact and last CSeq. */
   callerFrom: string;
@@ -44,18 +44,12 @@ export class Proxy {
     return this.#calls.size;
   }
 
-  invite(incoming: Incoming, caller: string, bindings: Binding[]): void {
+  invite(incoming: Incoming, caller: string, binding: Binding, flow: SipFlow): void {
     const { req } = incoming;
-    const binding = bindings.find((b) => this.sip.transport.flows.has(b.flowId));
-    const flow = binding && this.sip.transport.flows.get(binding.flowId);
     const callId = header(req, 'Call-ID')!;
-    if (!binding || !flow) {
-      this.sip.metricsCall('proxied', '480');
-      return incoming.respond(480, { reason: 'Temporarily Unavailable (not connected)' });
-    }
     if (this.#calls.has(callId)) return incoming.respond(482, { reason: 'Loop Detected' });
     incoming.scheduleTrying();
-    const seq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
+    const seq = cseqOf(req);
     const pc: ProxiedCall = {
       callId,
       caller: incoming.flow,
@@ -73,8 +67,8 @@ export class Proxy {
     };
     this.#calls.set(callId, pc);
     const branch = newBranch();
-    const text = this.#forward(req, branch, binding.contact, true);
-    pc.forwarded = { uri: binding.contact, branch, to: header(req, 'To')!, cseq: Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]) };
+    pc.forwarded = this.#forward(req, branch, binding.contact, true);
+    const text = serializeSipMessage(pc.forwarded);
     this.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: caller, target: req.uri, callee: binding.aor, remote: incoming.flow.remote, proxied: true });
     this.log.info({ callId, caller, callee: binding.aor }, 'SIP call proxied');
     this.sip.sendRequest(flow, 'INVITE', text, branch, (res, resText) => {
@@ -97,21 +91,8 @@ export class Proxy {
     const pc = this.#calls.get(header(invite.req, 'Call-ID')!);
     if (!pc || pc.invite !== invite || !pc.forwarded) return false;
     cancel.respond(200);
-    const f = pc.forwarded;
-    // §9.1: the CANCEL has the INVITE's Request-URI, top Via branch, Call-ID, From, To and CSeq number.
-    const text = [
-      `CANCEL ${f.uri} SIP/2.0`,
-      `Via: SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${f.branch}`,
-      'Max-Forwards: 70',
-      `From: ${header(invite.req, 'From')}`,
-      `To: ${f.to}`,
-      `Call-ID: ${pc.callId}`,
-      `CSeq: ${f.cseq} CANCEL`,
-      'Content-Length: 0',
-      '',
-      '',
-    ].join('\r\n');
-    this.sip.sendRequest(pc.callee, 'CANCEL', text, f.branch, () => undefined);
+    const { text, branch } = cancelFor(pc.forwarded);
+    this.sip.sendRequest(pc.callee, 'CANCEL', text, branch, () => undefined);
     return true;
   }
 
@@ -130,11 +111,11 @@ export class Proxy {
     if (req.method === 'INVITE' || req.method === 'BYE' || req.method === 'REFER') {
       this.sip.audit({ action: `sip.${req.method.toLowerCase()}`, outcome: 'ok', status: 0, callId: pc.callId, proxied: true, remote: flow.remote });
     }
-    const seq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
+    const seq = cseqOf(req);
     if (target === pc.callee) pc.seq.caller = Math.max(pc.seq.caller, seq);
     else pc.seq.callee = Math.max(pc.seq.callee, seq);
     const branch = newBranch();
-    const text = this.#forward(req, branch, req.uri, false);
+    const text = serializeSipMessage(this.#forward(req, branch, req.uri, false));
     this.sip.sendRequest(target, req.method, text, branch, (res: SipResponse, resText) => {
       if (req.method === 'BYE' && res.status >= 200) this.#calls.delete(pc.callId);
       if (res.status === 408 && !resText) return incoming.respond(408);
@@ -149,7 +130,7 @@ export class Proxy {
     if (!pc) return false;
     const target = flow === pc.caller ? pc.callee : pc.caller;
     pc.confirmed = true;
-    target.send(this.#forward(req, newBranch(), req.uri, false));
+    target.send(serializeSipMessage(this.#forward(req, newBranch(), req.uri, false)));
     return true;
   }
 
@@ -197,7 +178,7 @@ export class Proxy {
    * §16.6: copy, retarget, decrement Max-Forwards, drop our own Route, add our Via on top, and
    * on a dialog-creating INVITE, Record-Route so the dialog's requests come back through us.
    */
-  #forward(req: SipRequest, branch: string, uri: string, recordRoute: boolean): string {
+  #forward(req: SipRequest, branch: string, uri: string, recordRoute: boolean): SipRequest {
     const mf = Number(header(req, 'Max-Forwards') ?? 70);
     const headers: SipHeader[] = [{ name: 'Via', value: `SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${branch}` }];
     if (recordRoute) headers.push({ name: 'Record-Route', value: `<sip:${this.sip.viaHost};transport=ws;lr>` });
@@ -214,7 +195,7 @@ export class Proxy {
       headers.push(h);
     }
     headers.push({ name: 'Max-Forwards', value: String(Math.max(0, mf - 1)) });
-    return serializeSipMessage({ ...req, uri, headers });
+    return { ...req, uri, headers };
   }
 
   #isOurs(route: string): boolean {

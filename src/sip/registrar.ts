@@ -1,4 +1,4 @@
-import { header, headerList, type SipRequest } from './message.js';
+import { cseqOf, header, headerList, type SipRequest } from './message.js';
 import { parseNameAddr, SipParseError } from './grammar.js';
 
 /**
@@ -73,7 +73,7 @@ export class Registrar {
   /** Applies a REGISTER from an authenticated user on a flow (§10.3 steps 6-8). */
   register(aor: string, req: SipRequest, flow: { id: string; remote: string }): RegisterResult {
     const callId = header(req, 'Call-ID')!;
-    const cseq = Number(header(req, 'CSeq')!.trim().split(/\s+/)[0]);
+    const cseq = cseqOf(req);
     const expiresHeader = header(req, 'Expires');
     const contacts = headerList(req, 'Contact');
     let bindings = this.lookup(aor);

@@ -5,8 +5,8 @@ import type { Logger } from '../core/logger.js';
 import { ALLOW, newTag, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './digest.js';
 import { parseSipUri, parseVia, SipParseError } from './grammar.js';
-import { header, headerList, parseSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
-import { MemoryLocationStore, Registrar } from './registrar.js';
+import { cseqOf, header, headerList, parseSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import { MemoryLocationStore, Registrar, type Binding } from './registrar.js';
 import { InviteServerTransaction, NonInviteServerTransaction } from './transaction/server.js';
 import { NonInviteClientTransaction, InviteClientTransaction } from './transaction/client.js';
 import { WsTransport, type SipFlow } from './ws-transport.js';
@@ -89,10 +89,12 @@ export class SipService {
   calls: SipCallHandler | undefined;
   readonly #server = new Map<string, Incoming>();
   readonly #client = new Map<string, ClientEntry>();
+  readonly #users: Set<string>;
 
   constructor(private readonly deps: SipServiceDeps) {
     const { config, log } = deps;
     this.viaHost = `${newTag()}.invalid`;
+    this.#users = new Set(config.users.map((u) => u.user));
     this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000);
     this.registrar = new Registrar(new MemoryLocationStore(), { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600 }, () => deps.clock.now());
     this.transport = new WsTransport({ origins: deps.origins, maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalSeconds * 1000, tls: deps.tls, log });
@@ -103,6 +105,15 @@ export class SipService {
       for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
       this.calls?.flowClosed(flow);
     });
+  }
+
+  /** Where a user can be called now: their newest binding on a live flow, or why not (404, 480). */
+  locate(user: string): { binding: Binding; flow: SipFlow } | { status: 404 | 480; reason: string } {
+    const bindings = this.registrar.lookup(user);
+    const binding = bindings.find((b) => this.transport.flows.has(b.flowId));
+    if (binding) return { binding, flow: this.transport.flows.get(binding.flowId)! };
+    if (bindings.length || this.#users.has(user)) return { status: 480, reason: 'Temporarily Unavailable (not registered)' };
+    return { status: 404, reason: 'Not Found' };
   }
 
   get transportName(): 'WS' | 'WSS' {
@@ -173,7 +184,7 @@ export class SipService {
       `From: ${header(invite, 'From')}`,
       `To: ${header(res, 'To')}`,
       `Call-ID: ${header(invite, 'Call-ID')}`,
-      `CSeq: ${header(invite, 'CSeq')!.trim().split(/\s+/)[0]} ACK`,
+      `CSeq: ${cseqOf(invite)} ACK`,
       'Max-Forwards: 70',
       'Content-Length: 0',
     ];

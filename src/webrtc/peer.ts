@@ -56,22 +56,24 @@ function trackClosing<T extends { onClosed(cb: () => void): void }>(obj: T, onCl
 }
 
 /**
- * One WebRTC peer connection answered by us: full ICE (controlled), DTLS-SRTP, BUNDLE,
- * rtcp-mux, consent freshness (RFC 7675, done by libjuice). Holds strong references to the
- * native PeerConnection and every Track: a collected wrapper silently stops delivering packets.
+ * One WebRTC peer connection: full ICE, DTLS-SRTP, BUNDLE, rtcp-mux, consent freshness
+ * (RFC 7675, done by libjuice). Usually we answer (WHIP, WHEP, an INVITE to the agent); for
+ * a call voxgate places itself (a transfer) we offer. Holds strong references to the native
+ * PeerConnection and every Track: a collected wrapper silently stops delivering packets.
  */
 export class WebRtcPeer extends TypedEmitter<PeerEvents> {
-  readonly answerSdp: string;
+  /** Our SDP: the answer, or for an offering peer the offer. */
+  readonly localSdp: string;
   rtpSink: RtpSink | undefined;
   #pc: NdcPeerConnection;
   readonly #tracks: NdcTrack[] = [];
   readonly #channels: NdcDataChannel[] = [];
   #state: PeerState = 'connecting';
 
-  private constructor(pc: NdcPeerConnection, audioTrack: NdcTrack, answerSdp: string) {
+  private constructor(pc: NdcPeerConnection, audioTrack: NdcTrack, localSdp: string) {
     super();
     this.#pc = pc;
-    this.answerSdp = answerSdp;
+    this.localSdp = localSdp;
     this.#tracks.push(trackClosing(audioTrack));
     audioTrack.onMessage((msg) => {
       if (isRtcp(msg)) this.emit('rtcp', msg);
@@ -89,6 +91,23 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
 
   /** Answers an offer with our plan; resolves once every local candidate is gathered (RFC 9725 §4.3.2: no server trickle). */
   static answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions, send?: SendStream): Promise<WebRtcPeer> {
+    return WebRtcPeer.#negotiate(id, plan, opts, send, (pc) => pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer'));
+  }
+
+  /**
+   * Offers one audio track as `plan.audio` describes it (codec, payload type, telephone-event,
+   * direction); resolves with every candidate in the offer. The answer goes to acceptAnswer().
+   */
+  static offer(id: string, plan: AnswerPlan, opts: MediaEndpointOptions, send?: SendStream): Promise<WebRtcPeer> {
+    return WebRtcPeer.#negotiate(id, plan, opts, send, (pc) => pc.setLocalDescription('offer'));
+  }
+
+  /** The remote answer to our offer; throws when libdatachannel cannot use it. */
+  acceptAnswer(answerSdp: string): void {
+    this.#pc.setRemoteDescription(stripUnresolvableCandidates(answerSdp), 'answer');
+  }
+
+  static #negotiate(id: string, plan: AnswerPlan, opts: MediaEndpointOptions, send: SendStream | undefined, describe: (pc: NdcPeerConnection) => void): Promise<WebRtcPeer> {
     const pc = new PeerConnection(id, {
       iceServers: [],
       enableIceUdpMux: true,
@@ -125,16 +144,16 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
           const local = pc.localDescription();
           if (!local) return;
           done = true;
-          peer = new WebRtcPeer(pc, track, rewriteAnswer(local.sdp, opts.announcedAddress));
+          peer = new WebRtcPeer(pc, track, rewriteLocal(local.sdp, opts.announcedAddress));
           peer.#tracks.push(...others.map((t) => trackClosing(t)));
           resolve(peer);
         };
-        // Registered before setRemoteDescription: with UDP mux, gathering can complete synchronously.
+        // Registered before the description is set: with UDP mux, gathering can complete synchronously.
         pc.onGatheringStateChange((s) => {
           if (s === 'complete') finish();
         });
         try {
-          pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer');
+          describe(pc);
         } catch (err) {
           done = true;
           closeNative(pc, [track, ...others].map((t) => trackClosing(t)), []);
@@ -258,7 +277,7 @@ function stripUnresolvableCandidates(sdp: string): string {
     .join('\r\n');
 }
 
-function rewriteAnswer(sdp: string, announced: string | undefined): string {
+function rewriteLocal(sdp: string, announced: string | undefined): string {
   const lines = sdp.split(/\r?\n/).filter((l) => l !== '' && !l.startsWith('a=group:LS'));
   if (!announced) return lines.join('\r\n') + '\r\n';
   return (

@@ -131,7 +131,7 @@ export class WhepEndpoint {
         location,
         resource.etag,
         [...iceServerLinks(deps.iceServers, id, deps.clock.now()), `<${location}/events>; rel="${SSE_EXTENSION}"; events="${SSE_EVENTS.join(',')}"`],
-        peer.answerSdp,
+        peer.localSdp,
       );
     } catch (err) {
       return this.#reject(err, 'whep.post', who, req, sessionId, undefined);

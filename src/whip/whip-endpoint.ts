@@ -134,7 +134,7 @@ export class WhipEndpoint {
         log.error({ err, agent: agent.name }, 'agent failed to start; ending the call');
         call.close('agent-failed');
       });
-      return createdReply(`${req.baseUrl}/whip/${sessionId}`, resource.etag, iceServerLinks(deps.iceServers, sessionId, deps.clock.now()), peer.answerSdp);
+      return createdReply(`${req.baseUrl}/whip/${sessionId}`, resource.etag, iceServerLinks(deps.iceServers, sessionId, deps.clock.now()), peer.localSdp);
     } catch (err) {
       return this.#reject(err, 'whip.post', source, req, sessionId);
     }

@@ -84,6 +84,19 @@ window.vgSip = (() => {
       });
     },
     dtmf(digit, transportType) { state.session.sendDTMF(digit, { transportType, duration: 160 }); },
+    // A blind transfer as an app does it: REFER, follow the NOTIFYs, hang up once it is accepted.
+    jssipRefer(target) {
+      const session = state.session;
+      const sub = session.refer(target);
+      const done = new Promise((resolve) => {
+        sub.on('requestSucceeded', (e) => log('refer:requestSucceeded', { status: e.response.status_code }));
+        sub.on('requestFailed', (e) => resolve({ ok: false, status: e.response && e.response.status_code }));
+        for (const ev of ['trying', 'progress']) sub.on(ev, (e) => log('refer:' + ev, { status: e.status_line.status_code }));
+        sub.on('accepted', (e) => { log('refer:accepted', { status: e.status_line.status_code }); session.terminate(); resolve({ ok: true }); });
+        sub.on('failed', (e) => { log('refer:failed', { status: e.status_line.status_code }); resolve({ ok: false, status: e.status_line.status_code }); });
+      });
+      return done;
+    },
     hangup() { state.session.terminate(); },
     stop() { if (state.ua) state.ua.stop(); if (state.simple) return state.simple.disconnect(); },
     async sipjs(wsUrl, user, password, domain, autoAnswer) {
