@@ -259,6 +259,27 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
     }
   });
 
+  test('browser to browser: bob transfers alice to carol by REFER through the proxy, and alice and carol talk', async () => {
+    const [alice, bob, carol] = [await newPage(), await newPage(), await newPage()];
+    assert.deepEqual(await alice.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'alice', 'alice-secret', d, false), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    assert.deepEqual(await bob.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'bob', 'bob-secret', d, true), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    assert.deepEqual(await carol.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.sipjs(ws, 'carol', 'carol-secret', d, true), { ws: wsUrl, d: DOMAIN }), { ok: true });
+    assert.deepEqual(await alice.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:bob@${d}`), DOMAIN), { ok: true });
+    await waitFor('bob in the call', async () => (await pageEvents(bob)).some((e) => e.type === 'in:confirmed'));
+    // bob's REFER and alice's NOTIFYs are proxied in the dialog; alice calls carol herself.
+    assert.deepEqual(await bob.evaluate((d) => (window as unknown as Sip).vgSip.jssipRefer(`sip:carol@${d}`), DOMAIN), { ok: true });
+    assert.ok((await pageEvents(alice)).some((e) => e.type === 'out:refer' && e.target === `sip:carol@${DOMAIN}`));
+    await waitFor('alice connected to carol', async () => (await pageEvents(alice)).some((e) => e.type === 'transferred:confirmed'));
+    await waitFor('bob to have hung up', async () => (await pageEvents(bob)).some((e) => e.type === 'in:ended'));
+    await waitFor('audio from carol', async () => ((await analyseRemoteAudio(alice, 800)).peakHz > 380 ? true : undefined), 15_000);
+    assert.ok(auditOf('sip.refer').some((e) => e.proxied === true));
+    assert.equal(tg.gw.calls.size, 0, 'no media session in the gateway');
+    for (const p of [alice, bob, carol]) {
+      await p.evaluate(() => (window as unknown as Sip).vgSip.stop());
+      await p.close();
+    }
+  });
+
   test('a browser whose socket drops reconnects and re-registers without leaving a stale binding', async () => {
     const page = await newPage();
     assert.deepEqual(await page.evaluate(({ ws, d }) => (window as unknown as Sip).vgSip.jssip(ws, 'carol', 'carol-secret', d, false), { ws: wsUrl, d: DOMAIN }), { ok: true });
