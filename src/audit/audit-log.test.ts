@@ -83,3 +83,43 @@ test('a failing write throws, so the caller can refuse the action', () => {
     assert.throws(() => log.write({ action: 'whip.post', outcome: 'ok' }), /closed/);
   });
 });
+
+test('append: records of one event-loop turn go out together, in order with synchronous writes, and each caller hears once it is in the file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-audit-'));
+  const path = join(dir, 'audit.jsonl');
+  try {
+    const log = new AuditLog(path, new FakeClock());
+    const lines = () => readFileSync(path, 'utf8').split('\n').filter(Boolean).length;
+    const seen: number[] = [];
+    const all = Promise.all(
+      [1, 2, 3].map(
+        (i) =>
+          new Promise<void>((resolve, reject) =>
+            log.append({ action: 'sip.register', outcome: 'ok', user: `u${i}` }, (err) => {
+              if (err) return reject(err);
+              seen.push(lines());
+              resolve();
+            }),
+          ),
+      ),
+    );
+    assert.equal(lines(), 0, 'nothing written during the turn');
+    await all;
+    assert.deepEqual(seen, [3, 3, 3], 'all three were in the file before any caller was told');
+    log.append({ action: 'sip.register', outcome: 'ok', user: 'u4' }, () => undefined);
+    log.write({ action: 'whip.post', outcome: 'ok' });
+    log.close();
+    const actions = readFileSync(path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { user?: string; action: string }).user ?? 'sync');
+    assert.deepEqual(actions, ['u1', 'u2', 'u3', 'u4', 'sync']);
+    assert.deepEqual(verifyAuditFile(path), { ok: true, lines: 5 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('append: a failing write reaches every caller of the batch as an error', async () => {
+  const log = new AuditLog('/dev/full', new FakeClock());
+  const errors = await Promise.all([1, 2].map(() => new Promise<Error | undefined>((resolve) => log.append({ action: 'sip.register', outcome: 'ok' }, resolve))));
+  for (const err of errors) assert.match(String(err), /ENOSPC/);
+  assert.throws(() => log.write({ action: 'whip.post', outcome: 'ok' }), /ENOSPC/);
+});

@@ -51,7 +51,8 @@ export function parseAuthParams(value: string): Map<string, string> | undefined 
 
 export class DigestAuthenticator {
   readonly #secret = randomBytes(32);
-  readonly #users: Map<string, DigestUser>;
+  /** Each user's HA1 per algorithm, hashed once from a password or taken as configured. */
+  readonly #ha1s: Map<string, Partial<Record<DigestAlgorithm, string>>>;
   /** Highest nonce-count seen per nonce (replay protection), bounded. */
   readonly #nc = new Map<string, number>();
 
@@ -61,11 +62,16 @@ export class DigestAuthenticator {
     private readonly now: () => number,
     private readonly nonceTtlMs = 300_000,
   ) {
-    this.#users = new Map(users.map((u) => [u.user, u]));
+    this.#ha1s = new Map(
+      users.map((u) => {
+        const fromPassword = (alg: DigestAlgorithm) => (u.password === undefined ? undefined : digestHash(alg, `${u.user}:${realm}:${u.password}`));
+        return [u.user, { MD5: fromPassword('MD5') ?? u.ha1, 'SHA-256': fromPassword('SHA-256') ?? u.ha1Sha256 }];
+      }),
+    );
   }
 
   hasUser(user: string): boolean {
-    return this.#users.has(user);
+    return this.#ha1s.has(user);
   }
 
   /** WWW-Authenticate values, SHA-256 first and MD5 last (RFC 8760 §2.4 and the clients' habit). */
@@ -87,9 +93,9 @@ export class DigestAuthenticator {
     const nonce = p.get('nonce') ?? '';
     const age = this.#nonceAge(nonce);
     if (age === undefined) return { ok: false, stale: false, user, reason: 'nonce was not issued here' };
-    const record = this.#users.get(user);
+    const record = this.#ha1s.get(user);
     if (!record) return { ok: false, stale: false, user, reason: 'unknown user' };
-    const ha1 = this.#ha1(record, algorithm);
+    const ha1 = record[algorithm];
     if (!ha1) return { ok: false, stale: false, user, reason: `no ${algorithm} credentials for this user` };
     const qop = p.get('qop');
     const ha2 = digestHash(algorithm, `${method}:${p.get('uri') ?? ''}`);
@@ -112,11 +118,6 @@ export class DigestAuthenticator {
     if (age > this.nonceTtlMs) return { ok: false, stale: true, user, reason: 'stale nonce' };
     if (qop === 'auth' && !this.#freshCount(nonce, parseInt(p.get('nc')!, 16))) return { ok: false, stale: true, user, reason: 'replayed nonce count' };
     return { ok: true, user, algorithm };
-  }
-
-  #ha1(u: DigestUser, algorithm: DigestAlgorithm): string | undefined {
-    if (u.password !== undefined) return digestHash(algorithm, `${u.user}:${this.realm}:${u.password}`);
-    return algorithm === 'MD5' ? u.ha1 : u.ha1Sha256;
   }
 
   #nonce(): string {

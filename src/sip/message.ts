@@ -49,9 +49,17 @@ const CANONICAL = new Map(
   ].map((n) => [n.toLowerCase(), n]),
 );
 
+/** Spellings already seen of known names (every header() call passes one), bounded. */
+const SPELLINGS = new Map<string, string>();
+
 export function canonicalName(name: string): string {
+  const seen = SPELLINGS.get(name);
+  if (seen !== undefined) return seen;
   const lower = name.toLowerCase();
-  return COMPACT[lower] ?? CANONICAL.get(lower) ?? name;
+  const known = COMPACT[lower] ?? CANONICAL.get(lower);
+  if (known === undefined) return name;
+  if (SPELLINGS.size < 4096) SPELLINGS.set(name, known);
+  return known;
 }
 
 /** Headers whose values may be comma-separated lists (§7.3.1); others are taken whole. */

@@ -297,8 +297,9 @@ export class SipService {
     const toHost = /@([^;>:]+)/.exec(header(req, 'To')!)?.[1]?.toLowerCase();
     const fail = (status: number, reason: string, extra: SipHeader[] = []) => {
       this.deps.metrics.registrations.inc({ outcome: String(status) });
-      this.#audit({ action: 'sip.register', outcome: 'error', status, user: aor ?? null, remote: flow.remote, reason });
-      incoming.respond(status, { headers: extra, reason: status === 400 || status === 403 ? capitalise(reason) : undefined });
+      this.#auditThen(incoming, { action: 'sip.register', outcome: 'error', status, user: aor ?? null, remote: flow.remote, reason }, () =>
+        incoming.respond(status, { headers: extra, reason: status === 400 || status === 403 ? capitalise(reason) : undefined }),
+      );
     };
     if (!aor) return fail(400, 'the To header has no user part');
     if (toHost !== this.deps.config.domain.toLowerCase()) return fail(404, `domain ${toHost} is not served here`);
@@ -324,8 +325,20 @@ export class SipService {
       return { name: 'Contact', value: `<${b.contact}>;${params.join(';')}` };
     });
     this.deps.metrics.registrations.inc({ outcome: '200' });
-    this.#audit({ action: 'sip.register', outcome: 'ok', status: 200, user: aor, remote: flow.remote, bindings: result.bindings.length, added: result.added, removed: result.removed, algorithm: outcome.algorithm });
-    incoming.respond(200, { headers: [...contacts, { name: 'Date', value: new Date(now).toUTCString() }, ...capabilities()] });
+    const entry = { action: 'sip.register', outcome: 'ok' as const, status: 200, user: aor, remote: flow.remote, bindings: result.bindings.length, added: result.added, removed: result.removed, algorithm: outcome.algorithm };
+    this.#auditThen(incoming, entry, () => incoming.respond(200, { headers: [...contacts, { name: 'Date', value: new Date(now).toUTCString() }, ...capabilities()] }));
+  }
+
+  /**
+   * Audits, then answers: the answer goes out once the record is in the file (group commit:
+   * one write for all the records of an event-loop turn), or 500 when it cannot be written.
+   */
+  #auditThen(incoming: Incoming, entry: AuditEntry, answer: () => void): void {
+    this.deps.audit.append({ ...entry, sourceKind: 'sip-ws' }, (err) => {
+      if (!err) return answer();
+      this.deps.log.error({ err }, 'audit write failed; the SIP request is refused');
+      incoming.respond(500, { reason: 'Server Internal Error (audit log unavailable)' });
+    });
   }
 
   #audit(entry: AuditEntry): void {
