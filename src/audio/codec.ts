@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import opus from '@discordjs/opus';
 import type { CodecName } from '../core/config.js';
 import { decodeG711, encodeG711 } from './g711.js';
@@ -10,6 +11,8 @@ export interface AudioDecoder {
   decode(payload: Buffer): Int16Array;
   /** A frame of concealment for a lost packet (codec PLC where it has one). */
   conceal(): Int16Array;
+  /** The lost frame rebuilt from redundancy in the packet after it (Opus in-band FEC). */
+  recover?(next: Buffer): Int16Array;
   toString(): string;
 }
 
@@ -18,38 +21,50 @@ export interface AudioEncoder {
   toString(): string;
 }
 
+/** voxgate's libopus binding (native/opus-fec): PLC of exactly one frame, and in-band FEC. */
+interface OpusFecBinding {
+  create(rate: number): unknown;
+  /** Samples written to `out`; payload null is PLC, fec true decodes the frame before `payload`. */
+  decode(decoder: unknown, payload: Buffer | null, fec: boolean, out: Int16Array): number;
+}
+const opusFec = createRequire(import.meta.url)('../../native/opus-fec/build/Release/opus_fec.node') as OpusFecBinding;
+
 /** Opus decodes natively at 8, 12, 16, 24 or 48 kHz: no separate resampler on this path. */
 class OpusDecoderStage implements AudioDecoder {
-  readonly #dec: InstanceType<typeof opus.OpusEncoder>;
+  readonly #dec: unknown;
   readonly #frame: number;
-  #last: Int16Array;
+  /** Room for the longest Opus packet (120 ms). */
+  readonly #scratch: Int16Array;
 
   constructor(private readonly rate: number) {
-    this.#dec = new opus.OpusEncoder(rate, 1);
+    this.#dec = opusFec.create(rate);
     this.#frame = samplesPerFrame(rate);
-    this.#last = new Int16Array(this.#frame);
+    this.#scratch = new Int16Array((rate * 120) / 1000);
   }
 
   decode(payload: Buffer): Int16Array {
-    const pcm = this.#dec.decode(payload);
-    const out = new Int16Array(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + pcm.byteLength));
-    this.#last = out;
-    return out;
+    const n = opusFec.decode(this.#dec, payload, false, this.#scratch);
+    return this.#scratch.slice(0, n);
   }
 
   conceal(): Int16Array {
-    // opus_decode with an empty packet runs libopus PLC. Deviation: @discordjs/opus asks for its
-    // maximum frame size, so we keep the first 20 ms; in-band FEC is not reachable through it.
-    try {
-      const pcm = this.#dec.decode(Buffer.alloc(0));
-      return new Int16Array(pcm.buffer.slice(pcm.byteOffset, pcm.byteOffset + this.#frame * 2));
-    } catch {
-      return fadeOut(this.#last);
-    }
+    const out = new Int16Array(this.#frame);
+    opusFec.decode(this.#dec, null, false, out);
+    return out;
+  }
+
+  /**
+   * RFC 6716 §2.1.7: the lost frame from the in-band FEC (LBRR) data of the packet after it,
+   * when the sender put some there (`useinbandfec=1`); libopus falls back to PLC otherwise.
+   */
+  recover(next: Buffer): Int16Array {
+    const out = new Int16Array(this.#frame);
+    opusFec.decode(this.#dec, next, true, out);
+    return out;
   }
 
   toString(): string {
-    return `Opus(decode@${this.rate / 1000}k)`;
+    return `Opus(decode@${this.rate / 1000}k, FEC)`;
   }
 }
 

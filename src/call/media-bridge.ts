@@ -47,6 +47,8 @@ export class MediaBridge implements RtpSink, Leg {
   jitter: JitterBuffer;
   quality: Quality | undefined;
   decodeErrors = 0;
+  /** Lost frames decoded from the next packet's in-band FEC rather than concealed. */
+  fecRecovered = 0;
   /** Arrival → delivery to the agent, ms, for the last frames (benchmarks read it). */
   readonly ingressLatencies: number[] = [];
   readonly #decoder: AudioDecoder;
@@ -220,6 +222,9 @@ export class MediaBridge implements RtpSink, Leg {
       this.#lastTsMs = tsMs;
       this.ingressLatencies.push(now - o.packet.arrivalMs);
       if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);
+    } else if (o.kind === 'lost' && o.next && this.#decoder.recover) {
+      samples = this.#decoder.recover(o.next.payload);
+      this.fecRecovered++;
     } else if (o.kind === 'lost' || o.kind === 'underrun') {
       samples = this.#decoder.conceal();
     }

@@ -19,7 +19,8 @@ export interface JitterPacket {
 
 export type JitterOutput =
   | { kind: 'packet'; packet: JitterPacket }
-  | { kind: 'lost'; seq: number }
+  /** `next`: the packet after the lost one, when it is already here (its in-band FEC may hold the lost frame). */
+  | { kind: 'lost'; seq: number; next: JitterPacket | undefined }
   | { kind: 'underrun' }
   | { kind: 'idle' };
 
@@ -119,7 +120,7 @@ export class JitterBuffer {
     if (this.#highestSeq > seq) {
       this.stats.lost++;
       this.#nextSeq = seq + 1;
-      return { kind: 'lost', seq };
+      return { kind: 'lost', seq, next: this.#queue.get(seq + 1) };
     }
     // Nothing later has arrived: conceal, keep the read position (the buffer deepens by a frame).
     this.stats.underruns++;
