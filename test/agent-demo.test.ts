@@ -4,7 +4,7 @@ import { launchChromium, statsOfType, type TestBrowser } from './helpers/chromiu
 import { startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { conversationWav } from './helpers/media.js';
 
-type Ev = { type: string; index?: number; speechMs?: number; text?: string; label?: string; silenceAfterMs?: number; mos?: number };
+type Ev = { type: string; index?: number; speechMs?: number; text?: string; label?: string; silenceAfterMs?: number; framesBeforeSilence?: number; mos?: number };
 
 describe('the demo page and the demo agent, in Chromium', () => {
   let tg: TestGateway;
@@ -49,7 +49,8 @@ describe('the demo page and the demo agent, in Chromium', () => {
     assert.ok(barges.length >= 1, 'the caller talked over the agent');
     const cleared = all.filter((e) => e.type === 'cleared');
     assert.ok(cleared.length >= barges.length);
-    for (const c of cleared) assert.ok(c.silenceAfterMs! <= 20, `silence ${c.silenceAfterMs} ms after clear`);
+    // Within one frame: the first frame after clear() is silent (the milliseconds are bench:agent's to measure).
+    for (const c of cleared) assert.equal(c.framesBeforeSilence, 0, `${c.framesBeforeSilence} frames of agent audio after clear`);
 
     // The page received the agent's audio: RTP bytes and audible energy.
     const inbound = (await statsOfType(page, 'inbound-rtp'))[0]!;

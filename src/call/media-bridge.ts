@@ -71,6 +71,7 @@ export class MediaBridge implements RtpSink, Leg {
   #lastMedia = 0;
   #closed = false;
   #clearedAt: number | undefined;
+  #framesAfterClear = 0;
   #playAt: number | undefined;
   #silentFrames = 0;
   #silencePacket: Buffer | undefined;
@@ -240,11 +241,16 @@ export class MediaBridge implements RtpSink, Leg {
         if (this.playToSendMs.length > 3000) this.playToSendMs.splice(0, 1000);
         this.#playAt = undefined;
       }
-      if (this.#clearedAt !== undefined && !frame) {
-        const ms = sentAt - this.#clearedAt;
-        this.clearToSilenceMs.push(ms);
-        this.peer.sendMessage(JSON.stringify({ type: 'cleared', silenceAfterMs: ms }));
-        this.#clearedAt = undefined;
+      if (this.#clearedAt !== undefined) {
+        if (frame) this.#framesAfterClear++;
+        else {
+          const ms = sentAt - this.#clearedAt;
+          this.clearToSilenceMs.push(ms);
+          // framesBeforeSilence: agent audio sent between clear() and the first silent frame (0: the very next frame was silent).
+          this.peer.sendMessage(JSON.stringify({ type: 'cleared', silenceAfterMs: ms, framesBeforeSilence: this.#framesAfterClear }));
+          this.#clearedAt = undefined;
+          this.#framesAfterClear = 0;
+        }
       }
     }
     if (now - this.#lastReport >= REPORT_INTERVAL_MS) {
