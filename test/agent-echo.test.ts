@@ -22,7 +22,7 @@ describe('echo agent round trip through Chromium', () => {
     assert.equal(r.status, 201);
     const id = r.location!.split('/').pop()!;
     const s = await waitFor('the session', async () => (await adminSessions(tg.url)).find((x) => x.id === id));
-    assert.match((s as unknown as { pipeline: string }).pipeline, /^RTP -> Jitter\(20-200ms\) -> Opus\(decode@48k\) -> Agent\(echo@48k\) -> Pacer -> Opus\(encode@48k\) -> RTP$/);
+    assert.match((s as unknown as { pipeline: string }).pipeline, /^RTP -> Jitter\(20-200ms\) -> Opus\(decode@48k, FEC\) -> Agent\(echo@48k\) -> Pacer -> Opus\(encode@48k\) -> RTP$/);
 
     await waitFor('audio from voxgate', async () => ((await statsOfType(chrome.page, 'inbound-rtp'))[0]?.packetsReceived as number) > 100);
     const heard = await analyseRemoteAudio(chrome.page);
