@@ -305,7 +305,7 @@ function replyTo(reqText: string, status: string, extra: string[] = [], body = '
   ].join('\r\n');
 }
 
-test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a blind hang-up the target's answer still takes the agent; a call that ends while the target rings CANCELs it", async () => {
+test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a blind hang-up the target's answer still takes the agent; a call that ends while the target rings CANCELs it; a target that disconnects fails it at once", async () => {
   const alice = await SipWsClient.connect(t.url);
   const bob = await SipWsClient.connect(t.url);
   assert.equal((await alice.register('alice', 'alice-pw', DOMAIN)).status, 200);
@@ -398,7 +398,17 @@ test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a bli
   assert.equal(headerList(c, 'Via')[0], headerList(parseSipMessage(inv2), 'Via')[0], 'the CANCEL has the INVITE branch');
   assert.match(header(parseSipMessage(await terminated), 'Subscription-State')!, /^terminated/);
   await bye;
-  await alice.close();
+
+  // Third call: bob's WebSocket drops while he rings; alice hears 480 at once and keeps the agent.
+  const ok3 = await call('refer-3');
+  const invite3 = bob.next((m) => m.startsWith('INVITE '));
+  assert.equal((await alice.request(inDialog(alice, ok3, 'REFER', 2, [`Refer-To: <sip:bob@${DOMAIN}>`]))).status, 202);
+  await invite3;
+  const gone = alice.next((m) => m.startsWith('NOTIFY ') && m.includes('SIP/2.0 480'));
   await bob.close();
+  assert.match(header(parseSipMessage(await gone), 'Subscription-State')!, /^terminated/);
+  assert.ok((await adminSessions(t.url)).some((s) => s.sipCallId === 'refer-3'), 'alice keeps the agent');
+  assert.equal((await alice.request(inDialog(alice, ok3, 'BYE', 3))).status, 200);
+  await alice.close();
 });
 

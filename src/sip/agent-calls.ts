@@ -297,6 +297,8 @@ export class AgentCalls {
 
   flowClosed(flow: SipFlow): void {
     for (const ac of [...this.#byKey.values()]) {
+      // The target of a ringing referral went away: that transfer fails now, not at a timeout.
+      if (ac.referral?.flow === flow && !ac.referral.answered) this.#referralFailed(ac, ac.referral, 480, 'Temporarily Unavailable (the target disconnected)');
       if (ac.flow !== flow) continue;
       if (ac.detached) this.#forget(ac);
       else this.#partyLeft(ac, 'flow-closed');
@@ -527,6 +529,8 @@ export class AgentCalls {
     referral.ringTimer = deps.clock.setTimeout(() => {
       referral.timedOut = true;
       this.#cancel(referral);
+      // §9.1: a CANCEL that brings no final response within 64*T1 ends the attempt anyway.
+      referral.ringTimer = deps.clock.setTimeout(() => this.#referralFailed(ac, referral, 408, 'Request Timeout (no answer)'), 32_000);
     }, REFERRAL_RING_MS);
     let dialog: Dialog | undefined;
     deps.sip.sendRequest(where.flow, 'INVITE', serializeSipMessage(invite), branch, (res) => {
