@@ -14,7 +14,7 @@ import type { Logger } from '../core/logger.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { WebRtcPeer, type MediaEndpointOptions, type SendStream } from '../webrtc/peer.js';
 import { parseOffer } from '../wish/resource.js';
-import { cancelFor, newBranch, newCallId, newTag, REASONS, tagOf, userOf } from './build.js';
+import { cancelFor, hostOf, newBranch, newCallId, newTag, REASONS, SERVER, tagOf, userOf } from './build.js';
 import { Dialog } from './dialog.js';
 import { parseNameAddr, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -499,7 +499,7 @@ export class AgentCalls {
   async #callReferred(ac: AgentCall, referral: Referral, referredBy: string | undefined): Promise<void> {
     const { deps } = this;
     const user = userOf(referral.target);
-    const host = /@([^;:>?]+)/.exec(referral.target)?.[1]?.toLowerCase();
+    const host = hostOf(referral.target);
     if (host !== deps.domain.toLowerCase()) return this.#referralFailed(ac, referral, 404, `Not Found (domain ${host ?? '?'} is not served here)`);
     if (!user || this.isAgent(user)) return this.#referralFailed(ac, referral, 403, 'Forbidden (the agent can be handed to a registered user only)');
     const where = deps.sip.locate(user);
@@ -520,7 +520,7 @@ export class AgentCalls {
       // RFC 3892: who asked for this call.
       { name: 'Referred-By', value: referredBy ?? `<sip:${ac.party}@${deps.domain}>` },
       { name: 'Allow', value: DIALOG_ALLOW },
-      { name: 'User-Agent', value: 'voxgate' },
+      { name: 'User-Agent', value: SERVER },
       { name: 'Content-Type', value: 'application/sdp' },
     ];
     const invite: SipRequest = { kind: 'request', method: 'INVITE', uri: where.binding.contact, version: 'SIP/2.0', headers, body: Buffer.from(peer.localSdp) };

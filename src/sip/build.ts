@@ -86,6 +86,11 @@ export function userOf(uri: string): string | undefined {
   return m ? decodeURIComponent(m[1]!) : undefined;
 }
 
+/** The host of a SIP URI or name-addr, lower-cased (undefined without a user@host part). */
+export function hostOf(uri: string): string | undefined {
+  return /@([^;:>?]+)/.exec(uri)?.[1]?.toLowerCase();
+}
+
 /** The URI inside a name-addr (or the value itself when there are no brackets). */
 export function uriOf(value: string): string {
   const m = /<([^>]*)>/.exec(value);

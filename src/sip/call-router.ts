@@ -1,4 +1,4 @@
-import { userOf } from './build.js';
+import { hostOf, userOf } from './build.js';
 import type { AgentCalls } from './agent-calls.js';
 import { header, type SipRequest } from './message.js';
 import type { Proxy } from './proxy.js';
@@ -20,7 +20,7 @@ export class CallRouter implements SipCallHandler {
   invite(incoming: Incoming, caller: string): void {
     const { req } = incoming;
     const user = userOf(req.uri);
-    const host = /@([^;:>?]+)/.exec(req.uri)?.[1]?.toLowerCase();
+    const host = hostOf(req.uri);
     const refuse = (status: number, reason: string) => {
       this.sip.metricsCall(this.agents.isAgent(user) ? 'agent' : 'proxied', String(status));
       this.sip.audit({ action: 'sip.invite', outcome: 'error', status, user: caller, target: req.uri, remote: incoming.flow.remote, reason });
