@@ -5,7 +5,7 @@
  * publishers (node-datachannel, sendrecv, 20 ms Opus) in a child process, each connected to a
  * probe agent at 16 kHz that answers every 50th frame with 200 ms of audio and clears it
  * 100 ms later. Reports: RTP arrival -> frame at the agent, play() -> RTP sent, clear() ->
- * silence (p50/p99), frames concealed (loss), main-thread load and event-loop delay.
+ * silence (p50/p99), frames concealed (loss), the CPU of the gateway process (all its threads) and of the publishers and event-loop delay.
  */
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +21,8 @@ import { Gateway } from '../src/http/gateway.js';
 const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const COUNTS = counts.length ? counts : [100, 500, 1000];
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 10);
+/** SendRecv: the probe agent answers (encode + send path); SendOnly: decode capacity alone. */
+const DIRECTION = process.env.BENCH_DIRECTION === 'sendonly' ? 'SendOnly' : 'SendRecv';
 const TOKEN = 'bench-source-token-0123456789';
 const TSX = import.meta.resolve('tsx');
 const PUBLISHERS = fileURLToPath(new URL('./publishers.ts', import.meta.url));
@@ -73,7 +75,7 @@ async function run(n: number): Promise<Record<string, string | number>> {
     });
   try {
     await once('hello', 10_000);
-    pubs.send({ cmd: 'start', url: gw.url, token: TOKEN, n, concurrency: 1, direction: 'SendRecv' });
+    pubs.send({ cmd: 'start', url: gw.url, token: TOKEN, n, concurrency: 1, direction: DIRECTION });
     const ready = await once<{ publishers: { connected: boolean }[] }>('ready', 300_000);
     await new Promise((r) => setTimeout(r, 2000));
     const bridges = [...gw.whip.resources.values()].map((r) => r.bridge!).filter(Boolean);
@@ -85,11 +87,15 @@ async function run(n: number): Promise<Record<string, string | number>> {
     const before = bridges.map((b) => ({ ...b.jitter.stats }));
     const loop = monitorEventLoopDelay({ resolution: 5 });
     loop.enable();
+    pubs.send({ cmd: 'cpu' });
+    const pubCpu0 = (await once<{ usage: NodeJS.CpuUsage }>('cpu', 10_000)).usage;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, STEADY_SECONDS * 1000));
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
+    pubs.send({ cmd: 'cpu' });
+    const pubCpu = (await once<{ usage: NodeJS.CpuUsage }>('cpu', 10_000)).usage;
     loop.disable();
     const ingress = bridges.flatMap((b) => b.ingressLatencies);
     const play = bridges.flatMap((b) => b.playToSendMs);
@@ -112,7 +118,8 @@ async function run(n: number): Promise<Record<string, string | number>> {
       'clear→silence p99 ms': pct(clear, 99).toFixed(0),
       'frames decoded': delivered,
       'lost+late+overflow %': ((100 * concealed) / Math.max(1, delivered + concealed)).toFixed(3),
-      'main thread cores': ((cpu.user + cpu.system) / 1e6 / wall).toFixed(2),
+      'gateway cores': ((cpu.user + cpu.system) / 1e6 / wall).toFixed(2),
+      'publisher cores': ((pubCpu.user + pubCpu.system - pubCpu0.user - pubCpu0.system) / 1e6 / wall).toFixed(2),
       'event-loop delay p99 ms': (loop.percentile(99) / 1e6).toFixed(1),
     };
   } finally {

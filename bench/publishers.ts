@@ -120,6 +120,8 @@ process.on('message', async (msg: { cmd: string; url?: string; token?: string; n
   } else if (msg.cmd === 'stop-rtp') {
     if (ticker) clearInterval(ticker);
     process.send!({ type: 'sent', sent: Object.fromEntries(pubs.map((p) => [p.id, p.seq])) });
+  } else if (msg.cmd === 'cpu') {
+    process.send!({ type: 'cpu', usage: process.cpuUsage() });
   } else if (msg.cmd === 'exit') {
     for (const p of pubs) {
       p.track.close();

@@ -64,7 +64,7 @@ class OpusDecoderStage implements AudioDecoder {
   }
 
   toString(): string {
-    return `Opus(decode@${this.rate / 1000}k, FEC)`;
+    return decoderName('opus', this.rate);
   }
 }
 
@@ -92,7 +92,7 @@ class G711DecoderStage implements AudioDecoder {
   }
 
   toString(): string {
-    return `${this.law.toUpperCase()}(decode)${this.#resampler ? ` -> ${String(this.#resampler)}` : ''}`;
+    return decoderName(this.law, this.rate);
   }
 }
 
@@ -108,7 +108,7 @@ class OpusEncoderStage implements AudioEncoder {
     return this.#enc.encode(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
   }
   toString(): string {
-    return `Opus(encode@${this.rate / 1000}k)`;
+    return encoderName('opus', this.rate);
   }
 }
 
@@ -116,7 +116,7 @@ class G711EncoderStage implements AudioEncoder {
   readonly #resampler: Resampler | undefined;
   constructor(
     private readonly law: 'pcmu' | 'pcma',
-    rate: number,
+    private readonly rate: number,
   ) {
     this.#resampler = rate === 8000 ? undefined : new Resampler(rate, 8000);
   }
@@ -124,7 +124,7 @@ class G711EncoderStage implements AudioEncoder {
     return encodeG711(this.#resampler ? this.#resampler.process(frame) : frame, this.law);
   }
   toString(): string {
-    return `${this.#resampler ? `${String(this.#resampler)} -> ` : ''}${this.law.toUpperCase()}(encode)`;
+    return encoderName(this.law, this.rate);
   }
 }
 
@@ -134,7 +134,7 @@ class G722DecoderStage implements AudioDecoder {
   readonly #resampler: Resampler | undefined;
   #last: Int16Array = new Int16Array(320);
 
-  constructor(rate: number) {
+  constructor(private readonly rate: number) {
     this.#resampler = rate === 16000 ? undefined : new Resampler(16000, rate);
   }
 
@@ -149,21 +149,21 @@ class G722DecoderStage implements AudioDecoder {
   }
 
   toString(): string {
-    return `G722(decode)${this.#resampler ? ` -> ${String(this.#resampler)}` : ''}`;
+    return decoderName('g722', this.rate);
   }
 }
 
 class G722EncoderStage implements AudioEncoder {
   readonly #enc = new G722Encoder();
   readonly #resampler: Resampler | undefined;
-  constructor(rate: number) {
+  constructor(private readonly rate: number) {
     this.#resampler = rate === 16000 ? undefined : new Resampler(rate, 16000);
   }
   encode(frame: Int16Array): Buffer {
     return this.#enc.encode(this.#resampler ? this.#resampler.process(frame) : frame);
   }
   toString(): string {
-    return `${this.#resampler ? `${String(this.#resampler)} -> ` : ''}G722(encode)`;
+    return encoderName('g722', this.rate);
   }
 }
 
@@ -171,6 +171,22 @@ function fadeOut(x: Int16Array): Int16Array {
   const out = new Int16Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = Math.round(x[i]! * 0.5);
   return out;
+}
+
+/** How a decoder to `rate` prints itself, without making one. */
+export function decoderName(codec: CodecName, rate: number): string {
+  if (codec === 'opus') return `Opus(decode@${rate / 1000}k, FEC)`;
+  const native = codec === 'g722' ? 16000 : 8000;
+  const resample = rate === native ? '' : ` -> Resample(${native / 1000}k->${rate / 1000}k)`;
+  return `${codec === 'g722' ? 'G722' : codec.toUpperCase()}(decode)${resample}`;
+}
+
+/** How an encoder from `rate` prints itself, without making one. */
+export function encoderName(codec: CodecName, rate: number): string {
+  if (codec === 'opus') return `Opus(encode@${rate / 1000}k)`;
+  const native = codec === 'g722' ? 16000 : 8000;
+  const resample = rate === native ? '' : `Resample(${rate / 1000}k->${native / 1000}k) -> `;
+  return `${resample}${codec === 'g722' ? 'G722' : codec.toUpperCase()}(encode)`;
 }
 
 export function createDecoder(codec: CodecName, outRate: number): AudioDecoder {

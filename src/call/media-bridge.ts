@@ -1,6 +1,8 @@
 import type { Agent } from '../agent/agent.js';
 import { AgentSession } from '../agent/agent.js';
-import { createDecoder, createEncoder, rtpClockRate, type AudioDecoder, type AudioEncoder } from '../audio/codec.js';
+import { decoderName, encoderName, rtpClockRate } from '../audio/codec.js';
+import type { DecodeOp } from '../audio/codec-job.js';
+import type { CodecChannel, CodecPool } from '../audio/codec-pool.js';
 import { FRAME_MS, samplesPerFrame } from '../audio/frame.js';
 import type { FrameClock } from '../audio/frame-clock.js';
 import { Pacer } from '../audio/pacer.js';
@@ -46,13 +48,17 @@ export class MediaBridge implements RtpSink, Leg {
   readonly egress: EgressHub;
   jitter: JitterBuffer;
   quality: Quality | undefined;
+  /** Frames whose payload could not be decoded (concealed instead). */
   decodeErrors = 0;
   /** Lost frames decoded from the next packet's in-band FEC rather than concealed. */
   fecRecovered = 0;
+  /** Frames concealed: lost, late or missing at their turn, with no FEC to rebuild them from. */
+  concealed = 0;
   /** Arrival → delivery to the agent, ms, for the last frames (benchmarks read it). */
   readonly ingressLatencies: number[] = [];
-  readonly #decoder: AudioDecoder;
-  readonly #encoder: AudioEncoder | undefined;
+  /** This session's decoder and encoder, on a codec thread or inline. */
+  readonly #codec: CodecChannel;
+  readonly #encodes: boolean;
   readonly #pacer: Pacer;
   #dtmf = new DtmfDetector();
   #seq = new Unwrapper(16);
@@ -87,14 +93,14 @@ export class MediaBridge implements RtpSink, Leg {
     callId: string,
     source: { name: string; kind: string },
     private readonly out: { ssrc: number; cname: string },
-    private readonly deps: { clock: Clock; frameClock: FrameClock; log: Logger; maxJitterMs: number; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void; transfer?: (target: string) => Promise<void> },
+    private readonly deps: { clock: Clock; frameClock: FrameClock; codecs: CodecPool; log: Logger; maxJitterMs: number; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void; transfer?: (target: string) => Promise<void> },
   ) {
     const a = plan.audio;
     this.#clockRate = rtpClockRate(a.codec);
     this.stats = new ReceiverStats(this.#clockRate);
     this.jitter = new JitterBuffer({ clockRate: this.#clockRate, frameMs: FRAME_MS, minDelayMs: 20, maxDelayMs: deps.maxJitterMs });
-    this.#decoder = createDecoder(a.codec, agent.sampleRate);
-    this.#encoder = a.direction === 'sendrecv' ? createEncoder(a.codec, agent.sampleRate) : undefined;
+    this.#encodes = a.direction === 'sendrecv';
+    this.#codec = deps.codecs.open(a.codec, agent.sampleRate, this.#encodes);
     this.#pacer = new Pacer(agent.sampleRate);
     this.#silence = new Int16Array(samplesPerFrame(agent.sampleRate));
     this.egress = new EgressHub(a.codec, agent.sampleRate);
@@ -150,8 +156,10 @@ export class MediaBridge implements RtpSink, Leg {
 
   /** The pipeline, as built. */
   describe(): string {
-    const inbound = `RTP -> Jitter(20-${this.deps.maxJitterMs}ms) -> ${String(this.#decoder)} -> Agent(${this.agent.name}@${this.agent.sampleRate / 1000}k)`;
-    return this.#encoder ? `${inbound} -> Pacer -> ${String(this.#encoder)} -> RTP` : inbound;
+    const { codec } = this.plan.audio;
+    const rate = this.agent.sampleRate;
+    const inbound = `RTP -> Jitter(20-${this.deps.maxJitterMs}ms) -> ${decoderName(codec, rate)} -> Agent(${this.agent.name}@${rate / 1000}k)`;
+    return this.#encodes ? `${inbound} -> Pacer -> ${encoderName(codec, rate)} -> RTP` : inbound;
   }
 
   /** Starts the agent; a failing agent ends the call with a reason. */
@@ -202,77 +210,94 @@ export class MediaBridge implements RtpSink, Leg {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribe();
+    this.#codec.close();
     this.#pacer.clear();
     this.session.end(reason);
     this.egress.end();
   }
 
+  /**
+   * One 20 ms tick: the frame due from the jitter buffer and the agent's next frame go to the
+   * codec together; the decoded frame reaches the agent and the encoded one the caller when it
+   * comes back (at once inline, a fraction of a millisecond later from a codec thread).
+   */
   #tick(now: number): void {
     const o = this.jitter.pop(now);
-    let samples: Int16Array | undefined;
+    let decode: DecodeOp = 'none';
+    let payload: Buffer | undefined;
+    let arrivalMs: number | undefined;
     let tsMs = 0;
     if (o.kind === 'packet') {
-      try {
-        samples = this.#decoder.decode(o.packet.payload);
-      } catch {
-        // A payload the codec cannot decode is concealed like a lost one; the call goes on.
-        this.decodeErrors++;
-        samples = this.#decoder.conceal();
-      }
+      decode = 'packet';
+      payload = o.packet.payload;
+      arrivalMs = o.packet.arrivalMs;
       tsMs = this.#tsBaseMs + ((o.packet.timestamp - (this.#firstTs ?? 0)) * 1000) / this.#clockRate;
       this.#lastTsMs = tsMs;
-      this.ingressLatencies.push(now - o.packet.arrivalMs);
-      if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);
-    } else if (o.kind === 'lost' && o.next && this.#decoder.recover) {
-      samples = this.#decoder.recover(o.next.payload);
+    } else if (o.kind === 'lost' && o.next && this.plan.audio.codec === 'opus') {
+      decode = 'recover';
+      payload = o.next.payload;
       this.fecRecovered++;
     } else if (o.kind === 'lost' || o.kind === 'underrun') {
-      samples = this.#decoder.conceal();
+      decode = 'conceal';
+      this.concealed++;
     }
-    if (samples) this.session.deliverFrame({ samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
     // The agent's frame is taken every tick, whether or not the caller hears it (WHEP listeners may).
     const frame = this.#pacer.next();
-    this.egress.onTick(samples, frame);
-    if (this.#encoder) {
-      this.#send(frame);
-      const sentAt = this.deps.clock.now();
-      if (frame && this.#playAt !== undefined) {
-        this.playToSendMs.push(sentAt - this.#playAt);
-        if (this.playToSendMs.length > 3000) this.playToSendMs.splice(0, 1000);
-        this.#playAt = undefined;
-      }
-      if (this.#clearedAt !== undefined) {
-        if (frame) this.#framesAfterClear++;
-        else {
-          const ms = sentAt - this.#clearedAt;
-          this.clearToSilenceMs.push(ms);
-          // framesBeforeSilence: agent audio sent between clear() and the first silent frame (0: the very next frame was silent).
-          this.peer.sendMessage(JSON.stringify({ type: 'cleared', silenceAfterMs: ms, framesBeforeSilence: this.#framesAfterClear }));
-          this.#clearedAt = undefined;
-          this.#framesAfterClear = 0;
-        }
+    // Idle: encode a few frames of real silence so the codec decays, then resend the last
+    // silent packet instead of running the encoder every 20 ms for nothing.
+    let encode: Int16Array | undefined;
+    if (this.#encodes) {
+      if (frame) {
+        encode = frame;
+        this.#silentFrames = 0;
+      } else if (this.#silentFrames < 5 || !this.#silencePacket) {
+        encode = this.#silence;
+        this.#silentFrames++;
       }
     }
+    this.#codec.run({ decode, payload, encode }, (r) => {
+      if (this.#closed) return;
+      if (r.decodeError) this.decodeErrors++;
+      if (r.samples) this.session.deliverFrame({ samples: r.samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
+      if (arrivalMs !== undefined) {
+        this.ingressLatencies.push(this.deps.clock.now() - arrivalMs);
+        if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);
+      }
+      this.egress.onTick(r.samples, frame);
+      if (this.#encodes) {
+        if (!frame && r.encoded) this.#silencePacket = r.encoded;
+        this.#send(r.encoded ?? this.#silencePacket);
+        this.#afterSend(frame);
+      }
+    });
     if (now - this.#lastReport >= REPORT_INTERVAL_MS) {
       this.#lastReport = now;
       this.#report(now);
     }
   }
 
-  #send(frame: Int16Array | undefined): void {
-    // Idle: encode a few frames of real silence so the codec decays, then resend the last
-    // silent packet instead of running the encoder every 20 ms for nothing.
-    let payload: Buffer;
-    if (frame) {
-      payload = this.#encoder!.encode(frame);
-      this.#silentFrames = 0;
-    } else if (this.#silentFrames < 5 || !this.#silencePacket) {
-      payload = this.#encoder!.encode(this.#silence);
-      this.#silencePacket = payload;
-      this.#silentFrames++;
-    } else {
-      payload = this.#silencePacket;
+  #afterSend(frame: Int16Array | undefined): void {
+    const sentAt = this.deps.clock.now();
+    if (frame && this.#playAt !== undefined) {
+      this.playToSendMs.push(sentAt - this.#playAt);
+      if (this.playToSendMs.length > 3000) this.playToSendMs.splice(0, 1000);
+      this.#playAt = undefined;
     }
+    if (this.#clearedAt !== undefined) {
+      if (frame) this.#framesAfterClear++;
+      else {
+        const ms = sentAt - this.#clearedAt;
+        this.clearToSilenceMs.push(ms);
+        // framesBeforeSilence: agent audio sent between clear() and the first silent frame (0: the very next frame was silent).
+        this.peer.sendMessage(JSON.stringify({ type: 'cleared', silenceAfterMs: ms, framesBeforeSilence: this.#framesAfterClear }));
+        this.#clearedAt = undefined;
+        this.#framesAfterClear = 0;
+      }
+    }
+  }
+
+  #send(payload: Buffer | undefined): void {
+    if (!payload) return;
     const a = this.plan.audio;
     const pkt = serializeRtp({ payloadType: a.payloadType, sequenceNumber: this.#out.seq, timestamp: this.#out.ts, ssrc: this.out.ssrc, payload });
     this.#out.seq = (this.#out.seq + 1) & 0xffff;
@@ -287,7 +312,7 @@ export class MediaBridge implements RtpSink, Leg {
     const blocks = this.#remoteSsrc ? [this.stats.reportBlock(this.#remoteSsrc, now)] : [];
     const ntp = ntpFromMs(now);
     // RFC 3550 §6.4: a sender sends SR (with its reception blocks), a pure receiver RR.
-    const rtcp = this.#encoder
+    const rtcp = this.#encodes
       ? buildSenderReport(this.out.ssrc, this.out.cname, { ntpSec: ntp.sec, ntpFrac: ntp.frac, rtpTimestamp: this.#out.ts, packets: this.#out.packets, octets: this.#out.octets }, blocks)
       : buildReceiverReport(this.out.ssrc, this.out.cname, blocks);
     this.peer.sendMedia(rtcp);

@@ -94,6 +94,11 @@ export const configSchema = z
         announcedAddress: z.string().optional(),
         /** The jitter buffer's cap: it adapts between 20 ms and this. */
         jitterBufferMaxMs: z.number().int().min(40).max(1000).default(200),
+        /**
+         * Threads that decode and encode sessions' audio, off the thread that receives packets
+         * and runs the agents. Default: one per core but one (none on a single core); 0: inline.
+         */
+        codecThreads: z.number().int().min(0).max(64).optional(),
       })
       .strict()
       .prefault({}),

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { AuditLog } from '../audit/audit-log.js';
 import { SourceAuthenticator } from '../auth/source-auth.js';
@@ -15,6 +16,7 @@ import { WhipEndpoint } from '../whip/whip-endpoint.js';
 import { WhepEndpoint } from '../whep/whep-endpoint.js';
 import { ListenerAuthenticator } from '../auth/listener-auth.js';
 import { AgentRegistry, type AgentFactory } from '../agent/registry.js';
+import { CodecPool } from '../audio/codec-pool.js';
 import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -49,6 +51,8 @@ export class Gateway {
   readonly limiter: RateLimiter;
   readonly agents: AgentRegistry;
   readonly frameClock: FrameClock;
+  /** Where sessions' audio is decoded and encoded. */
+  readonly codecs: CodecPool;
   /** SIP over WebSocket (RFC 7118) on `/sip`. */
   readonly sip: SipService;
   readonly sipAgentCalls: AgentCalls;
@@ -96,6 +100,8 @@ export class Gateway {
     }
     if (badAgents.length) throw new ConfigError(badAgents);
     this.frameClock = new FrameClock(this.clock, (err) => this.log.error({ err }, 'media tick failed'));
+    const codecThreads = config.media.codecThreads ?? Math.min(8, availableParallelism() - 1);
+    this.codecs = new CodecPool(codecThreads, (err, what) => this.log.error({ err }, what));
     this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
     this.whip = new WhipEndpoint({
       auth: this.auth,
@@ -112,6 +118,7 @@ export class Gateway {
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
       agents: this.agents,
       frameClock: this.frameClock,
+      codecs: this.codecs,
       maxJitterMs: config.media.jitterBufferMaxMs,
       onQuality: (r, q) => {
         this.metrics.mos.observe(q.mos);
@@ -165,7 +172,7 @@ export class Gateway {
     this.sip = new SipService({ config: config.sip, origins: config.cors.origins, tls: !!config.http.tls, clock: this.clock, log: this.log.child({ component: 'sip' }), audit: this.audit, metrics: sipMetrics });
     const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
     const agentCalls = new AgentCalls(
-      { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, frameClock: this.frameClock, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, maxJitterMs: config.media.jitterBufferMaxMs, domain: config.sip.domain },
+      { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, frameClock: this.frameClock, codecs: this.codecs, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, maxJitterMs: config.media.jitterBufferMaxMs, domain: config.sip.domain },
       config.sip.agents,
     );
     this.sipAgentCalls = agentCalls;
@@ -177,7 +184,12 @@ export class Gateway {
 
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, opts);
-    await gw.#listen();
+    try {
+      await gw.#listen();
+    } catch (err) {
+      await gw.stop(); // nothing half-started is left behind (the audit file, codec threads)
+      throw err;
+    }
     return gw;
   }
 
@@ -247,6 +259,7 @@ export class Gateway {
       });
     }
     this.audit.close();
+    await this.codecs.stop();
     this.agents.close();
   }
 }

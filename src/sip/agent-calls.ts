@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentRegistry } from '../agent/registry.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
+import type { CodecPool } from '../audio/codec-pool.js';
 import type { FrameClock } from '../audio/frame-clock.js';
 import { Call, type EndReason } from '../call/call.js';
 import type { CallTable } from '../call/call-table.js';
@@ -27,6 +28,7 @@ export interface AgentCallsDeps {
   agents: AgentRegistry;
   clock: Clock;
   frameClock: FrameClock;
+  codecs: CodecPool;
   log: Logger;
   media: MediaEndpointOptions;
   idleTimeoutMs: number;
@@ -176,6 +178,7 @@ export class AgentCalls {
       const bridge = new MediaBridge(peer, plan, agent, id, source, out, {
         clock: deps.clock,
         frameClock: deps.frameClock,
+        codecs: deps.codecs,
         log,
         maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {

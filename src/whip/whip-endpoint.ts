@@ -13,6 +13,7 @@ import { iceServerLinks } from '../webrtc/ice-servers.js';
 import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { AgentRegistry } from '../agent/registry.js';
+import type { CodecPool } from '../audio/codec-pool.js';
 import type { FrameClock } from '../audio/frame-clock.js';
 import { MediaBridge, type Quality } from '../call/media-bridge.js';
 import { randomBytes } from 'node:crypto';
@@ -41,6 +42,7 @@ export interface WhipEndpointDeps {
   idleTimeoutMs: number;
   agents: AgentRegistry;
   frameClock: FrameClock;
+  codecs: CodecPool;
   maxJitterMs: number;
   onQuality?: (resource: WhipResource, q: Quality) => void;
 }
@@ -95,6 +97,7 @@ export class WhipEndpoint {
       const bridge = new MediaBridge(peer, plan, agent, sessionId, source, out, {
         clock: deps.clock,
         frameClock: deps.frameClock,
+        codecs: deps.codecs,
         log,
         maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {
