@@ -53,14 +53,14 @@ async function run(n: number): Promise<Record<string, string | number>> {
   const udpPort = 53000 + Math.floor(Math.random() * 1000);
   const config = parseConfig({
     http: { host: '127.0.0.1', port: 0 },
-    media: { udpPort },
+    media: { udpPort, ...(process.env.BENCH_CODEC_THREADS ? { codecThreads: Number(process.env.BENCH_CODEC_THREADS) } : {}) },
     sources: [{ name: 'bench', kind: 'browser', token: TOKEN, agent: 'probe' }],
     limits: { maxSessions: n + 100, requestsPerSecond: 1e6, requestBurst: 1e6 },
     idleTimeoutSeconds: 300,
     audit: { path: join(dir, 'audit.jsonl') },
-    log: { level: 'warn' },
+    log: { level: 'error' }, // 'call quality is poor' for each of 1000 sessions drowns the figures
   });
-  const gw = await Gateway.start(config, { log: createLogger('warn'), agents: { probe: () => probe } });
+  const gw = await Gateway.start(config, { log: createLogger('error'), agents: { probe: () => probe } });
   const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const once = <T>(type: string, ms: number) =>
     new Promise<T>((resolve, reject) => {
@@ -84,14 +84,17 @@ async function run(n: number): Promise<Record<string, string | number>> {
       b.playToSendMs.length = 0;
       b.clearToSilenceMs.length = 0;
     }
-    const before = bridges.map((b) => ({ ...b.jitter.stats }));
+    const before = bridges.map((b) => ({ ...b.jitter.stats, shed: b.shed }));
     const loop = monitorEventLoopDelay({ resolution: 5 });
     loop.enable();
     pubs.send({ cmd: 'cpu' });
     const pubCpu0 = (await once<{ usage: NodeJS.CpuUsage }>('cpu', 10_000)).usage;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
+    const lag: number[] = [];
+    const sampler = setInterval(() => lag.push(gw.codecs.inflightBatches), 50);
     await new Promise((r) => setTimeout(r, STEADY_SECONDS * 1000));
+    clearInterval(sampler);
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
     pubs.send({ cmd: 'cpu' });
@@ -102,14 +105,18 @@ async function run(n: number): Promise<Record<string, string | number>> {
     const clear = bridges.flatMap((b) => b.clearToSilenceMs);
     let delivered = 0;
     let concealed = 0;
+    let shed = 0;
     bridges.forEach((b, i) => {
       const s = b.jitter.stats;
       const s0 = before[i]!;
       delivered += s.pushed - s0.pushed;
       concealed += s.lost - s0.lost + (s.late - s0.late) + (s.overflow - s0.overflow);
+      shed += b.shed - s0.shed;
     });
     return {
       sessions: n,
+      direction: DIRECTION,
+      'codec threads': gw.codecs.threads,
       connected: ready.publishers.filter((p) => p.connected).length,
       'ingress→agent p50 ms': pct(ingress, 50).toFixed(0),
       'ingress→agent p99 ms': pct(ingress, 99).toFixed(0),
@@ -118,8 +125,10 @@ async function run(n: number): Promise<Record<string, string | number>> {
       'clear→silence p99 ms': pct(clear, 99).toFixed(0),
       'frames decoded': delivered,
       'lost+late+overflow %': ((100 * concealed) / Math.max(1, delivered + concealed)).toFixed(3),
+      'shed (codec overload) %': ((100 * shed) / Math.max(1, delivered)).toFixed(3),
       'gateway cores': ((cpu.user + cpu.system) / 1e6 / wall).toFixed(2),
       'publisher cores': ((pubCpu.user + pubCpu.system - pubCpu0.user - pubCpu0.system) / 1e6 / wall).toFixed(2),
+      'codec batches in flight p50/max': `${pct(lag, 50)}/${Math.max(...lag, 0)}`,
       'event-loop delay p99 ms': (loop.percentile(99) / 1e6).toFixed(1),
     };
   } finally {

@@ -19,6 +19,8 @@ export interface CodecResult {
   /** The payload could not be decoded and was concealed instead. */
   decodeError: boolean;
   encoded: Buffer | undefined;
+  /** Not run: the codec thread was too far behind (overload is shed, not queued). */
+  shed?: boolean;
 }
 
 /** A session's codec state: the decoder (and encoder, when the agent answers) it keeps between ticks. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import opus from '@discordjs/opus';
 import type { CodecJob, CodecResult } from './codec-job.js';
-import { CodecPool, type CodecChannel } from './codec-pool.js';
+import { CodecPool, MAX_BATCHES_BEHIND, type CodecChannel } from './codec-pool.js';
 import { tone, toneSnrDb } from './test-signals.js';
 
 /** 1 s of a 1 kHz tone as 20 ms Opus packets, with in-band FEC (as browsers send it). */
@@ -114,4 +114,21 @@ test('when a codec thread dies its sessions carry on inline, and it is reported'
   assert.equal(r.samples?.length, 320);
   assert.ok(r.encoded && r.encoded.length > 0);
   assert.equal(p.open('pcma', 8000, false).where, 'inline', 'new sessions too');
+});
+
+test(`a codec thread ${MAX_BATCHES_BEHIND} ticks behind sheds new work at once instead of queueing it`, async () => {
+  const p = pool(1);
+  const ch = p.open('opus', 16000, false);
+  const results: Promise<CodecResult>[] = [];
+  // Ticks without a turn of the event loop in between: no answer can come back meanwhile.
+  for (let tick = 0; tick <= MAX_BATCHES_BEHIND; tick++) {
+    results.push(run(ch, { decode: 'packet', payload: packets[tick] }));
+    await new Promise<void>((r) => queueMicrotask(r));
+  }
+  assert.equal(p.inflightBatches, MAX_BATCHES_BEHIND);
+  const rs = await Promise.all(results);
+  assert.deepEqual(rs.map((r) => r.shed === true), [...Array<boolean>(MAX_BATCHES_BEHIND).fill(false), true]);
+  assert.equal(rs[MAX_BATCHES_BEHIND]!.samples, undefined);
+  // Caught up: work flows again.
+  assert.equal((await run(ch, { decode: 'packet', payload: packets[9] })).samples?.length, 320);
 });

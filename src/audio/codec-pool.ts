@@ -117,6 +117,14 @@ export interface ReplyMessage {
 /** decode error (0/1), samples offset (bytes), samples (-1: none), encoded offset, encoded bytes (-1: none). */
 export const RESULT_INTS = 5;
 
+/**
+ * Ticks a codec thread may owe before new work is shed: 4 × 20 ms. Past that an overloaded
+ * machine would otherwise build an ever longer queue (seconds of delay); shedding turns
+ * overload into counted, concealed loss at a bounded delay.
+ */
+export const MAX_BATCHES_BEHIND = 4;
+const SHED: CodecResult = { samples: undefined, decodeError: false, encoded: undefined, shed: true };
+
 interface Pending {
   channel: CodecChannel;
   job: CodecJob;
@@ -171,6 +179,10 @@ class CodecThread {
   }
 
   submit(channel: CodecChannel, job: CodecJob, done: (r: CodecResult) => void): void {
+    if (this.#inflight.length >= MAX_BATCHES_BEHIND) {
+      done(SHED);
+      return;
+    }
     this.#pending.push({ channel, job, done });
     this.#queueFlush();
   }
@@ -231,7 +243,7 @@ class CodecThread {
   #onReply(m: ReplyMessage): void {
     const batch = this.#inflight.shift();
     if (!batch) return;
-    if (this.#inflight.length === 0) this.worker.unref();
+    if (this.#inflight.length === 0 && !this.#stopping) this.worker.unref();
     batch.forEach(({ channel, done }, i) => {
       if (channel.closed) return;
       const r = i * RESULT_INTS;

@@ -34,7 +34,21 @@ export interface Leg {
   /** Epoch ms of the last media received on this leg (0: none yet). */
   lastMediaAt(): number;
   mediaReceived(): { packets: number; bytes: number };
+  /** Legs that decode: frames the codec had to repair. */
+  audioRepairs?(): AudioRepairs;
   close(reason: EndReason): void;
+}
+
+/** Frames a decoding leg could not take as they came. */
+export interface AudioRepairs {
+  /** Lost frames rebuilt from the next packet's in-band FEC (Opus LBRR). */
+  fecRecovered: number;
+  /** Lost, late or missing frames concealed (codec PLC, or a fade for G.711/G.722). */
+  concealed: number;
+  /** Packets whose payload the codec rejected (concealed too). */
+  decodeErrors: number;
+  /** Frames dropped because the codec threads were overloaded (the agent gets no frame that tick). */
+  shed: number;
 }
 
 export interface CallEvents extends Record<string, unknown[]> {

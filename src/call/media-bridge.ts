@@ -17,7 +17,7 @@ import { ReceiverStats, rttFromReport } from '../rtp/receiver-stats.js';
 import type { RtpSink } from '../rtp/rtp-counter.js';
 import type { AnswerPlan } from '../sdp/codec-policy.js';
 import type { WebRtcPeer } from '../webrtc/peer.js';
-import type { EndReason, Leg } from './call.js';
+import type { AudioRepairs, EndReason, Leg } from './call.js';
 import { EgressHub } from './egress-hub.js';
 
 export interface Quality {
@@ -54,6 +54,8 @@ export class MediaBridge implements RtpSink, Leg {
   fecRecovered = 0;
   /** Frames concealed: lost, late or missing at their turn, with no FEC to rebuild them from. */
   concealed = 0;
+  /** Ticks dropped because the codec threads were behind (overload). */
+  shed = 0;
   /** Arrival → delivery to the agent, ms, for the last frames (benchmarks read it). */
   readonly ingressLatencies: number[] = [];
   /** This session's decoder and encoder, on a codec thread or inline. */
@@ -78,6 +80,8 @@ export class MediaBridge implements RtpSink, Leg {
   #closed = false;
   #clearedAt: number | undefined;
   #framesAfterClear = 0;
+  /** Bumped by clear(): agent audio pulled before it and still at the codec is not sent. */
+  #clearEpoch = 0;
   #playAt: number | undefined;
   #silentFrames = 0;
   #silencePacket: Buffer | undefined;
@@ -111,6 +115,7 @@ export class MediaBridge implements RtpSink, Leg {
       },
       clear: () => {
         this.#pacer.clear();
+        this.#clearEpoch++;
         this.#clearedAt = deps.clock.now();
       },
       mark: (name) => this.#pacer.mark(name),
@@ -198,6 +203,15 @@ export class MediaBridge implements RtpSink, Leg {
     this.jitter.push({ seq, timestamp: ts, payload: p.payload, arrivalMs: now });
   }
 
+  audioRepairs(): AudioRepairs {
+    return { fecRecovered: this.fecRecovered, concealed: this.concealed, decodeErrors: this.decodeErrors, shed: this.shed };
+  }
+
+  /** Where this session's codec runs ('codec thread N' or 'inline'). */
+  get codecThread(): string {
+    return this.#codec.where;
+  }
+
   lastMediaAt(): number {
     return this.#lastMedia;
   }
@@ -236,10 +250,8 @@ export class MediaBridge implements RtpSink, Leg {
     } else if (o.kind === 'lost' && o.next && this.plan.audio.codec === 'opus') {
       decode = 'recover';
       payload = o.next.payload;
-      this.fecRecovered++;
     } else if (o.kind === 'lost' || o.kind === 'underrun') {
       decode = 'conceal';
-      this.concealed++;
     }
     // The agent's frame is taken every tick, whether or not the caller hears it (WHEP listeners may).
     const frame = this.#pacer.next();
@@ -255,20 +267,33 @@ export class MediaBridge implements RtpSink, Leg {
         this.#silentFrames++;
       }
     }
+    const epoch = this.#clearEpoch;
     this.#codec.run({ decode, payload, encode }, (r) => {
       if (this.#closed) return;
+      if (r.shed) {
+        // Overload: this tick's frame is dropped both ways; the caller's stream stays in time.
+        if (decode !== 'none') this.shed++;
+        if (this.#encodes) this.#send(undefined);
+        return;
+      }
       if (r.decodeError) this.decodeErrors++;
+      if (decode === 'recover') this.fecRecovered++;
+      if (decode === 'conceal') this.concealed++;
       if (r.samples) this.session.deliverFrame({ samples: r.samples, sampleRate: this.agent.sampleRate, timestampMs: tsMs });
       if (arrivalMs !== undefined) {
         this.ingressLatencies.push(this.deps.clock.now() - arrivalMs);
         if (this.ingressLatencies.length > 3000) this.ingressLatencies.splice(0, 1000);
       }
-      this.egress.onTick(r.samples, frame);
-      if (this.#encodes) {
-        if (!frame && r.encoded) this.#silencePacket = r.encoded;
-        this.#send(r.encoded ?? this.#silencePacket);
-        this.#afterSend(frame);
-      }
+      // Barge-in: a frame taken before clear() and encoded since is not heard; silence goes instead.
+      const agentFrame = epoch === this.#clearEpoch ? frame : undefined;
+      this.egress.onTick(r.samples, agentFrame);
+      if (!this.#encodes) return;
+      let out: Buffer | undefined;
+      if (agentFrame) out = r.encoded;
+      else if (!frame && r.encoded) out = this.#silencePacket = r.encoded;
+      else out = this.#silencePacket;
+      this.#send(out);
+      this.#afterSend(agentFrame);
     });
     if (now - this.#lastReport >= REPORT_INTERVAL_MS) {
       this.#lastReport = now;
@@ -297,8 +322,12 @@ export class MediaBridge implements RtpSink, Leg {
   }
 
   #send(payload: Buffer | undefined): void {
-    if (!payload) return;
     const a = this.plan.audio;
+    if (!payload) {
+      // Nothing to send (no silence encoded yet): time still passes for the receiver.
+      this.#out.ts = (this.#out.ts + (this.#clockRate * FRAME_MS) / 1000) >>> 0;
+      return;
+    }
     const pkt = serializeRtp({ payloadType: a.payloadType, sequenceNumber: this.#out.seq, timestamp: this.#out.ts, ssrc: this.out.ssrc, payload });
     this.#out.seq = (this.#out.seq + 1) & 0xffff;
     this.#out.ts = (this.#out.ts + (this.#clockRate * FRAME_MS) / 1000) >>> 0;

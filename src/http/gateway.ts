@@ -143,7 +143,7 @@ export class Gateway {
       iceServers: config.iceServers,
       retryAfterSeconds: config.limits.retryAfterSeconds,
     });
-    this.metrics = new GatewayMetrics(this.calls);
+    this.metrics = new GatewayMetrics(this.calls, this.codecs);
     this.calls.on('ended', (call, reason) => {
       this.#poor.delete(call.id);
       const media = [...call.legs.values()].reduce((n, l) => n + l.mediaReceived().packets, 0);

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CallTable } from '../call/call-table.js';
-import type { Call } from '../call/call.js';
+import type { AudioRepairs, Call } from '../call/call.js';
+import type { CodecPool } from '../audio/codec-pool.js';
 
 /** Prometheus metrics; one registry per gateway so several can live in one process. */
 export class GatewayMetrics {
@@ -8,7 +9,7 @@ export class GatewayMetrics {
   readonly httpResponses: Counter<'method' | 'status'>;
   readonly mos: Histogram;
 
-  constructor(calls: CallTable) {
+  constructor(calls: CallTable, codecs?: CodecPool) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry, prefix: 'voxgate_process_' });
     new Gauge({
@@ -50,6 +51,56 @@ export class GatewayMetrics {
         this.inc(ended.bytes + total((m) => m.bytes));
       },
     });
+    // Repaired frames: live calls' counts at scrape time, plus what ended calls left behind.
+    const endedRepairs: AudioRepairs = { fecRecovered: 0, concealed: 0, decodeErrors: 0, shed: 0 };
+    const repairs = (pick: keyof AudioRepairs) => [...calls.values()].reduce((n, c) => n + repairsOf(c)[pick], endedRepairs[pick]);
+    new Counter({
+      name: 'voxgate_audio_frames_repaired_total',
+      help: 'Frames decoded for agents that did not arrive intact: rebuilt from in-band FEC, or concealed',
+      labelNames: ['method'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ method: 'fec' }, repairs('fecRecovered'));
+        this.inc({ method: 'concealment' }, repairs('concealed'));
+      },
+    });
+    new Counter({
+      name: 'voxgate_audio_decode_errors_total',
+      help: 'Packets whose payload the codec rejected (concealed instead)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(repairs('decodeErrors'));
+      },
+    });
+    new Counter({
+      name: 'voxgate_audio_frames_shed_total',
+      help: 'Frames dropped because the codec threads were more than 80 ms behind (CPU overload)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(repairs('shed'));
+      },
+    });
+    if (codecs) {
+      new Gauge({
+        name: 'voxgate_codec_threads',
+        help: 'Threads decoding and encoding sessions\' audio (0: on the media thread)',
+        registers: [registry],
+        collect() {
+          this.set(codecs.threads);
+        },
+      });
+      new Gauge({
+        name: 'voxgate_codec_batches_inflight',
+        help: 'Ticks of codec work sent to codec threads and not yet answered (above the thread count: they lag)',
+        registers: [registry],
+        collect() {
+          this.set(codecs.inflightBatches);
+        },
+      });
+    }
     this.httpResponses = new Counter({
       name: 'voxgate_http_responses_total',
       help: 'HTTP responses, by method and status',
@@ -69,8 +120,26 @@ export class GatewayMetrics {
       const m = mediaOf(call);
       ended.packets += m.packets;
       ended.bytes += m.bytes;
+      const r = repairsOf(call);
+      endedRepairs.fecRecovered += r.fecRecovered;
+      endedRepairs.concealed += r.concealed;
+      endedRepairs.decodeErrors += r.decodeErrors;
+      endedRepairs.shed += r.shed;
     });
   }
+}
+
+function repairsOf(call: Call): AudioRepairs {
+  const sum: AudioRepairs = { fecRecovered: 0, concealed: 0, decodeErrors: 0, shed: 0 };
+  for (const leg of call.legs.values()) {
+    const r = leg.audioRepairs?.();
+    if (!r) continue;
+    sum.fecRecovered += r.fecRecovered;
+    sum.concealed += r.concealed;
+    sum.decodeErrors += r.decodeErrors;
+    sum.shed += r.shed;
+  }
+  return sum;
 }
 
 function mediaOf(call: Call): { packets: number; bytes: number } {

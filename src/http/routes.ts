@@ -209,6 +209,7 @@ const STATIC_ROUTES: Record<string, Route> = {
           sipCallId: r.sipCallId ?? null,
           pipeline: r.bridge?.describe() ?? null,
           quality: r.bridge?.quality ?? null,
+          audio: r.bridge ? { ...r.bridge.audioRepairs(), codecThread: r.bridge.codecThread } : null,
           listeners: [...(r.bridge?.egress.listeners.values() ?? [])].map((l) => ({ id: l.id, name: l.name, track: l.track, codec: l.codec, forwarded: l.passthrough, packetsSent: l.sentPackets })),
         }));
         return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ sessions }) };

@@ -28,6 +28,8 @@ export interface PublishOptions {
   /** Payloads to cycle through (default: 80 bytes of 0x5a). */
   payloads?: Buffer[];
   telephoneEvent?: boolean;
+  /** Sequence numbers to skip rather than send (a lossy network). */
+  drop?: (seq: number) => boolean;
 }
 
 /**
@@ -124,6 +126,10 @@ async function publishOnce(whipUrl: string, token: string, opts: PublishOptions)
     startRtp(intervalMs = 20) {
       timer = setInterval(() => {
         if (!track.isOpen()) return;
+        if (opts.drop?.(seq)) {
+          seq++;
+          return;
+        }
         const payload = payloads[seq % payloads.length]!;
         const pkt = Buffer.alloc(12 + payload.length);
         pkt[0] = 0x80;
