@@ -30,7 +30,10 @@ test('`voxgate serve` with no configuration prints a dev token that publishes; S
     const [, url, devToken] = banner as unknown as [string, string, string];
     // http.port 0 picked a free port; the banner names it.
     assert.match(url!, /^http:\/\/127\.0\.0\.1:\d+$/);
-    const pub = await publishConnected(`${url}/whip`, devToken!);
+    const pub = await publishConnected(`${url}/whip`, devToken!).catch((err: Error) => {
+      // The gateway's own log says why (it is a child process: nothing else would show it).
+      throw new Error(`${err.message}\n--- voxgate log ---\n${p.stderr().slice(-4000)}`);
+    });
     p.child.kill('SIGTERM');
     assert.equal(await p.exited, 0);
     pub.close();

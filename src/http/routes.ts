@@ -367,7 +367,10 @@ export async function handleRequest(gw: Gateway, req: IncomingMessage, res: Serv
     if (reply) send(res, reply, cors, method === 'HEAD');
   } catch (err) {
     if (!(err instanceof VoxgateError)) throw err;
-    gw.log.info({ code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) }, err.message);
+    const fields = { code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) };
+    // A refusal is the client's to fix (info); a 5xx is ours, and its cause is what an operator needs.
+    if (err.status >= 500) gw.log.error({ ...fields, cause: err.cause instanceof Error ? err.cause.message : err.cause }, err.message);
+    else gw.log.info(fields, err.message);
     // Refusals before the WHIP endpoint saw the request (size, rate) are audited here.
     if (found && /^\/wh[ie]p\//.test(path + '/') && (method === 'POST' || method === 'PATCH' || method === 'DELETE')) {
       try {
