@@ -33,6 +33,14 @@ export interface Quality {
 
 const REPORT_INTERVAL_MS = 5000;
 
+/** What every bridge of a gateway shares; built once, handed to whatever makes bridges. */
+export interface MediaRuntime {
+  clock: Clock;
+  frameClock: FrameClock;
+  codecs: CodecPool;
+  maxJitterMs: number;
+}
+
 /**
  * Joins a WebRTC peer to an agent, in both directions, one 20 ms tick at a time:
  *   RTP -> stats/DTMF -> JitterBuffer -> decoder -> AgentSession
@@ -97,7 +105,7 @@ export class MediaBridge implements RtpSink, Leg {
     callId: string,
     source: { name: string; kind: string },
     private readonly out: { ssrc: number; cname: string },
-    private readonly deps: { clock: Clock; frameClock: FrameClock; codecs: CodecPool; log: Logger; maxJitterMs: number; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void; transfer?: (target: string) => Promise<void> },
+    private readonly deps: MediaRuntime & { log: Logger; onHangup: (reason: string) => void; onQuality?: (q: Quality) => void; transfer?: (target: string) => Promise<void> },
   ) {
     const a = plan.audio;
     this.#clockRate = rtpClockRate(a.codec);

@@ -17,6 +17,7 @@ import { WhepEndpoint } from '../whep/whep-endpoint.js';
 import { ListenerAuthenticator } from '../auth/listener-auth.js';
 import { AgentRegistry, type AgentFactory } from '../agent/registry.js';
 import { CodecPool } from '../audio/codec-pool.js';
+import type { MediaRuntime } from '../call/media-bridge.js';
 import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -102,6 +103,7 @@ export class Gateway {
     this.frameClock = new FrameClock(this.clock, (err) => this.log.error({ err }, 'media tick failed'));
     const codecThreads = config.media.codecThreads ?? Math.min(8, availableParallelism() - 1);
     this.codecs = new CodecPool(codecThreads, (err, what) => this.log.error({ err }, what));
+    const runtime: MediaRuntime = { clock: this.clock, frameClock: this.frameClock, codecs: this.codecs, maxJitterMs: config.media.jitterBufferMaxMs };
     this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
     this.whip = new WhipEndpoint({
       auth: this.auth,
@@ -117,9 +119,7 @@ export class Gateway {
       iceServers: config.iceServers,
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
       agents: this.agents,
-      frameClock: this.frameClock,
-      codecs: this.codecs,
-      maxJitterMs: config.media.jitterBufferMaxMs,
+      runtime,
       onQuality: (r, q) => {
         this.metrics.mos.observe(q.mos);
         // agent-protocols.md alert thresholds; logged when a call crosses them, not every 5 s.
@@ -172,7 +172,7 @@ export class Gateway {
     this.sip = new SipService({ config: config.sip, origins: config.cors.origins, tls: !!config.http.tls, clock: this.clock, log: this.log.child({ component: 'sip' }), audit: this.audit, metrics: sipMetrics });
     const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
     const agentCalls = new AgentCalls(
-      { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, frameClock: this.frameClock, codecs: this.codecs, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, maxJitterMs: config.media.jitterBufferMaxMs, domain: config.sip.domain },
+      { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, runtime, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, domain: config.sip.domain },
       config.sip.agents,
     );
     this.sipAgentCalls = agentCalls;

@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentRegistry } from '../agent/registry.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
-import type { CodecPool } from '../audio/codec-pool.js';
-import type { FrameClock } from '../audio/frame-clock.js';
 import { Call, type EndReason } from '../call/call.js';
 import type { CallTable } from '../call/call-table.js';
-import { MediaBridge } from '../call/media-bridge.js';
+import { MediaBridge, type MediaRuntime } from '../call/media-bridge.js';
 import { WebRtcLeg } from '../call/webrtc-leg.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { SourceConfig } from '../core/config.js';
@@ -27,12 +25,11 @@ export interface AgentCallsDeps {
   calls: CallTable;
   agents: AgentRegistry;
   clock: Clock;
-  frameClock: FrameClock;
-  codecs: CodecPool;
+  /** What every media bridge shares (frame clock, codec threads, jitter cap). */
+  runtime: MediaRuntime;
   log: Logger;
   media: MediaEndpointOptions;
   idleTimeoutMs: number;
-  maxJitterMs: number;
   domain: string;
 }
 
@@ -176,11 +173,8 @@ export class AgentCalls {
       call.addLeg('caller', leg);
       const log = deps.log.child({ session: id, sipCallId: header(req, 'Call-ID') });
       const bridge = new MediaBridge(peer, plan, agent, id, source, out, {
-        clock: deps.clock,
-        frameClock: deps.frameClock,
-        codecs: deps.codecs,
+        ...deps.runtime,
         log,
-        maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {
           log.info({ reason }, 'agent hung up');
           call!.closeByAgent(reason);

@@ -13,9 +13,7 @@ import { iceServerLinks } from '../webrtc/ice-servers.js';
 import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
 import type { AgentRegistry } from '../agent/registry.js';
-import type { CodecPool } from '../audio/codec-pool.js';
-import type { FrameClock } from '../audio/frame-clock.js';
-import { MediaBridge, type Quality } from '../call/media-bridge.js';
+import { MediaBridge, type MediaRuntime, type Quality } from '../call/media-bridge.js';
 import { randomBytes } from 'node:crypto';
 
 /** The HTTP face of a live WHIP session. */
@@ -41,9 +39,8 @@ export interface WhipEndpointDeps {
   iceServers: IceServerConfig[];
   idleTimeoutMs: number;
   agents: AgentRegistry;
-  frameClock: FrameClock;
-  codecs: CodecPool;
-  maxJitterMs: number;
+  /** What every media bridge shares (frame clock, codec threads, jitter cap). */
+  runtime: MediaRuntime;
   onQuality?: (resource: WhipResource, q: Quality) => void;
 }
 
@@ -95,11 +92,8 @@ export class WhipEndpoint {
       call.addLeg('publisher', leg);
       const log = deps.log.child({ session: sessionId });
       const bridge = new MediaBridge(peer, plan, agent, sessionId, source, out, {
-        clock: deps.clock,
-        frameClock: deps.frameClock,
-        codecs: deps.codecs,
+        ...deps.runtime,
         log,
-        maxJitterMs: deps.maxJitterMs,
         onHangup: (reason) => {
           log.info({ reason }, 'agent hung up');
           call.closeByAgent(reason);
