@@ -28,8 +28,9 @@ const KAMAILIO_CHILDREN = Number(process.env.BENCH_KAMAILIO_CHILDREN ?? 2);
 const DOMAIN = 'bench.test';
 const PASSWORD = 'bench-password';
 const USERS = 1000;
-const TSX = import.meta.resolve('tsx');
-const CLI = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The gateway runs as `npm start` runs it: the compiled dist/ (rebuilt first, so it is this tree). */
+const CLI = join(ROOT, 'dist/cli/main.js');
 const CLK_TCK = 100;
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
@@ -103,15 +104,23 @@ async function registerLoop(url: string, user: string, until: number, latencies:
   return done;
 }
 
-async function registrationRate(url: string, pids: number[]): Promise<{ perSecond: number; p50: number; p99: number; cores: number }> {
+async function registrationRate(url: string, pids: number[]): Promise<{ perSecond: number; p50: number; p99: number; cores: number; clientCores: number }> {
   const latencies: number[] = [];
   const s0 = procStat(pids);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const until = t0 + SECONDS * 1000;
   const counts = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => registerLoop(url, `u${i % USERS}`, until, latencies)));
   const secs = (performance.now() - t0) / 1000;
   const s1 = procStat(pids);
-  return { perSecond: counts.reduce((a, b) => a + b, 0) / secs, p50: pct(latencies, 50), p99: pct(latencies, 99), cores: (s1.cpu - s0.cpu) / secs };
+  const c1 = process.cpuUsage(c0);
+  return {
+    perSecond: counts.reduce((a, b) => a + b, 0) / secs,
+    p50: pct(latencies, 50),
+    p99: pct(latencies, 99),
+    cores: (s1.cpu - s0.cpu) / secs,
+    clientCores: (c1.user + c1.system) / 1e6 / secs,
+  };
 }
 
 function kamailioConfig(port: number): string {
@@ -302,14 +311,16 @@ async function main(): Promise<void> {
     }),
   );
   writeFileSync(join(dir, 'kamailio.cfg'), kamailioConfig(kamPort));
-  const gw = spawn(process.execPath, [...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
+  const gw = spawn(process.execPath, [...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean), CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   let kam: ChildProcess | undefined;
   const results: Record<string, Record<string, string | number>> = {};
   try {
     const voxUrl = `ws://127.0.0.1:${httpPort}/sip`;
     await waitFor('voxgate', () => wsOpens(voxUrl));
     const vox = await registrationRate(voxUrl, [gw.pid!]);
-    results.voxgate = { 'registrations/s': vox.perSecond.toFixed(0), 'p50 ms': vox.p50.toFixed(2), 'p99 ms': vox.p99.toFixed(2), 'server cores': vox.cores.toFixed(2) };
+    results.voxgate = { 'registrations/s': vox.perSecond.toFixed(0), 'p50 ms': vox.p50.toFixed(2), 'p99 ms': vox.p99.toFixed(2), 'server cores': vox.cores.toFixed(2), 'client cores': vox.clientCores.toFixed(2) };
 
     const bin = spawnSync('sh', ['-c', 'command -v kamailio'], { encoding: 'utf8' }).stdout.trim();
     if (bin) {
@@ -321,7 +332,7 @@ async function main(): Promise<void> {
         throw new Error(`${String(e)}\n${err.slice(-2000)}`);
       });
       const k = await registrationRate(kamUrl, [kam.pid!, ...childPids(kam.pid!)]);
-      results[`kamailio (tcp_children=${KAMAILIO_CHILDREN})`] = { 'registrations/s': k.perSecond.toFixed(0), 'p50 ms': k.p50.toFixed(2), 'p99 ms': k.p99.toFixed(2), 'server cores': k.cores.toFixed(2) };
+      results[`kamailio (tcp_children=${KAMAILIO_CHILDREN})`] = { 'registrations/s': k.perSecond.toFixed(0), 'p50 ms': k.p50.toFixed(2), 'p99 ms': k.p99.toFixed(2), 'server cores': k.cores.toFixed(2), 'client cores': k.clientCores.toFixed(2) };
       results.ratio = { 'voxgate / kamailio': (vox.perSecond / k.perSecond).toFixed(2) };
     } else {
       results.kamailio = { skipped: 'kamailio is not installed (apt-get install kamailio kamailio-websocket-modules)' };

@@ -62,3 +62,24 @@ test('an expired nonce with the right password is stale; a forged nonce is refus
   assert.equal((auth.verify(answer(forged, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here');
   assert.equal((auth.verify('Basic YWxpY2U6cHc=', 'REGISTER') as { reason: string }).reason, 'malformed Authorization header');
 });
+
+test('a nonce is forgotten after two lifetimes (a plain 401 then), and only when a new one is issued', () => {
+  let now = 1000;
+  const auth = new DigestAuthenticator('example.test', [{ user: 'alice', password: 'pw' }], () => now, 60_000);
+  const old = auth.challenges()[1]!;
+  now += 120_001;
+  // Still remembered: nothing was issued since, so nothing was swept.
+  assert.equal((auth.verify(answer(old, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'stale nonce');
+  const fresh = auth.challenges()[1]!;
+  assert.equal((auth.verify(answer(old, 'alice', 'pw', 'REGISTER', 'sip:example.test', '00000002'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here');
+  assert.equal(auth.verify(answer(fresh, 'alice', 'pw'), 'REGISTER').ok, true);
+});
+
+test('auth-params: quoted and token values, escapes, any spacing; malformed ones are refused', () => {
+  const p = parseAuthParams('digest  Username="a\\"b\\\\c" ,realm="x, y",nc=00000001 , qop=auth,  cnonce = "z"');
+  assert.deepEqual(Object.fromEntries(p!), { username: 'a"b\\c', realm: 'x, y', nc: '00000001', qop: 'auth', cnonce: 'z' });
+  assert.deepEqual(Object.fromEntries(parseAuthParams('Digest a="",b=')!), { a: '', b: '' });
+  for (const bad of ['Basic YWxpY2U6cHc=', 'Digest a="unterminated', 'Digest a="x"y', 'Digest novalue, b=1', 'Digest a b=1', 'Digest =x', 'Digest a="x\\']) {
+    assert.equal(parseAuthParams(bad), undefined, bad);
+  }
+});

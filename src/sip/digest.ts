@@ -1,12 +1,14 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { pooledRandom } from '../core/ids.js';
-import { splitList, unquote } from './grammar.js';
 
 /**
  * HTTP digest for SIP (RFC 3261 §22.4, RFC 8760): qop=auth with SHA-256 and MD5. JsSIP and
  * SIP.js understand only MD5 and keep only the last WWW-Authenticate header, so MD5 is
- * offered last. Nonces are self-validating (a timestamp and an HMAC), so any node can check
- * them; an expired one is answered with `stale=true` and the client retries silently.
+ * offered last. Nonces are 128 random bits kept in a table with their issue time and the
+ * highest nonce-count used (as Kamailio's auth module keeps them): checking one is a lookup,
+ * not a MAC. A WebSocket client answers a challenge on the flow it came on, so the node that
+ * issued a nonce is the one that sees it again. An expired nonce is answered with
+ * `stale=true` and the client retries silently.
  */
 export type DigestAlgorithm = 'MD5' | 'SHA-256';
 
@@ -29,32 +31,81 @@ export function digestHash(algorithm: DigestAlgorithm, text: string): string {
   return createHash(HASH[algorithm]).update(text).digest('hex');
 }
 
-/** `Digest a="b", c=d` auth-params, names lower-cased, quoted values unquoted. */
+const DIGEST_SCHEME = /^\s*Digest\s+/i;
+const PARAM_NAME = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
+
+const isSpace = (c: number) => c === 0x20 || c === 0x09;
+
+/**
+ * `Digest a="b", c=d` auth-params (RFC 7235 §2.1), names lower-cased, quoted values unquoted;
+ * undefined when it is not Digest or does not parse. One pass: every REGISTER and INVITE
+ * carries one.
+ */
 export function parseAuthParams(value: string): Map<string, string> | undefined {
-  const m = /^\s*Digest\s+(.*)$/is.exec(value);
-  if (!m) return undefined;
+  const scheme = DIGEST_SCHEME.exec(value);
+  if (!scheme) return undefined;
   const params = new Map<string, string>();
-  for (const part of splitList(m[1]!)) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) return undefined;
-    const name = part.slice(0, eq).trim().toLowerCase();
-    let v = part.slice(eq + 1).trim();
-    try {
-      if (v.startsWith('"')) v = unquote(v);
-    } catch {
-      return undefined;
+  const n = value.length;
+  let i = scheme[0].length;
+  while (i < n) {
+    const c = value.charCodeAt(i);
+    if (isSpace(c) || c === 0x2c) {
+      i++;
+      continue;
     }
-    params.set(name, v);
+    const eq = value.indexOf('=', i);
+    if (eq < 0) return undefined;
+    const name = value.slice(i, eq).trim();
+    if (!PARAM_NAME.test(name)) return undefined;
+    i = eq + 1;
+    while (i < n && isSpace(value.charCodeAt(i))) i++;
+    let v: string;
+    if (value.charCodeAt(i) === 0x22) {
+      // quoted-string: \x is x; the closing quote must be followed by a comma or the end.
+      let from = ++i;
+      v = '';
+      for (;;) {
+        if (i >= n) return undefined;
+        const q = value.charCodeAt(i);
+        if (q === 0x22) break;
+        if (q === 0x5c) {
+          v += value.slice(from, i);
+          from = ++i;
+        }
+        i++;
+      }
+      v += value.slice(from, i);
+      i++;
+      while (i < n && isSpace(value.charCodeAt(i))) i++;
+      if (i < n && value.charCodeAt(i) !== 0x2c) return undefined;
+    } else {
+      const comma = value.indexOf(',', i);
+      const end = comma < 0 ? n : comma;
+      v = value.slice(i, end).trim();
+      i = end;
+    }
+    params.set(name.toLowerCase(), v);
   }
   return params;
 }
 
+interface IssuedNonce {
+  issuedAt: number;
+  /** Highest nonce-count used with it (replay protection). */
+  nc: number;
+}
+
+/** Nonces remembered at most; the oldest go first (a flood of challenges cannot grow memory). */
+const MAX_NONCES = 100_000;
+
 export class DigestAuthenticator {
-  readonly #secret = randomBytes(32);
   /** Each user's HA1 per algorithm, hashed once from a password or taken as configured. */
   readonly #ha1s: Map<string, Partial<Record<DigestAlgorithm, string>>>;
-  /** Highest nonce-count seen per nonce (replay protection), bounded. */
-  readonly #nc = new Map<string, number>();
+  /**
+   * Issued nonces in issue order. One is kept for two lifetimes, so a client answering with an
+   * expired nonce hears `stale=true` rather than a plain 401.
+   */
+  readonly #nonces = new Map<string, IssuedNonce>();
 
   constructor(
     readonly realm: string,
@@ -91,8 +142,8 @@ export class DigestAuthenticator {
     if (!(algorithm in HASH)) return { ok: false, stale: false, user, reason: `algorithm ${algorithm} is not offered` };
     if (p.get('realm') !== this.realm) return { ok: false, stale: false, user, reason: `realm ${JSON.stringify(p.get('realm'))} is not ours` };
     const nonce = p.get('nonce') ?? '';
-    const age = this.#nonceAge(nonce);
-    if (age === undefined) return { ok: false, stale: false, user, reason: 'nonce was not issued here' };
+    const issued = this.#nonces.get(nonce);
+    if (issued === undefined) return { ok: false, stale: false, user, reason: 'nonce was not issued here' };
     const record = this.#ha1s.get(user);
     if (!record) return { ok: false, stale: false, user, reason: 'unknown user' };
     const ha1 = record[algorithm];
@@ -115,34 +166,24 @@ export class DigestAuthenticator {
       return { ok: false, stale: false, user, reason: 'wrong password' };
     }
     // Right password on an old nonce: ask again with stale=true (the client retries silently).
-    if (age > this.nonceTtlMs) return { ok: false, stale: true, user, reason: 'stale nonce' };
-    if (qop === 'auth' && !this.#freshCount(nonce, parseInt(p.get('nc')!, 16))) return { ok: false, stale: true, user, reason: 'replayed nonce count' };
+    if (this.now() - issued.issuedAt > this.nonceTtlMs) return { ok: false, stale: true, user, reason: 'stale nonce' };
+    if (qop === 'auth') {
+      const nc = parseInt(p.get('nc')!, 16);
+      if (nc <= issued.nc) return { ok: false, stale: true, user, reason: 'replayed nonce count' };
+      issued.nc = nc;
+    }
     return { ok: true, user, algorithm };
   }
 
   #nonce(): string {
-    const body = Buffer.alloc(16);
-    body.writeBigUInt64BE(BigInt(Math.floor(this.now())), 0);
-    pooledRandom(8).copy(body, 8);
-    const mac = createHmac('sha256', this.#secret).update(body).digest().subarray(0, 16);
-    return Buffer.concat([body, mac]).toString('base64url');
-  }
-
-  /** ms since the nonce was issued, or undefined when it is not one of ours. */
-  #nonceAge(nonce: string): number | undefined {
-    const raw = Buffer.from(nonce, 'base64url');
-    if (raw.length !== 32) return undefined;
-    const mac = createHmac('sha256', this.#secret).update(raw.subarray(0, 16)).digest().subarray(0, 16);
-    if (!timingSafeEqual(mac, raw.subarray(16))) return undefined;
-    return this.now() - Number(raw.readBigUInt64BE(0));
-  }
-
-  #freshCount(nonce: string, nc: number): boolean {
-    const last = this.#nc.get(nonce) ?? 0;
-    if (nc <= last) return false;
-    this.#nc.delete(nonce);
-    this.#nc.set(nonce, nc);
-    if (this.#nc.size > 100_000) this.#nc.delete(this.#nc.keys().next().value!);
-    return true;
+    const now = this.now();
+    // Forget what has passed two lifetimes, and the oldest beyond the cap.
+    for (const [old, { issuedAt }] of this.#nonces) {
+      if (now - issuedAt <= 2 * this.nonceTtlMs && this.#nonces.size < MAX_NONCES) break;
+      this.#nonces.delete(old);
+    }
+    const nonce = pooledRandom(16).toString('base64url');
+    this.#nonces.set(nonce, { issuedAt: now, nc: 0 });
+    return nonce;
   }
 }
