@@ -54,6 +54,10 @@ function splitAt(text: string, at: number[]): string[] {
 
 /** Splits a header value at top-level commas (not inside quotes or <>), RFC 3261 §7.3.1. */
 export function splitList(value: string): string[] {
+  if (!value.includes(',')) {
+    const one = value.trim();
+    return one ? [one] : [];
+  }
   return splitAt(value, topLevel(value, ',', true))
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
@@ -62,7 +66,10 @@ export function splitList(value: string): string[] {
 /** `;name=value;flag` generic parameters; names are case-insensitive, lower-cased. */
 export function parseParams(text: string): Map<string, string | null> {
   const params = new Map<string, string | null>();
-  for (const raw of splitAt(text, topLevel(text, ';', false))) {
+  if (!text) return params;
+  // Without quotes every ';' separates (the usual case: branch, tag, expires, transport).
+  const parts = text.includes('"') ? splitAt(text, topLevel(text, ';', false)) : text.split(';');
+  for (const raw of parts) {
     const part = raw.trim();
     if (!part) continue;
     const eq = part.indexOf('=');
@@ -101,7 +108,7 @@ export interface NameAddr {
  */
 export function parseNameAddr(value: string): NameAddr {
   const v = value.trim();
-  const lt = topLevel(v, '<', false)[0] ?? -1;
+  const lt = v.includes('"') ? topLevel(v, '<', false)[0] ?? -1 : v.indexOf('<');
   if (lt >= 0) {
     const gt = v.indexOf('>', lt);
     if (gt < 0) throw new SipParseError('"<" without ">"');

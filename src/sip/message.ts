@@ -65,6 +65,7 @@ export function canonicalName(name: string): string {
 /** Headers whose values may be comma-separated lists (§7.3.1); others are taken whole. */
 const LIST_HEADERS = new Set(['Via', 'Contact', 'Route', 'Record-Route', 'Supported', 'Require', 'Allow', 'Proxy-Require', 'Unsupported', 'Path']);
 
+const TOKEN_NAME = /^[A-Za-z0-9\-.!%*_+`'~]+$/;
 const REQUEST_LINE = /^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) (SIP\/\d+\.\d+)$/i;
 const STATUS_LINE = /^(SIP\/\d+\.\d+) (\d{3}) (.*)$/i;
 
@@ -81,10 +82,10 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
   while (buf[start] === 0x0d || buf[start] === 0x0a) start++;
   const end = buf.indexOf('\r\n\r\n', start);
   const headEnd = end < 0 ? buf.length : end;
-  const head = buf.subarray(start, headEnd).toString('utf8');
+  const head = buf.toString('utf8', start, headEnd);
   let body = end < 0 ? Buffer.alloc(0) : buf.subarray(end + 4);
-  const lines = head.split('\r\n');
-  const first = lines.shift() ?? '';
+  const firstEnd = head.indexOf('\r\n');
+  const first = firstEnd < 0 ? head : head.slice(0, firstEnd);
   let msg: SipMessage;
   const req = REQUEST_LINE.exec(first);
   const res = req ? null : STATUS_LINE.exec(first);
@@ -101,9 +102,15 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
   }
   if (msg.version !== 'SIP/2.0') throw new SipParseError(`${msg.version} is not supported`, 505);
 
-  // §7.3.1: a line starting with whitespace continues the previous header (folding).
-  for (const line of lines) {
-    if (/^[ \t]/.test(line)) {
+  // Every CRLF starts a line (so a stray trailing one is an empty, bad line).
+  let at = firstEnd < 0 ? -1 : firstEnd + 2;
+  while (at >= 0) {
+    const eol = head.indexOf('\r\n', at);
+    const line = eol < 0 ? head.slice(at) : head.slice(at, eol);
+    at = eol < 0 ? -1 : eol + 2;
+    // §7.3.1: a line starting with whitespace continues the previous header (folding).
+    const c0 = line.charCodeAt(0);
+    if (c0 === 0x20 || c0 === 0x09) {
       const prev = msg.headers[msg.headers.length - 1];
       if (!prev) throw new SipParseError('the first header line is a continuation');
       prev.value = `${prev.value} ${line.trim()}`.trim();
@@ -111,9 +118,15 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
     }
     const colon = line.indexOf(':');
     if (colon <= 0) throw new SipParseError(`bad header line ${JSON.stringify(line.slice(0, 60))}`);
-    const name = line.slice(0, colon).trim();
-    if (!/^[A-Za-z0-9\-.!%*_+`'~]+$/.test(name)) throw new SipParseError(`bad header name ${JSON.stringify(name.slice(0, 40))}`);
-    msg.headers.push({ name: canonicalName(name), value: line.slice(colon + 1).trim() });
+    let name = line.slice(0, colon);
+    // A spelling seen before is a known, valid name: no need to look at it again.
+    let canonical = SPELLINGS.get(name);
+    if (canonical === undefined) {
+      name = name.trim();
+      if (!TOKEN_NAME.test(name)) throw new SipParseError(`bad header name ${JSON.stringify(name.slice(0, 40))}`);
+      canonical = canonicalName(name);
+    }
+    msg.headers.push({ name: canonical, value: line.slice(colon + 1).trim() });
   }
 
   // §20.14 / §18.3: Content-Length frames the body; a shorter body is an error.
@@ -162,13 +175,18 @@ export function cseqOf(msg: SipMessage): number {
 /** Every value of a header, repeated lines and comma-separated lists alike. */
 export function headerList(msg: SipMessage, name: string): string[] {
   const n = canonicalName(name);
-  const values = msg.headers.filter((h) => h.name === n).map((h) => h.value);
-  return LIST_HEADERS.has(n) ? values.flatMap(splitList) : values;
+  const list = LIST_HEADERS.has(n);
+  const values: string[] = [];
+  for (const h of msg.headers) {
+    if (h.name !== n) continue;
+    if (list) values.push(...splitList(h.value));
+    else values.push(h.value);
+  }
+  return values;
 }
 
 export function serializeSipMessage(msg: SipMessage): string {
-  const first = msg.kind === 'request' ? `${msg.method} ${msg.uri} SIP/2.0` : `SIP/2.0 ${msg.status} ${msg.reason}`;
-  const headers = msg.headers.filter((h) => h.name !== 'Content-Length').map((h) => `${h.name}: ${h.value}`);
-  headers.push(`Content-Length: ${msg.body.length}`);
-  return `${first}\r\n${headers.join('\r\n')}\r\n\r\n${msg.body.toString('utf8')}`;
+  let text = msg.kind === 'request' ? `${msg.method} ${msg.uri} SIP/2.0\r\n` : `SIP/2.0 ${msg.status} ${msg.reason}\r\n`;
+  for (const h of msg.headers) if (h.name !== 'Content-Length') text += `${h.name}: ${h.value}\r\n`;
+  return `${text}Content-Length: ${msg.body.length}\r\n\r\n${msg.body.length ? msg.body.toString('utf8') : ''}`;
 }
