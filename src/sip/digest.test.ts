@@ -83,3 +83,12 @@ test('auth-params: quoted and token values, escapes, any spacing; malformed ones
     assert.equal(parseAuthParams(bad), undefined, bad);
   }
 });
+
+test('at most 100,000 nonces are remembered: past that the oldest is forgotten first', () => {
+  const auth = new DigestAuthenticator('example.test', [{ user: 'alice', password: 'pw' }], () => 1000);
+  const first = auth.challenges()[1]!;
+  const second = auth.challenges()[1]!;
+  for (let i = 0; i < 99_999; i++) auth.challenges();
+  assert.equal((auth.verify(answer(first, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here');
+  assert.equal(auth.verify(answer(second, 'alice', 'pw'), 'REGISTER').ok, true);
+});

@@ -106,6 +106,9 @@ export class DigestAuthenticator {
    * expired nonce hears `stale=true` rather than a plain 401.
    */
   readonly #nonces = new Map<string, IssuedNonce>();
+  /** The same nonces in issue order, from #head on. */
+  #order: string[] = [];
+  #head = 0;
 
   constructor(
     readonly realm: string,
@@ -177,13 +180,23 @@ export class DigestAuthenticator {
 
   #nonce(): string {
     const now = this.now();
-    // Forget what has passed two lifetimes, and the oldest beyond the cap.
-    for (const [old, { issuedAt }] of this.#nonces) {
-      if (now - issuedAt <= 2 * this.nonceTtlMs && this.#nonces.size < MAX_NONCES) break;
+    // Forget what has passed two lifetimes, and the oldest beyond the cap. The issue order is
+    // kept in a queue: deleting a Map's first entries over and over leaves holes that every
+    // later iteration from the start walks over.
+    while (this.#head < this.#order.length) {
+      const old = this.#order[this.#head]!;
+      const issued = this.#nonces.get(old);
+      if (issued !== undefined && now - issued.issuedAt <= 2 * this.nonceTtlMs && this.#nonces.size < MAX_NONCES) break;
       this.#nonces.delete(old);
+      this.#head++;
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#order.length) {
+      this.#order = this.#order.slice(this.#head);
+      this.#head = 0;
     }
     const nonce = pooledRandom(16).toString('base64url');
     this.#nonces.set(nonce, { issuedAt: now, nc: 0 });
+    this.#order.push(nonce);
     return nonce;
   }
 }
