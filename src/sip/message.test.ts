@@ -143,6 +143,7 @@ test('invalid RFC 4475-style messages are refused with a reason and the right st
     ['no Call-ID', REQ('OPTIONS sip:user@example.com SIP/2.0').replace('Call-ID: a84b4c76e66710\r\n', ''), /missing Call-ID/],
     ['garbage', 'hello world', /start line/],
     ['bad Via', REQ('OPTIONS sip:user@example.com SIP/2.0').replace('SIP/2.0/WS df7jal23ls0d.invalid', 'SIP/2.0 df7jal23ls0d.invalid'), /bad Via/],
+    ['empty Via', REQ('OPTIONS sip:user@example.com SIP/2.0').replace(/Via: [^\r]*/, 'Via: '), /empty Via/],
   ];
   for (const [name, text, reason, status] of cases) {
     assert.throws(

@@ -1,4 +1,4 @@
-import { parseCSeq, parseNameAddr, parseVia, SipParseError, splitList } from './grammar.js';
+import { parseCSeq, parseNameAddr, parseVia, SipParseError, splitList, type Via } from './grammar.js';
 
 export { SipParseError };
 
@@ -151,7 +151,10 @@ function validate(msg: SipMessage): void {
   if (msg.kind === 'request' && cseq.method !== msg.method) {
     throw new SipParseError(`CSeq method ${cseq.method} does not match the request method ${msg.method}`);
   }
-  for (const v of headerList(msg, 'Via')) parseVia(v);
+  const vias = headerList(msg, 'Via');
+  if (vias.length === 0) throw new SipParseError('empty Via');
+  TOP_VIA.set(msg, parseVia(vias[0]!));
+  for (let i = 1; i < vias.length; i++) parseVia(vias[i]!);
   parseNameAddr(header(msg, 'From')!);
   parseNameAddr(header(msg, 'To')!);
   const mf = header(msg, 'Max-Forwards');
@@ -159,6 +162,17 @@ function validate(msg: SipMessage): void {
   const ex = header(msg, 'Expires');
   if (ex !== undefined && !/^\d{1,10}$/.test(ex)) throw new SipParseError(`bad Expires ${JSON.stringify(ex.slice(0, 20))}`);
   if (msg.kind === 'response' && (msg.status < 100 || msg.status > 699)) throw new SipParseError(`status ${msg.status} out of range`);
+}
+
+/** The top Via of each parsed message, as the parser checked it (transactions match on it). */
+const TOP_VIA = new WeakMap<SipMessage, Via>();
+
+/** The top Via, parsed (undefined when the message has none); throws SipParseError when bad. */
+export function topVia(msg: SipMessage): Via | undefined {
+  const known = TOP_VIA.get(msg);
+  if (known) return known;
+  const top = headerList(msg, 'Via')[0];
+  return top === undefined ? undefined : parseVia(top);
 }
 
 /** The first value of a header (names case-insensitive, compact forms accepted). */

@@ -4,8 +4,8 @@ import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { ALLOW, hostOf, newTag, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './digest.js';
-import { parseSipUri, parseVia, SipParseError } from './grammar.js';
-import { cseqOf, header, headerList, parseSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import { parseSipUri, SipParseError } from './grammar.js';
+import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import { MemoryLocationStore, Registrar, type Binding } from './registrar.js';
 import { InviteServerTransaction, NonInviteServerTransaction } from './transaction/server.js';
 import { NonInviteClientTransaction, InviteClientTransaction } from './transaction/client.js';
@@ -158,8 +158,7 @@ export class SipService {
   }
 
   #onResponse(res: SipResponse, data: Buffer): void {
-    const top = headerList(res, 'Via')[0];
-    const via = top ? parseVia(top) : undefined;
+    const via = topVia(res);
     const branch = via?.params.get('branch');
     const method = header(res, 'CSeq')!.trim().split(/\s+/)[1]!;
     const entry = branch ? this.#client.get(`${branch}|${method}`) : undefined;
@@ -193,7 +192,7 @@ export class SipService {
 
   #onRequest(flow: SipFlow, req: SipRequest): void {
     const { metrics } = this.deps;
-    const branch = parseVia(headerList(req, 'Via')[0]!).params.get('branch') ?? '';
+    const branch = topVia(req)!.params.get('branch') ?? '';
     const key = `${branch}|${req.method === 'ACK' ? 'INVITE' : req.method}`;
     const existing = this.#server.get(key);
     if (existing) {
