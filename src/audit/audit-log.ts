@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, existsSync, writeSync, fstatSync, readSync } from 'node:fs';
 import type { Clock } from '../core/clock.js';
 
@@ -23,7 +23,7 @@ export interface AuditEntry {
 const GENESIS = '0'.repeat(64);
 
 function sha256Hex(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
+  return hash('sha256', s, 'hex');
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { pooledRandom } from '../core/ids.js';
 
 /**
@@ -28,7 +28,8 @@ export type DigestOutcome =
 const HASH: Record<DigestAlgorithm, string> = { MD5: 'md5', 'SHA-256': 'sha256' };
 
 export function digestHash(algorithm: DigestAlgorithm, text: string): string {
-  return createHash(HASH[algorithm]).update(text).digest('hex');
+  // One-shot crypto.hash (Node >= 20.12): half the cost of a Hash object for a short input.
+  return hash(HASH[algorithm], text, 'hex');
 }
 
 const DIGEST_SCHEME = /^\s*Digest\s+/i;
