@@ -296,7 +296,7 @@ export class SipService {
     const toHost = hostOf(header(req, 'To')!);
     const fail = (status: number, reason: string, extra: SipHeader[] = []) => {
       this.deps.metrics.registrations.inc({ outcome: String(status) });
-      this.#auditThen(incoming, { action: 'sip.register', outcome: 'error', status, user: aor ?? null, remote: flow.remote, reason }, () =>
+      this.#auditThen(incoming, { action: 'sip.register', outcome: 'error', status, user: aor ?? null, remote: flow.remote, reason, sourceKind: 'sip-ws' }, () =>
         incoming.respond(status, { headers: extra, reason: status === 400 || status === 403 ? capitalise(reason) : undefined }),
       );
     };
@@ -324,7 +324,7 @@ export class SipService {
       return { name: 'Contact', value: `<${b.contact}>;${params.join(';')}` };
     });
     this.deps.metrics.registrations.inc({ outcome: '200' });
-    const entry = { action: 'sip.register', outcome: 'ok' as const, status: 200, user: aor, remote: flow.remote, bindings: result.bindings.length, added: result.added, removed: result.removed, algorithm: outcome.algorithm };
+    const entry = { action: 'sip.register', outcome: 'ok' as const, status: 200, user: aor, remote: flow.remote, bindings: result.bindings.length, added: result.added, removed: result.removed, algorithm: outcome.algorithm, sourceKind: 'sip-ws' as const };
     this.#auditThen(incoming, entry, () => incoming.respond(200, { headers: [...contacts, { name: 'Date', value: new Date(now).toUTCString() }, ...capabilities()] }));
   }
 
@@ -332,8 +332,8 @@ export class SipService {
    * Audits, then answers: the answer goes out once the record is in the file (group commit:
    * one write for all the records of an event-loop turn), or 500 when it cannot be written.
    */
-  #auditThen(incoming: Incoming, entry: AuditEntry, answer: () => void): void {
-    this.deps.audit.append({ ...entry, sourceKind: 'sip-ws' }, (err) => {
+  #auditThen(incoming: Incoming, entry: AuditEntry & { sourceKind: 'sip-ws' }, answer: () => void): void {
+    this.deps.audit.append(entry, (err) => {
       if (!err) return answer();
       this.deps.log.error({ err }, 'audit write failed; the SIP request is refused');
       incoming.respond(500, { reason: 'Server Internal Error (audit log unavailable)' });
