@@ -34,6 +34,8 @@ const USERS = 1000;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The gateway runs as `npm start` runs it: the compiled dist/ (rebuilt first, so it is this tree). */
 const CLI = join(ROOT, 'dist/cli/main.js');
+/** Node's flags from the start script (the young generation's size), so the bench runs what npm start runs. */
+const START_FLAGS = /^node((?: --\S+)*) dist\/cli\/main\.js/.exec((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)![1]!.trim().split(' ').filter(Boolean);
 const CLK_TCK = 100;
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');
@@ -316,7 +318,7 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, 'kamailio.cfg'), kamailioConfig(kamPort));
   const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
-  const gw = spawn(process.execPath, [...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean), CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const gw = spawn(process.execPath, [...START_FLAGS, ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean), CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   let kam: ChildProcess | undefined;
   const results: Record<string, Record<string, string | number>> = {};
   try {

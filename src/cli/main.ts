@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 import { parseArgs } from 'node:util';
 import { verifyAuditFile } from '../audit/audit-log.js';
 import { signJwt } from '../auth/source-auth.js';
