@@ -103,8 +103,8 @@ export class DigestAuthenticator {
   /** Each user's HA1 per algorithm, hashed once from a password or taken as configured. */
   readonly #ha1s: Map<string, Partial<Record<DigestAlgorithm, string>>>;
   /**
-   * Issued nonces in issue order. One is kept for two lifetimes, so a client answering with an
-   * expired nonce hears `stale=true` rather than a plain 401.
+   * Issued nonces. One is kept for two lifetimes, so a client answering with an expired nonce
+   * hears `stale=true` rather than a plain 401.
    */
   readonly #nonces = new Map<string, IssuedNonce>();
   /** The same nonces in issue order, from #head on. */
