@@ -37,8 +37,8 @@ export interface PublishOptions {
  * Now and then the libdatachannel client reports 'closed' between its offer and our answer
  * ("Got a remote candidate without ICE transport"), more often on a busy machine; most likely
  * our connectivity checks reach it before it has applied the answer. Chromium copes with such
- * early checks. It is the test client failing, not the gateway, so the publish gets up to three
- * fresh clients.
+ * early checks. It is the test client failing, not the gateway, so the publish gets up to five
+ * fresh clients, with a growing pause between them.
  */
 export async function publishWithNdc(
   whipUrl: string,
@@ -54,6 +54,8 @@ async function withFreshClients<T>(attempt: () => Promise<T>): Promise<T> {
       return await attempt();
     } catch (err) {
       if (n === 5 || !String(err).includes('without ICE transport')) throw err;
+      // The failures come in bursts on a busy machine (a fresh-clone CI run had five in 70 ms).
+      await new Promise((resolve) => setTimeout(resolve, 100 * n));
     }
   }
 }
