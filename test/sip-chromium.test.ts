@@ -35,6 +35,7 @@ type Sip = {
     dtmf(d: string, t: string): void;
     sipjsDtmf(d: string): Promise<void>;
     hangup(): void;
+    closeMedia(): void;
     sipjsHangup(): Promise<void>;
     stop(): Promise<void> | void;
     state: { ua: { _transport: { socket: { _ws: WebSocket } } } };
@@ -142,6 +143,17 @@ describe('JsSIP and SIP.js in Chromium, over ws://', () => {
     const ended = auditOf('session.ended').at(-1)!;
     assert.equal(ended.reason, 'bye');
     assert.ok(auditOf('sip.invite').some((e) => e.outcome === 'ok' && e.user === 'alice' && e.status === 200));
+
+    // Media that closes without a BYE: after a moment for the BYE, the call ends as peer-closed
+    // and voxgate sends the BYE itself.
+    const again = sessions.length;
+    assert.deepEqual(await page.evaluate((d) => (window as unknown as Sip).vgSip.jssipCall(`sip:agent@${d}`), DOMAIN), { ok: true });
+    const second = await waitFor('the second agent session', () => sessions[again]);
+    await waitFor('media on the second call', async () => ((await analyseRemoteAudio(page, 400)).rms > 0.005 ? true : undefined), 15_000);
+    await page.evaluate(() => (window as unknown as Sip).vgSip.closeMedia());
+    await waitFor('the agent to see the call end', () => second.ended);
+    assert.equal(auditOf('session.ended').at(-1)!.reason, 'peer-closed');
+    await waitFor('our BYE at the page', async () => (await pageEvents(page)).some((e) => e.type === 'out:ended' && e.cause === 'Terminated'));
     await page.evaluate(() => (window as unknown as Sip).vgSip.stop());
     await page.close();
   });

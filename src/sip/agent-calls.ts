@@ -50,6 +50,7 @@ class AgentCall {
   /** The other party left while its referral was still ringing. */
   gone: 'bye' | 'flow-closed' | undefined;
   ackTimer: TimerHandle | undefined;
+  /** A moment for the other party to send its own BYE (after a transfer, or once its media closed). */
   graceTimer: TimerHandle | undefined;
   sdpVersion = 1;
 
@@ -92,6 +93,8 @@ interface Referral {
 const REFERRAL_RING_MS = 30_000;
 /** How long the transferor has to hang up after a completed transfer before voxgate does. */
 const TRANSFEROR_GRACE_MS = 5_000;
+/** How long a party whose media closed has to send its BYE before the call ends as peer-closed. */
+const PEER_CLOSED_GRACE_MS = 1_000;
 
 /**
  * INVITEs to `sip:agent@<domain>` (and `sip.agents` user parts): each becomes a Call whose
@@ -320,7 +323,14 @@ export class AgentCalls {
     ac.peer.on('state', (state, failure) => {
       if (this.#current.get(ac.call) !== ac) return;
       if (state === 'connected') ac.call.markConnected();
-      else if (state === 'failed') ac.call.close(failure ?? 'ice-failed');
+      else if (failure === 'peer-closed') {
+        // A UA hanging up sends BYE and closes its media at the same moment, and the DTLS
+        // close_notify may arrive first. The dialog decides how the call ended: the BYE gets a
+        // moment, and only without one does the call end as peer-closed.
+        ac.graceTimer ??= this.deps.clock.setTimeout(() => {
+          if (this.#current.get(ac.call) === ac) ac.call.close('peer-closed');
+        }, PEER_CLOSED_GRACE_MS);
+      } else if (state === 'failed') ac.call.close(failure ?? 'ice-failed');
     });
   }
 

@@ -98,6 +98,8 @@ window.vgSip = (() => {
       return done;
     },
     hangup() { state.session.terminate(); },
+    // The media goes (a crashed tab, a closed RTCPeerConnection) and no BYE is sent.
+    closeMedia() { state.session.connection.close(); },
     stop() { if (state.ua) state.ua.stop(); if (state.simple) return state.simple.disconnect(); },
     async sipjs(wsUrl, user, password, domain, autoAnswer) {
       const el = document.createElement('audio'); document.body.appendChild(el);
