@@ -183,8 +183,8 @@ describe('a storm of POSTs that never complete ICE', () => {
       const statuses = await Promise.all(
         Array.from({ length: 200 }, () => fetch(`${tg.url}/whip`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: offer }).then(async (r) => (await r.arrayBuffer(), r.status))),
       );
+      // (Not counted here: on a busy machine the first idle ones may already be gone, 1.5 s on.)
       assert.deepEqual(new Set(statuses), new Set([201]));
-      assert.equal((await adminSessions(tg.url)).length, 201);
       await waitFor('all 200 idle sessions to be reclaimed', async () => (await adminSessions(tg.url)).length === 1, 15_000);
       const remaining = await adminSessions(tg.url);
       assert.equal(remaining[0]!.id, live.location!.split('/').pop());
