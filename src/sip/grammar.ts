@@ -67,19 +67,32 @@ export function splitList(value: string): string[] {
 export function parseParams(text: string): Map<string, string | null> {
   const params = new Map<string, string | null>();
   if (!text) return params;
-  // Without quotes every ';' separates (the usual case: branch, tag, expires, transport).
-  const parts = text.includes('"') ? splitAt(text, topLevel(text, ';', false)) : text.split(';');
-  for (const raw of parts) {
-    const part = raw.trim();
-    if (!part) continue;
-    const eq = part.indexOf('=');
-    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
-    if (!isToken(name)) throw new SipParseError(`bad parameter name ${JSON.stringify(name.slice(0, 30))}`);
-    let value: string | null = eq < 0 ? null : part.slice(eq + 1).trim();
-    if (value !== null && value.startsWith('"')) value = unquote(value);
-    params.set(name, value);
+  if (text.includes('"')) {
+    for (const part of splitAt(text, topLevel(text, ';', false))) addParam(params, part);
+    return params;
   }
-  return params;
+  // Without quotes every ';' separates (the usual case: branch, tag, expires, transport).
+  let start = 0;
+  for (;;) {
+    const semi = text.indexOf(';', start);
+    if (semi < 0) {
+      addParam(params, text.slice(start));
+      return params;
+    }
+    if (semi > start) addParam(params, text.slice(start, semi));
+    start = semi + 1;
+  }
+}
+
+function addParam(params: Map<string, string | null>, raw: string): void {
+  const part = raw.trim();
+  if (!part) return;
+  const eq = part.indexOf('=');
+  const name = (eq < 0 ? part : part.slice(0, eq).trimEnd()).toLowerCase();
+  if (!isToken(name)) throw new SipParseError(`bad parameter name ${JSON.stringify(name.slice(0, 30))}`);
+  let value: string | null = eq < 0 ? null : part.slice(eq + 1).trimStart();
+  if (value !== null && value.startsWith('"')) value = unquote(value);
+  params.set(name, value);
 }
 
 /** A quoted-string's content with quoted-pairs resolved (RFC 3261 §25.1). */
@@ -136,16 +149,36 @@ export interface Via {
   params: Map<string, string | null>;
 }
 
+const VIA = /^\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*\/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*\/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(;.*)?$/s;
+/** `SIP/2.0/WS host[:port]` then `;` or the end: how clients write a Via, without odd spacing. */
+const PLAIN_VIA = /^SIP\/2\.0\/([A-Za-z]+) ([^;\s]+)(?=;|$)/;
+const SENT_BY = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::(\d{1,5}))?$/;
+
 /** One Via value: `SIP / 2.0 / UDP host:port ;params` (LWS allowed around the slashes). */
 export function parseVia(value: string): Via {
-  const m = /^\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*\/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*\/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(;.*)?$/s.exec(value);
-  if (!m) throw new SipParseError(`bad Via ${JSON.stringify(value.slice(0, 60))}`);
-  const [, name, version, transport, sentBy, params] = m as unknown as [string, string, string, string, string, string | undefined];
-  const hp = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::(\d{1,5}))?$/.exec(sentBy);
+  let protocol: string;
+  let transport: string;
+  let sentBy: string;
+  let params: string;
+  const plain = PLAIN_VIA.exec(value);
+  if (plain) {
+    protocol = 'SIP/2.0';
+    transport = plain[1]!;
+    sentBy = plain[2]!;
+    params = value.slice(plain[0].length);
+  } else {
+    const m = VIA.exec(value);
+    if (!m) throw new SipParseError(`bad Via ${JSON.stringify(value.slice(0, 60))}`);
+    protocol = `${m[1]!.toUpperCase()}/${m[2]!}`;
+    transport = m[3]!;
+    sentBy = m[4]!;
+    params = m[5] ?? '';
+  }
+  const hp = SENT_BY.exec(sentBy);
   if (!hp) throw new SipParseError(`bad Via sent-by ${JSON.stringify(sentBy.slice(0, 60))}`);
   const port = hp[2] === undefined ? undefined : Number(hp[2]);
   if (port !== undefined && port > 65535) throw new SipParseError(`Via port ${port} out of range`);
-  return { protocol: `${name.toUpperCase()}/${version}`, transport: transport.toUpperCase(), host: hp[1]!, port, params: parseParams(params ?? '') };
+  return { protocol, transport: transport.toUpperCase(), host: hp[1]!, port, params: parseParams(params) };
 }
 
 /** `CSeq: 4711 INVITE`; the number is below 2**31 (§8.1.1.5). */

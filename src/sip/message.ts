@@ -11,10 +11,14 @@ export interface SipHeader {
   value: string;
 }
 
+/** Where the parser keeps the top Via it checked (transactions match on it); not a header. */
+export const TOP_VIA: unique symbol = Symbol('topVia');
+
 interface Base {
   version: string;
   headers: SipHeader[];
   body: Buffer;
+  [TOP_VIA]?: Via;
 }
 
 export interface SipRequest extends Base {
@@ -93,32 +97,34 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
     const [, method, uri, version] = req as unknown as [string, string, string, string];
     if (uri.startsWith('<')) throw new SipParseError('the Request-URI must not be enclosed in <>');
     if (!/^[A-Za-z][A-Za-z0-9+\-.]*:/.test(uri)) throw new SipParseError(`bad Request-URI ${JSON.stringify(uri.slice(0, 60))}`);
-    msg = { kind: 'request', method, uri, version: version.toUpperCase(), headers: [], body };
+    msg = { kind: 'request', method, uri, version: version.toUpperCase(), headers: [], body, [TOP_VIA]: undefined };
   } else if (res) {
     const [, version, status, reason] = res as unknown as [string, string, string, string];
-    msg = { kind: 'response', status: Number(status), reason, version: version.toUpperCase(), headers: [], body };
+    msg = { kind: 'response', status: Number(status), reason, version: version.toUpperCase(), headers: [], body, [TOP_VIA]: undefined };
   } else {
     throw new SipParseError(`bad start line ${JSON.stringify(first.slice(0, 80))}`);
   }
   if (msg.version !== 'SIP/2.0') throw new SipParseError(`${msg.version} is not supported`, 505);
 
   // Every CRLF starts a line (so a stray trailing one is an empty, bad line).
+  const headers = msg.headers;
   let at = firstEnd < 0 ? -1 : firstEnd + 2;
   while (at >= 0) {
     const eol = head.indexOf('\r\n', at);
-    const line = eol < 0 ? head.slice(at) : head.slice(at, eol);
+    const lineEnd = eol < 0 ? head.length : eol;
+    const lineStart = at;
     at = eol < 0 ? -1 : eol + 2;
     // §7.3.1: a line starting with whitespace continues the previous header (folding).
-    const c0 = line.charCodeAt(0);
+    const c0 = head.charCodeAt(lineStart);
     if (c0 === 0x20 || c0 === 0x09) {
-      const prev = msg.headers[msg.headers.length - 1];
+      const prev = headers[headers.length - 1];
       if (!prev) throw new SipParseError('the first header line is a continuation');
-      prev.value = `${prev.value} ${line.trim()}`.trim();
+      prev.value = `${prev.value} ${head.slice(lineStart, lineEnd).trim()}`.trim();
       continue;
     }
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new SipParseError(`bad header line ${JSON.stringify(line.slice(0, 60))}`);
-    let name = line.slice(0, colon);
+    const colon = head.indexOf(':', lineStart);
+    if (colon <= lineStart || colon >= lineEnd) throw new SipParseError(`bad header line ${JSON.stringify(head.slice(lineStart, Math.min(lineEnd, lineStart + 60)))}`);
+    let name = head.slice(lineStart, colon);
     // A spelling seen before is a known, valid name: no need to look at it again.
     let canonical = SPELLINGS.get(name);
     if (canonical === undefined) {
@@ -126,11 +132,12 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
       if (!TOKEN_NAME.test(name)) throw new SipParseError(`bad header name ${JSON.stringify(name.slice(0, 40))}`);
       canonical = canonicalName(name);
     }
-    msg.headers.push({ name: canonical, value: line.slice(colon + 1).trim() });
+    headers.push({ name: canonical, value: head.slice(colon + 1, lineEnd).trim() });
   }
 
+  const known = collect(headers);
   // §20.14 / §18.3: Content-Length frames the body; a shorter body is an error.
-  const cl = header(msg, 'Content-Length');
+  const cl = known.contentLength;
   if (cl !== undefined) {
     if (!/^\d{1,9}$/.test(cl)) throw new SipParseError(`bad Content-Length ${JSON.stringify(cl.slice(0, 20))}`);
     const n = Number(cl);
@@ -138,38 +145,82 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
     body = body.subarray(0, n);
     msg.body = body;
   }
-  validate(msg);
+  validate(msg, known);
   return msg;
 }
 
-/** §8.1.1 / §8.2.2: the headers every request needs, and their syntax. */
-function validate(msg: SipMessage): void {
-  for (const name of ['Call-ID', 'CSeq', 'From', 'To', 'Via']) {
-    if (header(msg, name) === undefined) throw new SipParseError(`missing ${name}`);
+/** The first value of each header the parser checks, and every Via line, from one pass. */
+interface Known {
+  callId?: string;
+  cseq?: string;
+  from?: string;
+  to?: string;
+  contentLength?: string;
+  maxForwards?: string;
+  expires?: string;
+  vias: string[];
+}
+
+function collect(headers: SipHeader[]): Known {
+  const k: Known = { vias: [] };
+  for (const h of headers) {
+    switch (h.name) {
+      case 'Via':
+        k.vias.push(h.value);
+        break;
+      case 'Call-ID':
+        k.callId ??= h.value;
+        break;
+      case 'CSeq':
+        k.cseq ??= h.value;
+        break;
+      case 'From':
+        k.from ??= h.value;
+        break;
+      case 'To':
+        k.to ??= h.value;
+        break;
+      case 'Content-Length':
+        k.contentLength ??= h.value;
+        break;
+      case 'Max-Forwards':
+        k.maxForwards ??= h.value;
+        break;
+      case 'Expires':
+        k.expires ??= h.value;
+        break;
+    }
   }
-  const cseq = parseCSeq(header(msg, 'CSeq')!);
+  return k;
+}
+
+/** §8.1.1 / §8.2.2: the headers every request needs, and their syntax. */
+function validate(msg: SipMessage, k: Known): void {
+  if (k.callId === undefined) throw new SipParseError('missing Call-ID');
+  if (k.cseq === undefined) throw new SipParseError('missing CSeq');
+  if (k.from === undefined) throw new SipParseError('missing From');
+  if (k.to === undefined) throw new SipParseError('missing To');
+  if (k.vias.length === 0) throw new SipParseError('missing Via');
+  const cseq = parseCSeq(k.cseq);
   if (msg.kind === 'request' && cseq.method !== msg.method) {
     throw new SipParseError(`CSeq method ${cseq.method} does not match the request method ${msg.method}`);
   }
-  const vias = headerList(msg, 'Via');
+  const vias = k.vias.length === 1 ? splitList(k.vias[0]!) : k.vias.flatMap(splitList);
   if (vias.length === 0) throw new SipParseError('empty Via');
-  TOP_VIA.set(msg, parseVia(vias[0]!));
+  msg[TOP_VIA] = parseVia(vias[0]!);
   for (let i = 1; i < vias.length; i++) parseVia(vias[i]!);
-  parseNameAddr(header(msg, 'From')!);
-  parseNameAddr(header(msg, 'To')!);
-  const mf = header(msg, 'Max-Forwards');
+  parseNameAddr(k.from);
+  parseNameAddr(k.to);
+  const mf = k.maxForwards;
   if (mf !== undefined && (!/^\d{1,5}$/.test(mf) || Number(mf) > 255)) throw new SipParseError(`bad Max-Forwards ${JSON.stringify(mf.slice(0, 20))}`);
-  const ex = header(msg, 'Expires');
+  const ex = k.expires;
   if (ex !== undefined && !/^\d{1,10}$/.test(ex)) throw new SipParseError(`bad Expires ${JSON.stringify(ex.slice(0, 20))}`);
   if (msg.kind === 'response' && (msg.status < 100 || msg.status > 699)) throw new SipParseError(`status ${msg.status} out of range`);
 }
 
-/** The top Via of each parsed message, as the parser checked it (transactions match on it). */
-const TOP_VIA = new WeakMap<SipMessage, Via>();
-
 /** The top Via, parsed (undefined when the message has none); throws SipParseError when bad. */
 export function topVia(msg: SipMessage): Via | undefined {
-  const known = TOP_VIA.get(msg);
+  const known = msg[TOP_VIA];
   if (known) return known;
   const top = headerList(msg, 'Via')[0];
   return top === undefined ? undefined : parseVia(top);
