@@ -44,6 +44,9 @@ export class AuditLog {
   #batch: string[] = [];
   #waiting: ((err: Error | undefined) => void)[] = [];
   #scheduled = false;
+  /** The last record's time, formatted (a burst of records shares the millisecond). */
+  #lastMs = NaN;
+  #lastIso = '';
 
   constructor(
     readonly path: string,
@@ -121,7 +124,12 @@ export class AuditLog {
     // JSON.stringify({ seq, time, ...entry, prev }) without building that object: the entry is
     // serialised as it is and framed (an entry never has these four names; the type says so).
     const fields = JSON.stringify(entry);
-    const text = `{"seq":${this.#seq + 1},"time":"${new Date(this.clock.now()).toISOString()}"${fields.length > 2 ? `,${fields.slice(1, -1)}` : ''},"prev":"${this.#prev}"}`;
+    const now = this.clock.now();
+    if (now !== this.#lastMs) {
+      this.#lastMs = now;
+      this.#lastIso = new Date(now).toISOString();
+    }
+    const text = `{"seq":${this.#seq + 1},"time":"${this.#lastIso}"${fields.length > 2 ? `,${fields.slice(1, -1)}` : ''},"prev":"${this.#prev}"}`;
     const hash = sha256Hex(text);
     this.#seq += 1;
     this.#prev = hash;

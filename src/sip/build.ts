@@ -1,5 +1,5 @@
 import { pooledRandom } from '../core/ids.js';
-import { parseVia } from './grammar.js';
+import { parseVia, splitList } from './grammar.js';
 import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 
 /** Reason phrases (RFC 3261 §21 and the extensions voxgate answers with). */
@@ -36,16 +36,41 @@ export function buildResponse(
   status: number,
   opts: { reason?: string; toTag?: string; headers?: SipHeader[]; body?: string | Buffer; recordRoute?: boolean } = {},
 ): SipResponse {
-  const headers: SipHeader[] = [];
-  for (const v of headerList(req, 'Via')) headers.push({ name: 'Via', value: v });
-  if (opts.recordRoute) for (const v of headerList(req, 'Record-Route')) headers.push({ name: 'Record-Route', value: v });
-  headers.push({ name: 'From', value: header(req, 'From') ?? '' });
-  let to = header(req, 'To') ?? '';
+  // One pass over the request: every Via value in order, its Record-Routes, the first of the rest.
+  const vias: SipHeader[] = [];
+  const routes: SipHeader[] = [];
+  let from: string | undefined;
+  let to: string | undefined;
+  let callId: string | undefined;
+  let cseq: string | undefined;
+  for (const h of req.headers) {
+    switch (h.name) {
+      case 'Via':
+        for (const value of splitList(h.value)) vias.push({ name: 'Via', value });
+        break;
+      case 'Record-Route':
+        if (opts.recordRoute) for (const value of splitList(h.value)) routes.push({ name: 'Record-Route', value });
+        break;
+      case 'From':
+        from ??= h.value;
+        break;
+      case 'To':
+        to ??= h.value;
+        break;
+      case 'Call-ID':
+        callId ??= h.value;
+        break;
+      case 'CSeq':
+        cseq ??= h.value;
+        break;
+    }
+  }
+  to ??= '';
   if (status > 100 && opts.toTag && !/;\s*tag=/i.test(to)) to = `${to};tag=${opts.toTag}`;
-  headers.push({ name: 'To', value: to });
-  const callId = header(req, 'Call-ID');
+  const headers = vias.concat(routes);
+  headers.push({ name: 'From', value: from ?? '' }, { name: 'To', value: to });
   if (callId !== undefined) headers.push({ name: 'Call-ID', value: callId });
-  headers.push({ name: 'CSeq', value: header(req, 'CSeq') ?? '' });
+  headers.push({ name: 'CSeq', value: cseq ?? '' });
   headers.push(...(opts.headers ?? []));
   headers.push({ name: 'Server', value: SERVER });
   const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);

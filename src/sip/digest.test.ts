@@ -36,6 +36,29 @@ test('MD5 and SHA-256 answers verify with a password; a wrong password does not'
   assert.equal(auth.verify(answer(md5!, 'alice', 's3cret', 'INVITE'), 'REGISTER').ok, false);
 });
 
+test('the response compares as hex in either case; any other difference fails, whatever the URI was before', () => {
+  const auth = new DigestAuthenticator('example.test', [{ user: 'alice', password: 's3cret' }], () => 1000);
+  const md5 = auth.challenges()[1]!;
+  const responseOf = (a: string) => /response="([0-9a-f]+)"/.exec(a)![1]!;
+  const upper = answer(md5, 'alice', 's3cret', 'REGISTER', 'sip:example.test', '00000001');
+  assert.equal(auth.verify(upper.replace(responseOf(upper), responseOf(upper).toUpperCase()), 'REGISTER').ok, true);
+  // One character off, one short:
+  const good = answer(md5, 'alice', 's3cret', 'REGISTER', 'sip:example.test', '00000002');
+  const response = responseOf(good);
+  const flip = response.slice(0, -1) + (response.endsWith('0') ? '1' : '0');
+  // A digit d as the control character d - 0x20 (which differs from d only in the bit that case does).
+  const digit = response.search(/[0-9]/);
+  const control = response.slice(0, digit) + String.fromCharCode(response.charCodeAt(digit) - 0x20) + response.slice(digit + 1);
+  for (const bad of [flip, control, response.slice(0, -1)]) {
+    assert.deepEqual(auth.verify(good.replace(response, bad), 'REGISTER'), { ok: false, stale: false, user: 'alice', reason: 'wrong password' });
+  }
+  assert.equal(auth.verify(good, 'REGISTER').ok, true);
+  // H(method:uri) is remembered per URI: an answer for another URI is computed afresh.
+  const other = answer(md5, 'alice', 's3cret', 'REGISTER', 'sip:other.test', '00000003');
+  assert.equal(auth.verify(other.replace('uri="sip:other.test"', 'uri="sip:example.test"'), 'REGISTER').ok, false);
+  assert.equal(auth.verify(other, 'REGISTER').ok, true);
+});
+
 test('a stored HA1 verifies without the password', () => {
   const ha1 = digestHash('MD5', 'bob:example.test:pw');
   const auth = new DigestAuthenticator('example.test', [{ user: 'bob', ha1 }], () => 1000);

@@ -1,4 +1,4 @@
-import { hash, timingSafeEqual } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { pooledRandom } from '../core/ids.js';
 
 /**
@@ -90,6 +90,21 @@ export function parseAuthParams(value: string): Map<string, string> | undefined 
   return params;
 }
 
+/**
+ * A digest response against the expected lower-case hex, case-insensitively, in time that
+ * depends only on the length (the length of a hash is no secret).
+ */
+function sameHex(got: string, expected: string): boolean {
+  if (got.length !== expected.length) return false;
+  let diff = 0;
+  for (let i = 0; i < got.length; i++) {
+    const c = got.charCodeAt(i);
+    // A-F as a-f; nothing else changes.
+    diff |= (c >= 0x41 && c <= 0x46 ? c | 0x20 : c) ^ expected.charCodeAt(i);
+  }
+  return diff === 0;
+}
+
 interface IssuedNonce {
   issuedAt: number;
   /** Highest nonce-count used with it (replay protection). */
@@ -110,6 +125,7 @@ export class DigestAuthenticator {
   /** The same nonces in issue order, from #head on. */
   #order: string[] = [];
   #head = 0;
+  readonly #ha2s = new Map<string, string>();
 
   constructor(
     readonly realm: string,
@@ -153,7 +169,7 @@ export class DigestAuthenticator {
     const ha1 = record[algorithm];
     if (!ha1) return { ok: false, stale: false, user, reason: `no ${algorithm} credentials for this user` };
     const qop = p.get('qop');
-    const ha2 = digestHash(algorithm, `${method}:${p.get('uri') ?? ''}`);
+    const ha2 = this.#ha2(algorithm, method, p.get('uri') ?? '');
     let expected: string;
     if (qop === 'auth') {
       const nc = p.get('nc') ?? '';
@@ -165,8 +181,7 @@ export class DigestAuthenticator {
     } else {
       return { ok: false, stale: false, user, reason: `qop ${qop} is not offered` };
     }
-    const got = Buffer.from((p.get('response') ?? '').toLowerCase());
-    if (got.length !== expected.length || !timingSafeEqual(got, Buffer.from(expected))) {
+    if (!sameHex(p.get('response') ?? '', expected)) {
       return { ok: false, stale: false, user, reason: 'wrong password' };
     }
     // Right password on an old nonce: ask again with stale=true (the client retries silently).
@@ -177,6 +192,18 @@ export class DigestAuthenticator {
       issued.nc = nc;
     }
     return { ok: true, user, algorithm };
+  }
+
+  /** H(method:uri): a client sends the same few (REGISTER sip:domain) over and over. */
+  #ha2(algorithm: DigestAlgorithm, method: string, uri: string): string {
+    const key = `${algorithm} ${method} ${uri}`;
+    let ha2 = this.#ha2s.get(key);
+    if (ha2 === undefined) {
+      ha2 = digestHash(algorithm, `${method}:${uri}`);
+      if (this.#ha2s.size >= 1024) this.#ha2s.clear();
+      this.#ha2s.set(key, ha2);
+    }
+    return ha2;
   }
 
   #nonce(): string {

@@ -325,7 +325,7 @@ export class SipService {
     });
     this.deps.metrics.registrations.inc({ outcome: '200' });
     const entry = { action: 'sip.register', outcome: 'ok' as const, status: 200, user: aor, remote: flow.remote, bindings: result.bindings.length, added: result.added, removed: result.removed, algorithm: outcome.algorithm, sourceKind: 'sip-ws' as const };
-    this.#auditThen(incoming, entry, () => incoming.respond(200, { headers: [...contacts, { name: 'Date', value: new Date(now).toUTCString() }, ...capabilities()] }));
+    this.#auditThen(incoming, entry, () => incoming.respond(200, { headers: [...contacts, { name: 'Date', value: httpDate(now) }, ...capabilities()] }));
   }
 
   /**
@@ -361,12 +361,26 @@ export class SipService {
   }
 }
 
+const CAPABILITIES: readonly SipHeader[] = Object.freeze([
+  { name: 'Allow', value: ALLOW },
+  { name: 'Accept', value: 'application/sdp, application/dtmf-relay, message/sipfrag' },
+  { name: 'Supported', value: 'timer, replaces, outbound, path' },
+]);
+
 function capabilities(): SipHeader[] {
-  return [
-    { name: 'Allow', value: ALLOW },
-    { name: 'Accept', value: 'application/sdp, application/dtmf-relay, message/sipfrag' },
-    { name: 'Supported', value: 'timer, replaces, outbound, path' },
-  ];
+  return [...CAPABILITIES];
+}
+
+let dateSecond = NaN;
+let dateText = '';
+/** An HTTP-date for the Date header (§20.17), formatted once a second. */
+function httpDate(now: number): string {
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
 }
 
 function capitalise(s: string): string {

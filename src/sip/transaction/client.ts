@@ -3,18 +3,21 @@ import { T1, T2, T4, Transaction } from './transaction.js';
 
 export type InviteClientState = 'calling' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
 
+/** The legal moves, shared by every instance. */
+const INVITE_CLIENT_MOVES: Record<InviteClientState, InviteClientState[]> = {
+  calling: ['proceeding', 'completed', 'accepted', 'terminated'],
+  proceeding: ['proceeding', 'completed', 'accepted', 'terminated'],
+  completed: ['terminated'],
+  accepted: ['terminated'],
+  terminated: [],
+};
+
 /**
  * RFC 3261 §17.1.1 with RFC 6026 §8.4: a 2xx moves to Accepted (Timer M) so retransmitted
  * 2xx still reach the dialog; a 3xx-6xx is ACKed here and Timer D absorbs retransmissions.
  */
 export class InviteClientTransaction extends Transaction<InviteClientState> {
-  protected readonly transitions: Record<InviteClientState, InviteClientState[]> = {
-    calling: ['proceeding', 'completed', 'accepted', 'terminated'],
-    proceeding: ['proceeding', 'completed', 'accepted', 'terminated'],
-    completed: ['terminated'],
-    accepted: ['terminated'],
-    terminated: [],
-  };
+  protected readonly transitions = INVITE_CLIENT_MOVES;
 
   constructor(
     clock: Clock,
@@ -66,14 +69,17 @@ export class InviteClientTransaction extends Transaction<InviteClientState> {
 
 export type NonInviteClientState = 'trying' | 'proceeding' | 'completed' | 'terminated';
 
+/** The legal moves, shared by every instance. */
+const NON_INVITE_CLIENT_MOVES: Record<NonInviteClientState, NonInviteClientState[]> = {
+  trying: ['proceeding', 'completed', 'terminated'],
+  proceeding: ['proceeding', 'completed', 'terminated'],
+  completed: ['terminated'],
+  terminated: [],
+};
+
 /** RFC 3261 §17.1.2. */
 export class NonInviteClientTransaction extends Transaction<NonInviteClientState> {
-  protected readonly transitions: Record<NonInviteClientState, NonInviteClientState[]> = {
-    trying: ['proceeding', 'completed', 'terminated'],
-    proceeding: ['proceeding', 'completed', 'terminated'],
-    completed: ['terminated'],
-    terminated: [],
-  };
+  protected readonly transitions = NON_INVITE_CLIENT_MOVES;
 
   constructor(
     clock: Clock,

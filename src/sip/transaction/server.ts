@@ -3,19 +3,22 @@ import { T1, T2, T4, Transaction } from './transaction.js';
 
 export type InviteServerState = 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
 
+/** The legal moves, shared by every instance. */
+const INVITE_SERVER_MOVES: Record<InviteServerState, InviteServerState[]> = {
+  proceeding: ['proceeding', 'completed', 'accepted', 'terminated'],
+  completed: ['confirmed', 'terminated'],
+  confirmed: ['terminated'],
+  accepted: ['terminated'],
+  terminated: [],
+};
+
 /**
  * RFC 3261 §17.2.1 as updated by RFC 6026 §8.7: a 2xx moves to Accepted (Timer L absorbs
  * retransmitted INVITEs and lets ACKs through to the dialog); a 3xx-6xx is retransmitted
  * (Timer G, unreliable only) until the ACK, or Timer H gives up.
  */
 export class InviteServerTransaction extends Transaction<InviteServerState> {
-  protected readonly transitions: Record<InviteServerState, InviteServerState[]> = {
-    proceeding: ['proceeding', 'completed', 'accepted', 'terminated'],
-    completed: ['confirmed', 'terminated'],
-    confirmed: ['terminated'],
-    accepted: ['terminated'],
-    terminated: [],
-  };
+  protected readonly transitions = INVITE_SERVER_MOVES;
   #lastResponse: string | undefined;
 
   constructor(clock: Clock, reliable: boolean, id: string) {
@@ -73,14 +76,17 @@ export class InviteServerTransaction extends Transaction<InviteServerState> {
 
 export type NonInviteServerState = 'trying' | 'proceeding' | 'completed' | 'terminated';
 
+/** The legal moves, shared by every instance. */
+const NON_INVITE_SERVER_MOVES: Record<NonInviteServerState, NonInviteServerState[]> = {
+  trying: ['proceeding', 'completed', 'terminated'],
+  proceeding: ['proceeding', 'completed', 'terminated'],
+  completed: ['terminated'],
+  terminated: [],
+};
+
 /** RFC 3261 §17.2.2. */
 export class NonInviteServerTransaction extends Transaction<NonInviteServerState> {
-  protected readonly transitions: Record<NonInviteServerState, NonInviteServerState[]> = {
-    trying: ['proceeding', 'completed', 'terminated'],
-    proceeding: ['proceeding', 'completed', 'terminated'],
-    completed: ['terminated'],
-    terminated: [],
-  };
+  protected readonly transitions = NON_INVITE_SERVER_MOVES;
   #lastResponse: string | undefined;
 
   constructor(clock: Clock, reliable: boolean, id: string) {

@@ -24,7 +24,8 @@ export interface TransactionEvents<S extends string> extends Record<string, unkn
 export abstract class Transaction<S extends string> extends TypedEmitter<TransactionEvents<S>> {
   protected abstract readonly transitions: Record<S, S[]>;
   #state: S;
-  readonly #timers = new Map<string, TimerHandle>();
+  /** Made on the first timer that waits (a reliable non-INVITE server transaction never has one). */
+  #timers: Map<string, TimerHandle> | undefined;
 
   constructor(
     initial: S,
@@ -46,8 +47,8 @@ export abstract class Transaction<S extends string> extends TypedEmitter<Transac
     this.#state = to;
     this.emit('state', to);
     if (to === ('terminated' as S)) {
-      for (const t of this.#timers.values()) this.clock.clearTimeout(t);
-      this.#timers.clear();
+      if (this.#timers) for (const t of this.#timers.values()) this.clock.clearTimeout(t);
+      this.#timers = undefined;
       this.emit('terminated');
       this.removeAllListeners();
     }
@@ -63,23 +64,24 @@ export abstract class Transaction<S extends string> extends TypedEmitter<Transac
       fire();
       return;
     }
-    this.#timers.set(
+    (this.#timers ??= new Map()).set(
       name,
       this.clock.setTimeout(() => {
-        this.#timers.delete(name);
+        this.#timers?.delete(name);
         fire();
       }, ms),
     );
   }
 
   protected stopTimer(name: string): void {
-    const t = this.#timers.get(name);
-    if (t) this.clock.clearTimeout(t);
-    this.#timers.delete(name);
+    const t = this.#timers?.get(name);
+    if (t === undefined) return;
+    this.clock.clearTimeout(t);
+    this.#timers!.delete(name);
   }
 
   get pendingTimers(): string[] {
-    return [...this.#timers.keys()];
+    return this.#timers ? [...this.#timers.keys()] : [];
   }
 
   protected timedOut(): void {
