@@ -73,6 +73,13 @@ test('REGISTER: 401 with SHA-256 then MD5 challenges, 200 with the right passwor
   const reg = audit.filter((e) => e.action === 'sip.register');
   assert.ok(reg.some((e) => e.outcome === 'error' && e.user === 'alice' && e.reason === 'wrong password' && typeof e.remote === 'string'));
   assert.ok(reg.some((e) => e.outcome === 'ok' && e.user === 'alice' && e.status === 200));
+  // Counted by outcome, and the transactions by method and side.
+  const metrics = await (await fetch(`${t.url}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+  const count = (line: RegExp) => Number(line.exec(metrics)?.[1] ?? NaN);
+  assert.ok(count(/^voxgate_sip_registrations_total\{outcome="challenged"\} (\d+)$/m) >= 1, metrics);
+  assert.ok(count(/^voxgate_sip_registrations_total\{outcome="401"\} (\d+)$/m) >= 1, metrics);
+  assert.ok(count(/^voxgate_sip_registrations_total\{outcome="200"\} (\d+)$/m) >= 1, metrics);
+  assert.ok(count(/^voxgate_sip_transactions_total\{method="REGISTER",side="server"\} (\d+)$/m) >= 5, metrics);
 
   // Un-REGISTER (Expires: 0) removes the binding.
   const gone = await c.register('alice', 'alice-pw', DOMAIN, { expires: 0 });

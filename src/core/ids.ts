@@ -21,12 +21,13 @@ export function newToken(): string {
 const POOL = Buffer.alloc(4096);
 let poolAt = POOL.length;
 
-export function pooledRandom(n: number): Buffer {
+/** n random bytes from the pool, as hex or base64url text (no Buffer made on the way). */
+export function pooledRandom(n: number, encoding: 'hex' | 'base64url'): string {
   if (poolAt + n > POOL.length) {
     randomFillSync(POOL);
     poolAt = 0;
   }
-  const out = POOL.subarray(poolAt, poolAt + n);
+  const out = POOL.toString(encoding, poolAt, poolAt + n);
   poolAt += n;
   return out;
 }

@@ -16,15 +16,15 @@ export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NO
 export const SERVER = 'voxgate';
 
 export function newTag(): string {
-  return pooledRandom(6).toString('hex');
+  return pooledRandom(6, 'hex');
 }
 
 export function newBranch(): string {
-  return `z9hG4bK${pooledRandom(9).toString('base64url')}`;
+  return `z9hG4bK${pooledRandom(9, 'base64url')}`;
 }
 
 export function newCallId(): string {
-  return pooledRandom(12).toString('base64url');
+  return pooledRandom(12, 'base64url');
 }
 
 /**

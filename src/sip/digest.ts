@@ -222,7 +222,7 @@ export class DigestAuthenticator {
       this.#order = this.#order.slice(this.#head);
       this.#head = 0;
     }
-    const nonce = pooledRandom(16).toString('base64url');
+    const nonce = pooledRandom(16, 'base64url');
     this.#nonces.set(nonce, { issuedAt: now, nc: 0 });
     this.#order.push(nonce);
     return nonce;

@@ -66,6 +66,24 @@ export function canonicalName(name: string): string {
   return known;
 }
 
+/** Canonical names by length and lower-cased first letter, for canonicalAt. */
+const BY_SHAPE = new Map<number, string[]>();
+for (const name of CANONICAL.values()) {
+  const key = name.length * 128 + (name.charCodeAt(0) | 0x20);
+  BY_SHAPE.set(key, [...(BY_SHAPE.get(key) ?? []), name]);
+}
+
+/** The canonical name when text[start, end) is spelled exactly as it, else undefined. */
+function canonicalAt(text: string, start: number, end: number): string | undefined {
+  const candidates = BY_SHAPE.get((end - start) * 128 + (text.charCodeAt(start) | 0x20));
+  if (candidates === undefined) return undefined;
+  for (const name of candidates) if (text.startsWith(name, start)) return name;
+  return undefined;
+}
+
+/** Trimmed around header values: what String.prototype.trim takes that SIP's LWS allows. */
+const isLws = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+
 /** Headers whose values may be comma-separated lists (§7.3.1); others are taken whole. */
 const LIST_HEADERS = new Set(['Via', 'Contact', 'Route', 'Record-Route', 'Supported', 'Require', 'Allow', 'Proxy-Require', 'Unsupported', 'Path']);
 
@@ -124,15 +142,23 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
     }
     const colon = head.indexOf(':', lineStart);
     if (colon <= lineStart || colon >= lineEnd) throw new SipParseError(`bad header line ${JSON.stringify(head.slice(lineStart, Math.min(lineEnd, lineStart + 60)))}`);
-    let name = head.slice(lineStart, colon);
-    // A spelling seen before is a known, valid name: no need to look at it again.
-    let canonical = SPELLINGS.get(name);
+    // A name spelled as its canonical form is matched in place (no string made, nothing
+    // hashed); a spelling seen before is a known, valid name; only others are checked.
+    let canonical = canonicalAt(head, lineStart, colon);
     if (canonical === undefined) {
-      name = name.trim();
-      if (!TOKEN_NAME.test(name)) throw new SipParseError(`bad header name ${JSON.stringify(name.slice(0, 40))}`);
-      canonical = canonicalName(name);
+      const name = head.slice(lineStart, colon);
+      canonical = SPELLINGS.get(name);
+      if (canonical === undefined) {
+        const trimmed = name.trim();
+        if (!TOKEN_NAME.test(trimmed)) throw new SipParseError(`bad header name ${JSON.stringify(trimmed.slice(0, 40))}`);
+        canonical = canonicalName(trimmed);
+      }
     }
-    headers.push({ name: canonical, value: head.slice(colon + 1, lineEnd).trim() });
+    let from = colon + 1;
+    let to = lineEnd;
+    while (from < to && isLws(head.charCodeAt(from))) from++;
+    while (to > from && isLws(head.charCodeAt(to - 1))) to--;
+    headers.push({ name: canonical, value: head.slice(from, to) });
   }
 
   const known = collect(headers);
