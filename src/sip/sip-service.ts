@@ -98,7 +98,7 @@ export class SipService {
     this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000);
     this.registrar = new Registrar(new MemoryLocationStore(), { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600 }, () => deps.clock.now());
     this.transport = new WsTransport({ origins: deps.origins, maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalSeconds * 1000, tls: deps.tls, log });
-    this.transport.on('message', (flow, data) => this.#onMessage(flow, data));
+    this.transport.on('message', (flow, data) => this.receive(flow, data));
     this.transport.on('closed', (flow) => {
       const dropped = this.registrar.dropFlow(flow.id);
       if (dropped.length) log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
@@ -135,7 +135,8 @@ export class SipService {
     tx.start();
   }
 
-  #onMessage(flow: SipFlow, data: Buffer): void {
+  /** One SIP message from a flow: what the WebSocket transport hands over (and bench:sip-pipeline). */
+  receive(flow: SipFlow, data: Buffer): void {
     let msg;
     try {
       msg = parseSipMessage(data, { maxBytes: this.deps.config.maxMessageBytes });
