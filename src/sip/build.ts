@@ -1,6 +1,6 @@
 import { pooledRandom } from '../core/ids.js';
 import { parseVia, splitList } from './grammar.js';
-import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
+import { cseqOf, header, headerList, keyHeaders, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 
 /** Reason phrases (RFC 3261 §21 and the extensions voxgate answers with). */
 export const REASONS: Record<number, string> = {
@@ -36,41 +36,15 @@ export function buildResponse(
   status: number,
   opts: { reason?: string; toTag?: string; headers?: SipHeader[]; body?: string | Buffer; recordRoute?: boolean } = {},
 ): SipResponse {
-  // One pass over the request: every Via value in order, its Record-Routes, the first of the rest.
-  const vias: SipHeader[] = [];
-  const routes: SipHeader[] = [];
-  let from: string | undefined;
-  let to: string | undefined;
-  let callId: string | undefined;
-  let cseq: string | undefined;
-  for (const h of req.headers) {
-    switch (h.name) {
-      case 'Via':
-        for (const value of splitList(h.value)) vias.push({ name: 'Via', value });
-        break;
-      case 'Record-Route':
-        if (opts.recordRoute) for (const value of splitList(h.value)) routes.push({ name: 'Record-Route', value });
-        break;
-      case 'From':
-        from ??= h.value;
-        break;
-      case 'To':
-        to ??= h.value;
-        break;
-      case 'Call-ID':
-        callId ??= h.value;
-        break;
-      case 'CSeq':
-        cseq ??= h.value;
-        break;
-    }
-  }
-  to ??= '';
+  const k = keyHeaders(req.headers);
+  const headers: SipHeader[] = [];
+  for (const line of k.vias) for (const value of splitList(line)) headers.push({ name: 'Via', value });
+  if (opts.recordRoute) for (const line of k.recordRoutes) for (const value of splitList(line)) headers.push({ name: 'Record-Route', value });
+  let to = k.to ?? '';
   if (status > 100 && opts.toTag && !/;\s*tag=/i.test(to)) to = `${to};tag=${opts.toTag}`;
-  const headers = vias.concat(routes);
-  headers.push({ name: 'From', value: from ?? '' }, { name: 'To', value: to });
-  if (callId !== undefined) headers.push({ name: 'Call-ID', value: callId });
-  headers.push({ name: 'CSeq', value: cseq ?? '' });
+  headers.push({ name: 'From', value: k.from ?? '' }, { name: 'To', value: to });
+  if (k.callId !== undefined) headers.push({ name: 'Call-ID', value: k.callId });
+  headers.push({ name: 'CSeq', value: k.cseq ?? '' });
   headers.push(...(opts.headers ?? []));
   headers.push({ name: 'Server', value: SERVER });
   const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);

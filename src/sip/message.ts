@@ -161,7 +161,7 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
     headers.push({ name: canonical, value: head.slice(from, to) });
   }
 
-  const known = collect(headers);
+  const known = keyHeaders(headers);
   // §20.14 / §18.3: Content-Length frames the body; a shorter body is an error.
   const cl = known.contentLength;
   if (cl !== undefined) {
@@ -175,8 +175,11 @@ export function parseSipMessage(input: Buffer | string, opts: ParseOptions = {})
   return msg;
 }
 
-/** The first value of each header the parser checks, and every Via line, from one pass. */
-interface Known {
+/**
+ * From one pass over the headers: the first value of each header the parser checks or a
+ * response copies (§8.2.6), and every Via and Record-Route line as written.
+ */
+export interface KeyHeaders {
   callId?: string;
   cseq?: string;
   from?: string;
@@ -185,14 +188,18 @@ interface Known {
   maxForwards?: string;
   expires?: string;
   vias: string[];
+  recordRoutes: string[];
 }
 
-function collect(headers: SipHeader[]): Known {
-  const k: Known = { vias: [] };
+export function keyHeaders(headers: SipHeader[]): KeyHeaders {
+  const k: KeyHeaders = { vias: [], recordRoutes: [] };
   for (const h of headers) {
     switch (h.name) {
       case 'Via':
         k.vias.push(h.value);
+        break;
+      case 'Record-Route':
+        k.recordRoutes.push(h.value);
         break;
       case 'Call-ID':
         k.callId ??= h.value;
@@ -221,7 +228,7 @@ function collect(headers: SipHeader[]): Known {
 }
 
 /** §8.1.1 / §8.2.2: the headers every request needs, and their syntax. */
-function validate(msg: SipMessage, k: Known): void {
+function validate(msg: SipMessage, k: KeyHeaders): void {
   if (k.callId === undefined) throw new SipParseError('missing Call-ID');
   if (k.cseq === undefined) throw new SipParseError('missing CSeq');
   if (k.from === undefined) throw new SipParseError('missing From');
