@@ -57,6 +57,10 @@ test('the response compares as hex in either case; any other difference fails, w
   const other = answer(md5, 'alice', 's3cret', 'REGISTER', 'sip:other.test', '00000003');
   assert.equal(auth.verify(other.replace('uri="sip:other.test"', 'uri="sip:example.test"'), 'REGISTER').ok, false);
   assert.equal(auth.verify(other, 'REGISTER').ok, true);
+  // A URI too long to be remembered is checked all the same.
+  const long = `sip:example.test;x=${'a'.repeat(300)}`;
+  assert.equal(auth.verify(answer(md5, 'alice', 's3cret', 'REGISTER', long, '00000004'), 'REGISTER').ok, true);
+  assert.equal(auth.verify(answer(md5, 'alice', 's3cret', 'REGISTER', long, '00000005').replace(`uri="${long}"`, `uri="${long}b"`), 'REGISTER').ok, false);
 });
 
 test('a stored HA1 verifies without the password', () => {

@@ -196,6 +196,9 @@ export class DigestAuthenticator {
 
   /** H(method:uri): a client sends the same few (REGISTER sip:domain) over and over. */
   #ha2(algorithm: DigestAlgorithm, method: string, uri: string): string {
+    // A long URI is hashed, not kept: 1,024 of them, each as long as a message, would be
+    // megabytes held for anyone who has asked for a nonce.
+    if (uri.length > 256) return digestHash(algorithm, `${method}:${uri}`);
     const key = `${algorithm} ${method} ${uri}`;
     let ha2 = this.#ha2s.get(key);
     if (ha2 === undefined) {
