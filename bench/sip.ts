@@ -7,7 +7,10 @@
  *    client, against Kamailio (Debian kamailio + kamailio-websocket-modules, a minimal
  *    in-memory registrar written here, loopback only), BENCH_SIP_ROUNDS times each (default
  *    3, alternating). Prints the median rates and their ratio. The gateway runs from dist/,
- *    rebuilt first, as `npm start` runs it.
+ *    rebuilt first, as `npm start` runs it. A third server takes the same rounds: the floor
+ *    (bench/sip-floor-server.ts), Node and `ws` answering with canned text and no SIP work,
+ *    which shows what the event loop and the loopback sockets cost before any SIP is done.
+ *    Every row gives the server's CPU per registration.
  * 2. INVITE -> 200 OK latency for calls to an agent (the echo agent, so the agent's own cost
  *    is left out), one call at a time from node-datachannel offers, and the calls held:
  *    BENCH_SIP_CALLS (default 100) calls connected and sending 20 ms Opus at once, with the
@@ -320,6 +323,8 @@ async function main(): Promise<void> {
   if (build.status !== 0) throw new Error('npm run build failed');
   const gw = spawn(process.execPath, [...START_FLAGS, ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean), CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'] });
   let kam: ChildProcess | undefined;
+  let floor: ChildProcess | undefined;
+  const floorPort = kamPort + 300;
   const results: Record<string, Record<string, string | number>> = {};
   try {
     const voxUrl = `ws://127.0.0.1:${httpPort}/sip`;
@@ -335,6 +340,7 @@ async function main(): Promise<void> {
         'p99 ms': mid.p99.toFixed(2),
         'server cores': mid.cores.toFixed(2),
         'client cores': mid.clientCores.toFixed(2),
+        'server µs per registration': ((mid.cores / mid.perSecond) * 1e6).toFixed(1),
       };
     };
     const bin = spawnSync('sh', ['-c', 'command -v kamailio'], { encoding: 'utf8' }).stdout.trim();
@@ -350,14 +356,20 @@ async function main(): Promise<void> {
     } else {
       results.kamailio = { skipped: 'kamailio is not installed (apt-get install kamailio kamailio-websocket-modules)' };
     }
-    // Rounds alternate between the two servers, so a noisy neighbour on this shared machine
-    // lands on both; the medians are compared.
+    floor = spawn(process.execPath, [...START_FLAGS, '--import', 'tsx', join(ROOT, 'bench/sip-floor-server.ts'), String(floorPort)], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+    const floorUrl = `ws://127.0.0.1:${floorPort}/`;
+    await waitFor('the floor server', () => wsOpens(floorUrl));
+    // Rounds alternate between the servers, so a noisy neighbour on this shared machine
+    // lands on all of them; the medians are compared.
     const vox: Rate[] = [];
     const kamRuns: Rate[] = [];
+    const floorRuns: Rate[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       vox.push(await registrationRate(voxUrl, [gw.pid!]));
       if (kamUrl) kamRuns.push(await registrationRate(kamUrl, [kam!.pid!, ...childPids(kam!.pid!)]));
+      floorRuns.push(await registrationRate(floorUrl, [floor.pid!]));
     }
+    floor.kill('SIGTERM');
     results.voxgate = row(vox);
     if (kamRuns.length) {
       results[`kamailio (tcp_children=${KAMAILIO_CHILDREN})`] = row(kamRuns);
@@ -366,10 +378,12 @@ async function main(): Promise<void> {
         'per round': vox.map((v, n) => (v.perSecond / kamRuns[n]!.perSecond).toFixed(2)).join(' '),
       };
     }
+    results['floor: node+ws, no SIP'] = row(floorRuns);
     kam?.kill('SIGTERM');
     results['agent calls'] = await agentCalls(voxUrl, gw.pid!);
   } finally {
     kam?.kill('SIGKILL');
+    floor?.kill('SIGKILL');
     gw.kill('SIGTERM');
     await new Promise((r) => gw.once('exit', r));
     rmSync(dir, { recursive: true, force: true });
