@@ -35,6 +35,16 @@ class TestAgentServer {
       ws.on('message', (d) => call.messages.push(JSON.parse(d.toString()) as Msg));
     });
   }
+  /**
+   * The agent connection for one WHIP session, found by the session id the start message
+   * carries. Not by order: a publisher that publishConnected replaced also had its call.
+   */
+  callFor(location: string): Promise<{ ws: WebSocket; messages: Msg[] }> {
+    const session = location.split('/').pop();
+    return waitFor(`the agent connection for ${session}`, () =>
+      this.calls.find((c) => (c.messages[1] as { start?: { customParameters?: Record<string, string> } } | undefined)?.start?.customParameters?.session === session),
+    );
+  }
   get url(): string {
     return `ws://127.0.0.1:${(this.wss.address() as { port: number }).port}/stream`;
   }
@@ -73,7 +83,7 @@ describe('Twilio Media Streams adapter', () => {
   test('every message is exact; the agent hears the caller, is heard back, gets DTMF, marks and clear work, stop ends it', async () => {
     const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50), telephoneEvent: true });
     pub.startRtp();
-    const call = await waitFor('the agent connection', () => agent.calls[0]);
+    const call = await agent.callFor(pub.location!);
     await waitFor('100 media messages', () => call.messages.filter((m) => m.event === 'media').length >= 100);
 
     // connected first, without a sequence number; then start with sequenceNumber "1".
@@ -156,7 +166,7 @@ describe('Twilio Media Streams adapter', () => {
   test('an agent socket that closes mid-call ends the call with agent-disconnected, audited', async () => {
     const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: opusTone(1000, 50) });
     pub.startRtp();
-    const call = await waitFor('a second agent connection', () => agent.calls[1]);
+    const call = await agent.callFor(pub.location!);
     await waitFor('media', () => call.messages.some((m) => m.event === 'media'));
     call.ws.close();
     const id = pub.location!.split('/').pop()!;
