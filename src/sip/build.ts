@@ -1,5 +1,5 @@
 import { pooledRandom } from '../core/ids.js';
-import { parseVia, splitList } from './grammar.js';
+import { parseNameAddr, parseSipUri, parseVia, splitList } from './grammar.js';
 import { cseqOf, header, headerList, keyHeaders, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 
 /** Reason phrases (RFC 3261 §21 and the extensions voxgate answers with). */
@@ -12,7 +12,8 @@ export const REASONS: Record<number, string> = {
   505: 'Version Not Supported',
 };
 
-export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, REGISTER, MESSAGE';
+// MESSAGE (RFC 3428) is not handled, so it is not advertised: it gets 405 like SUBSCRIBE.
+export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, REGISTER';
 export const SERVER = 'voxgate';
 
 export function newTag(): string {
@@ -79,15 +80,29 @@ export function tagOf(value: string | undefined): string | undefined {
   return value ? /;\s*tag=([^;\s>]+)/i.exec(value)?.[1] : undefined;
 }
 
-/** The user part of the URI in a name-addr or a bare URI. */
-export function userOf(uri: string): string | undefined {
-  const m = /^(?:[^<]*<)?sips?:([^@;>]+)@/i.exec(uri.trim());
-  return m ? decodeURIComponent(m[1]!) : undefined;
+/**
+ * The user (unescaped) and host (lower-cased) of the SIP URI in a name-addr, addr-spec or bare
+ * URI, read with the grammar (§20.10, §19.1): a display name may hold any character, `@` too.
+ * Undefined when the value is not a sip:/sips: address.
+ */
+export function sipAddressOf(value: string): { user: string | undefined; host: string } | undefined {
+  try {
+    const uri = parseSipUri(parseNameAddr(value).uri);
+    return { user: uri.user === undefined ? undefined : decodeURIComponent(uri.user), host: uri.host };
+  } catch {
+    return undefined;
+  }
 }
 
-/** The host of a SIP URI or name-addr, lower-cased (undefined without a user@host part). */
-export function hostOf(uri: string): string | undefined {
-  return /@([^;:>?]+)/.exec(uri)?.[1]?.toLowerCase();
+/** The user part of the SIP URI in a name-addr or a bare URI. */
+export function userOf(value: string): string | undefined {
+  return sipAddressOf(value)?.user;
+}
+
+/** The host of a SIP URI or name-addr, lower-cased (undefined when it is not a SIP address with a user part). */
+export function hostOf(value: string): string | undefined {
+  const a = sipAddressOf(value);
+  return a?.user === undefined ? undefined : a.host;
 }
 
 /** The URI inside a name-addr (or the value itself when there are no brackets). */

@@ -2,7 +2,7 @@ import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { ALLOW, hostOf, newTag, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
+import { ALLOW, newTag, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -293,8 +293,9 @@ export class SipService {
 
   #register(incoming: Incoming): void {
     const { req, flow } = incoming;
-    const aor = userOf(header(req, 'To')!);
-    const toHost = hostOf(header(req, 'To')!);
+    const to = sipAddressOf(header(req, 'To')!);
+    const aor = to?.user;
+    const toHost = to?.host;
     const fail = (status: number, reason: string, extra: SipHeader[] = []) => {
       this.deps.metrics.registrations.inc({ outcome: String(status) });
       this.#auditThen(incoming, { action: 'sip.register', outcome: 'error', status, user: aor ?? null, remote: flow.remote, reason, sourceKind: 'sip-ws' }, () =>
