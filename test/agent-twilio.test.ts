@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import opus from '@discordjs/opus';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeG711, encodeG711 } from '../src/audio/g711.js';
-import { tone, toneSnrDb } from '../src/audio/test-signals.js';
+import { rms, tone, toneSnrDb } from '../src/audio/test-signals.js';
 import { parseRtp } from '../src/rtp/packet.js';
 import { publishConnected, publishWithNdc } from './helpers/ndc-publisher.js';
 import { SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
@@ -21,6 +21,39 @@ function opusTone(hz: number, frames: number): Buffer[] {
   const enc = new opus.OpusEncoder(48000, 1);
   const pcm = tone(hz, 48000, 960 * frames, 12000);
   return Array.from({ length: frames }, (_, f) => enc.encode(Buffer.from(pcm.buffer, f * 1920, 1920)));
+}
+
+/**
+ * Counts the caller's received Opus packets that carry a tone, decoding them in arrival order
+ * with one decoder (Opus is stateful) as far as asked.
+ */
+class TonePackets {
+  readonly #dec = new opus.OpusEncoder(48000, 1);
+  #flags: boolean[] = [];
+  end = 0;
+  bestSnrDb = -Infinity;
+  constructor(
+    private readonly packets: Buffer[],
+    private readonly hz: number,
+  ) {}
+  /** Decodes up to `n` (earlier packets are decoded but not counted after skipTo). */
+  #decode(n: number): void {
+    for (; this.end < n; this.end++) {
+      const pcm = new Int16Array(this.#dec.decode(parseRtp(this.packets[this.end]!).payload).buffer.slice(0));
+      const snr = rms(pcm) > 1000 ? toneSnrDb(pcm, this.hz, 48000) : -Infinity;
+      this.bestSnrDb = Math.max(this.bestSnrDb, snr);
+      this.#flags.push(snr > 6);
+    }
+  }
+  skipTo(n: number): void {
+    this.#decode(n);
+    this.#flags = this.#flags.map(() => false);
+  }
+  /** Tone packets among the first `n` received (after skipTo). */
+  count(n: number): number {
+    this.#decode(n);
+    return this.#flags.slice(0, n).filter(Boolean).length;
+  }
 }
 
 /** A Media Streams agent: records what it gets; `sockets` gives the test control of each call. */
@@ -59,6 +92,10 @@ describe('Twilio Media Streams adapter', () => {
   let tg: TestGateway;
   let silent: Server;
   let silentPort: number;
+  /** An agent whose handshakes wait until the test lets them through. */
+  let slow: WebSocketServer;
+  const held: (() => void)[] = [];
+  const slowCalls: { ws: WebSocket; messages: Msg[] }[] = [];
 
   before(async () => {
     agent = new TestAgentServer();
@@ -67,10 +104,18 @@ describe('Twilio Media Streams adapter', () => {
     silent = createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     silentPort = (silent.address() as { port: number }).port;
+    slow = new WebSocketServer({ port: 0, host: '127.0.0.1', verifyClient: (_info, done) => held.push(() => done(true)) });
+    slow.on('connection', (ws) => {
+      const call = { ws, messages: [] as Msg[] };
+      slowCalls.push(call);
+      ws.on('message', (d) => call.messages.push(JSON.parse(d.toString()) as Msg));
+    });
+    await new Promise((r) => slow.once('listening', r));
     tg = await startGateway({
       sources: [
         { name: 'phone-widget', kind: 'browser', token: SOURCE_TOKEN, agent: { type: 'twilio-stream', url: agent.url, customParameters: { tenant: 'acme' } } },
         { name: 'dead-agent', kind: 'browser', token: 'dead-agent-token-0123456789', agent: { type: 'twilio-stream', url: `ws://127.0.0.1:${silentPort}/`, connectTimeoutMs: 500 } },
+        { name: 'slow-agent', kind: 'browser', token: 'slow-agent-token-0123456789', agent: { type: 'twilio-stream', url: `ws://127.0.0.1:${(slow.address() as { port: number }).port}/`, connectTimeoutMs: 20_000 } },
       ],
     });
   });
@@ -78,6 +123,8 @@ describe('Twilio Media Streams adapter', () => {
     await tg?.stop();
     await agent?.close();
     silent?.close();
+    for (const c of slow?.clients ?? []) c.terminate();
+    await new Promise((r) => slow?.close(r));
   });
 
   test('every message is exact; the agent hears the caller, is heard back, gets DTMF, marks and clear work, stop ends it', async () => {
@@ -119,35 +166,36 @@ describe('Twilio Media Streams adapter', () => {
     const dtmf = await waitFor('dtmf', () => call.messages.find((m) => m.event === 'dtmf')) as Msg & { dtmf: unknown };
     assert.deepEqual(dtmf.dtmf, { track: 'inbound_track', digit: '5' });
 
-    // The agent speaks 1 s of 440 Hz, then a mark: the mark comes back once that second is played.
+    // The agent speaks 1 s of 440 Hz, then a mark: the mark comes back once that second has
+    // been played, which the caller can tell from what it received by the time the mark came.
     const sid = start.streamSid;
     const speech = encodeG711(tone(440, 8000, 8000, 12000), 'pcmu');
-    const received0 = pub.received.length;
-    const t0 = Date.now();
+    const heard = new TonePackets(pub.received, 440);
+    heard.skipTo(pub.received.length);
     call.ws.send(JSON.stringify({ event: 'media', streamSid: sid, media: { payload: speech.toString('base64') } }));
     call.ws.send(JSON.stringify({ event: 'mark', streamSid: sid, mark: { name: 'greeting-done' } }));
     const mark = (await waitFor('the mark echo', () => call.messages.find((m) => m.event === 'mark'), 5000)) as Msg & { mark: { name: string } };
-    const markMs = Date.now() - t0;
     assert.equal(mark.mark.name, 'greeting-done');
-    assert.ok(markMs >= 900 && markMs < 1600, `mark echoed after ${markMs} ms, when the 1 s of audio had played`);
-    // What the caller heard meanwhile is the agent's 440 Hz, decoded from voxgate's Opus RTP.
-    const dec = new opus.OpusEncoder(48000, 1);
-    const heard = pub.received.slice(received0 + 10, received0 + 45).map((b) => dec.decode(parseRtp(b).payload));
-    const heardPcm = new Int16Array(Buffer.concat(heard).buffer.slice(0));
-    assert.ok(toneSnrDb(heardPcm, 440, 48000) > 10, `caller hears 440 Hz (SNR ${toneSnrDb(heardPcm, 440, 48000).toFixed(1)} dB)`);
+    const beforeMark = heard.count(pub.received.length);
+    // 50 frames of tone; the first one or two are the encoder ramping up from silence.
+    assert.ok(beforeMark >= 45, `the caller had received ${beforeMark} of the 50 tone frames when the mark came back`);
+    await waitFor('a few more packets', () => pub.received.length > heard.end + 25);
+    assert.ok(heard.count(pub.received.length) - beforeMark <= 3, 'no more than the frames in flight arrive after the mark');
+    // What the caller heard is the agent's 440 Hz, decoded from voxgate's Opus RTP.
+    assert.ok(heard.bestSnrDb > 10, `caller hears 440 Hz (SNR ${heard.bestSnrDb.toFixed(1)} dB)`);
 
-    // Barge-in: 10 s queued, a mark, then clear: the mark is echoed at once (audio dropped).
+    // Barge-in: 10 s queued, a mark, then clear while it plays: the mark is echoed as soon as
+    // the audio is dropped, after a handful of frames instead of 500.
     const long = encodeG711(tone(440, 8000, 80000, 12000), 'pcmu');
-    const bridge = tg.gw.whip.resources.get(pub.location!.split('/').pop()!)!.bridge!;
-    const started = bridge.playToSendMs.length;
+    const long0 = heard.count(pub.received.length);
     call.ws.send(JSON.stringify({ event: 'media', streamSid: sid, media: { payload: long.toString('base64') } }));
     call.ws.send(JSON.stringify({ event: 'mark', streamSid: sid, mark: { name: 'long-speech' } }));
-    // Clear while the long speech is being played: wait for its first packet to go out.
-    await waitFor('the long speech to start playing', () => bridge.playToSendMs.length > started);
-    const t1 = Date.now();
+    await waitFor('the long speech to start playing', () => heard.count(pub.received.length) > long0 + 2);
+    const atClear = heard.count(pub.received.length);
     call.ws.send(JSON.stringify({ event: 'clear', streamSid: sid }));
-    await waitFor('the cleared mark', () => call.messages.find((m) => m.event === 'mark' && (m as unknown as { mark: { name: string } }).mark.name === 'long-speech'), 2000);
-    assert.ok(Date.now() - t1 < 500, 'a cleared mark comes back at once');
+    await waitFor('the cleared mark', () => call.messages.find((m) => m.event === 'mark' && (m as unknown as { mark: { name: string } }).mark.name === 'long-speech'), 5000);
+    const played = heard.count(pub.received.length) - long0;
+    assert.ok(heard.count(pub.received.length) - atClear < 15 && played < 40, `a cleared mark comes back at once (${played} of 500 frames played)`);
 
     // Garbage from the agent is ignored; the call goes on.
     call.ws.send('this is not json');
@@ -183,6 +231,19 @@ describe('Twilio Media Streams adapter', () => {
     await waitFor('the call to end', async () => (await fetch(pub.location!)).status === 404, 5000);
     const ended = readFileSync(tg.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; session: string; reason: string }).find((r) => r.action === 'session.ended' && r.session === id);
     assert.equal(ended?.reason, 'agent-failed');
+    pub.close();
+  });
+
+  test('an agent socket that opens after its call ended gets stop and is closed', async () => {
+    const pub = await publishWithNdc(`${tg.url}/whip`, 'slow-agent-token-0123456789', { direction: 'SendRecv' });
+    assert.equal(pub.status, 201);
+    await waitFor('the agent handshake to arrive', () => held.length === 1);
+    assert.equal((await fetch(pub.location!, { method: 'DELETE', headers: { Authorization: 'Bearer slow-agent-token-0123456789' } })).status, 200);
+    held.shift()!();
+    const call = await waitFor('the agent socket to open', () => slowCalls[0]);
+    await waitFor('the socket to be closed by voxgate', () => call.ws.readyState === call.ws.CLOSED);
+    assert.deepEqual(call.messages.map((m) => m.event), ['stop']);
+    assert.match(JSON.stringify(call.messages[0]), /"callSid":"CA[0-9a-f]{32}"/);
     pub.close();
   });
 });

@@ -47,6 +47,13 @@ export class TwilioStreamAgent implements Agent {
       ws.once('open', () => resolve());
       ws.once('error', (err) => reject(new Error(`agent socket ${this.spec.url}: ${err.message}`)));
     });
+    if (session.ended) {
+      // The call ended while the socket was opening: its 'ended' came before we listened, so
+      // the agent is told here, or the socket would stay open with nothing on it.
+      ws.send(JSON.stringify({ event: 'stop', sequenceNumber: '1', streamSid, stop: { accountSid: this.accountSid, callSid } }));
+      ws.close(1000, 'call ended');
+      return;
+    }
     let seq = 0;
     let chunk = 0;
     let ending = false;
