@@ -51,6 +51,8 @@ export interface PublishOptions {
   direction?: 'sendonly' | 'sendrecv';
   /** Open a data channel for agent events. */
   dataChannel?: boolean;
+  /** Also send the fake camera on a sendonly video transceiver (after the audio one), as OBS does. */
+  video?: boolean;
 }
 
 export interface PublishResult {
@@ -61,6 +63,10 @@ export interface PublishResult {
   patchStatuses: number[];
   connectionState: string;
   candidateTypes: string[];
+  /** The SDP the page POSTed. */
+  offerSdp: string;
+  /** The body of the 201 (empty otherwise). */
+  answerSdp: string;
 }
 
 /**
@@ -71,11 +77,12 @@ export async function publishFromPage(page: Page, whipUrl: string, opts: Publish
   return page.evaluate(
     async ({ whipUrl, opts }) => {
       const w = window as unknown as { vgPc?: RTCPeerConnection; vgStream?: MediaStream; vgRemote?: MediaStream; vgMessages: unknown[]; vgDc?: RTCDataChannel };
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: opts.video ?? false });
       w.vgStream = stream;
       const pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], iceTransportPolicy: opts.relayOnly ? 'relay' : 'all' });
       w.vgPc = pc;
       pc.addTransceiver(stream.getAudioTracks()[0]!, { direction: opts.direction ?? 'sendonly' });
+      if (opts.video) pc.addTransceiver(stream.getVideoTracks()[0]!, { direction: 'sendonly' });
       w.vgMessages = [];
       pc.ontrack = (e) => {
         w.vgRemote = e.streams[0] ?? new MediaStream([e.track]);
@@ -116,9 +123,12 @@ export async function publishFromPage(page: Page, whipUrl: string, opts: Publish
         patchStatuses: [] as number[],
         connectionState: 'new',
         candidateTypes: [] as string[],
+        offerSdp: pc.localDescription!.sdp,
+        answerSdp: '',
       };
       if (res.status !== 201) return result;
-      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+      result.answerSdp = await res.text();
+      await pc.setRemoteDescription({ type: 'answer', sdp: result.answerSdp });
       if (opts.trickle) {
         // RFC 8840 sdpfrag: ICE credentials, one media section, its candidates.
         await new Promise<void>((r) => {
