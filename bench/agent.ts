@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { Agent } from '../src/agent/agent.js';
+import type { AgentLeg } from '../src/call/agent-leg.js';
 import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Gateway } from '../src/http/gateway.js';
@@ -78,13 +79,18 @@ async function run(n: number): Promise<Record<string, string | number>> {
     pubs.send({ cmd: 'start', url: gw.url, token: TOKEN, n, concurrency: 1, direction: DIRECTION });
     const ready = await once<{ publishers: { connected: boolean }[] }>('ready', 300_000);
     await new Promise((r) => setTimeout(r, 2000));
-    const bridges = [...gw.whip.resources.values()].map((r) => r.bridge!).filter(Boolean);
-    for (const b of bridges) {
-      b.ingressLatencies.length = 0;
-      b.playToSendMs.length = 0;
-      b.clearToSilenceMs.length = 0;
+    // Each call's caller endpoint (decoding, the jitter buffer) and its agent leg (pacer, barge-in).
+    const bridges = [...gw.calls.values()].flatMap((c) => {
+      const ep = c.leg('caller')?.endpoint;
+      const agent = c.leg('agent') as AgentLeg | undefined;
+      return ep && agent ? [{ ep, agent }] : [];
+    });
+    for (const { ep, agent } of bridges) {
+      ep.ingressLatencies.length = 0;
+      agent.playToSendMs.length = 0;
+      agent.clearToSilenceMs.length = 0;
     }
-    const before = bridges.map((b) => ({ ...b.jitter.stats, shed: b.shed }));
+    const before = bridges.map(({ ep }) => ({ ...ep.jitter.stats, shed: ep.repairs.shed }));
     const loop = monitorEventLoopDelay({ resolution: 5 });
     loop.enable();
     pubs.send({ cmd: 'cpu' });
@@ -100,18 +106,18 @@ async function run(n: number): Promise<Record<string, string | number>> {
     pubs.send({ cmd: 'cpu' });
     const pubCpu = (await once<{ usage: NodeJS.CpuUsage }>('cpu', 10_000)).usage;
     loop.disable();
-    const ingress = bridges.flatMap((b) => b.ingressLatencies);
-    const play = bridges.flatMap((b) => b.playToSendMs);
-    const clear = bridges.flatMap((b) => b.clearToSilenceMs);
+    const ingress = bridges.flatMap((b) => b.ep.ingressLatencies);
+    const play = bridges.flatMap((b) => b.agent.playToSendMs);
+    const clear = bridges.flatMap((b) => b.agent.clearToSilenceMs);
     let delivered = 0;
     let concealed = 0;
     let shed = 0;
-    bridges.forEach((b, i) => {
-      const s = b.jitter.stats;
+    bridges.forEach(({ ep }, i) => {
+      const s = ep.jitter.stats;
       const s0 = before[i]!;
       delivered += s.pushed - s0.pushed;
       concealed += s.lost - s0.lost + (s.late - s0.late) + (s.overflow - s0.overflow);
-      shed += b.shed - s0.shed;
+      shed += ep.repairs.shed - s0.shed;
     });
     return {
       sessions: n,

@@ -70,17 +70,17 @@ async function run(n: number): Promise<Record<string, string | number>> {
     lis.send({ cmd: 'start', url: `${gw.url}/whep/${sid}?track=caller`, token: LISTENER, n });
     const { connected } = await once<{ connected: number }>(lis, 'ready', 300_000);
     await new Promise((r) => setTimeout(r, 2000));
-    const hub = gw.whip.resources.get(sid)!.bridge!.egress;
+    const hub = gw.calls.get(sid)!.fanout;
     hub.fanoutMs.length = 0;
     lis.send({ cmd: 'count' });
     const c0 = (await once<{ received: number[] }>(lis, 'count', 10_000)).received;
-    const sent0 = [...hub.listeners.values()].reduce((a, l) => a + l.sentPackets, 0);
+    const sent0 = gw.calls.get(sid)!.listeners().reduce((a, l) => a + l.counters().packetsSent, 0);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, STEADY_SECONDS * 1000));
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
-    const sent1 = [...hub.listeners.values()].reduce((a, l) => a + l.sentPackets, 0);
+    const sent1 = gw.calls.get(sid)!.listeners().reduce((a, l) => a + l.counters().packetsSent, 0);
     await new Promise((r) => setTimeout(r, 500)); // let in-flight packets land
     lis.send({ cmd: 'count' });
     const c1 = (await once<{ received: number[] }>(lis, 'count', 10_000)).received;

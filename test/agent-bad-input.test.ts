@@ -72,8 +72,7 @@ describe('agents that misbehave', () => {
     const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv', payloads: [Buffer.from([0xff, 0xff, 0xff]), Buffer.alloc(0)] });
     pub.startRtp();
     const id = pub.location!.split('/').pop()!;
-    const resource = () => tg.gw.whip.resources.get(id);
-    await waitFor('decode errors to be counted', () => (resource()?.bridge?.decodeErrors ?? 0) > 10);
+    await waitFor('decode errors to be counted', () => (tg.gw.calls.get(id)?.repairs().decodeErrors ?? 0) > 10);
     const n = pub.received.length;
     await waitFor('voxgate to keep sending', () => pub.received.length > n + 20);
     assert.equal(tg.gw.calls.get(id)?.state, 'connected');

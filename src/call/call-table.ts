@@ -2,6 +2,8 @@ import type { SourceIdentity } from '../auth/source-auth.js';
 import { TypedEmitter } from '../core/events.js';
 import { VoxgateError } from '../core/errors.js';
 import type { Call, EndReason } from './call.js';
+import type { SessionDirectory, SessionRecord } from './session-directory.js';
+import type { EventBus, QualitySummary } from './session-events.js';
 
 export interface CallTableEvents extends Record<string, unknown[]> {
   created: [call: Call];
@@ -9,15 +11,30 @@ export interface CallTableEvents extends Record<string, unknown[]> {
   ended: [call: Call, reason: EndReason];
 }
 
+export interface CallTableOptions {
+  maxSessions: number;
+  retryAfterSeconds: number;
+  /** This node's name in the directory. */
+  node?: string;
+  /** Where every call is claimed, so any node (and WHEP) can find it by id. */
+  directory?: SessionDirectory;
+  /** Where created / connected / ended go as serialisable events. */
+  events?: EventBus;
+  now?: () => number;
+  /** A directory or event-bus operation failed (it never fails the call). */
+  onError?: (err: unknown, what: string) => void;
+}
+
 /**
  * Every live call of this node, with the limits that protect it: total sessions
- * (503 + Retry-After) and sessions per source (429). It is also the session event bus.
+ * (503 + Retry-After) and sessions per source (429). Each call is claimed in the session
+ * directory and its life published on the event bus.
  */
 export class CallTable extends TypedEmitter<CallTableEvents> {
   readonly #calls = new Map<string, Call>();
   readonly #perSource = new Map<string, number>();
 
-  constructor(private readonly limits: { maxSessions: number; retryAfterSeconds: number }) {
+  constructor(private readonly opts: CallTableOptions) {
     super();
   }
 
@@ -39,16 +56,16 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
 
   /** Throws unless one more call for this source fits. */
   checkAdmission(source: SourceIdentity): void {
-    if (this.#calls.size >= this.limits.maxSessions) {
-      throw new VoxgateError('VG_CAPACITY', `This node holds its maximum of ${this.limits.maxSessions} sessions; retry later or elsewhere.`, {
-        headers: { 'Retry-After': String(this.limits.retryAfterSeconds) },
+    if (this.#calls.size >= this.opts.maxSessions) {
+      throw new VoxgateError('VG_CAPACITY', `This node holds its maximum of ${this.opts.maxSessions} sessions; retry later or elsewhere.`, {
+        headers: { 'Retry-After': String(this.opts.retryAfterSeconds) },
       });
     }
     if (source.maxSessions !== undefined && this.countFor(source.name) >= source.maxSessions) {
       throw new VoxgateError(
         'VG_SOURCE_SESSION_LIMIT',
         `Source '${source.name}' already has its maximum of ${source.maxSessions} sessions; end one first.`,
-        { headers: { 'Retry-After': String(this.limits.retryAfterSeconds) } },
+        { headers: { 'Retry-After': String(this.opts.retryAfterSeconds) } },
       );
     }
   }
@@ -57,15 +74,42 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
     this.checkAdmission(call.source);
     this.#calls.set(call.id, call);
     this.#perSource.set(call.source.name, this.countFor(call.source.name) + 1);
+    const record: SessionRecord = {
+      id: call.id,
+      kind: call.kind,
+      node: this.opts.node ?? 'local',
+      source: call.source.name,
+      sourceKind: call.source.kind,
+      state: 'connecting',
+      createdAt: call.createdAt,
+    };
+    // One chain per call: its directory operations happen in order, whatever the store's latency.
+    let chain: Promise<unknown> = this.#op('claim', async () => {
+      if (this.opts.directory && !(await this.opts.directory.claim(record))) throw new Error(`session id ${call.id} was already claimed`);
+      await this.opts.events?.publish({ type: 'created', at: call.createdAt, session: record });
+    });
+    const then = (what: string, op: () => Promise<unknown>) => (chain = chain.then(() => this.#op(what, op)));
     call.on('state', (s) => {
-      if (s === 'connected') this.emit('connected', call);
+      if (s !== 'connected') return;
+      this.emit('connected', call);
+      const at = call.connectedAt ?? call.createdAt;
+      then('connected', async () => {
+        await this.opts.directory?.update(call.id, { state: 'connected', connectedAt: at });
+        await this.opts.events?.publish({ type: 'connected', at, id: call.id, setupMs: at - call.createdAt });
+      });
     });
     call.on('ended', (reason) => {
       this.#calls.delete(call.id);
       const n = this.countFor(call.source.name) - 1;
       if (n > 0) this.#perSource.set(call.source.name, n);
       else this.#perSource.delete(call.source.name);
+      const at = this.opts.now?.() ?? Date.now();
+      const summary = summaryOf(call);
       this.emit('ended', call, reason);
+      then('ended', async () => {
+        await this.opts.directory?.release(call.id, reason, at);
+        await this.opts.events?.publish({ type: 'ended', at, id: call.id, source: call.source.name, sourceKind: call.source.kind, reason, durationMs: at - call.createdAt, summary });
+      });
     });
     this.emit('created', call);
   }
@@ -73,4 +117,19 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
   closeAll(reason: EndReason): void {
     for (const call of [...this.#calls.values()]) call.close(reason);
   }
+
+  async #op(what: string, op: () => Promise<unknown>): Promise<void> {
+    try {
+      await op();
+    } catch (err) {
+      this.opts.onError?.(err, `session ${what}`);
+    }
+  }
+}
+
+/** What the call's media was like, for the 'ended' event (the caller's stream). */
+function summaryOf(call: Call): QualitySummary {
+  const t = call.totals();
+  const q = call.leg('caller')?.endpoint?.quality;
+  return { packetsReceived: t.packetsReceived, bytesReceived: t.bytesReceived, mos: q?.mos ?? null, lossPercent: q?.lossPercent ?? null, jitterMs: q?.jitterMs ?? null, rttMs: q?.rttMs ?? null };
 }

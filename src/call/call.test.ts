@@ -15,8 +15,8 @@ class FakeLeg implements Leg {
   lastMediaAt(): number {
     return this.last;
   }
-  mediaReceived() {
-    return { packets: 0, bytes: 0 };
+  counters() {
+    return { packetsReceived: 0, bytesReceived: 0, packetsSent: 0, bytesSent: 0 };
   }
   close(reason: EndReason): void {
     this.closed.push(reason);
@@ -39,7 +39,7 @@ test('media keeps a call alive; the timeout counts from the last packet', () => 
   const clock = new FakeClock();
   const call = new Call('c1', source, clock, 10_000);
   const leg = new FakeLeg();
-  call.addLeg('pub', leg);
+  call.addLeg('caller', leg);
   call.markConnected();
   for (let i = 0; i < 5; i++) {
     clock.advance(8_000);
@@ -58,8 +58,8 @@ test('close runs once, closes every leg with the reason and empties the call', (
   const call = new Call('c1', source, clock, 10_000);
   const a = new FakeLeg();
   const b = new FakeLeg();
-  call.addLeg('a', a);
-  call.addLeg('b', b);
+  call.addLeg('caller', a);
+  call.addLeg('callee', b);
   const states: string[] = [];
   call.on('state', (s) => states.push(s));
   call.close('deleted');
@@ -69,7 +69,7 @@ test('close runs once, closes every leg with the reason and empties the call', (
   assert.deepEqual(states, ['ended']);
   assert.equal(clock.pending, 0, 'no timer left behind');
   const late = new FakeLeg();
-  call.addLeg('late', late);
+  call.addLeg('agent', late);
   assert.deepEqual(late.closed, ['deleted'], 'a leg added after the end is closed at once');
 });
 

@@ -1,6 +1,9 @@
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { TypedEmitter } from '../core/events.js';
+import type { AudioRepairs, MediaEndpoint, MediaFormat, Quality } from '../media/endpoint.js';
+import { Fanout, type FanoutListener } from '../media/fan-out.js';
+import type { FrameSource } from '../media/frames.js';
 
 export type CallState = 'connecting' | 'connected' | 'ended';
 
@@ -28,54 +31,101 @@ const TRANSITIONS: Record<CallState, CallState[]> = {
   ended: [],
 };
 
+/**
+ * Who a leg is in the call: the party who called (or published), the party voxgate bridged
+ * them to, the agent, and any number of listeners.
+ */
+export type LegRole = 'caller' | 'callee' | 'agent' | `listener:${string}`;
+
+export interface LegCounters {
+  packetsReceived: number;
+  bytesReceived: number;
+  packetsSent: number;
+  bytesSent: number;
+}
+
 /** A participant in a call: a WebRTC peer, an RTP trunk leg, an agent, a listener. */
 export interface Leg {
   readonly kind: string;
+  /** Legs that carry media over a transport. */
+  readonly endpoint?: MediaEndpoint;
   /** Epoch ms of the last media received on this leg (0: none yet). */
   lastMediaAt(): number;
-  mediaReceived(): { packets: number; bytes: number };
-  /** Legs that decode: frames the codec had to repair. */
-  audioRepairs?(): AudioRepairs;
+  counters(): LegCounters;
   close(reason: EndReason): void;
 }
 
-/** Frames a decoding leg could not take as they came. */
-export interface AudioRepairs {
-  /** Lost frames rebuilt from the next packet's in-band FEC (Opus LBRR). */
-  fecRecovered: number;
-  /** Lost, late or missing frames concealed (codec PLC, or a fade for G.711/G.722). */
-  concealed: number;
-  /** Packets whose payload the codec rejected (concealed too). */
-  decodeErrors: number;
-  /** Frames dropped because the codec threads were overloaded (the agent gets no frame that tick). */
-  shed: number;
+/** What a call needs of an agent leg (call/agent-leg.ts): frames in, a source of frames out. */
+export interface AgentParty extends Leg, FrameSource {
+  readonly kind: 'agent';
+  writeFrame(frame: { samples: Int16Array; sampleRate: number; timestampMs: number }): void;
+  deliverDtmf(digit: string): void;
+  deliverMessage(data: unknown): void;
 }
+
+/** A WHEP listener's leg: the fan-out sends to it. */
+export type ListenerParty = Leg & FanoutListener;
 
 export interface CallEvents extends Record<string, unknown[]> {
   state: [state: CallState];
+  /** The caller's stream quality, every 5 s. */
+  quality: [quality: Quality];
+  /** A digit from a party, before it is routed (logs and tests). */
+  dtmf: [from: LegRole, digit: string];
   ended: [reason: EndReason];
 }
 
+/** How the caller's audio reaches the other party, if there is one. */
+export type BridgeMode = 'agent' | 'forward' | 'transcode' | 'none';
+
+const ZERO: LegCounters = { packetsReceived: 0, bytesReceived: 0, packetsSent: 0, bytesSent: 0 };
+
 /**
- * One session: owns its legs, ends once with a reason, and ends itself when no leg has
- * received media for the idle timeout.
+ * One session: owns its legs by role, decides who hears whom, owns the WHEP fan-out, ends once
+ * with a reason, and ends itself when no leg has received media for the idle timeout.
+ *
+ * Routing: the caller talks with the agent, or with the callee once there is one (a transfer
+ * to a person, a browser-to-phone bridge); listeners hear the caller and whoever the caller
+ * talks with. Two legs that share a codec have their packets forwarded; otherwise each side is
+ * decoded once and encoded once for the other.
  */
 export class Call extends TypedEmitter<CallEvents> {
-  readonly legs = new Map<string, Leg>();
+  readonly legs = new Map<LegRole, Leg>();
   readonly createdAt: number;
+  readonly fanout: Fanout;
+  /** The rate the call's legs exchange PCM at (its agent's rate). */
+  readonly pcmRate: number;
+  /** How the caller reached us (`whip`, `sip-ws`, ...): the session kind in the directory. */
+  readonly kind: string;
   connectedAt: number | undefined;
   endReason: EndReason | undefined;
+  /** Where its signalling came from, for /api/sessions. */
+  signalingRemote: string | undefined;
+  /** The SIP Call-ID of the caller's dialog, for a SIP call. */
+  sipCallId: string | undefined;
+  /** What the agent's transfer(target) does for this call (set by whoever set the call up). */
+  transferHandler: ((target: string) => Promise<void>) | undefined;
   #state: CallState = 'connecting';
   #idleTimer: TimerHandle | undefined;
+  /** Counters of legs that left (a transfer, a listener): totals never go down. */
+  #retired: LegCounters = { ...ZERO };
+  readonly #retiredRepairs: AudioRepairs = { fecRecovered: 0, concealed: 0, decodeErrors: 0, shed: 0 };
+  #mode: BridgeMode = 'none';
+  /** The other party's latest decoded frame, for listeners, when the caller's endpoint did not send it. */
+  #otherFrame: Int16Array | undefined;
 
   constructor(
     readonly id: string,
     readonly source: SourceIdentity,
     private readonly clock: Clock,
     private readonly idleTimeoutMs: number,
+    opts: { pcmRate?: number; kind?: string } = {},
   ) {
     super();
+    this.pcmRate = opts.pcmRate ?? 48000;
+    this.kind = opts.kind ?? source.kind;
     this.createdAt = clock.now();
+    this.fanout = new Fanout('opus', this.pcmRate);
     this.#armIdle(idleTimeoutMs);
   }
 
@@ -83,23 +133,113 @@ export class Call extends TypedEmitter<CallEvents> {
     return this.#state;
   }
 
-  addLeg(id: string, leg: Leg): void {
+  get mode(): BridgeMode {
+    return this.#mode;
+  }
+
+  leg(role: LegRole): Leg | undefined {
+    return this.legs.get(role);
+  }
+
+  /** The listener legs, in the order they joined. */
+  listeners(): Leg[] {
+    return [...this.legs.entries()].filter(([role]) => role.startsWith('listener:')).map(([, leg]) => leg);
+  }
+
+  /** Adds a listener; it hears the call through the fan-out until it or the call ends. */
+  addListener(leg: ListenerParty): void {
+    this.addLeg(`listener:${leg.id}`, leg);
+  }
+
+  /** Adds a leg in a free role (a leg added to an ended call is closed at once). */
+  addLeg(role: LegRole, leg: Leg): void {
     if (this.#state === 'ended') {
       leg.close(this.endReason ?? 'shutdown');
       return;
     }
-    this.legs.set(id, leg);
+    if (this.legs.has(role)) throw new Error(`call ${this.id} already has a ${role} leg`);
+    this.legs.set(role, leg);
+    this.#joined(role, leg);
+    this.#rewire();
   }
 
-  /** Forgets a leg that ended on its own (a listener that left); the call goes on. */
-  removeLeg(id: string): void {
-    this.legs.delete(id);
+  /** The leg in `role` is replaced by `leg`: the old one is closed, its counters folded in. */
+  replaceLeg(role: LegRole, leg: Leg, reason: EndReason = 'transferred'): void {
+    const old = this.legs.get(role);
+    if (old) this.#retire(role, old, reason);
+    this.addLeg(role, leg);
+  }
+
+  /** The leg in `role` leaves (a listener hung up, the agent handed over); the call goes on. */
+  removeLeg(role: LegRole, reason: EndReason): void {
+    const leg = this.legs.get(role);
+    // A leg closing with its call (a listener's close calls back here) changes nothing.
+    if (!leg || this.#state === 'ended') return;
+    this.#retire(role, leg, reason);
+    this.#rewire();
+  }
+
+  /** Does `to` hear `from`? */
+  route(from: LegRole, to: LegRole): boolean {
+    if (from === to || !this.legs.has(from) || !this.legs.has(to)) return false;
+    if (to.startsWith('listener:')) return from === 'caller' || from === this.#partnerOf('caller');
+    return this.#partnerOf(from) === to;
   }
 
   markConnected(): void {
     if (this.#state !== 'connecting') return;
     this.connectedAt = this.clock.now();
     this.#transition('connected');
+  }
+
+  /** A digit from a party (RFC 4733 from its endpoint, or SIP INFO): to whoever it talks with. */
+  dtmf(from: LegRole, digit: string): void {
+    this.emit('dtmf', from, digit);
+    const to = this.#partnerOf(from);
+    const target = to ? this.legs.get(to) : undefined;
+    if (!target) return;
+    if (target.kind === 'agent') {
+      (target as AgentParty).deliverDtmf(digit);
+      this.message(from, { type: 'dtmf', digit });
+    } else {
+      target.endpoint?.sendDtmf(digit);
+    }
+  }
+
+  /** JSON to a party's data channel, if it has one. */
+  message(to: LegRole, data: unknown): boolean {
+    return this.legs.get(to)?.endpoint?.transport.dataChannel?.send(JSON.stringify(data)) ?? false;
+  }
+
+  /** Everything every leg received and sent, including legs that have left. */
+  totals(): LegCounters {
+    const t = { ...this.#retired };
+    for (const leg of this.legs.values()) add(t, leg.counters());
+    return t;
+  }
+
+  /** Frames the call's endpoints had to repair, including legs that have left. */
+  repairs(): AudioRepairs {
+    const r = { ...this.#retiredRepairs };
+    for (const leg of this.legs.values()) if (leg.endpoint) addRepairs(r, leg.endpoint.repairs);
+    return r;
+  }
+
+  /** The media path as wired now, e.g. `RTP -> Jitter(20-200ms) -> Opus(decode@16k, FEC) -> Agent(demo@16k) -> Pacer -> Opus(encode@16k) -> RTP`. */
+  describe(): string {
+    const caller = this.legs.get('caller')?.endpoint;
+    const callee = this.legs.get('callee')?.endpoint;
+    const agent = this.legs.get('agent') as AgentParty | undefined;
+    if (!caller) return '';
+    if (this.#mode === 'agent' && agent) {
+      const inbound = `${caller.describeIn()} -> ${agent.describe()}`;
+      return caller.format.sends ? `${inbound} -> Pacer -> ${caller.describeOut()}` : inbound;
+    }
+    if (this.#mode === 'forward' && callee) return `caller RTP -> forwarded (${caller.format.codec}) -> RTP callee; callee RTP -> forwarded -> RTP caller`;
+    if (this.#mode === 'transcode' && callee) {
+      return `caller ${caller.describeIn()} -> ${callee.describeOut()} callee; callee ${callee.describeIn()} -> ${caller.describeOut()} caller`;
+    }
+    return caller.describeIn();
   }
 
   /** Ends the call and every leg, exactly once. */
@@ -109,6 +249,8 @@ export class Call extends TypedEmitter<CallEvents> {
     if (this.#idleTimer) this.clock.clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     this.#transition('ended');
+    // Listeners hear 'inactive' before their legs close with the call.
+    this.fanout.end();
     for (const leg of this.legs.values()) leg.close(reason);
     // Listeners of 'ended' still see the legs (final counters); the map is emptied after.
     this.emit('ended', reason);
@@ -127,6 +269,116 @@ export class Call extends TypedEmitter<CallEvents> {
     return last;
   }
 
+  /** Who `role` talks with: the caller with the callee if there is one, else the agent. */
+  #partnerOf(role: LegRole): LegRole | undefined {
+    const callee = this.legs.has('callee');
+    if (role === 'caller') return callee ? 'callee' : this.legs.has('agent') ? 'agent' : undefined;
+    if (role === 'callee') return 'caller';
+    if (role === 'agent') return callee ? undefined : 'caller';
+    return undefined;
+  }
+
+  #joined(role: LegRole, leg: Leg): void {
+    const ep = leg.endpoint;
+    if (isListener(role, leg)) {
+      this.fanout.add(leg);
+      return;
+    }
+    if (!ep) return;
+    ep.on('dtmf', (digit) => {
+      // Forwarded telephone-events already reached the other party.
+      if (this.#mode !== 'forward' || !this.#eventsForwarded()) this.dtmf(role, digit);
+      else this.emit('dtmf', role, digit);
+    });
+    if (role !== 'caller') return;
+    this.fanout.setCallerCodec(ep.format.codec);
+    ep.on('quality', (q) => {
+      this.fanout.publish('quality', q);
+      this.message('caller', { type: 'quality', ...q });
+      this.emit('quality', q);
+    });
+    ep.on('tick', (received, sent) => {
+      const other = sent ?? this.#otherFrame;
+      this.#otherFrame = undefined;
+      this.fanout.onTick(received, other);
+    });
+    ep.transport.on('message', (text) => this.#onMessage(text));
+  }
+
+  #retire(role: LegRole, leg: Leg, reason: EndReason): void {
+    this.legs.delete(role);
+    add(this.#retired, leg.counters());
+    if (leg.endpoint) addRepairs(this.#retiredRepairs, leg.endpoint.repairs);
+    if (isListener(role, leg)) this.fanout.remove(leg);
+    leg.close(reason);
+  }
+
+  #eventsForwarded(): boolean {
+    const a = this.legs.get('caller')?.endpoint?.format;
+    const b = this.legs.get('callee')?.endpoint?.format;
+    return a?.telephoneEvent !== undefined && b?.telephoneEvent !== undefined;
+  }
+
+  /** Connects the legs as the roles say (called whenever a leg joins or leaves). */
+  #rewire(): void {
+    const caller = this.legs.get('caller')?.endpoint;
+    const callee = this.legs.get('callee')?.endpoint;
+    const agent = this.legs.get('agent') as AgentParty | undefined;
+    const listening = this.fanout.size > 0;
+    for (const ep of [caller, callee]) {
+      if (!ep) continue;
+      ep.decode = false;
+      ep.onFrame = ep.onPacket = ep.source = undefined;
+    }
+    this.#otherFrame = undefined;
+    const toListeners = listening ? (p: Parameters<Fanout['onCallerRtp']>[0], event: boolean) => !event && this.fanout.onCallerRtp(p) : undefined;
+    if (!caller) {
+      this.#mode = 'none';
+    } else if (callee && sameStream(caller.format, callee.format)) {
+      this.#mode = 'forward';
+      caller.onPacket = (p, event) => {
+        callee.forward(p, event);
+        toListeners?.(p, event);
+      };
+      callee.onPacket = (p, event) => caller.forward(p, event);
+      if (listening) {
+        caller.decode = callee.decode = true;
+        callee.onFrame = (f) => (this.#otherFrame = f.samples);
+      }
+    } else if (callee) {
+      this.#mode = 'transcode';
+      caller.decode = callee.decode = true;
+      caller.onFrame = (f) => callee.sendFrame(f.samples);
+      callee.onFrame = (f) => {
+        caller.sendFrame(f.samples);
+        this.#otherFrame = f.samples;
+      };
+      caller.onPacket = toListeners;
+    } else if (agent) {
+      this.#mode = 'agent';
+      caller.decode = true;
+      caller.onFrame = (f) => agent.writeFrame(f);
+      caller.source = agent;
+      caller.onPacket = toListeners;
+    } else {
+      this.#mode = 'none';
+      caller.decode = listening;
+      caller.onPacket = toListeners;
+    }
+  }
+
+  #onMessage(text: string): void {
+    const agent = this.legs.get('agent') as AgentParty | undefined;
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      this.message('caller', { type: 'error', error: 'messages must be JSON' });
+      return;
+    }
+    if (agent && this.#partnerOf('caller') === 'agent') agent.deliverMessage(data);
+  }
+
   #transition(to: CallState): void {
     if (!TRANSITIONS[this.#state].includes(to)) throw new Error(`illegal call transition ${this.#state} -> ${to}`);
     this.#state = to;
@@ -141,4 +393,27 @@ export class Call extends TypedEmitter<CallEvents> {
       else this.#armIdle(this.idleTimeoutMs - idleFor);
     }, ms);
   }
+}
+
+function isListener(role: LegRole, leg: Leg): leg is ListenerParty {
+  return role.startsWith('listener:') && 'sendFrame' in leg;
+}
+
+/** Two legs whose packets can be forwarded as they are: same codec at the same clock rate. */
+function sameStream(a: MediaFormat, b: MediaFormat): boolean {
+  return a.codec === b.codec && a.clockRate === b.clockRate;
+}
+
+function add(t: LegCounters, c: LegCounters): void {
+  t.packetsReceived += c.packetsReceived;
+  t.bytesReceived += c.bytesReceived;
+  t.packetsSent += c.packetsSent;
+  t.bytesSent += c.bytesSent;
+}
+
+function addRepairs(t: AudioRepairs, r: AudioRepairs): void {
+  t.fecRecovered += r.fecRecovered;
+  t.concealed += r.concealed;
+  t.decodeErrors += r.decodeErrors;
+  t.shed += r.shed;
 }

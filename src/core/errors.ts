@@ -25,6 +25,7 @@ export const ERROR_TABLE = {
   VG_PRECONDITION_FAILED: { http: 412, title: 'ETag does not match' },
   VG_SESSION_NOT_FOUND: { http: 404, sip: 481, title: 'No such session' },
   VG_SESSION_NOT_STARTED: { http: 409, title: 'Session not live yet' },
+  VG_SETUP_ABORTED: { http: 503, sip: 487, title: 'The session ended while it was being set up' },
   VG_SOURCE_SESSION_LIMIT: { http: 429, sip: 486, title: 'Session limit of this source reached' },
   VG_CAPACITY: { http: 503, sip: 503, title: 'At capacity' },
   VG_WEBRTC_FAILED: { http: 500, sip: 500, title: 'WebRTC stack failed' },

@@ -17,7 +17,12 @@ import { WhepEndpoint } from '../whep/whep-endpoint.js';
 import { ListenerAuthenticator } from '../auth/listener-auth.js';
 import { AgentRegistry, type AgentFactory } from '../agent/registry.js';
 import { CodecPool } from '../audio/codec-pool.js';
-import type { MediaRuntime } from '../call/media-bridge.js';
+import type { MediaRuntime } from '../media/endpoint.js';
+import type { StartCallDeps } from '../call/start-call.js';
+import type { SessionDirectory } from '../call/session-directory.js';
+import type { EventBus } from '../call/session-events.js';
+import { MemorySessionDirectory } from '../cluster/memory/session-directory.js';
+import { MemoryEventBus } from '../cluster/memory/event-bus.js';
 import { FrameClock } from '../audio/frame-clock.js';
 import { GatewayMetrics } from './metrics.js';
 import { RateLimiter } from './rate-limit.js';
@@ -44,6 +49,10 @@ export class Gateway {
   readonly clock: Clock;
   readonly log: Logger;
   readonly calls: CallTable;
+  /** Every session by id, whatever its kind (WHEP finds calls here). */
+  readonly directory: SessionDirectory;
+  /** created / connected / ended, as serialisable events. */
+  readonly events: EventBus;
   readonly audit: AuditLog;
   readonly auth: SourceAuthenticator;
   readonly whip: WhipEndpoint;
@@ -79,7 +88,15 @@ export class Gateway {
     }
     this.adminToken = config.admin.token ?? newToken();
     this.auth = new SourceAuthenticator(sources, config.auth.jwtSecret, this.clock);
-    this.calls = new CallTable(config.limits);
+    this.directory = new MemorySessionDirectory({ now: () => this.clock.now() });
+    this.events = new MemoryEventBus({ onError: (err) => this.log.error({ err }, 'session event subscriber threw') });
+    this.calls = new CallTable({
+      ...config.limits,
+      directory: this.directory,
+      events: this.events,
+      now: () => this.clock.now(),
+      onError: (err, what) => this.log.error({ err }, `${what} failed`),
+    });
     this.audit = new AuditLog(config.audit.path, this.clock);
     this.agents = new AgentRegistry(config.defaultAgent, this.log);
     for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);
@@ -105,48 +122,45 @@ export class Gateway {
     this.codecs = new CodecPool(codecThreads, (err, what) => this.log.error({ err }, what));
     const runtime: MediaRuntime = { clock: this.clock, frameClock: this.frameClock, codecs: this.codecs, maxJitterMs: config.media.jitterBufferMaxMs };
     this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
-    this.whip = new WhipEndpoint({
-      auth: this.auth,
+    const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
+    const callDeps: StartCallDeps = {
       calls: this.calls,
-      audit: this.audit,
+      runtime,
       clock: this.clock,
       log: this.log,
-      media: {
-        udpPort: config.media.udpPort,
-        bindAddress: config.media.bindAddress ?? config.http.host,
-        announcedAddress: config.media.announcedAddress,
-      },
-      iceServers: config.iceServers,
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
-      agents: this.agents,
-      runtime,
-      onQuality: (r, q) => {
+      resolveAgent: (spec) => this.agents.resolve(spec),
+    };
+    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, media, iceServers: config.iceServers });
+    this.calls.on('created', (call) => {
+      call.on('quality', (q) => {
         this.metrics.mos.observe(q.mos);
         // agent-protocols.md alert thresholds; logged when a call crosses them, not every 5 s.
         const poor = q.mos < 3.5 || q.lossPercent > 3 || q.jitterMs > 30 || (q.rttMs ?? 0) > 400;
-        if (poor !== this.#poor.has(r.id)) {
-          if (poor) this.#poor.add(r.id);
-          else this.#poor.delete(r.id);
-          const fields = { session: r.id, source: r.call.source.name, ...q };
+        if (poor !== this.#poor.has(call.id)) {
+          if (poor) this.#poor.add(call.id);
+          else this.#poor.delete(call.id);
+          const fields = { session: call.id, source: call.source.name, ...q };
           if (poor) this.log.warn(fields, 'call quality is poor');
           else this.log.info(fields, 'call quality recovered');
         }
-      },
+      });
     });
     this.whep = new WhepEndpoint({
-      whip: this.whip,
+      directory: this.directory,
+      calls: this.calls,
       auth: new ListenerAuthenticator(config.listeners, this.adminToken),
       audit: this.audit,
       clock: this.clock,
       log: this.log,
-      media: { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress },
+      media,
       iceServers: config.iceServers,
       retryAfterSeconds: config.limits.retryAfterSeconds,
     });
     this.metrics = new GatewayMetrics(this.calls, this.codecs);
     this.calls.on('ended', (call, reason) => {
       this.#poor.delete(call.id);
-      const media = [...call.legs.values()].reduce((n, l) => n + l.mediaReceived().packets, 0);
+      const media = call.totals().packetsReceived;
       this.log.info({ session: call.id, source: call.source.name, reason, packets: media }, 'session ended');
       try {
         this.audit.write({
@@ -170,9 +184,8 @@ export class Gateway {
       dialogs: () => sipDialogs(),
     });
     this.sip = new SipService({ config: config.sip, origins: config.cors.origins, tls: !!config.http.tls, clock: this.clock, log: this.log.child({ component: 'sip' }), audit: this.audit, metrics: sipMetrics });
-    const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
     const agentCalls = new AgentCalls(
-      { sip: this.sip, calls: this.calls, agents: this.agents, clock: this.clock, runtime, log: this.log.child({ component: 'sip' }), media, idleTimeoutMs: config.idleTimeoutSeconds * 1000, domain: config.sip.domain },
+      { ...callDeps, sip: this.sip, log: this.log.child({ component: 'sip' }), media, domain: config.sip.domain },
       config.sip.agents,
     );
     this.sipAgentCalls = agentCalls;
@@ -261,5 +274,7 @@ export class Gateway {
     this.audit.close();
     await this.codecs.stop();
     this.agents.close();
+    await this.directory.close();
+    await this.events.close();
   }
 }

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CallTable } from '../call/call-table.js';
-import type { AudioRepairs, Call } from '../call/call.js';
+import type { Call } from '../call/call.js';
+import type { AudioRepairs } from '../media/endpoint.js';
 import type { CodecPool } from '../audio/codec-pool.js';
 
 /** Prometheus metrics; one registry per gateway so several can live in one process. */
@@ -130,25 +131,11 @@ export class GatewayMetrics {
 }
 
 function repairsOf(call: Call): AudioRepairs {
-  const sum: AudioRepairs = { fecRecovered: 0, concealed: 0, decodeErrors: 0, shed: 0 };
-  for (const leg of call.legs.values()) {
-    const r = leg.audioRepairs?.();
-    if (!r) continue;
-    sum.fecRecovered += r.fecRecovered;
-    sum.concealed += r.concealed;
-    sum.decodeErrors += r.decodeErrors;
-    sum.shed += r.shed;
-  }
-  return sum;
+  return call.repairs();
 }
 
+/** Everything the call's legs received, those that left it included (a transfer never lowers it). */
 function mediaOf(call: Call): { packets: number; bytes: number } {
-  let packets = 0;
-  let bytes = 0;
-  for (const leg of call.legs.values()) {
-    const m = leg.mediaReceived();
-    packets += m.packets;
-    bytes += m.bytes;
-  }
-  return { packets, bytes };
+  const t = call.totals();
+  return { packets: t.packetsReceived, bytes: t.bytesReceived };
 }

@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { secretEquals, bearerToken } from '../auth/source-auth.js';
 import { VoxgateError } from '../core/errors.js';
 import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
-import { iceServerLinks } from '../webrtc/ice-servers.js';
+import { iceServerLinks } from '../transport/webrtc/ice-servers.js';
+import type { ListenerLeg } from '../call/listener-leg.js';
+import type { PartyLeg } from '../call/party-leg.js';
 import type { Gateway } from './gateway.js';
 
 const EXPOSED = 'Location, ETag, Link, Accept-Post, Accept-Patch, Retry-After, WWW-Authenticate';
@@ -111,12 +113,15 @@ const WHEP_ENDPOINT: Route = {
   methods: {
     POST: async ({ gw, params, query, endpointRequest }) => gw.whep.post(params[0]!, query.get('track'), await endpointRequest()),
     GET: () => noContent(),
-    HEAD: ({ gw, params }): EndpointReply => {
+    HEAD: async ({ gw, params }): Promise<EndpointReply> => {
       // 200 while the session can be heard, 409 until it is live, 404 once it has ended.
-      const r = gw.whip.resources.get(params[0]!);
-      if (r?.call.state === 'connected') return { status: 200, headers: { 'Accept-Post': SDP_TYPE } };
-      if (gw.whip.ended.has(params[0]!)) return { status: 404, headers: {} };
-      return { status: 409, headers: { 'Retry-After': String(gw.config.limits.retryAfterSeconds) } };
+      try {
+        await gw.whep.liveCall(params[0]!);
+        return { status: 200, headers: { 'Accept-Post': SDP_TYPE } };
+      } catch (err) {
+        if (!(err instanceof VoxgateError)) throw err;
+        return { status: err.status, headers: err.headers };
+      }
     },
   },
 };
@@ -141,7 +146,7 @@ const WHEP_EVENTS: Route = {
     },
     GET: ({ gw, params, req, res, cors }) => {
       const r = gw.whep.forEvents(params[0]!, params[1]!, req.headers.authorization);
-      const hub = r.source.bridge!.egress;
+      const hub = r.call.fanout;
       res.writeHead(200, { ...cors, 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
       const write = (name: string, data: unknown) => {
         if (!res.writableEnded) res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -190,28 +195,36 @@ const STATIC_ROUTES: Record<string, Route> = {
       GET: ({ gw, req }) => {
         requireAdmin(gw, req);
         const now = gw.clock.now();
-        const whip = [...gw.whip.resources.values()].map((r) => ({ ...r, sipCallId: undefined }));
-        const sip = gw.sipAgentCalls.list().map((s) => ({ ...s, id: s.call.id }));
-        const sessions = [...whip, ...sip].map((r) => ({
-          id: r.id,
-          source: r.call.source.name,
-          kind: r.call.source.kind,
-          state: r.call.state,
-          codec: r.plan.audio.codec,
-          direction: r.plan.audio.direction,
-          remoteAddress: r.leg.remoteAddress ?? null,
-          signalingAddress: r.signalingRemote,
-          packets: r.leg.received.packets,
-          bytes: r.leg.received.bytes,
-          firstPacketAt: r.leg.received.firstArrival ? new Date(r.leg.received.firstArrival).toISOString() : null,
-          lastPacketAt: r.leg.received.lastArrival ? new Date(r.leg.received.lastArrival).toISOString() : null,
-          ageSeconds: Math.round((now - r.call.createdAt) / 100) / 10,
-          sipCallId: r.sipCallId ?? null,
-          pipeline: r.bridge?.describe() ?? null,
-          quality: r.bridge?.quality ?? null,
-          audio: r.bridge ? { ...r.bridge.audioRepairs(), codecThread: r.bridge.codecThread } : null,
-          listeners: [...(r.bridge?.egress.listeners.values() ?? [])].map((l) => ({ id: l.id, name: l.name, track: l.track, codec: l.codec, forwarded: l.passthrough, packetsSent: l.sentPackets })),
-        }));
+        const sessions = [...gw.calls.values()].map((call) => {
+          const caller = call.leg('caller') as PartyLeg | undefined;
+          const ep = caller?.endpoint;
+          const totals = call.totals();
+          return {
+            id: call.id,
+            source: call.source.name,
+            kind: call.source.kind,
+            state: call.state,
+            codec: ep?.format.codec ?? null,
+            direction: ep ? (ep.format.sends ? 'sendrecv' : 'recvonly') : null,
+            remoteAddress: caller?.remoteAddress ?? null,
+            signalingAddress: call.signalingRemote ?? null,
+            packets: totals.packetsReceived,
+            bytes: totals.bytesReceived,
+            firstPacketAt: ep?.received.firstArrival ? new Date(ep.received.firstArrival).toISOString() : null,
+            lastPacketAt: ep?.received.lastArrival ? new Date(ep.received.lastArrival).toISOString() : null,
+            ageSeconds: Math.round((now - call.createdAt) / 100) / 10,
+            sipCallId: call.sipCallId ?? null,
+            pipeline: call.describe() || null,
+            mode: call.mode,
+            quality: ep?.quality ?? null,
+            audio: ep ? { ...call.repairs(), codecThread: ep.codecThread } : null,
+            legs: [...call.legs.entries()].map(([role, leg]) => ({ role, kind: leg.kind, codec: leg.endpoint?.format.codec ?? null, ...leg.counters() })),
+            listeners: [...call.fanout.listeners.values()].map((l) => {
+              const leg = l as ListenerLeg;
+              return { id: leg.id, name: leg.name, track: leg.track, codec: leg.codec, forwarded: leg.passthrough, packetsSent: leg.sentPackets };
+            }),
+          };
+        });
         return { status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ sessions }) };
       },
     },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { rms, tone } from '../audio/test-signals.js';
-import { mix } from './egress-hub.js';
+import { mix } from './fan-out.js';
 
 test('mix: one side alone passes unchanged; two voices sum at -3 dB each; full-scale sums are limited, not clipped', () => {
   const a = tone(440, 16000, 320, 10000);

@@ -3,9 +3,26 @@ import { samplesPerFrame } from '../audio/frame.js';
 import type { CodecName } from '../core/config.js';
 import { TypedEmitter } from '../core/events.js';
 import type { RtpPacket } from '../rtp/packet.js';
-import type { ListenerLeg, ListenTrack } from './listener-leg.js';
 
-export interface HubEvents extends Record<string, unknown[]> {
+/**
+ * What a listener hears: the caller, the other party (the agent, or the person the caller was
+ * bridged to), or both mixed.
+ */
+export type ListenTrack = 'caller' | 'agent' | 'mix';
+
+/** One WHEP listener as the fan-out sees it. */
+export interface FanoutListener {
+  readonly id: string;
+  readonly track: ListenTrack;
+  readonly codec: CodecName;
+  /** The caller's packets are forwarded to it as they come (it took the caller's codec). */
+  passthrough: boolean;
+  forward(p: RtpPacket): void;
+  /** One 20 ms encoded frame. */
+  sendFrame(payload: Buffer): void;
+}
+
+export interface FanoutEvents extends Record<string, unknown[]> {
   /** A server-sent event for WHEP listeners (active, inactive, viewercount, quality, turn). */
   event: [name: string, data: unknown];
 }
@@ -15,25 +32,30 @@ export interface HubEvents extends Record<string, unknown[]> {
  * arrive to listeners that took the caller's codec; everything else is encoded once per
  * (track, codec) per 20 ms tick and the same payload goes to every listener of that pair.
  */
-export class EgressHub extends TypedEmitter<HubEvents> {
-  readonly listeners = new Map<string, ListenerLeg>();
+export class Fanout extends TypedEmitter<FanoutEvents> {
+  readonly listeners = new Map<string, FanoutListener>();
   readonly #encoders = new Map<string, AudioEncoder>();
   readonly #silence: Int16Array;
 
   constructor(
-    readonly callerCodec: CodecName,
+    /** The caller's codec: listeners of the caller track that take it get its packets forwarded. */
+    public callerCodec: CodecName,
     readonly rate: number,
   ) {
     super();
     this.#silence = new Int16Array(samplesPerFrame(rate));
   }
 
-  add(leg: ListenerLeg): void {
+  get size(): number {
+    return this.listeners.size;
+  }
+
+  add(leg: FanoutListener): void {
     this.listeners.set(leg.id, leg);
     this.emit('event', 'viewercount', { viewercount: this.listeners.size });
   }
 
-  remove(leg: ListenerLeg): void {
+  remove(leg: FanoutListener): void {
     if (!this.listeners.delete(leg.id)) return;
     this.emit('event', 'viewercount', { viewercount: this.listeners.size });
     // Drop encoders nobody listens to any more.
@@ -59,7 +81,13 @@ export class EgressHub extends TypedEmitter<HubEvents> {
     if (this.fanoutMs.length > 5000) this.fanoutMs.splice(0, 2500);
   }
 
-  /** Once per tick: the caller's decoded frame and the agent's frame (either may be missing). */
+  /** The caller's leg changed codec (it was replaced): listeners that were forwarded to are encoded for now. */
+  setCallerCodec(codec: CodecName): void {
+    this.callerCodec = codec;
+    for (const l of this.listeners.values()) l.passthrough = l.track === 'caller' && l.codec === codec;
+  }
+
+  /** Once per tick: the caller's decoded frame and the other party's (either may be missing). */
   onTick(caller: Int16Array | undefined, agent: Int16Array | undefined): void {
     if (this.listeners.size === 0) return;
     const encoded = new Map<string, Buffer>();

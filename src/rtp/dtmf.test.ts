@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DtmfDetector, parseTelephoneEvent } from './dtmf.js';
+import { DtmfDetector, DtmfSender, eventOf, parseTelephoneEvent, type TelephoneEventPacket } from './dtmf.js';
 
 const ev = (event: number, end: boolean, duration: number) => Buffer.from([event, (end ? 0x80 : 0) | 10, duration >> 8, duration & 0xff]);
 
@@ -17,4 +17,36 @@ test('RFC 4733: one digit per event, however many packets and end retransmission
   ].filter(Boolean);
   assert.deepEqual(digits, ['5', '#', '*']);
   assert.deepEqual(parseTelephoneEvent(ev(12, true, 800)), { event: 12, end: true, volume: 10, duration: 800 });
+});
+
+test('RFC 4733 out: marker on the first packet, duration in timestamp units, end bit three times, a gap before the next digit', () => {
+  const s = new DtmfSender(8000);
+  assert.equal(s.queue('5', 100), true);
+  assert.equal(s.queue('#', 60), true);
+  assert.equal(s.queue('x'), false);
+  const ticks: TelephoneEventPacket[][] = [];
+  while (s.busy) ticks.push(s.next());
+  const flat = ticks.map((t) => t.map((p) => ({ ...parseTelephoneEvent(p.payload)!, marker: p.marker, start: p.start })));
+  // '5' for 100 ms = 5 frames: 4 packets, then the end packet three times at 800 units.
+  assert.deepEqual(flat.slice(0, 5), [
+    [{ event: 5, end: false, volume: 10, duration: 160, marker: true, start: true }],
+    [{ event: 5, end: false, volume: 10, duration: 320, marker: false, start: false }],
+    [{ event: 5, end: false, volume: 10, duration: 480, marker: false, start: false }],
+    [{ event: 5, end: false, volume: 10, duration: 640, marker: false, start: false }],
+    Array(3).fill({ event: 5, end: true, volume: 10, duration: 800, marker: false, start: false }),
+  ]);
+  assert.deepEqual(flat.slice(5, 8), [[], [], []], 'three silent frames between digits');
+  assert.equal(flat[8]![0]!.event, 11);
+  assert.equal(flat[8]![0]!.marker, true);
+  assert.deepEqual(flat.filter((t) => t.length).at(-1)!.map((p) => [p.end, p.duration]), Array(3).fill([true, 480]));
+  // The detector on the far side hears each digit once.
+  const d = new DtmfDetector();
+  let ts = 0;
+  const heard = ticks.flatMap((t) => {
+    if (t[0]?.start) ts += 10_000;
+    return t.map((p) => d.push(ts, p.payload)).filter(Boolean);
+  });
+  assert.deepEqual(heard, ['5', '#']);
+  assert.equal(eventOf('a'), 12);
+  assert.equal(eventOf('*'), 10);
 });

@@ -1,17 +1,15 @@
-import { randomBytes } from 'node:crypto';
-import type { AgentRegistry } from '../agent/registry.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
-import { Call, type EndReason } from '../call/call.js';
-import type { CallTable } from '../call/call-table.js';
-import { MediaBridge, type MediaRuntime } from '../call/media-bridge.js';
-import { WebRtcLeg } from '../call/webrtc-leg.js';
+import type { AgentLeg } from '../call/agent-leg.js';
+import type { Call, EndReason } from '../call/call.js';
+import { PartyLeg } from '../call/party-leg.js';
+import { formatOf, newSendStream, startCall, type StartCallDeps } from '../call/start-call.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { SourceConfig } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
-import { newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
+import { MediaEndpoint } from '../media/endpoint.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
-import { WebRtcPeer, type MediaEndpointOptions, type SendStream } from '../webrtc/peer.js';
+import { WebRtcPeer, type MediaEndpointOptions } from '../transport/webrtc/peer.js';
 import { parseOffer } from '../wish/resource.js';
 import { cancelFor, hostOf, newBranch, newCallId, newTag, REASONS, SERVER, tagOf, userOf } from './build.js';
 import { Dialog } from './dialog.js';
@@ -20,16 +18,11 @@ import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type S
 import type { Incoming, SipService } from './sip-service.js';
 import type { SipFlow } from './ws-transport.js';
 
-export interface AgentCallsDeps {
+export interface AgentCallsDeps extends StartCallDeps {
   sip: SipService;
-  calls: CallTable;
-  agents: AgentRegistry;
   clock: Clock;
-  /** What every media bridge shares (frame clock, codec threads, jitter cap). */
-  runtime: MediaRuntime;
   log: Logger;
   media: MediaEndpointOptions;
-  idleTimeoutMs: number;
   domain: string;
 }
 
@@ -59,12 +52,10 @@ class AgentCall {
     readonly flow: SipFlow,
     readonly call: Call,
     readonly peer: WebRtcPeer,
-    readonly bridge: MediaBridge,
+    readonly agent: AgentLeg,
     readonly plan: AnswerPlan,
     /** The other party's user name. */
     readonly party: string,
-    /** Our stream, announced in our SDP. */
-    readonly out: SendStream,
     /** Our SDP as an answer: what a re-INVITE gets back, with the direction mirrored. */
     readonly answerSdp: string,
     /** Our user part (`agent` or a `sip.agents` entry). */
@@ -80,6 +71,7 @@ interface Referral {
   /** The REFER's CSeq: the `id` of the `Event: refer` subscription. */
   id: number;
   peer: WebRtcPeer | undefined;
+  out: { ssrc: number; cname: string } | undefined;
   invite: SipRequest | undefined;
   flow: SipFlow | undefined;
   lastStatus: number;
@@ -107,7 +99,7 @@ export class AgentCalls {
   readonly #byKey = new Map<string, AgentCall>();
   /** The dialog that carries each call now (it changes when a referral moves the agent). */
   readonly #current = new Map<Call, AgentCall>();
-  readonly #pending = new Map<string, { cancelled: boolean }>();
+  readonly #pending = new Map<string, { cancelled: boolean; call?: Call }>();
 
   constructor(
     private readonly deps: AgentCallsDeps,
@@ -116,14 +108,6 @@ export class AgentCalls {
 
   get size(): number {
     return this.#byKey.size;
-  }
-
-  /** Live agent calls, for /api/sessions. */
-  list(): { call: Call; leg: WebRtcLeg; plan: AnswerPlan; bridge: MediaBridge; signalingRemote: string; sipCallId: string }[] {
-    return [...this.#current.values()].flatMap((ac) => {
-      const leg = ac.call.legs.get('caller') as WebRtcLeg | undefined;
-      return leg ? [{ call: ac.call, leg, plan: ac.plan, bridge: ac.bridge, signalingRemote: ac.flow.remote, sipCallId: ac.dialog.callId }] : [];
-    });
   }
 
   /** Whether a Request-URI user part reaches an agent. */
@@ -136,12 +120,11 @@ export class AgentCalls {
     const { req, flow } = incoming;
     const user = userOf(req.uri)!;
     const inviteKey = `${header(req, 'Call-ID')}|${header(req, 'CSeq')}`;
-    const pending = { cancelled: false };
+    const pending: { cancelled: boolean; call?: Call } = { cancelled: false };
     this.#pending.set(inviteKey, pending);
     incoming.scheduleTrying();
     const audit = (outcome: 'ok' | 'error', status: number, extra: Record<string, unknown> = {}) =>
       deps.sip.audit({ action: 'sip.invite', outcome, status, user: caller, target: req.uri, remote: flow.remote, ...extra });
-    let call: Call | undefined;
     try {
       if (req.body.length === 0) throw new VoxgateError('VG_SDP_MALFORMED', 'An INVITE to the agent must carry an SDP offer');
       const type = (header(req, 'Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
@@ -160,40 +143,27 @@ export class AgentCalls {
         via: 'sip-digest',
       };
       const plan = planAnswer(offer, { codecs: source.codecs, allowSendRecv: true, role: 'ingest' });
-      deps.calls.checkAdmission(source);
-      const agent = deps.agents.resolve(source.agent);
-      const id = newSessionId();
-      call = new Call(id, source, deps.clock, deps.idleTimeoutMs);
-      deps.calls.add(call);
-      const out = { ssrc: randomBytes(4).readUInt32BE(0), cname: randomBytes(9).toString('base64url') };
-      const peer = await WebRtcPeer.answer(id, text, plan, deps.media, out);
-      if (pending.cancelled || call.state === 'ended') {
-        peer.close();
-        call.close('cancelled');
-        return;
-      }
-      const leg = new WebRtcLeg(peer, deps.clock);
-      call.addLeg('caller', leg);
-      const log = deps.log.child({ session: id, sipCallId: header(req, 'Call-ID') });
-      const bridge = new MediaBridge(peer, plan, agent, id, source, out, {
-        ...deps.runtime,
-        log,
-        onHangup: (reason) => {
-          log.info({ reason }, 'agent hung up');
-          call!.closeByAgent(reason);
-        },
+      let peer: WebRtcPeer | undefined;
+      const started = await startCall(deps, {
+        source,
+        kind: 'sip-ws',
+        plan,
+        signalingRemote: flow.remote,
+        open: async (id, out) => (peer = await WebRtcPeer.answer(id, text, plan, deps.media, out)),
+        onCreated: (call) => (pending.call = call),
         // The agent transfers whoever the call is with now.
-        transfer: (target) => {
-          const current = this.#current.get(call!);
+        transfer: (call, target) => {
+          const current = this.#current.get(call);
           return current ? this.#transfer(current, target) : Promise.reject(new Error('the call is not set up yet'));
         },
+        logFields: { sipCallId: header(req, 'Call-ID') },
       });
-      leg.received.next = bridge;
-      call.addLeg('agent', bridge);
+      const { call, log } = started;
+      call.sipCallId = header(req, 'Call-ID');
       const dialog = Dialog.uas(req, incoming.toTag, deps.sip.viaHost, deps.sip.transportName);
-      const agentCall = new AgentCall(dialog, flow, call, peer, bridge, plan, caller, out, peer.localSdp, user);
+      const agentCall = new AgentCall(dialog, flow, call, peer!, started.agent, plan, caller, started.localSdp, user);
       this.#adopt(agentCall);
-      call.on('ended', (reason) => this.#ended(call!, reason));
+      call.on('ended', (reason) => this.#ended(call, reason));
       incoming.respond(200, {
         recordRoute: true,
         headers: [
@@ -203,21 +173,20 @@ export class AgentCalls {
           ...sessionTimer(req),
           { name: 'Content-Type', value: 'application/sdp' },
         ],
-        body: peer.localSdp,
+        body: started.localSdp,
       });
       // §13.3.1.4: no ACK within 64*T1 ends the dialog with a BYE.
       agentCall.ackTimer = deps.clock.setTimeout(() => {
-        if (!agentCall.acked) call!.close('no-ack');
+        if (!agentCall.acked) call.close('no-ack');
       }, 32_000);
       deps.sip.metricsCall('agent', 'answered');
-      audit('ok', 200, { session: id, codec: plan.audio.codec });
-      log.info({ pipeline: bridge.describe(), agent: agent.name, caller }, 'SIP call to the agent answered');
-      bridge.start().catch((err: unknown) => {
-        log.error({ err, agent: agent.name }, 'agent failed to start; ending the call');
-        call!.close('agent-failed');
-      });
+      audit('ok', 200, { session: call.id, codec: plan.audio.codec });
+      log.info({ pipeline: call.describe(), agent: started.agent.agent.name, caller }, 'SIP call to the agent answered');
+      started.begin();
     } catch (err) {
-      call?.close('setup-failed');
+      // A CANCEL got its 487 already; the half-made call ended with it.
+      if (pending.cancelled) return;
+      pending.call?.close('setup-failed');
       const e = err instanceof VoxgateError ? err : new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
       const status = e.sipStatus;
       deps.log.info({ err: e, caller }, 'SIP call to the agent refused');
@@ -234,8 +203,10 @@ export class AgentCalls {
 
   cancel(invite: Incoming): void {
     const p = this.#pending.get(`${header(invite.req, 'Call-ID')}|${header(invite.req, 'CSeq')}`);
-    if (p) p.cancelled = true;
     invite.respond(487);
+    if (!p) return;
+    p.cancelled = true;
+    p.call?.close('cancelled');
   }
 
   ack(req: SipRequest): boolean {
@@ -380,7 +351,7 @@ export class AgentCalls {
     }
     incoming.respond(200);
     this.deps.log.info({ session: ac.call.id, digit }, 'dtmf (SIP INFO)');
-    ac.bridge.session.deliverDtmf(digit.toUpperCase());
+    ac.call.dtmf('caller', digit.toUpperCase());
     return true;
   }
 
@@ -489,7 +460,7 @@ export class AgentCalls {
     if (!/^sip:/i.test(uri)) return refuse(416, 'Refer-To must be a sip: URI');
     if (ac.referral || ac.transferring) return refuse(491, 'A transfer of this call is already in progress');
     const target = uri.split('?')[0]!;
-    const referral: Referral = { target, id: cseqOf(req), peer: undefined, invite: undefined, flow: undefined, lastStatus: 100, answered: false, timedOut: false, ringTimer: undefined };
+    const referral: Referral = { target, id: cseqOf(req), peer: undefined, out: undefined, invite: undefined, flow: undefined, lastStatus: 100, answered: false, timedOut: false, ringTimer: undefined };
     ac.referral = referral;
     incoming.respond(202, { headers: [{ name: 'Contact', value: this.#contact(ac.agentUser) }] });
     this.deps.sip.audit({ action: 'sip.refer', outcome: 'ok', status: 202, user: ac.party, session: ac.call.id, target, remote: incoming.flow.remote });
@@ -511,9 +482,11 @@ export class AgentCalls {
     if (!user || this.isAgent(user)) return this.#referralFailed(ac, referral, 403, 'Forbidden (the agent can be handed to a registered user only)');
     const where = deps.sip.locate(user);
     if ('status' in where) return this.#referralFailed(ac, referral, where.status, where.reason);
-    const peer = await WebRtcPeer.offer(`${ac.call.id}-refer-${referral.id}`, offerPlan(ac.plan), deps.media, ac.out);
+    const out = newSendStream();
+    const peer = await WebRtcPeer.offer(`${ac.call.id}-refer-${referral.id}`, offerPlan(ac.plan), deps.media, out);
     if (ac.referral !== referral) return peer.close();
     referral.peer = peer;
+    referral.out = out;
     referral.flow = where.flow;
     const branch = newBranch();
     const headers: SipHeader[] = [
@@ -584,19 +557,17 @@ export class AgentCalls {
     }
     if (referral.ringTimer) deps.clock.clearTimeout(referral.ringTimer);
     old.referral = undefined;
-    const { call, bridge } = old;
-    const oldLeg = call.legs.get('caller') as WebRtcLeg | undefined;
-    if (oldLeg) oldLeg.received.next = undefined;
-    const leg = new WebRtcLeg(peer, deps.clock);
-    leg.received.next = bridge;
-    call.addLeg('caller', leg);
-    bridge.moveTo(peer, plan);
-    const next = new AgentCall(dialog, flow, call, peer, bridge, plan, userOf(referral.target)!, old.out, answerFromOffer(peer.localSdp, answer), old.agentUser);
+    const { call } = old;
+    // The transferee's leg replaces the transferor's; the agent leg stays and is wired to it.
+    const endpoint = new MediaEndpoint(`${call.id}-refer-${referral.id}`, peer, formatOf(plan), call.pcmRate, referral.out!, deps.runtime);
+    const next = new AgentCall(dialog, flow, call, peer, old.agent, plan, userOf(referral.target)!, answerFromOffer(peer.localSdp, answer), old.agentUser);
     next.acked = true;
     this.#adopt(next);
     // The transferor's dialog is done: its media stops now, and it has a moment to hang up itself.
     old.detached = true;
-    old.peer.close();
+    call.replaceLeg('caller', new PartyLeg('sip-ws', endpoint), 'transferred');
+    call.sipCallId = dialog.callId;
+    call.signalingRemote = flow.remote;
     this.#sendNotify(old, referral, 200);
     if (old.gone) this.#forget(old);
     else {
@@ -605,7 +576,7 @@ export class AgentCalls {
         this.#forget(old);
       }, TRANSFEROR_GRACE_MS);
     }
-    bridge.session.deliverTransferred(referral.target);
+    old.agent.session.deliverTransferred(referral.target);
     deps.sip.metricsCall('agent', 'transferred');
     deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: old.party, target: referral.target, session: call.id, remote: flow.remote });
     deps.log.info({ session: call.id, from: old.party, to: next.party, sipCallId: dialog.callId }, 'the agent was transferred');

@@ -1,8 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
 import type { ListenerAuthenticator, ListenerIdentity } from '../auth/listener-auth.js';
 import type { Call } from '../call/call.js';
+import type { CallTable } from '../call/call-table.js';
 import { ListenerLeg, type ListenTrack } from '../call/listener-leg.js';
+import type { SessionDirectory, SessionRecord } from '../call/session-directory.js';
+import { newSendStream } from '../call/start-call.js';
 import type { Clock } from '../core/clock.js';
 import type { CodecName, IceServerConfig } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
@@ -10,9 +12,8 @@ import { newEtag, newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { rtpClockRate } from '../audio/codec.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
-import { iceServerLinks } from '../webrtc/ice-servers.js';
-import { WebRtcPeer, type MediaEndpointOptions } from '../webrtc/peer.js';
-import type { WhipEndpoint, WhipResource } from '../whip/whip-endpoint.js';
+import { iceServerLinks } from '../transport/webrtc/ice-servers.js';
+import { WebRtcPeer, type MediaEndpointOptions } from '../transport/webrtc/peer.js';
 import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 
 export const SSE_EXTENSION = 'urn:ietf:params:whep:ext:core:server-sent-events';
@@ -25,8 +26,8 @@ export interface WhepResource {
   readonly sessionId: string;
   readonly etag: string;
   readonly call: Call;
-  readonly source: WhipResource;
   readonly leg: ListenerLeg;
+  readonly peer: WebRtcPeer;
   readonly plan: AnswerPlan;
   readonly listener: ListenerIdentity;
   readonly remoteUfrag: string | undefined;
@@ -34,7 +35,10 @@ export interface WhepResource {
 }
 
 export interface WhepEndpointDeps {
-  whip: WhipEndpoint;
+  /** Where any session is found, whatever its kind (WHIP, SIP, ...). */
+  directory: SessionDirectory;
+  /** This node's live calls. */
+  calls: CallTable;
   auth: ListenerAuthenticator;
   audit: AuditLog;
   clock: Clock;
@@ -45,14 +49,34 @@ export interface WhepEndpointDeps {
 }
 
 /**
- * WHEP (draft-ietf-wish-whep): authorised listeners hear a live call as the caller, the agent,
- * or both mixed. POST /whep/{session}?track=caller|agent|mix with a recvonly offer; every
- * POST and DELETE is audited with the listener's name.
+ * WHEP (draft-ietf-wish-whep): authorised listeners hear a live call as the caller, the agent
+ * (or whoever the caller talks with), or both mixed, whatever kind of call it is.
+ * POST /whep/{session}?track=caller|agent|mix with a recvonly offer; every POST and DELETE is
+ * audited with the listener's name.
  */
 export class WhepEndpoint {
   readonly resources = new Map<string, WhepResource>();
 
   constructor(private readonly deps: WhepEndpointDeps) {}
+
+  /**
+   * A call that can be listened to now, or the refusal: 404 once it has ended, 409 with
+   * Retry-After while it is not live yet (WHEP §4.3), and for ids never seen (they may be about to be).
+   */
+  async liveCall(sessionId: string): Promise<Call> {
+    return this.#live(sessionId, await this.deps.directory.lookup(sessionId));
+  }
+
+  #live(sessionId: string, record: SessionRecord | undefined): Call {
+    if (record?.state === 'ended') throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${sessionId} has ended.`);
+    const call = this.deps.calls.get(sessionId);
+    if (!call || call.state !== 'connected') {
+      throw new VoxgateError('VG_SESSION_NOT_STARTED', `Session ${sessionId} is not live; retry when it has started.`, {
+        headers: { 'Retry-After': String(this.deps.retryAfterSeconds) },
+      });
+    }
+    return call;
+  }
 
   async post(sessionId: string, trackParam: string | null, req: EndpointRequest): Promise<EndpointReply> {
     const { deps } = this;
@@ -63,57 +87,37 @@ export class WhepEndpoint {
       if (!TRACKS.includes(track)) {
         throw new VoxgateError('VG_SDP_BAD_DIRECTION', `track must be one of ${TRACKS.join(', ')} (got '${trackParam}').`);
       }
-      const source = deps.whip.resources.get(sessionId);
-      if (!source) {
-        if (deps.whip.ended.has(sessionId)) throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${sessionId} has ended.`);
-        // WHEP §4.3: no live publication (yet): 409 with Retry-After.
-        throw new VoxgateError('VG_SESSION_NOT_STARTED', `Session ${sessionId} is not live; retry when it has started.`, {
-          headers: { 'Retry-After': String(deps.retryAfterSeconds) },
-        });
-      }
-      deps.auth.authorize(who, sessionId, source.call.source.name);
-      if (source.call.state !== 'connected' || !source.bridge) {
-        throw new VoxgateError('VG_SESSION_NOT_STARTED', `Session ${sessionId} has not started yet; retry shortly.`, {
-          headers: { 'Retry-After': String(deps.retryAfterSeconds) },
-        });
-      }
+      const record = await deps.directory.lookup(sessionId);
+      const sourceName = deps.calls.get(sessionId)?.source.name ?? record?.source;
+      if (sourceName !== undefined) deps.auth.authorize(who, sessionId, sourceName);
+      const call = this.#live(sessionId, record);
+      const caller = call.leg('caller')?.endpoint;
+      if (!caller) throw new VoxgateError('VG_SESSION_NOT_STARTED', `Session ${sessionId} has no caller yet; retry shortly.`, { headers: { 'Retry-After': String(deps.retryAfterSeconds) } });
       const text = requireSdp(req);
       const offer = parseOffer(text);
-      const callerCodec = source.plan.audio.codec;
+      const callerCodec = caller.format.codec;
       const codecs = [...new Set<CodecName>([callerCodec, 'opus', 'pcmu', 'pcma', 'g722'])];
       const plan = planAnswer(offer, { codecs, allowSendRecv: false, role: 'egress' });
 
       const id = newSessionId();
-      const ssrc = randomBytes(4).readUInt32BE(0);
+      const out = newSendStream();
       let peer: WebRtcPeer;
       try {
-        peer = await WebRtcPeer.answer(id, text, plan, deps.media, { ssrc, cname: randomBytes(9).toString('base64url') });
+        peer = await WebRtcPeer.answer(id, text, plan, deps.media, out);
       } catch (err) {
         throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
       }
       // The call may have ended while the answer was being made.
-      if (!deps.whip.resources.has(sessionId)) {
+      if (call.state === 'ended') {
         peer.close();
         throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${sessionId} has ended.`);
       }
-      const hub = source.bridge.egress;
       const a = plan.audio;
-      const leg = new ListenerLeg(id, who.name, track, a.codec, a.payloadType, rtpClockRate(a.codec), ssrc, peer, track === 'caller' && a.codec === callerCodec, (l) => {
-        hub.remove(l);
+      const leg = new ListenerLeg(id, who.name, track, a.codec, a.payloadType, rtpClockRate(a.codec), out.ssrc, peer, track === 'caller' && a.codec === callerCodec, (l) => {
         this.resources.delete(l.id);
-        source.call.removeLeg(`listener:${l.id}`);
+        call.removeLeg(`listener:${l.id}`, 'deleted');
       });
-      const resource: WhepResource = {
-        id,
-        sessionId,
-        etag: newEtag(),
-        call: source.call,
-        source,
-        leg,
-        plan,
-        listener: who,
-        ...offerIceCredentials(offer, a.mid),
-      };
+      const resource: WhepResource = { id, sessionId, etag: newEtag(), call, leg, peer, plan, listener: who, ...offerIceCredentials(offer, a.mid) };
       peer.on('state', (state) => {
         if (state === 'failed') leg.close('ice-failed');
       });
@@ -124,8 +128,7 @@ export class WhepEndpoint {
         throw err;
       }
       this.resources.set(id, resource);
-      source.call.addLeg(`listener:${id}`, leg);
-      hub.add(leg);
+      call.addListener(leg);
       const location = `${req.baseUrl}/whep/${sessionId}/${id}`;
       return createdReply(
         location,
@@ -143,7 +146,7 @@ export class WhepEndpoint {
     try {
       who = this.deps.auth.authenticate(req.headers.authorization);
       const r = this.#owned(sessionId, id, who);
-      const { candidates, used } = applyTricklePatch({ etag: r.etag, peer: r.leg.peer, mid: r.plan.audio.mid, remoteUfrag: r.remoteUfrag, remotePwd: r.remotePwd }, req);
+      const { candidates, used } = applyTricklePatch({ etag: r.etag, peer: r.peer, mid: r.plan.audio.mid, remoteUfrag: r.remoteUfrag, remotePwd: r.remotePwd }, req);
       this.#audit({ action: 'whep.patch', outcome: 'ok', status: 204, candidates, used }, who, req, sessionId, id);
       return { status: 204, headers: {} };
     } catch (err) {

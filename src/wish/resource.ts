@@ -4,7 +4,7 @@ import { isVoxgateError, VoxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { attr, parseSdp, SdpParseError, type SessionDescription } from '../sdp/sdp.js';
 import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
-import type { WebRtcPeer } from '../webrtc/peer.js';
+import type { WebRtcPeer } from '../transport/webrtc/peer.js';
 
 /**
  * What WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep) resources share: the request and reply

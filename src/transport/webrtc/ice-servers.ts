@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import type { IceServerConfig } from '../core/config.js';
+import type { IceServerConfig } from '../../core/config.js';
 
 /**
  * `Link: <stun:...>; rel="ice-server"` headers (RFC 9725 §4.6, RFC 8288 syntax). Every

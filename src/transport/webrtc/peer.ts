@@ -1,7 +1,8 @@
 import ndc from 'node-datachannel';
-import { TypedEmitter } from '../core/events.js';
-import type { AnswerPlan } from '../sdp/codec-policy.js';
-import type { RtpSink } from '../rtp/rtp-counter.js';
+import { TypedEmitter } from '../../core/events.js';
+import type { AnswerPlan } from '../../sdp/codec-policy.js';
+import type { RtpSink } from '../../rtp/rtp-counter.js';
+import type { MediaTransport, MediaTransportEvents, TransportState } from '../media-transport.js';
 
 const { PeerConnection, Audio, Video } = ndc;
 type NdcPeerConnection = InstanceType<typeof PeerConnection>;
@@ -16,15 +17,7 @@ export interface MediaEndpointOptions {
   announcedAddress?: string;
 }
 
-export type PeerState = 'connecting' | 'connected' | 'failed' | 'closed';
-export type PeerFailure = 'ice-failed' | 'dtls-failed' | 'peer-closed';
-
-export interface PeerEvents extends Record<string, unknown[]> {
-  state: [state: PeerState, failure: PeerFailure | undefined];
-  rtcp: [packet: Buffer];
-  /** A text message on the data channel. */
-  message: [text: string];
-}
+export type PeerState = TransportState;
 
 /** Our outgoing stream, announced in the answer (a=ssrc) when we send audio. */
 export interface SendStream {
@@ -61,7 +54,8 @@ function trackClosing<T extends { onClosed(cb: () => void): void }>(obj: T, onCl
  * a call voxgate places itself (a transfer) we offer. Holds strong references to the native
  * PeerConnection and every Track: a collected wrapper silently stops delivering packets.
  */
-export class WebRtcPeer extends TypedEmitter<PeerEvents> {
+export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements MediaTransport {
+  readonly kind = 'webrtc' as const;
   /** Our SDP: the answer, or for an offering peer the offer. */
   readonly localSdp: string;
   rtpSink: RtpSink | undefined;
@@ -172,8 +166,20 @@ export class WebRtcPeer extends TypedEmitter<PeerEvents> {
     return this.#state;
   }
 
-  /** Sends an RTP or RTCP packet on the audio track (libdatachannel protects it with SRTP/SRTCP). */
-  sendMedia(packet: Buffer): boolean {
+  /** Sends an RTP packet on the audio track (libdatachannel protects it with SRTP). */
+  sendRtp(packet: Buffer): boolean {
+    return this.#sendOnTrack(packet);
+  }
+
+  /** RTCP goes on the same track (rtcp-mux, RFC 5761), protected with SRTCP. */
+  sendRtcp(packet: Buffer): boolean {
+    return this.#sendOnTrack(packet);
+  }
+
+  /** The data channel capability: JSON text to every open channel of this peer. */
+  readonly dataChannel = { send: (text: string): boolean => this.sendMessage(text) };
+
+  #sendOnTrack(packet: Buffer): boolean {
     const track = this.#tracks[0];
     if (this.#state !== 'connected' || !track?.isOpen()) return false;
     try {

@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import type { Agent } from '../agent/agent.js';
+import type { SourceIdentity } from '../auth/source-auth.js';
+import type { Clock } from '../core/clock.js';
+import { VoxgateError } from '../core/errors.js';
+import { newSessionId } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import { MediaEndpoint, type MediaFormat, type MediaRuntime } from '../media/endpoint.js';
+import type { AnswerPlan } from '../sdp/codec-policy.js';
+import type { MediaTransport } from '../transport/media-transport.js';
+import { AgentLeg } from './agent-leg.js';
+import { Call } from './call.js';
+import type { CallTable } from './call-table.js';
+import { PartyLeg } from './party-leg.js';
+
+/** Our outgoing stream, announced in SDP (a=ssrc) where we send. */
+export interface SendStream {
+  ssrc: number;
+  cname: string;
+}
+
+export function newSendStream(): SendStream {
+  return { ssrc: randomBytes(4).readUInt32BE(0), cname: randomBytes(9).toString('base64url') };
+}
+
+export interface StartCallDeps {
+  calls: CallTable;
+  runtime: MediaRuntime;
+  /** The signalling clock: the call's idle timer runs on it. */
+  clock: Clock;
+  log: Logger;
+  idleTimeoutMs: number;
+  resolveAgent(spec: SourceIdentity['agent']): Agent;
+}
+
+export interface StartCallRequest {
+  source: SourceIdentity;
+  /** How the caller reached us, as its leg's kind: `whip`, `sip-ws`. */
+  kind: string;
+  /** The caller's audio, as negotiated from its offer. */
+  plan: AnswerPlan;
+  /** Opens the caller's transport once the call is admitted (answers its offer). */
+  open(id: string, out: SendStream): Promise<MediaTransport & { localSdp: string }>;
+  signalingRemote: string;
+  /** What the agent's transfer(target) does for this call; without it, transfer() is refused. */
+  transfer?(call: Call, target: string): Promise<void>;
+  /** The call exists (admitted, in the table) and its transport is being opened. */
+  onCreated?(call: Call): void;
+  logFields?: Record<string, unknown>;
+}
+
+export interface StartedCall {
+  call: Call;
+  caller: PartyLeg;
+  agent: AgentLeg;
+  /** Our SDP for the caller. */
+  localSdp: string;
+  log: Logger;
+  /** Attaches the agent; one whose attach fails ends the call with `agent-failed`. */
+  begin(): void;
+}
+
+/** The stream a plan's audio section describes. */
+export function formatOf(plan: AnswerPlan): MediaFormat {
+  const a = plan.audio;
+  return { codec: a.codec, payloadType: a.payloadType, clockRate: a.clockRate, telephoneEvent: a.telephoneEvent, sends: a.direction === 'sendrecv' || a.direction === 'sendonly' };
+}
+
+/**
+ * A caller reaches an agent, however it came (WHIP, SIP): admission (503 at capacity, 429/486
+ * over a source's limit), the Call in the table, the caller's transport and media endpoint,
+ * and the agent leg with its pacer. The one place this is wired, for every kind of caller.
+ */
+export async function startCall(deps: StartCallDeps, req: StartCallRequest): Promise<StartedCall> {
+  deps.calls.checkAdmission(req.source);
+  const agent = deps.resolveAgent(req.source.agent);
+  const id = newSessionId();
+  const call = new Call(id, req.source, deps.clock, deps.idleTimeoutMs, { pcmRate: agent.sampleRate, kind: req.kind });
+  call.signalingRemote = req.signalingRemote;
+  deps.calls.add(call);
+  req.onCreated?.(call);
+  const out = newSendStream();
+  let transport: MediaTransport & { localSdp: string };
+  try {
+    transport = await req.open(id, out);
+  } catch (err) {
+    call.close('setup-failed');
+    throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
+  }
+  if (call.state === 'ended') {
+    transport.close();
+    throw new VoxgateError('VG_SETUP_ABORTED', 'The session ended while it was being set up.');
+  }
+  const log = deps.log.child({ session: id, ...req.logFields });
+  const caller = new PartyLeg(req.kind, new MediaEndpoint(id, transport, formatOf(req.plan), agent.sampleRate, out, deps.runtime));
+  call.addLeg('caller', caller);
+  const agentLeg = new AgentLeg(agent, id, req.source, {
+    clock: deps.runtime.clock,
+    hangup: (reason) => {
+      log.info({ reason }, 'agent hung up');
+      call.closeByAgent(reason);
+    },
+    transfer: (target) => (call.transferHandler ? call.transferHandler(target) : Promise.reject(new Error('this call cannot be transferred'))),
+    send: (data) => {
+      call.message('caller', data);
+      const type = (data as { type?: unknown } | null)?.type;
+      if (type === 'turn' || type === 'agent-text') call.fanout.publish(type, data);
+    },
+  });
+  call.addLeg('agent', agentLeg);
+  if (req.transfer) call.transferHandler = (target) => req.transfer!(call, target);
+  call.on('dtmf', (from, digit) => log.info({ from, digit }, 'dtmf'));
+  return {
+    call,
+    caller,
+    agent: agentLeg,
+    localSdp: transport.localSdp,
+    log,
+    begin: () => {
+      agentLeg.start().catch((err: unknown) => {
+        log.error({ err, agent: agent.name }, 'agent failed to start; ending the call');
+        call.close('agent-failed');
+      });
+    },
+  };
+}
