@@ -52,6 +52,7 @@ export class AgentLeg implements AgentParty {
         this.pacer.clear();
         this.#clearEpoch++;
         this.#clearedAt = clock.now();
+        this.#playAt = undefined; // audio dropped before it was heard: the next play() starts the measure
       },
       mark: (name) => this.pacer.mark(name),
       send: (data) => control.send(data),

@@ -254,6 +254,8 @@ export class Call extends TypedEmitter<CallEvents> {
     for (const leg of this.legs.values()) leg.close(reason);
     // Listeners of 'ended' still see the legs (final counters); the map is emptied after.
     this.emit('ended', reason);
+    // Nothing stays in a map after close; quietly, since 'inactive' was the listeners' last word.
+    this.fanout.listeners.clear();
     this.legs.clear();
     this.removeAllListeners();
   }

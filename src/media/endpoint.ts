@@ -108,6 +108,9 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
   #lastReport = 0;
   #forwarding: { ssrc: number; srcBase: number; base: number; at: number } | undefined;
   #eventTs: number | undefined;
+  /** RFC 4733 packets of this stream so far, and the highest sequence number: the jitter buffer is numbered without events. */
+  #eventSeqs = 0;
+  #maxSeq = -1;
   #closed = false;
 
   constructor(
@@ -175,13 +178,18 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     // RFC 4733 events share the stream's sequence space: count them, or they would look lost.
     const { seq, ts } = this.rtp.received(p, now);
     this.onPacket?.(p, event);
+    const fresh = seq > this.#maxSeq;
+    if (fresh) this.#maxSeq = seq;
     if (event) {
+      // The jitter buffer sees audio only: numbered with the events' sequence numbers left in, each
+      // digit would look like lost audio to conceal (~120 ms of delay added per digit).
+      if (fresh) this.#eventSeqs++;
       const digit = this.#dtmfIn.push(p.timestamp, p.payload);
       if (digit) this.emit('dtmf', digit);
       return;
     }
     this.#firstTs ??= ts;
-    if (this.decode) this.jitter.push({ seq, timestamp: ts, payload: p.payload, arrivalMs: now });
+    if (this.decode) this.jitter.push({ seq: seq - this.#eventSeqs, timestamp: ts, payload: p.payload, arrivalMs: now });
   }
 
   /** Encodes one frame pushed by another leg (a transcoding bridge) and sends it now. */
@@ -215,6 +223,7 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
 
   /** Queues an RFC 4733 digit to the far end; false when this leg negotiated no telephone-event. */
   sendDtmf(digit: string, durationMs = 100): boolean {
+    if (this.#closed) return false;
     return this.#dtmfOut?.queue(digit, durationMs) ?? false;
   }
 
@@ -239,6 +248,8 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     this.#dtmfIn = new DtmfDetector();
     this.#firstTs = undefined;
     this.#tsBaseMs = this.#lastTsMs + FRAME_MS;
+    this.#eventSeqs = 0;
+    this.#maxSeq = -1;
   }
 
   /** The timestamp for a packet sent between ticks: never behind the tick's, never a repeat. */
@@ -272,6 +283,8 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
       } else if (o.kind === 'lost' || o.kind === 'underrun') {
         decode = 'conceal';
       }
+      // A repaired frame takes the slot after the last one, so frame time never runs back.
+      if (decode === 'recover' || decode === 'conceal') tsMs = this.#lastTsMs = this.#lastTsMs + FRAME_MS;
     }
     const events = this.#dtmfOut?.next() ?? [];
     if (events.length) this.#sendEvents(events, tickTs);

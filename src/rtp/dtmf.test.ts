@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DtmfDetector, DtmfSender, eventOf, parseTelephoneEvent, type TelephoneEventPacket } from './dtmf.js';
+import { digitOf, DtmfDetector, DtmfSender, eventOf, parseTelephoneEvent, type TelephoneEventPacket } from './dtmf.js';
 
 const ev = (event: number, end: boolean, duration: number) => Buffer.from([event, (end ? 0x80 : 0) | 10, duration >> 8, duration & 0xff]);
 
@@ -49,4 +49,44 @@ test('RFC 4733 out: marker on the first packet, duration in timestamp units, end
   assert.deepEqual(heard, ['5', '#']);
   assert.equal(eventOf('a'), 12);
   assert.equal(eventOf('*'), 10);
+});
+
+test('RFC 4733 in: a payload shorter than the 4-byte event is no event, and takes no digit', () => {
+  assert.equal(parseTelephoneEvent(Buffer.from([5, 0x8a, 0])), undefined);
+  const d = new DtmfDetector();
+  assert.equal(d.push(1000, Buffer.from([5])), undefined);
+  assert.equal(d.push(1000, ev(5, false, 160)), '5', 'the same event\'s first whole packet still counts');
+  assert.equal(d.push(2000, ev(16, false, 160)), undefined, 'event 16 (flash) is not a DTMF digit');
+  assert.equal(digitOf(15), 'D');
+  assert.equal(eventOf('12'), undefined);
+  assert.equal(eventOf(''), undefined);
+  assert.equal(eventOf('x'), undefined);
+});
+
+test('RFC 4733 out: a short digit still lasts two frames; a long one caps its duration at 16 bits (§2.5.1.3)', () => {
+  const short = new DtmfSender(8000);
+  short.queue('1', 10);
+  const s: TelephoneEventPacket[][] = [];
+  while (short.busy) s.push(short.next());
+  assert.deepEqual(
+    s.filter((t) => t.length).map((t) => t.length),
+    [1, 3],
+    'one packet, then the end three times',
+  );
+  const long = new DtmfSender(48000, 20);
+  long.queue('0', 2000);
+  let last: TelephoneEventPacket[] = [];
+  let packets = 0;
+  while (long.busy) {
+    const t = long.next();
+    if (t.length) last = t;
+    packets += t.length;
+  }
+  assert.equal(packets, 99 + 3);
+  assert.deepEqual(
+    last.map((p) => parseTelephoneEvent(p.payload)!.duration),
+    [0xffff, 0xffff, 0xffff],
+    '2 s at 48 kHz is 96000 units: capped',
+  );
+  assert.deepEqual(new DtmfSender(8000).next(), [], 'nothing queued: audio');
 });
