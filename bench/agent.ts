@@ -17,7 +17,7 @@ import type { Agent } from '../src/agent/agent.js';
 import type { AgentLeg } from '../src/call/agent-leg.js';
 import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
-import { Gateway } from '../src/http/gateway.js';
+import { Gateway } from '../src/gateway.js';
 
 const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const COUNTS = counts.length ? counts : [100, 500, 1000];

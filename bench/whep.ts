@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
-import { Gateway } from '../src/http/gateway.js';
+import { Gateway } from '../src/gateway.js';
 
 const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const COUNTS = counts.length ? counts : [100, 250, 500];

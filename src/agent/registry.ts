@@ -41,6 +41,18 @@ export class AgentRegistry {
     this.#byType.set(type, factory);
   }
 
+  /** What is wrong with each agent setting (`<where>: <why>`), found by resolving each once: at start-up, not on its first call. */
+  problems(specs: [where: string, spec: SourceConfig['agent'] | undefined][]): string[] {
+    return specs.flatMap(([where, spec]) => {
+      try {
+        this.resolve(spec);
+        return [];
+      } catch (err) {
+        return [`${where}: ${(err as Error).message}`];
+      }
+    });
+  }
+
   resolve(spec: SourceConfig['agent'] | undefined): Agent {
     const s = spec ?? this.defaultAgent;
     if (typeof s === 'string') {

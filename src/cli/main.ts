@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { verifyAuditFile } from '../audit/audit-log.js';
 import { signJwt } from '../auth/source-auth.js';
 import { ConfigError, loadConfig } from '../core/config.js';
-import { Gateway } from '../http/gateway.js';
+import { Gateway } from '../gateway.js';
 
 const USAGE = `voxgate: the gateway between live audio and AI voice agents
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { Gateway, type GatewayOptions } from '../../src/http/gateway.js';
+import { Gateway, type GatewayOptions } from '../../src/gateway.js';
 
 /** A UDP port that was free a moment ago (the OS picked it). */
 export async function freeUdpPort(): Promise<number> {

@@ -1,0 +1,315 @@
+import type { Server } from 'node:http';
+import { availableParallelism } from 'node:os';
+import { AuditLog } from './audit/audit-log.js';
+import { SourceAuthenticator } from './auth/source-auth.js';
+import { ListenerAuthenticator } from './auth/listener-auth.js';
+import { AgentRegistry, type AgentFactory } from './agent/registry.js';
+import { CodecPool } from './audio/codec-pool.js';
+import { FrameClock } from './audio/frame-clock.js';
+import { CallTable } from './call/call-table.js';
+import type { StartCallDeps } from './call/start-call.js';
+import type { SessionDirectory } from './call/session-directory.js';
+import type { EventBus } from './call/session-events.js';
+import { MemorySessionDirectory } from './cluster/memory/session-directory.js';
+import { MemoryEventBus } from './cluster/memory/event-bus.js';
+import { SystemClock, type Clock } from './core/clock.js';
+import { ConfigError, type Config, type SourceConfig } from './core/config.js';
+import { TypedEmitter } from './core/events.js';
+import { newToken } from './core/ids.js';
+import { createLogger, type Logger } from './core/logger.js';
+import type { MediaRuntime } from './media/endpoint.js';
+import type { MediaEndpointOptions } from './transport/webrtc/peer.js';
+import { WhipEndpoint } from './whip/whip-endpoint.js';
+import { WhepEndpoint } from './whep/whep-endpoint.js';
+import { GatewayMetrics } from './http/metrics.js';
+import { RateLimiter } from './http/rate-limit.js';
+import { Router } from './http/router.js';
+import { baseUrl, close, createServer, listen, serverUrl } from './http/server.js';
+import { adminPlugin } from './http/plugins/admin.js';
+import { healthPlugin } from './http/plugins/health.js';
+import { metricsPlugin } from './http/plugins/metrics.js';
+import { pagesPlugin } from './http/plugins/pages.js';
+import { ssePlugin } from './http/plugins/sse.js';
+import { whepPlugin } from './http/plugins/whep.js';
+import { whipPlugin } from './http/plugins/whip.js';
+import { SipService } from './sip/sip-service.js';
+import { SipMetrics } from './sip/sip-metrics.js';
+import { AgentCalls } from './sip/agent-calls.js';
+import { Proxy as SipProxy } from './sip/proxy.js';
+import { CallRouter } from './sip/call-router.js';
+
+export interface GatewayOptions {
+  /**
+   * The signalling clock (default SystemClock): SIP transaction and dialog timers, call idle
+   * timeouts, digest nonces, the HTTP rate limiter, source JWT expiry, TURN credential times,
+   * session directory tombstones and audit times. A FakeClock here tests those timers without sleeping.
+   */
+  clock?: Clock;
+  /**
+   * The media clock (default SystemClock, whatever `clock` is): the 20 ms FrameClock and the media
+   * runtime (MediaEndpoint arrival times and jitter buffers, AgentLeg playout), so audio can flow in
+   * real time while the signalling clock is a fake.
+   */
+  mediaClock?: Clock;
+  log?: Logger;
+  /** In-process agents by name, for sources to pick with `agent: "<name>"` (the TypeScript Agent API). */
+  agents?: Record<string, AgentFactory>;
+}
+
+/**
+ * One voxgate node, and the one place that knows how its parts fit: the HTTP(S) server and its
+ * plugins, the media runtime, the call table, SIP and the audit log. `start()` needs no
+ * configuration at all; `stop()` drains (refuses new sessions, ends the live ones with reason
+ * `shutdown`, closes the server).
+ */
+export class Gateway {
+  /** The signalling clock (see GatewayOptions). */
+  readonly clock: Clock;
+  /** The media clock (see GatewayOptions). */
+  readonly mediaClock: Clock;
+  readonly log: Logger;
+  readonly calls: CallTable;
+  /** Every session by id, whatever its kind (WHEP finds calls here). */
+  readonly directory: SessionDirectory;
+  /** created / connected / ended, as serialisable events. */
+  readonly events: EventBus;
+  readonly audit: AuditLog;
+  readonly auth: SourceAuthenticator;
+  readonly whip: WhipEndpoint;
+  readonly whep: WhepEndpoint;
+  readonly metrics: GatewayMetrics;
+  readonly limiter: RateLimiter;
+  readonly agents: AgentRegistry;
+  readonly frameClock: FrameClock;
+  /** Where sessions' audio is decoded and encoded. */
+  readonly codecs: CodecPool;
+  /** SIP over WebSocket (RFC 7118) on `/sip`. */
+  readonly sip: SipService;
+  readonly sipAgentCalls: AgentCalls;
+  /** Printed at start-up when no source is configured. */
+  readonly devToken: string | undefined;
+  readonly adminToken: string;
+  draining = false;
+  readonly #router: Router;
+  #server: Server | undefined;
+  #redirectNext = 0;
+  readonly #poor = new Set<string>();
+
+  private constructor(
+    readonly config: Config,
+    opts: GatewayOptions,
+  ) {
+    this.clock = opts.clock ?? new SystemClock();
+    this.mediaClock = opts.mediaClock ?? new SystemClock();
+    this.log = opts.log ?? createLogger(config.log.level);
+    TypedEmitter.onListenerError = (event, err) => this.log.error({ err, event }, 'event listener threw');
+    let sources: SourceConfig[] = config.sources;
+    if (sources.length === 0 && !config.auth.jwtSecret) {
+      this.devToken = newToken();
+      sources = [{ name: 'dev', kind: 'browser', token: this.devToken }];
+    }
+    this.adminToken = config.admin.token ?? newToken();
+    this.auth = new SourceAuthenticator(sources, config.auth.jwtSecret, this.clock);
+    this.directory = new MemorySessionDirectory({ now: () => this.clock.now() });
+    this.events = new MemoryEventBus({ onError: (err) => this.log.error({ err }, 'session event subscriber threw') });
+    this.calls = new CallTable({
+      ...config.limits,
+      directory: this.directory,
+      events: this.events,
+      now: () => this.clock.now(),
+      onError: (err, what) => this.log.error({ err }, `${what} failed`),
+    });
+    this.audit = new AuditLog(config.audit.path, this.clock);
+    this.agents = new AgentRegistry(config.defaultAgent, this.log);
+    for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);
+    // Fail at start-up, naming the source, rather than on its first call.
+    const badAgents = this.agents.problems([
+      ...sources.map((s, i): [string, SourceConfig['agent']] => [`sources.${i}.agent`, s.agent]),
+      ...Object.entries(config.sip.agents).map(([user, spec]): [string, SourceConfig['agent']] => [`sip.agents.${user}`, spec]),
+    ]);
+    if (badAgents.length) throw new ConfigError(badAgents);
+    this.frameClock = new FrameClock(this.mediaClock, (err) => this.log.error({ err }, 'media tick failed'));
+    const codecThreads = config.media.codecThreads ?? Math.min(8, availableParallelism() - 1);
+    this.codecs = new CodecPool(codecThreads, (err, what) => this.log.error({ err }, what));
+    // Media runs on the media clock; the call's idle timer (callDeps.clock) on the signalling clock.
+    const runtime: MediaRuntime = { clock: this.mediaClock, frameClock: this.frameClock, codecs: this.codecs, maxJitterMs: config.media.jitterBufferMaxMs };
+    this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
+    const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
+    const callDeps: StartCallDeps = {
+      calls: this.calls,
+      runtime,
+      clock: this.clock,
+      log: this.log,
+      idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+      resolveAgent: (spec) => this.agents.resolve(spec),
+    };
+    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, media, iceServers: config.iceServers });
+    this.whep = new WhepEndpoint({
+      directory: this.directory,
+      calls: this.calls,
+      auth: new ListenerAuthenticator(config.listeners, this.adminToken),
+      audit: this.audit,
+      clock: this.clock,
+      log: this.log,
+      media,
+      iceServers: config.iceServers,
+      retryAfterSeconds: config.limits.retryAfterSeconds,
+    });
+    this.metrics = new GatewayMetrics(this.calls, this.codecs);
+    this.#logCalls();
+    const sip = this.#buildSip(callDeps, media);
+    this.sip = sip.service;
+    this.sipAgentCalls = sip.agentCalls;
+    this.#router = this.#buildRouter();
+  }
+
+  static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    try {
+      await gw.#listen();
+    } catch (err) {
+      await gw.stop(); // nothing half-started is left behind (the audit file, codec threads)
+      throw err;
+    }
+    return gw;
+  }
+
+  get url(): string {
+    const { host, port, tls } = this.config.http;
+    return serverUrl(this.#server, { host, port, tls: !!tls });
+  }
+
+  /** Call quality, connects and ends in the log; ends in the audit log and the MOS histogram. */
+  #logCalls(): void {
+    this.calls.on('created', (call) => {
+      call.on('quality', (q) => {
+        this.metrics.mos.observe(q.mos);
+        // agent-protocols.md alert thresholds; logged when a call crosses them, not every 5 s.
+        const poor = q.mos < 3.5 || q.lossPercent > 3 || q.jitterMs > 30 || (q.rttMs ?? 0) > 400;
+        if (poor !== this.#poor.has(call.id)) {
+          if (poor) this.#poor.add(call.id);
+          else this.#poor.delete(call.id);
+          const fields = { session: call.id, source: call.source.name, ...q };
+          if (poor) this.log.warn(fields, 'call quality is poor');
+          else this.log.info(fields, 'call quality recovered');
+        }
+      });
+    });
+    this.calls.on('ended', (call, reason) => {
+      this.#poor.delete(call.id);
+      const media = call.totals().packetsReceived;
+      this.log.info({ session: call.id, source: call.source.name, reason, packets: media }, 'session ended');
+      try {
+        this.audit.write({
+          action: 'session.ended',
+          outcome: reason === 'deleted' || reason === 'shutdown' ? 'ok' : 'error',
+          reason,
+          source: call.source.name,
+          sourceKind: call.source.kind,
+          session: call.id,
+          durationMs: this.clock.now() - call.createdAt,
+          packets: media,
+        });
+      } catch (err) {
+        this.log.error({ err, session: call.id }, 'audit write failed for a session end');
+      }
+    });
+    this.calls.on('connected', (call) => this.log.info({ session: call.id, source: call.source.name }, 'session connected'));
+  }
+
+  /** SIP: the service (registrar, transactions, the WebSocket transport), agent calls, the proxy between users. */
+  #buildSip(callDeps: StartCallDeps, media: MediaEndpointOptions): { service: SipService; agentCalls: AgentCalls } {
+    const { config } = this;
+    let sipDialogs = () => 0;
+    const sipMetrics = new SipMetrics(this.metrics.registry, {
+      bindings: () => service.registrar.all().length,
+      flows: () => service.transport.flows.size,
+      dialogs: () => sipDialogs(),
+    });
+    const service: SipService = new SipService({ config: config.sip, origins: config.cors.origins, tls: !!config.http.tls, clock: this.clock, log: this.log.child({ component: 'sip' }), audit: this.audit, metrics: sipMetrics });
+    const agentCalls = new AgentCalls(
+      { ...callDeps, sip: service, log: this.log.child({ component: 'sip' }), media, domain: config.sip.domain },
+      config.sip.agents,
+    );
+    const proxy = new SipProxy(service, this.log.child({ component: 'sip' }));
+    sipDialogs = () => agentCalls.size + proxy.size;
+    service.calls = new CallRouter(service, agentCalls, proxy, config.sip.domain);
+    return { service, agentCalls };
+  }
+
+  #buildRouter(): Router {
+    const { config } = this;
+    const draining = () => this.draining;
+    const sessions = () => this.calls.size;
+    const router = new Router({
+      corsOrigins: config.cors.origins,
+      maxBodyBytes: config.http.maxBodyBytes,
+      limiter: this.limiter,
+      baseUrl: (req) => baseUrl(req, { publicUrl: config.publicUrl, tls: !!config.http.tls, fallback: () => this.url }),
+      audit: this.audit,
+      log: this.log,
+      onResponse: (method, status) => this.metrics.httpResponses.inc({ method, status: String(status) }),
+    });
+    router.use(whipPlugin({
+      whip: this.whip,
+      auth: this.auth,
+      iceServers: config.iceServers,
+      clock: this.clock,
+      draining,
+      sessions,
+      maxSessions: config.limits.maxSessions,
+      nextRedirect: () => this.#nextRedirect(),
+      retryAfterSeconds: config.limits.retryAfterSeconds,
+      audit: this.audit,
+    }));
+    router.use(whepPlugin({ whep: this.whep }));
+    router.use(ssePlugin({ whep: this.whep }));
+    router.use(healthPlugin({ draining, sessions }));
+    router.use(metricsPlugin({ registry: this.metrics.registry }));
+    router.use(adminPlugin({
+      adminToken: this.adminToken,
+      devToken: this.devToken,
+      calls: () => this.calls.values(),
+      registrations: () => this.sip.registrar.all(),
+      clock: this.clock,
+    }));
+    router.use(pagesPlugin());
+    return router;
+  }
+
+  #nextRedirect(): string | undefined {
+    const targets = this.config.redirect?.targets;
+    if (!targets) return undefined;
+    return targets[this.#redirectNext++ % targets.length];
+  }
+
+  async #listen(): Promise<void> {
+    const { tls, port, host } = this.config.http;
+    this.#server = createServer(this.#router.listener, {
+      tls,
+      upgrades: {
+        // RFC 7118: SIP over WebSocket; refused (404) once draining.
+        '/sip': (req, socket, head) => {
+          if (this.draining) return false;
+          this.sip.transport.handleUpgrade(req, socket, head);
+          return true;
+        },
+      },
+    });
+    await listen(this.#server, port, host);
+  }
+
+  /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */
+  async stop(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.calls.closeAll('shutdown');
+    this.sip.close();
+    if (this.#server) await close(this.#server);
+    this.audit.close();
+    await this.codecs.stop();
+    this.agents.close();
+    await this.directory.close();
+    await this.events.close();
+  }
+}
