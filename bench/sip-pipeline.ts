@@ -21,7 +21,8 @@ import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { SipMetrics } from '../src/sip/sip-metrics.js';
 import { SipService } from '../src/sip/sip-service.js';
-import type { SipFlow } from '../src/sip/ws-transport.js';
+import { MemoryLocationStore } from '../src/cluster/memory/location-store.js';
+import type { SipFlow, SipTransport } from '../src/sip/transport/transport.js';
 
 const CLIENTS = Number(process.env.BENCH_SIP_CLIENTS ?? 50);
 const COUNT = Number(process.env.BENCH_PIPELINE_COUNT ?? 60_000);
@@ -39,6 +40,9 @@ interface Client {
   next(answer: string): Buffer;
 }
 
+/** The transport the clients' flows belong to: reliable, as the WebSocket one is. */
+const WS: SipTransport = { protocol: 'WS', reliable: true, sentBy: 'bench.invalid', flows: new Map(), listen: () => undefined, sendTo: () => undefined, close: () => undefined };
+
 function client(i: number, outbox: [Client, string][], counted: { done: number }, seq: { n: number }): Client {
   const user = `u${i}`;
   const ha1 = md5(`${user}:${DOMAIN}:${PASSWORD}`);
@@ -48,7 +52,7 @@ function client(i: number, outbox: [Client, string][], counted: { done: number }
     flow: {
       id: `flow-${i}`,
       remote: `127.0.0.1:${20000 + i}`,
-      transport: 'WS',
+      transport: WS,
       authenticatedUser: undefined,
       send: (text: string) => (outbox.push([c, text]), true),
       close: () => {},
@@ -83,8 +87,7 @@ async function round(): Promise<{ total: number; clients: number }> {
   const audit = new AuditLog(auditPath, clock);
   const service = new SipService({
     config: config.sip,
-    origins: ['*'],
-    tls: false,
+    locations: new MemoryLocationStore(),
     clock,
     log: createLogger('silent'),
     audit,
@@ -110,7 +113,7 @@ async function round(): Promise<{ total: number; clients: number }> {
   const t0 = process.cpuUsage();
   while (counted.done < COUNT) {
     for (const [c, data] of pending) service.receive(c.flow, data);
-    // The audit log commits on setImmediate; the answers go out after it.
+    // The location store answers in a microtask, the audit log commits on setImmediate; the answers go out after it.
     await new Promise((resolve) => setImmediate(resolve));
     pending = outbox.splice(0).map(([c, text]) => [c, c.next(text)] as const);
   }

@@ -1,4 +1,5 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { availableParallelism } from 'node:os';
 import { AuditLog } from './audit/audit-log.js';
 import { SourceAuthenticator } from './auth/source-auth.js';
@@ -34,9 +35,11 @@ import { whepPlugin } from './http/plugins/whep.js';
 import { whipPlugin } from './http/plugins/whip.js';
 import { SipService } from './sip/sip-service.js';
 import { SipMetrics } from './sip/sip-metrics.js';
-import { AgentCalls } from './sip/agent-calls.js';
 import { Proxy as SipProxy } from './sip/proxy.js';
-import { CallRouter } from './sip/call-router.js';
+import { WsTransport } from './sip/ws-transport.js';
+import { CallRouter } from './sip-calls/router.js';
+import { MemoryLocationStore } from './cluster/memory/location-store.js';
+import { webRtcTransports } from './transport/webrtc/peer.js';
 
 export interface GatewayOptions {
   /**
@@ -83,9 +86,11 @@ export class Gateway {
   readonly frameClock: FrameClock;
   /** Where sessions' audio is decoded and encoded. */
   readonly codecs: CodecPool;
-  /** SIP over WebSocket (RFC 7118) on `/sip`. */
+  /** The SIP stack; its WebSocket transport (RFC 7118) takes upgrades on `/sip` and `/`. */
   readonly sip: SipService;
-  readonly sipAgentCalls: AgentCalls;
+  readonly sipWs: WsTransport;
+  /** Where SIP dialogs become calls (agent calls, transfers, the proxy between users). */
+  readonly sipCalls: CallRouter;
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -143,7 +148,8 @@ export class Gateway {
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
       resolveAgent: (spec) => this.agents.resolve(spec),
     };
-    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, media, iceServers: config.iceServers });
+    // A WHIP caller cannot be sent a REFER: the agent's transfer() has voxgate call the target and bridge.
+    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, media, iceServers: config.iceServers, transfer: (call, target) => this.sipCalls.transfers.bridge(call, target) });
     this.whep = new WhepEndpoint({
       directory: this.directory,
       calls: this.calls,
@@ -159,7 +165,8 @@ export class Gateway {
     this.#logCalls();
     const sip = this.#buildSip(callDeps, media);
     this.sip = sip.service;
-    this.sipAgentCalls = sip.agentCalls;
+    this.sipWs = sip.ws;
+    this.sipCalls = sip.calls;
     this.#router = this.#buildRouter();
   }
 
@@ -217,24 +224,26 @@ export class Gateway {
     this.calls.on('connected', (call) => this.log.info({ session: call.id, source: call.source.name }, 'session connected'));
   }
 
-  /** SIP: the service (registrar, transactions, the WebSocket transport), agent calls, the proxy between users. */
-  #buildSip(callDeps: StartCallDeps, media: MediaEndpointOptions): { service: SipService; agentCalls: AgentCalls } {
+  /** SIP: the stack (registrar, transactions), its transports, and where dialogs become calls. */
+  #buildSip(callDeps: StartCallDeps, media: MediaEndpointOptions): { service: SipService; ws: WsTransport; calls: CallRouter } {
     const { config } = this;
-    let sipDialogs = () => 0;
-    const sipMetrics = new SipMetrics(this.metrics.registry, {
-      bindings: () => service.registrar.all().length,
-      flows: () => service.transport.flows.size,
-      dialogs: () => sipDialogs(),
+    const log = this.log.child({ component: 'sip' });
+    const metrics = new SipMetrics(this.metrics.registry, {
+      bindings: async () => (await service.registrar.all()).length,
+      flows: () => service.flowCount,
+      dialogs: () => calls.dialogs,
     });
-    const service: SipService = new SipService({ config: config.sip, origins: config.cors.origins, tls: !!config.http.tls, clock: this.clock, log: this.log.child({ component: 'sip' }), audit: this.audit, metrics: sipMetrics });
-    const agentCalls = new AgentCalls(
-      { ...callDeps, sip: service, log: this.log.child({ component: 'sip' }), media, domain: config.sip.domain },
+    const service: SipService = new SipService({ config: config.sip, locations: new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics });
+    const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log });
+    service.addTransport(ws);
+    const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));
+    const calls = new CallRouter(
+      { ...callDeps, sip: service, log, transports: webRtcTransports(media), domain: config.sip.domain, maxCalls },
       config.sip.agents,
+      new SipProxy(service, log),
     );
-    const proxy = new SipProxy(service, this.log.child({ component: 'sip' }));
-    sipDialogs = () => agentCalls.size + proxy.size;
-    service.calls = new CallRouter(service, agentCalls, proxy, config.sip.domain);
-    return { service, agentCalls };
+    service.calls = calls;
+    return { service, ws, calls };
   }
 
   #buildRouter(): Router {
@@ -285,15 +294,18 @@ export class Gateway {
 
   async #listen(): Promise<void> {
     const { tls, port, host } = this.config.http;
+    const sipUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): boolean => {
+      if (this.draining) return false;
+      this.sipWs.handleUpgrade(req, socket, head);
+      return true;
+    };
     this.#server = createServer(this.#router.listener, {
       tls,
       upgrades: {
-        // RFC 7118: SIP over WebSocket; refused (404) once draining.
-        '/sip': (req, socket, head) => {
-          if (this.draining) return false;
-          this.sip.transport.handleUpgrade(req, socket, head);
-          return true;
-        },
+        // RFC 7118: SIP over WebSocket; refused (404) once draining. Libre-based clients (baresip)
+        // always connect to `/`: the `sip` subprotocol decides there too.
+        '/sip': sipUpgrade,
+        '/': sipUpgrade,
       },
     });
     await listen(this.#server, port, host);

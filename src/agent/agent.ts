@@ -15,7 +15,21 @@ export interface AgentSessionEvents extends Record<string, unknown[]> {
   ended: [reason: string];
 }
 
-/** What voxgate does on the agent's behalf; implemented by the call's media bridge. */
+/**
+ * Why a transfer did not happen: the SIP status the target (or voxgate) answered, e.g. 486 busy,
+ * 480 offline, 408 no answer, 404 unknown; the caller stays with the agent.
+ */
+export class TransferError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+  ) {
+    super(`the transfer failed: ${status} ${reason}`);
+    this.name = 'TransferError';
+  }
+}
+
+/** What voxgate does on the agent's behalf; implemented by the call's agent leg. */
 export interface AgentControl {
   play(samples: Int16Array): void;
   clear(): void;

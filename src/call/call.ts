@@ -107,6 +107,9 @@ export class Call extends TypedEmitter<CallEvents> {
   transferHandler: ((target: string) => Promise<void>) | undefined;
   #state: CallState = 'connecting';
   #idleTimer: TimerHandle | undefined;
+  /** Legs stamp media arrivals on the media clock, which may not be the signalling clock. */
+  readonly #mediaNow: () => number;
+  readonly #createdAtMedia: number;
   /** Counters of legs that left (a transfer, a listener): totals never go down. */
   #retired: LegCounters = { ...ZERO };
   readonly #retiredRepairs: AudioRepairs = { fecRecovered: 0, concealed: 0, decodeErrors: 0, shed: 0 };
@@ -119,11 +122,13 @@ export class Call extends TypedEmitter<CallEvents> {
     readonly source: SourceIdentity,
     private readonly clock: Clock,
     private readonly idleTimeoutMs: number,
-    opts: { pcmRate?: number; kind?: string } = {},
+    opts: { pcmRate?: number; kind?: string; mediaNow?: () => number } = {},
   ) {
     super();
     this.pcmRate = opts.pcmRate ?? 48000;
     this.kind = opts.kind ?? source.kind;
+    this.#mediaNow = opts.mediaNow ?? (() => clock.now());
+    this.#createdAtMedia = this.#mediaNow();
     this.createdAt = clock.now();
     this.fanout = new Fanout('opus', this.pcmRate);
     this.#armIdle(idleTimeoutMs);
@@ -388,9 +393,10 @@ export class Call extends TypedEmitter<CallEvents> {
   }
 
   // One timer per call, re-armed only when it fires: the packet path just stores a timestamp.
+  // The timer runs on the signalling clock; how long media has been quiet is read on the media clock.
   #armIdle(ms: number): void {
     this.#idleTimer = this.clock.setTimeout(() => {
-      const idleFor = this.clock.now() - Math.max(this.createdAt, this.lastMediaAt());
+      const idleFor = this.#mediaNow() - Math.max(this.#createdAtMedia, this.lastMediaAt());
       if (idleFor >= this.idleTimeoutMs) this.close('idle-timeout');
       else this.#armIdle(this.idleTimeoutMs - idleFor);
     }, ms);

@@ -7,17 +7,13 @@ import { newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { MediaEndpoint, type MediaFormat, type MediaRuntime } from '../media/endpoint.js';
 import type { AnswerPlan } from '../sdp/codec-policy.js';
-import type { MediaTransport } from '../transport/media-transport.js';
+import type { MediaTransport, SendStream } from '../transport/media-transport.js';
 import { AgentLeg } from './agent-leg.js';
 import { Call } from './call.js';
 import type { CallTable } from './call-table.js';
 import { PartyLeg } from './party-leg.js';
 
-/** Our outgoing stream, announced in SDP (a=ssrc) where we send. */
-export interface SendStream {
-  ssrc: number;
-  cname: string;
-}
+export type { SendStream };
 
 export function newSendStream(): SendStream {
   return { ssrc: randomBytes(4).readUInt32BE(0), cname: randomBytes(9).toString('base64url') };
@@ -75,7 +71,7 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
   deps.calls.checkAdmission(req.source);
   const agent = deps.resolveAgent(req.source.agent);
   const id = newSessionId();
-  const call = new Call(id, req.source, deps.clock, deps.idleTimeoutMs, { pcmRate: agent.sampleRate, kind: req.kind });
+  const call = new Call(id, req.source, deps.clock, deps.idleTimeoutMs, { pcmRate: agent.sampleRate, kind: req.kind, mediaNow: () => deps.runtime.clock.now() });
   call.signalingRemote = req.signalingRemote;
   deps.calls.add(call);
   req.onCreated?.(call);

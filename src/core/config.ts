@@ -50,6 +50,8 @@ const sipUserSchema = z
     /** SHA-256(user:realm:password) instead of the password. */
     ha1Sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
     displayName: z.string().optional(),
+    /** Calls this user may have with agents at once; one more gets 486 Busy Here. */
+    maxCalls: z.number().int().positive().optional(),
   })
   .strict()
   .refine((u) => u.password !== undefined || u.ha1 !== undefined || u.ha1Sha256 !== undefined, { message: 'give a password, ha1 or ha1Sha256' });

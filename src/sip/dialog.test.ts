@@ -33,7 +33,7 @@ const OK = [
 ].join('\r\n');
 
 test('a UAC dialog (RFC 3261 §12.1.2): route set reversed, remote target from the 2xx Contact, ACK with the INVITE CSeq', () => {
-  const d = Dialog.uac(parseSipMessage(INVITE) as SipRequest, parseSipMessage(OK) as SipResponse, 'us.invalid', 'WS');
+  const d = Dialog.uac(parseSipMessage(INVITE) as SipRequest, parseSipMessage(OK) as SipResponse, { protocol: 'WS', sentBy: 'us.invalid' });
   assert.equal(d.remoteTarget, 'sip:b0b@bob.invalid;transport=ws');
   assert.deepEqual(d.routeSet, ['<sip:p2.invalid;lr>', '<sip:p1.invalid;lr>']);
   const ack = parseSipMessage(d.ack(7)) as SipRequest;
@@ -48,7 +48,7 @@ test('a UAC dialog (RFC 3261 §12.1.2): route set reversed, remote target from t
 });
 
 test('a UAC dialog accepts the first request from the other side at any CSeq, then only higher ones', () => {
-  const d = Dialog.uac(parseSipMessage(INVITE) as SipRequest, parseSipMessage(OK) as SipResponse, 'us.invalid', 'WS');
+  const d = Dialog.uac(parseSipMessage(INVITE) as SipRequest, parseSipMessage(OK) as SipResponse, { protocol: 'WS', sentBy: 'us.invalid' });
   const req = (seq: number) =>
     parseSipMessage(`BYE sip:agent@us.invalid SIP/2.0\r\nVia: SIP/2.0/WS bob.invalid;branch=z9hG4bK2\r\nFrom: <sip:bob@example.test>;tag=theirs\r\nTo: <sip:agent@example.test>;tag=ours\r\nCall-ID: uac-1\r\nCSeq: ${seq} BYE\r\nContent-Length: 0\r\n\r\n`) as SipRequest;
   assert.ok(d.matches(req(0)));

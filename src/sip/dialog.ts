@@ -1,5 +1,9 @@
 import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import { newBranch, SERVER, tagOf, uriOf } from './build.js';
+import { viaFor, type SipTransport } from './transport/transport.js';
+
+/** What a dialog needs of its transport: our Via comes from it. */
+export type DialogTransport = Pick<SipTransport, 'protocol' | 'sentBy'>;
 
 interface DialogState {
   callId: string;
@@ -36,8 +40,7 @@ export class Dialog {
 
   private constructor(
     s: DialogState,
-    private readonly viaHost: string,
-    private readonly transport: string,
+    private readonly transport: DialogTransport,
   ) {
     this.callId = s.callId;
     this.localTag = s.localTag;
@@ -52,7 +55,7 @@ export class Dialog {
   }
 
   /** §12.1.1: we answered `invite` with `localTag`; the route set is its Record-Route list in order. */
-  static uas(invite: SipRequest, localTag: string, viaHost: string, transport: string): Dialog {
+  static uas(invite: SipRequest, localTag: string, transport: DialogTransport): Dialog {
     return new Dialog(
       {
         callId: header(invite, 'Call-ID')!,
@@ -66,13 +69,12 @@ export class Dialog {
         remoteSeq: cseqOf(invite),
         remoteSdp: invite.body.toString('utf8'),
       },
-      viaHost,
       transport,
     );
   }
 
   /** §12.1.2: our `invite` got the 2xx `ok`; the route set is its Record-Route list reversed. */
-  static uac(invite: SipRequest, ok: SipResponse, viaHost: string, transport: string): Dialog {
+  static uac(invite: SipRequest, ok: SipResponse, transport: DialogTransport): Dialog {
     return new Dialog(
       {
         callId: header(invite, 'Call-ID')!,
@@ -87,7 +89,6 @@ export class Dialog {
         remoteSeq: -1,
         remoteSdp: ok.body.toString('utf8'),
       },
-      viaHost,
       transport,
     );
   }
@@ -118,7 +119,7 @@ export class Dialog {
 
   #build(method: string, seq: number, branch: string, headers: SipHeader[], body?: { type: string; content: string }): string {
     const lines: SipHeader[] = [
-      { name: 'Via', value: `SIP/2.0/${this.transport} ${this.viaHost};branch=${branch}` },
+      { name: 'Via', value: viaFor(this.transport, branch) },
       { name: 'Max-Forwards', value: '70' },
       ...this.routeSet.map((r) => ({ name: 'Route', value: r })),
       { name: 'From', value: this.local },

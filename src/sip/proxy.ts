@@ -6,7 +6,7 @@ import { parseSipUri } from './grammar.js';
 import { cseqOf, header, headerList, serializeSipMessage, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import type { Binding } from './registrar.js';
 import type { Incoming, SipService } from './sip-service.js';
-import type { SipFlow } from './ws-transport.js';
+import type { SipFlow } from './transport/transport.js';
 
 /** One call between two registered users, as the dialog-stateful proxy in the middle sees it. */
 interface ProxiedCall {
@@ -67,7 +67,7 @@ export class Proxy {
     };
     this.#calls.set(callId, pc);
     const branch = newBranch();
-    pc.forwarded = this.#forward(req, branch, binding.contact, true);
+    pc.forwarded = this.#forward(req, branch, binding.contact, flow, incoming.flow);
     const text = serializeSipMessage(pc.forwarded);
     this.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: caller, target: req.uri, callee: binding.aor, remote: incoming.flow.remote, proxied: true });
     this.log.info({ callId, caller, callee: binding.aor }, 'SIP call proxied');
@@ -103,7 +103,7 @@ export class Proxy {
     const fromTag = tagOf(header(req, 'From'));
     const target = flow === pc.caller && fromTag === pc.callerTag ? pc.callee : flow === pc.callee ? pc.caller : undefined;
     if (!target) return false;
-    if (!this.sip.transport.flows.has(target.id)) {
+    if (!this.sip.flow(target.id)) {
       if (req.method === 'BYE') this.#calls.delete(pc.callId);
       incoming.respond(req.method === 'BYE' ? 200 : 480, { reason: req.method === 'BYE' ? undefined : 'Temporarily Unavailable (the other party is gone)' });
       return true;
@@ -115,7 +115,7 @@ export class Proxy {
     if (target === pc.callee) pc.seq.caller = Math.max(pc.seq.caller, seq);
     else pc.seq.callee = Math.max(pc.seq.callee, seq);
     const branch = newBranch();
-    const text = serializeSipMessage(this.#forward(req, branch, req.uri, false));
+    const text = serializeSipMessage(this.#forward(req, branch, req.uri, target));
     this.sip.sendRequest(target, req.method, text, branch, (res: SipResponse, resText) => {
       if (req.method === 'BYE' && res.status >= 200) this.#calls.delete(pc.callId);
       if (res.status === 408 && !resText) return incoming.respond(408);
@@ -130,7 +130,7 @@ export class Proxy {
     if (!pc) return false;
     const target = flow === pc.caller ? pc.callee : pc.caller;
     pc.confirmed = true;
-    target.send(serializeSipMessage(this.#forward(req, newBranch(), req.uri, false)));
+    target.send(serializeSipMessage(this.#forward(req, newBranch(), req.uri, target)));
     return true;
   }
 
@@ -151,14 +151,14 @@ export class Proxy {
     const callerGone = gone === pc.caller;
     const other = callerGone ? pc.callee : pc.caller;
     const uri = callerGone ? pc.calleeContact : pc.callerContact;
-    if (!uri || !this.sip.transport.flows.has(other.id)) return;
+    if (!uri || !this.sip.flow(other.id)) return;
     const from = callerGone ? pc.callerFrom : pc.calleeTo;
     const to = callerGone ? pc.calleeTo : pc.callerFrom;
     const cseq = (callerGone ? pc.seq.caller : pc.seq.callee) + 1;
     const branch = newBranch();
     const text = [
       `BYE ${uri} SIP/2.0`,
-      `Via: SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${branch}`,
+      `Via: ${this.sip.via(other, branch)}`,
       'Max-Forwards: 70',
       `From: ${from}`,
       `To: ${to}`,
@@ -175,13 +175,18 @@ export class Proxy {
   }
 
   /**
-   * §16.6: copy, retarget, decrement Max-Forwards, drop our own Route, add our Via on top, and
-   * on a dialog-creating INVITE, Record-Route so the dialog's requests come back through us.
+   * §16.6: copy, retarget, decrement Max-Forwards, drop our own Route, add our Via (of the flow
+   * it goes out on) on top, and on a dialog-creating INVITE (`inbound` given), Record-Route so
+   * the dialog's requests come back through us: twice when the two sides' transports differ
+   * (RFC 5658 §4: the outgoing side's on top).
    */
-  #forward(req: SipRequest, branch: string, uri: string, recordRoute: boolean): SipRequest {
+  #forward(req: SipRequest, branch: string, uri: string, out: SipFlow, inbound?: SipFlow): SipRequest {
     const mf = Number(header(req, 'Max-Forwards') ?? 70);
-    const headers: SipHeader[] = [{ name: 'Via', value: `SIP/2.0/${this.sip.transportName} ${this.sip.viaHost};branch=${branch}` }];
-    if (recordRoute) headers.push({ name: 'Record-Route', value: `<sip:${this.sip.viaHost};transport=ws;lr>` });
+    const headers: SipHeader[] = [{ name: 'Via', value: this.sip.via(out, branch) }];
+    if (inbound) {
+      headers.push({ name: 'Record-Route', value: this.sip.recordRoute(out) });
+      if (inbound.transport !== out.transport) headers.push({ name: 'Record-Route', value: this.sip.recordRoute(inbound) });
+    }
     let routesSeen = false;
     for (const h of req.headers) {
       if (h.name === 'Max-Forwards') continue;
@@ -201,7 +206,7 @@ export class Proxy {
   #isOurs(route: string): boolean {
     const m = /<([^>]*)>/.exec(route);
     try {
-      return parseSipUri(m ? m[1]! : route).host === this.sip.viaHost.toLowerCase();
+      return this.sip.isLocalHost(parseSipUri(m ? m[1]! : route).host);
     } catch {
       return false;
     }

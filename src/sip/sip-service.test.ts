@@ -12,7 +12,10 @@ import { ALLOW, sipAddressOf, userOf, hostOf } from './build.js';
 import { digestHash, parseAuthParams } from './digest.js';
 import { SipMetrics } from './sip-metrics.js';
 import { SipService } from './sip-service.js';
-import type { SipFlow } from './ws-transport.js';
+import { header, parseSipMessage, type SipResponse } from './message.js';
+import { FarEnd, testStack } from '../testing/sip.js';
+import { MemoryLocationStore } from '../cluster/memory/location-store.js';
+import { FakeSipTransport } from './transport/fake.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'voxgate-sip-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,21 +26,22 @@ function service() {
   const config = parseConfig({ sip: { domain: 'voxgate.test', users: [{ user: 'alice', password: 'alice-secret' }] } });
   const sip = new SipService({
     config: config.sip,
-    origins: ['*'],
-    tls: false,
+    locations: new MemoryLocationStore(),
     clock,
     log: createLogger('silent'),
     audit,
     metrics: new SipMetrics(new Registry(), { bindings: () => 0, flows: () => 0, dialogs: () => 0 }),
   });
-  const sent: string[] = [];
-  const flow: SipFlow = { id: 'f1', remote: '127.0.0.1:5000', transport: 'WS', authenticatedUser: undefined, send: (t) => (sent.push(t), true), close: () => {} };
-  return { sip, flow, sent, close: () => (sip.close(), audit.close()) };
+  const transport = new FakeSipTransport('WS');
+  sip.addTransport(transport);
+  const flow = transport.connect();
+  return { sip, flow, sent: flow.sent, close: () => (sip.close(), audit.close()) };
 }
 
 /** The answers a flow got so far, once the audit log's group commit has run. */
 async function answers(sent: string[]): Promise<string[]> {
-  await new Promise((r) => setImmediate(r));
+  // The location store is async and the audit log commits once per event-loop turn.
+  for (let i = 0; i < 10 && sent.length === 0; i++) await new Promise((r) => setImmediate(r));
   return sent.splice(0).map((t) => t.split('\r\n')[0]!);
 }
 
@@ -63,8 +67,8 @@ function register(to: string, cseq: number, auth?: string): Buffer {
 test('a REGISTER whose display name contains "@" is challenged (401), not refused as another domain (404), and then registers', async () => {
   const { sip, flow, sent, close } = service();
   const to = '"alice@home" <sip:alice@voxgate.test>';
-  sip.receive(flow, register(to, 1));
-  await new Promise((r) => setImmediate(r));
+  flow.deliver(register(to, 1));
+  await answers([]);
   const challenge = sent.splice(0)[0]!;
   assert.match(challenge, /^SIP\/2\.0 401 /);
   const md5 = /WWW-Authenticate: (Digest [^\r\n]*algorithm=MD5[^\r\n]*)/.exec(challenge)![1]!;
@@ -72,9 +76,9 @@ test('a REGISTER whose display name contains "@" is challenged (401), not refuse
   const ha1 = digestHash('MD5', 'alice:voxgate.test:alice-secret');
   const response = digestHash('MD5', `${ha1}:${p.get('nonce')}:00000001:c1:auth:${digestHash('MD5', 'REGISTER:sip:voxgate.test')}`);
   const auth = `Digest username="alice", realm="voxgate.test", nonce="${p.get('nonce')}", uri="sip:voxgate.test", response="${response}", algorithm=MD5, qop=auth, cnonce="c1", nc=00000001`;
-  sip.receive(flow, register(to, 2, auth));
+  flow.deliver(register(to, 2, auth));
   assert.deepEqual(await answers(sent), ['SIP/2.0 200 OK']);
-  assert.equal(sip.registrar.all()[0]?.aor, 'alice');
+  assert.equal((await sip.registrar.all())[0]?.aor, 'alice');
   close();
 });
 
@@ -89,9 +93,8 @@ test('addresses are read with the grammar: display names, escapes, parameters an
 
 test('MESSAGE is not advertised in Allow, and gets 405 with the methods that are', async () => {
   assert.doesNotMatch(ALLOW, /MESSAGE/);
-  const { sip, flow, sent, close } = service();
-  sip.receive(
-    flow,
+  const { flow, sent, close } = service();
+  flow.deliver(
     Buffer.from(
       'MESSAGE sip:alice@voxgate.test SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bK-m1\r\nMax-Forwards: 70\r\nTo: <sip:alice@voxgate.test>\r\n' +
         'From: <sip:bob@voxgate.test>;tag=b1\r\nCall-ID: m-1\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi',
@@ -101,4 +104,71 @@ test('MESSAGE is not advertised in Allow, and gets 405 with the methods that are
   assert.match(reply, /^SIP\/2\.0 405 /);
   assert.match(reply, new RegExp(`Allow: ${ALLOW}\r\n`));
   close();
+});
+
+test('§13.3.1.4: over UDP our 2xx to an INVITE is repeated (T1 doubling to T2) until the ACK; over a reliable transport it is sent once', async () => {
+  for (const protocol of ['UDP', 'WS'] as const) {
+    const stack = testStack({ protocol });
+    const t0 = stack.clock.now();
+    const times: number[] = [];
+    stack.transport.onSend = (_f, text) => text.startsWith('SIP/2.0 200') && times.push(stack.clock.now() - t0);
+    stack.sip.calls = {
+      invite: (incoming) => incoming.respond(200, { headers: [{ name: 'Contact', value: '<sip:agent@192.0.2.1:5060>' }] }),
+      inDialog: () => false,
+      ack: () => undefined,
+      cancel: () => undefined,
+      flowClosed: () => undefined,
+    };
+    const far = new FarEnd(stack.transport.connect(), 'alice');
+    // A flow that registered as alice may call without a fresh challenge.
+    far.flow.authenticatedUser = 'alice';
+    const invite = far.send('INVITE', 'sip:agent@voxgate.test', [
+      { name: 'From', value: '<sip:alice@voxgate.test>;tag=a1' },
+      { name: 'To', value: '<sip:agent@voxgate.test>' },
+      { name: 'Call-ID', value: `retx-${protocol}` },
+    ]);
+    stack.clock.advance(8000);
+    if (protocol === 'WS') {
+      assert.deepEqual(times, [0]);
+      stack.close();
+      continue;
+    }
+    assert.deepEqual(times, [0, 500, 1500, 3500, 7500]);
+    const ok = parseSipMessage(far.flow.sent.at(-1)!) as SipResponse;
+    far.send('ACK', 'sip:agent@192.0.2.1:5060', [
+      { name: 'From', value: header(invite, 'From')! },
+      { name: 'To', value: header(ok, 'To')! },
+      { name: 'Call-ID', value: `retx-${protocol}` },
+    ], '', 1);
+    stack.clock.advance(30_000);
+    assert.deepEqual(times, [0, 500, 1500, 3500, 7500], 'the ACK stopped them');
+    stack.close();
+  }
+});
+
+test('without an ACK the 2xx stops after 64*T1 (the dialog layer then hangs up)', () => {
+  const stack = testStack({ protocol: 'UDP' });
+  const t0 = stack.clock.now();
+  const times: number[] = [];
+  stack.transport.onSend = (_f, text) => text.startsWith('SIP/2.0 200') && times.push(stack.clock.now() - t0);
+  stack.sip.calls = { invite: (i) => i.respond(200), inDialog: () => false, ack: () => undefined, cancel: () => undefined, flowClosed: () => undefined };
+  const far = new FarEnd(stack.transport.connect(), 'alice');
+  far.flow.authenticatedUser = 'alice';
+  far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: '<sip:alice@voxgate.test>;tag=a1' }, { name: 'To', value: '<sip:agent@voxgate.test>' }]);
+  stack.clock.advance(60_000);
+  assert.deepEqual(times, [0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+  stack.close();
+});
+
+test('a response whose top Via is not ours is dropped (§18.1.2)', () => {
+  const stack = testStack();
+  const far = new FarEnd(stack.transport.connect());
+  const got: number[] = [];
+  stack.sip.sendRequest(far.flow, 'OPTIONS', `OPTIONS sip:x@y SIP/2.0\r\nVia: SIP/2.0/WS gw.invalid;branch=z9hG4bKmine\r\nTo: <sip:x@y>\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`, 'z9hG4bKmine', (res) => got.push(res.status));
+  const req = far.nextRequest('OPTIONS');
+  far.flow.deliver(`SIP/2.0 200 OK\r\nVia: SIP/2.0/WS other.invalid;branch=z9hG4bKmine\r\nTo: <sip:x@y>;tag=2\r\nFrom: <sip:a@b>;tag=1\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`);
+  assert.deepEqual(got, []);
+  far.respond(req, 200);
+  assert.deepEqual(got, [200]);
+  stack.close();
 });

@@ -1,25 +1,29 @@
 import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
-import type { Clock } from '../core/clock.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { ALLOW, newTag, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
-import { MemoryLocationStore, Registrar, type Binding } from './registrar.js';
+import { Registrar, type Binding, type LocationStore } from './registrar.js';
+import { cancelledInviteKey, clientKey, serverKey } from './transaction/matcher.js';
 import { InviteServerTransaction, NonInviteServerTransaction } from './transaction/server.js';
 import { NonInviteClientTransaction, InviteClientTransaction } from './transaction/client.js';
-import { WsTransport, type SipFlow } from './ws-transport.js';
+import { T1, T2 } from './transaction/transaction.js';
+import { contactFor, recordRouteFor, sentByHost, viaFor, type SipFlow, type SipTransport } from './transport/transport.js';
 import type { SipMetrics } from './sip-metrics.js';
 
 /** A request we are the server of: its transaction, and how to answer it. */
 export class Incoming {
   #toTag: string | undefined;
+  #retransmit: TimerHandle | undefined;
 
   constructor(
     readonly req: SipRequest,
     readonly flow: SipFlow,
     readonly tx: InviteServerTransaction | NonInviteServerTransaction,
+    private readonly core: { clock: Clock; awaitAck(incoming: Incoming): void },
   ) {}
 
   /** Our To tag, minted when first needed (most requests are answered without one). */
@@ -33,7 +37,28 @@ export class Incoming {
 
   respond(status: number, opts: Parameters<typeof responseText>[2] = {}): void {
     if (this.answered || this.tx.state === 'terminated') return;
-    this.tx.respond(status, responseText(this.req, status, { toTag: this.toTag, ...opts }));
+    const text = responseText(this.req, status, { toTag: this.toTag, ...opts });
+    this.tx.respond(status, text);
+    // §13.3.1.4: over an unreliable transport the UAS core itself repeats a 2xx to INVITE
+    // (T1, doubling to T2) until the ACK comes or 64*T1 has passed.
+    if (this.tx instanceof InviteServerTransaction && status >= 200 && status < 300 && !this.flow.transport.reliable) {
+      this.core.awaitAck(this);
+      this.#repeat(text, T1, 0);
+    }
+  }
+
+  /** The ACK for our 2xx arrived: no more retransmissions. */
+  acked(): void {
+    if (this.#retransmit) this.core.clock.clearTimeout(this.#retransmit);
+    this.#retransmit = undefined;
+  }
+
+  #repeat(text: string, interval: number, elapsed: number): void {
+    if (elapsed + interval > 64 * T1) return;
+    this.#retransmit = this.core.clock.setTimeout(() => {
+      this.flow.send(text);
+      this.#repeat(text, Math.min(2 * interval, T2), elapsed + interval);
+    }, interval);
   }
 
   /** §17.2.1: an INVITE gets a 100 Trying unless its final answer comes within 200 ms. */
@@ -62,8 +87,8 @@ export interface SipCallHandler {
 
 export interface SipServiceDeps {
   config: SipConfig;
-  origins: string[];
-  tls: boolean;
+  /** Where registrations live (memory, or JetStream KV in a cluster). */
+  locations: LocationStore;
   clock: Clock;
   log: Logger;
   audit: AuditLog;
@@ -76,54 +101,102 @@ interface ClientEntry {
 }
 
 /**
- * The SIP server behind `/sip`: parses each WebSocket message, matches it to a transaction
- * (§17.2.3 by branch), authenticates (digest, then the flow it proved itself on), keeps the
- * registrar, and hands calls to a SipCallHandler. Nothing a client sends can throw out of here.
+ * The SIP stack: parses each message from any registered transport, matches it to a
+ * transaction (§17.2.3), authenticates (digest, then the flow it proved itself on), keeps the
+ * registrar, and hands calls to a SipCallHandler. Transactions are reliable or not as their
+ * flow's transport is. Nothing a client sends can throw out of here.
  */
 export class SipService {
-  readonly transport: WsTransport;
   readonly registrar: Registrar;
   readonly digest: DigestAuthenticator;
-  /** Our Via sent-by: a name that is never resolved, as RFC 7118 §5 does for clients. */
-  readonly viaHost: string;
+  readonly transports: SipTransport[] = [];
   calls: SipCallHandler | undefined;
   readonly #server = new Map<string, Incoming>();
   readonly #client = new Map<string, ClientEntry>();
+  /** 2xx answers to INVITE being repeated on unreliable flows, by dialog and CSeq (§13.3.1.4). */
+  readonly #awaitingAck = new Map<string, Incoming>();
   readonly #users: Set<string>;
+  readonly #core: { clock: Clock; awaitAck(incoming: Incoming): void };
 
   constructor(private readonly deps: SipServiceDeps) {
-    const { config, log } = deps;
-    this.viaHost = `${newTag()}.invalid`;
+    const { config } = deps;
     this.#users = new Set(config.users.map((u) => u.user));
     this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000);
-    this.registrar = new Registrar(new MemoryLocationStore(), { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600 }, () => deps.clock.now());
-    this.transport = new WsTransport({ origins: deps.origins, maxMessageBytes: config.maxMessageBytes, pingIntervalMs: config.pingIntervalSeconds * 1000, tls: deps.tls, log });
-    this.transport.on('message', (flow, data) => this.receive(flow, data));
-    this.transport.on('closed', (flow) => {
-      const dropped = this.registrar.dropFlow(flow.id);
-      if (dropped.length) log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
-      for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
-      this.calls?.flowClosed(flow);
-    });
+    this.registrar = new Registrar(deps.locations, { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600 }, () => deps.clock.now());
+    this.#core = {
+      clock: deps.clock,
+      awaitAck: (incoming) => {
+        const key = ackKey(incoming.req, incoming.toTag);
+        this.#awaitingAck.set(key, incoming);
+        deps.clock.setTimeout(() => {
+          if (this.#awaitingAck.get(key) === incoming) this.#awaitingAck.delete(key);
+        }, 64 * T1);
+      },
+    };
+  }
+
+  /** Registers a transport: its messages come here, and its closed flows drop their registrations. */
+  addTransport(transport: SipTransport): void {
+    this.transports.push(transport);
+    transport.listen({ message: (flow, data) => this.receive(flow, data), closed: (flow) => void this.#flowClosed(flow) });
+  }
+
+  /** A live flow of any transport, by id. */
+  flow(id: string): SipFlow | undefined {
+    for (const t of this.transports) {
+      const f = t.flows.get(id);
+      if (f) return f;
+    }
+    return undefined;
+  }
+
+  get flowCount(): number {
+    return this.transports.reduce((n, t) => n + t.flows.size, 0);
+  }
+
+  /** Whether a URI host names this node on one of its transports (a Route or Request-URI to us). */
+  isLocalHost(host: string | undefined): boolean {
+    if (!host) return false;
+    const h = host.toLowerCase();
+    return this.transports.some((t) => sentByHost(t.sentBy) === h);
+  }
+
+  /** Our Via, Contact and Record-Route for requests and answers on a flow: built from its transport. */
+  via(flow: SipFlow, branch: string): string {
+    return viaFor(flow.transport, branch);
+  }
+
+  contact(flow: SipFlow, user: string): string {
+    return contactFor(flow.transport, user);
+  }
+
+  recordRoute(flow: SipFlow): string {
+    return recordRouteFor(flow.transport);
+  }
+
+  async #flowClosed(flow: SipFlow): Promise<void> {
+    const dropped = await this.registrar.dropFlow(flow.id);
+    if (dropped.length) this.deps.log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
+    for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
+    this.calls?.flowClosed(flow);
   }
 
   /** Where a user can be called now: their newest binding on a live flow, or why not (404, 480). */
-  locate(user: string): { binding: Binding; flow: SipFlow } | { status: 404 | 480; reason: string } {
-    const bindings = this.registrar.lookup(user);
-    const binding = bindings.find((b) => this.transport.flows.has(b.flowId));
-    if (binding) return { binding, flow: this.transport.flows.get(binding.flowId)! };
+  async locate(user: string): Promise<{ binding: Binding; flow: SipFlow } | { status: 404 | 480; reason: string }> {
+    const bindings = await this.registrar.lookup(user);
+    for (const binding of bindings) {
+      const flow = this.flow(binding.flowId);
+      if (flow) return { binding, flow };
+    }
     if (bindings.length || this.#users.has(user)) return { status: 480, reason: 'Temporarily Unavailable (not registered)' };
     return { status: 404, reason: 'Not Found' };
-  }
-
-  get transportName(): 'WS' | 'WSS' {
-    return this.deps.tls ? 'WSS' : 'WS';
   }
 
   /** Sends a request down a flow as a client transaction; responses come back to `onResponse`. */
   sendRequest(flow: SipFlow, method: string, text: string, branch: string, onResponse: (res: SipResponse, text: string) => void): void {
     const id = `${branch}|${method}`;
-    const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, true, id, text) : new NonInviteClientTransaction(this.deps.clock, true, id, text);
+    const reliable = flow.transport.reliable;
+    const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, reliable, id, text) : new NonInviteClientTransaction(this.deps.clock, reliable, id, text);
     this.#client.set(id, { tx, onResponse });
     tx.on('send', (t) => flow.send(t));
     tx.on('timeout', () => {
@@ -160,11 +233,10 @@ export class SipService {
 
   #onResponse(res: SipResponse, data: Buffer): void {
     const via = topVia(res);
-    const branch = via?.params.get('branch');
-    const method = header(res, 'CSeq')!.trim().split(/\s+/)[1]!;
-    const entry = branch ? this.#client.get(`${branch}|${method}`) : undefined;
-    if (!entry || via?.host !== this.viaHost) {
-      this.deps.log.debug({ status: res.status, branch }, 'response matches no transaction; dropped');
+    // §18.1.2: a response whose top Via is not ours is dropped.
+    const entry = via && this.isLocalHost(via.host) ? this.#client.get(clientKey(res)) : undefined;
+    if (!entry) {
+      this.deps.log.debug({ status: res.status, branch: via?.params.get('branch') }, 'response matches no transaction; dropped');
       return;
     }
     const pass =
@@ -193,10 +265,10 @@ export class SipService {
 
   #onRequest(flow: SipFlow, req: SipRequest): void {
     const { metrics } = this.deps;
-    const branch = topVia(req)!.params.get('branch') ?? '';
-    const key = `${branch}|${req.method === 'ACK' ? 'INVITE' : req.method}`;
+    const { key, legacy } = serverKey(req);
     const existing = this.#server.get(key);
-    if (existing) {
+    // RFC 2543 matching: an ACK is for our INVITE only with the To tag we answered with.
+    if (existing && !(legacy && req.method === 'ACK' && tagOf(header(req, 'To')) !== existing.toTag)) {
       if (req.method !== 'ACK') {
         existing.tx.onRetransmission();
         return;
@@ -204,11 +276,17 @@ export class SipService {
       if (!(existing.tx as InviteServerTransaction).onAck()) return;
     }
     if (req.method === 'ACK') {
+      const waiting = this.#awaitingAck.get(ackKey(req, tagOf(header(req, 'To')) ?? ''));
+      if (waiting) {
+        waiting.acked();
+        this.#awaitingAck.delete(ackKey(req, tagOf(header(req, 'To')) ?? ''));
+      }
       this.calls?.ack(req, flow);
       return;
     }
-    const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, true, key) : new NonInviteServerTransaction(this.deps.clock, true, key);
-    const incoming = new Incoming(req, flow, tx);
+    const reliable = flow.transport.reliable;
+    const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, reliable, key) : new NonInviteServerTransaction(this.deps.clock, reliable, key);
+    const incoming = new Incoming(req, flow, tx, this.#core);
     this.#server.set(key, incoming);
     tx.on('send', (t) => flow.send(t));
     tx.on('terminated', () => {
@@ -231,7 +309,7 @@ export class SipService {
     }
 
     if (req.method === 'CANCEL') {
-      const invite = this.#server.get(`${branch}|INVITE`);
+      const invite = this.#server.get(cancelledInviteKey(req));
       this.calls?.cancel(incoming, invite);
       if (!incoming.answered) incoming.respond(invite ? 200 : 481);
       return;
@@ -242,7 +320,10 @@ export class SipService {
     }
     switch (req.method) {
       case 'REGISTER':
-        return this.#register(incoming);
+        return void this.#register(incoming).catch((err: unknown) => {
+          this.deps.log.error({ err }, 'REGISTER failed');
+          incoming.respond(500, { reason: 'Server Internal Error (location store)' });
+        });
       case 'OPTIONS':
         return incoming.respond(200, { headers: capabilities() });
       case 'INVITE': {
@@ -291,7 +372,7 @@ export class SipService {
     return undefined;
   }
 
-  #register(incoming: Incoming): void {
+  async #register(incoming: Incoming): Promise<void> {
     const { req, flow } = incoming;
     const to = sipAddressOf(header(req, 'To')!);
     const aor = to?.user;
@@ -314,7 +395,7 @@ export class SipService {
       return fail(401, outcome.reason, challenge);
     }
     if (outcome.user !== aor) return fail(403, `user ${outcome.user} may not register ${aor}`);
-    const result = this.registrar.register(aor, req, flow);
+    const result = await this.registrar.register(aor, req, flow);
     if (result.status === 423) return fail(423, 'expiry too brief', [{ name: 'Min-Expires', value: String(result.minExpires) }]);
     if (result.status !== 200) return fail(result.status, result.reason);
     flow.authenticatedUser = aor;
@@ -359,7 +440,7 @@ export class SipService {
   }
 
   close(): void {
-    this.transport.close();
+    for (const t of this.transports) t.close();
   }
 }
 
@@ -398,6 +479,11 @@ const METHODS = new Set(['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'INFO', 'U
 /** Metric label values stay a known set, whatever methods clients invent. */
 function knownMethod(m: string): string {
   return METHODS.has(m) ? m : 'other';
+}
+
+/** What an ACK shares with the 2xx it acknowledges (§13.2.2.4, §17.1.1.3): dialog and CSeq number. */
+function ackKey(req: SipRequest, toTag: string): string {
+  return `${header(req, 'Call-ID')}|${toTag}|${cseqOf(req)}`;
 }
 
 /** Removes the first Via header value (ours) from a response text, keeping the rest verbatim. */

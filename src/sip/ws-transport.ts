@@ -1,30 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { TypedEmitter } from '../core/events.js';
+import { newTag } from './build.js';
 import { newToken } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
+import type { SipFlow, SipTransport, SipTransportListener } from './transport/transport.js';
 
-/**
- * One WebSocket connection carrying SIP (RFC 7118): a flow. Responses and requests for a
- * WebSocket client always go back down the flow it came on (its Via host is a random
- * `.invalid` name that is never resolved).
- */
-export interface SipFlow {
-  readonly id: string;
-  /** The client's address and port, as the TCP connection shows it. */
-  readonly remote: string;
-  readonly transport: 'WS' | 'WSS';
-  /** The user this flow proved to be (a successful digest REGISTER), if any. */
-  authenticatedUser: string | undefined;
-  send(text: string): boolean;
-  close(code?: number, reason?: string): void;
-}
-
-export interface WsTransportEvents extends Record<string, unknown[]> {
-  message: [flow: SipFlow, data: Buffer];
-  closed: [flow: SipFlow];
-}
+export type { SipFlow };
 
 export interface WsTransportOptions {
   /** Allowed Origin values; `*` allows any. A request without Origin (not a browser) is allowed. */
@@ -36,6 +18,11 @@ export interface WsTransportOptions {
   log: Logger;
 }
 
+/**
+ * One WebSocket connection carrying SIP (RFC 7118). Responses and requests for a WebSocket
+ * client always go back down the flow it came on (its Via host is a random `.invalid` name
+ * that is never resolved).
+ */
 class WsFlow implements SipFlow {
   authenticatedUser: string | undefined;
   alive = true;
@@ -43,7 +30,7 @@ class WsFlow implements SipFlow {
   constructor(
     readonly id: string,
     readonly remote: string,
-    readonly transport: 'WS' | 'WSS',
+    readonly transport: WsTransport,
     readonly ws: WebSocket,
   ) {}
 
@@ -53,19 +40,24 @@ class WsFlow implements SipFlow {
     return true;
   }
 
-  close(code = 1000, reason = ''): void {
-    this.ws.close(code, reason);
+  close(): void {
+    this.ws.close(1000, '');
   }
 }
 
-/** The `/sip` WebSocket endpoint on the gateway's HTTP(S) server. */
-export class WsTransport extends TypedEmitter<WsTransportEvents> {
+/** SIP over WebSocket (RFC 7118) on the gateway's HTTP(S) server: a reliable transport. */
+export class WsTransport implements SipTransport {
+  readonly protocol: 'WS' | 'WSS';
+  readonly reliable = true;
+  /** RFC 7118 §5: a random name that is never resolved; clients answer on the same connection. */
+  readonly sentBy = `${newTag()}.invalid`;
   readonly flows = new Map<string, SipFlow>();
   readonly #wss: WebSocketServer;
   readonly #ping: NodeJS.Timeout;
+  #listener: SipTransportListener | undefined;
 
   constructor(private readonly opts: WsTransportOptions) {
-    super();
+    this.protocol = opts.tls ? 'WSS' : 'WS';
     this.#wss = new WebSocketServer({
       noServer: true,
       // Oversized SIP gets a 413 on an open socket; only past this does the socket close (1009).
@@ -90,6 +82,15 @@ export class WsTransport extends TypedEmitter<WsTransportEvents> {
     this.#ping.unref();
   }
 
+  listen(listener: SipTransportListener): void {
+    this.#listener = listener;
+  }
+
+  /** A WebSocket server cannot open a connection to a client: only its own flows reach it. */
+  sendTo(): undefined {
+    return undefined;
+  }
+
   /** Takes an HTTP upgrade for `/sip`; refuses it with an HTTP status when it is not SIP over WebSocket. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const refuse = (status: number, reason: string) => {
@@ -107,7 +108,7 @@ export class WsTransport extends TypedEmitter<WsTransportEvents> {
 
   #accept(ws: WebSocket, req: IncomingMessage): void {
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
-    const flow = new WsFlow(newToken().slice(0, 16), remote, this.opts.tls ? 'WSS' : 'WS', ws);
+    const flow = new WsFlow(newToken().slice(0, 16), remote, this, ws);
     this.flows.set(flow.id, flow);
     ws.on('pong', () => (flow.alive = true));
     ws.on('message', (data: Buffer, isBinary) => {
@@ -117,12 +118,12 @@ export class WsTransport extends TypedEmitter<WsTransportEvents> {
         if (data.length === 4) ws.send('\r\n');
         return;
       }
-      this.emit('message', flow, data);
+      this.#listener?.message(flow, data);
     });
     ws.on('error', (err) => this.opts.log.info({ err, flow: flow.id }, 'SIP WebSocket error'));
     ws.on('close', () => {
       this.flows.delete(flow.id);
-      this.emit('closed', flow);
+      this.#listener?.closed(flow);
     });
   }
 

@@ -1,6 +1,8 @@
 import { TypedEmitter } from '../core/events.js';
 import type { RtpSink } from '../rtp/rtp-counter.js';
-import type { MediaTransport, MediaTransportEvents, TransportFailure, TransportState } from './media-transport.js';
+import type { AnswerPlan } from '../sdp/codec-policy.js';
+import type { OfferingTransport, TransportFactory } from './factory.js';
+import type { MediaTransport, MediaTransportEvents, SendStream, TransportFailure, TransportState } from './media-transport.js';
 
 /**
  * A MediaTransport for tests: what the endpoint sends is kept in `rtp`, `rtcp` and `messages`;
@@ -77,5 +79,87 @@ export class FakeMediaTransport extends TypedEmitter<MediaTransportEvents> imple
 
   #connected(): boolean {
     return this.#state === 'connected';
+  }
+}
+
+/** A WebRTC-shaped SDP for one audio track as a plan describes it (what planAnswer accepts on the far side). */
+export function fakeSdp(plan: AnswerPlan, setup: 'actpass' | 'active' | 'passive', id = 'fake'): string {
+  const a = plan.audio;
+  const pts = [a.payloadType, ...(a.telephoneEvent ? [a.telephoneEvent.payloadType] : [])];
+  const enc = a.codec === 'opus' ? 'opus/48000/2' : `${a.codec.toUpperCase()}/${a.clockRate}`;
+  return [
+    'v=0',
+    `o=- ${Math.abs(hashOf(id))} 1 IN IP4 127.0.0.1`,
+    's=-',
+    't=0 0',
+    'a=group:BUNDLE 0',
+    'a=fingerprint:sha-256 8B:87:09:8A:5D:C2:F3:33:EF:C5:B1:F6:84:3A:3D:D6:A3:E2:9C:17:4C:E7:46:3B:1B:CE:84:98:DD:8E:AF:7B',
+    'a=ice-ufrag:fake',
+    'a=ice-pwd:fakefakefakefakefakefake',
+    `m=audio 9 UDP/TLS/RTP/SAVPF ${pts.join(' ')}`,
+    'c=IN IP4 127.0.0.1',
+    'a=mid:0',
+    `a=${a.direction}`,
+    'a=rtcp-mux',
+    `a=setup:${setup}`,
+    `a=rtpmap:${a.payloadType} ${enc}`,
+    ...(a.telephoneEvent ? [`a=rtpmap:${a.telephoneEvent.payloadType} telephone-event/${a.telephoneEvent.clockRate}`] : []),
+    'a=candidate:1 1 UDP 2122252543 127.0.0.1 40000 typ host',
+    'a=end-of-candidates',
+    '',
+  ].join('\r\n');
+}
+
+function hashOf(s: string): number {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  return h;
+}
+
+/** A fake transport negotiated by SDP: its SDP is made from the plan; the far end's answer is kept. */
+export class FakeNegotiatedTransport extends FakeMediaTransport implements OfferingTransport {
+  readonly answers: string[] = [];
+  rejectAnswers = false;
+
+  constructor(
+    readonly id: string,
+    readonly localSdp: string,
+  ) {
+    super();
+  }
+
+  acceptAnswer(sdp: string): void {
+    if (this.rejectAnswers) throw new Error('fake: the answer is refused');
+    this.answers.push(sdp);
+  }
+}
+
+/**
+ * A TransportFactory for tests: every transport it makes is kept in `made`; `connect` makes
+ * them connect as soon as they exist (as ICE and DTLS would on a good network).
+ */
+export class FakeTransportFactory implements TransportFactory {
+  readonly made: FakeNegotiatedTransport[] = [];
+  connect = true;
+  /** Makes the next answer() or offer() fail (a WebRTC stack that cannot use the offer). */
+  failNext = false;
+
+  async answer(id: string, _offerSdp: string, plan: AnswerPlan, _out?: SendStream): Promise<FakeNegotiatedTransport> {
+    return this.#make(id, fakeSdp(plan, 'passive', id));
+  }
+
+  async offer(id: string, plan: AnswerPlan, _out?: SendStream): Promise<FakeNegotiatedTransport> {
+    return this.#make(id, fakeSdp(plan, 'actpass', id));
+  }
+
+  #make(id: string, sdp: string): FakeNegotiatedTransport {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('fake: cannot negotiate');
+    }
+    const t = new FakeNegotiatedTransport(id, sdp);
+    this.made.push(t);
+    if (this.connect) queueMicrotask(() => t.connect());
+    return t;
   }
 }

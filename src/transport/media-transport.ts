@@ -1,5 +1,11 @@
 import type { RtpSink } from '../rtp/rtp-counter.js';
 
+/** Our outgoing stream, announced in SDP (a=ssrc) where we send. */
+export interface SendStream {
+  ssrc: number;
+  cname: string;
+}
+
 export type TransportState = 'connecting' | 'connected' | 'failed' | 'closed';
 
 /** Why a transport failed: ICE or DTLS did not complete or lapsed, or the far end closed it. */

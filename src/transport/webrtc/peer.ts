@@ -2,7 +2,10 @@ import ndc from 'node-datachannel';
 import { TypedEmitter } from '../../core/events.js';
 import type { AnswerPlan } from '../../sdp/codec-policy.js';
 import type { RtpSink } from '../../rtp/rtp-counter.js';
-import type { MediaTransport, MediaTransportEvents, TransportState } from '../media-transport.js';
+import type { MediaTransport, MediaTransportEvents, SendStream, TransportState } from '../media-transport.js';
+
+export type { SendStream };
+import type { TransportFactory } from '../factory.js';
 
 const { PeerConnection, Audio, Video } = ndc;
 type NdcPeerConnection = InstanceType<typeof PeerConnection>;
@@ -19,11 +22,6 @@ export interface MediaEndpointOptions {
 
 export type PeerState = TransportState;
 
-/** Our outgoing stream, announced in the answer (a=ssrc) when we send audio. */
-export interface SendStream {
-  ssrc: number;
-  cname: string;
-}
 
 /** RFC 5761 §4: RTCP packet types 192-223 share the RTP port; tell them apart by the second byte. */
 export function isRtcp(packet: Buffer): boolean {
@@ -252,6 +250,14 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Me
       this.emit('state', 'failed', ice === 'failed' || ice === 'disconnected' ? 'ice-failed' : 'dtls-failed');
     }
   }
+}
+
+/** WebRTC transports for calls negotiated by SIP: every peer on the one shared UDP port. */
+export function webRtcTransports(opts: MediaEndpointOptions): TransportFactory {
+  return {
+    answer: (id, offerSdp, plan, out) => WebRtcPeer.answer(id, offerSdp, plan, opts, out),
+    offer: (id, plan, out) => WebRtcPeer.offer(id, plan, opts, out),
+  };
 }
 
 /** Closes tracks, channels and the connection, keeping them referenced until their close callbacks ran. */

@@ -1,0 +1,267 @@
+import type { Call, EndReason } from '../call/call.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import type { MediaTransport } from '../transport/media-transport.js';
+import { tagOf } from '../sip/build.js';
+import type { Dialog } from '../sip/dialog.js';
+import { parseNameAddr } from '../sip/grammar.js';
+import { header, headerList, type SipRequest } from '../sip/message.js';
+import type { Incoming, SipService } from '../sip/sip-service.js';
+import type { SipFlow } from '../sip/transport/transport.js';
+
+export type PartyDialogState = 'answered' | 'confirmed' | 'detached' | 'ended';
+
+/**
+ * `answered`: our 2xx is out, the ACK not yet in (§13.3.1.4); `confirmed`: the call runs;
+ * `detached`: a transfer moved the call to another dialog, this one can only end; `ended`.
+ */
+const PARTY_DIALOG_MOVES: Record<PartyDialogState, PartyDialogState[]> = {
+  answered: ['confirmed', 'detached', 'ended'],
+  confirmed: ['detached', 'ended'],
+  detached: ['ended'],
+  ended: [],
+};
+
+/** What we allow inside a dialog we are a party to. */
+export const DIALOG_ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY';
+
+/** Session-Expires we accept (RFC 4028); JsSIP asks for 90 and cannot handle a 422. */
+const MIN_SE = 90;
+/** §13.3.1.4: no ACK within 64*T1 ends the dialog with a BYE. */
+const ACK_WAIT_MS = 32_000;
+/** How long a party whose media closed has to send its BYE before the call ends as peer-closed. */
+const PEER_CLOSED_GRACE_MS = 1_000;
+
+export interface PartyDialogDeps {
+  sip: SipService;
+  clock: Clock;
+  log: Logger;
+  /** The owner forgets the dialog (its table entry). */
+  forget(dialog: PartyDialog): void;
+}
+
+/** What the owner of a dialog (the agent UAS, a bridge) adds to the generic handling. */
+export interface PartyDialogHooks {
+  /** The party hung up or its connection went; the default ends the call. */
+  left?(reason: 'bye' | 'flow-closed'): void;
+  refer?(incoming: Incoming): void;
+  notify?(incoming: Incoming): void;
+}
+
+/**
+ * One party's SIP dialog in a call where voxgate is the UA (the caller of an agent call, a
+ * person voxgate called): in-dialog requests (BYE, INFO DTMF, UPDATE and re-INVITE for session
+ * refresh and hold, OPTIONS), the ACK wait, and media that closes before its BYE arrives.
+ */
+export class PartyDialog {
+  readonly key: string;
+  /** Whether we sent BYE (so a BYE of theirs crossing ours changes nothing). */
+  byeSent = false;
+  sdpVersion = 1;
+  hooks: PartyDialogHooks = {};
+  #state: PartyDialogState;
+  #ackTimer: TimerHandle | undefined;
+  #graceTimer: TimerHandle | undefined;
+
+  constructor(
+    readonly dialog: Dialog,
+    readonly flow: SipFlow,
+    readonly call: Call,
+    readonly role: 'caller' | 'callee',
+    readonly transport: MediaTransport,
+    /** The other party's user name. */
+    readonly party: string,
+    /** Our user part in this dialog (`agent`, a `sip.agents` entry). */
+    readonly localUser: string,
+    /** Our SDP as an answer: what a re-INVITE gets back, with the direction mirrored. */
+    readonly answerSdp: string,
+    private readonly deps: PartyDialogDeps,
+    acked: boolean,
+  ) {
+    this.key = `${dialog.callId}|${dialog.localTag}`;
+    this.#state = acked ? 'confirmed' : 'answered';
+    if (!acked) {
+      this.#ackTimer = deps.clock.setTimeout(() => {
+        if (this.#state === 'answered') call.close('no-ack');
+      }, ACK_WAIT_MS);
+    }
+  }
+
+  get state(): PartyDialogState {
+    return this.#state;
+  }
+
+  transition(to: PartyDialogState): void {
+    if (to === this.#state) return;
+    if (!PARTY_DIALOG_MOVES[this.#state].includes(to)) throw new Error(`dialog ${this.key}: illegal transition ${this.#state} -> ${to}`);
+    this.#state = to;
+    if (to !== 'answered') this.#clearAckTimer();
+    if (to === 'ended') this.#clearGrace();
+  }
+
+  acked(): void {
+    if (this.#state === 'answered') this.transition('confirmed');
+  }
+
+  contact(): string {
+    return this.deps.sip.contact(this.flow, this.localUser);
+  }
+
+  /** Whether an in-dialog request belongs here. */
+  matches(req: SipRequest): boolean {
+    return this.dialog.matches(req);
+  }
+
+  /**
+   * A UA hanging up sends BYE and closes its media at the same moment, and the DTLS
+   * close_notify may arrive first. The dialog decides how the call ended: the BYE gets a moment,
+   * and only without one does the call end as peer-closed.
+   */
+  mediaClosed(): void {
+    this.#graceTimer ??= this.deps.clock.setTimeout(() => {
+      if (this.#state !== 'detached' && this.#state !== 'ended') this.call.close('peer-closed');
+    }, PEER_CLOSED_GRACE_MS);
+  }
+
+  /** Waits a moment, then sends BYE (a transferor that did not hang up itself). */
+  byeAfter(ms: number, reason: EndReason, then: () => void): void {
+    this.#clearGrace();
+    this.#graceTimer = this.deps.clock.setTimeout(() => {
+      this.bye(reason);
+      then();
+    }, ms);
+  }
+
+  /** Our BYE (§15.1.1), with the reason the call ended. */
+  bye(reason: string): void {
+    if (this.byeSent) return;
+    this.byeSent = true;
+    const { text, branch } = this.dialog.request('BYE', [{ name: 'Reason', value: `SIP;cause=200;text="${reason}"` }]);
+    this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', user: this.party, session: this.call.id, by: 'voxgate', reason, remote: this.flow.remote });
+    this.deps.sip.sendRequest(this.flow, 'BYE', text, branch, () => undefined);
+  }
+
+  /** Timers stop and the owner forgets the dialog. */
+  forget(): void {
+    this.transition('ended');
+    this.deps.forget(this);
+  }
+
+  /** An in-dialog request (§12.2.2); CSeq order is checked first. */
+  handle(incoming: Incoming): void {
+    const { req } = incoming;
+    if (!this.dialog.acceptSeq(req)) return incoming.respond(500, { reason: 'CSeq out of order' });
+    if (this.#state === 'detached' || this.#state === 'ended') {
+      // The transferor's dialog after the call moved on: it can only end.
+      if (req.method !== 'BYE') return incoming.respond(481, { reason: 'Call/Transaction Does Not Exist (the call was transferred)' });
+      incoming.respond(200);
+      return this.forget();
+    }
+    const contact = header(req, 'Contact');
+    if (contact && (req.method === 'INVITE' || req.method === 'UPDATE')) this.dialog.remoteTarget = parseNameAddr(contact).uri;
+    switch (req.method) {
+      case 'BYE':
+        incoming.respond(200);
+        this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', status: 200, user: this.party, session: this.call.id, remote: incoming.flow.remote });
+        return this.#left('bye');
+      case 'INFO':
+        return this.#info(incoming);
+      case 'UPDATE':
+        // RFC 3311 without a body: a session refresh (RFC 4028 §7.4).
+        if (req.body.length > 0) return incoming.respond(488, { reason: 'Media renegotiation by UPDATE is not supported' });
+        return incoming.respond(200, { headers: sessionTimer(req) });
+      case 'INVITE':
+        return this.#reinvite(incoming);
+      case 'OPTIONS':
+        return incoming.respond(200, { headers: [{ name: 'Allow', value: DIALOG_ALLOW }] });
+      case 'NOTIFY':
+        if (this.hooks.notify) return this.hooks.notify(incoming);
+        return incoming.respond(481, { reason: 'Call/Transaction Does Not Exist (no subscription)' });
+      case 'REFER':
+        if (this.hooks.refer) return this.hooks.refer(incoming);
+        return incoming.respond(403, { reason: 'Forbidden (this party cannot transfer the call)' });
+      default:
+        // §12.2.2: a method we do not support inside a dialog.
+        return incoming.respond(405, { headers: [{ name: 'Allow', value: DIALOG_ALLOW }] });
+    }
+  }
+
+  /** The party's connection closed. */
+  flowClosed(): void {
+    if (this.#state === 'detached' || this.#state === 'ended') return this.forget();
+    this.#left('flow-closed');
+  }
+
+  #left(reason: 'bye' | 'flow-closed'): void {
+    if (this.hooks.left) return this.hooks.left(reason);
+    this.call.close(reason);
+  }
+
+  /** JsSIP's default DTMF: INFO application/dtmf-relay with `Signal=` and `Duration=`. */
+  #info(incoming: Incoming): void {
+    const type = (header(incoming.req, 'Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
+    const body = incoming.req.body.toString('utf8');
+    let digit: string | undefined;
+    if (type === 'application/dtmf-relay') digit = /^\s*Signal\s*=\s*([0-9A-Da-d*#])\s*$/m.exec(body)?.[1];
+    else if (type === 'application/dtmf') digit = /^\s*([0-9A-Da-d*#])\s*$/.exec(body)?.[1];
+    else return incoming.respond(415, { headers: [{ name: 'Accept', value: 'application/dtmf-relay, application/dtmf' }] });
+    if (!digit) return incoming.respond(400, { reason: 'No Signal= digit in the dtmf-relay body' });
+    incoming.respond(200);
+    this.deps.log.info({ session: this.call.id, digit, via: 'INFO' }, 'dtmf (SIP INFO)');
+    this.call.dtmf(this.role, digit.toUpperCase());
+  }
+
+  /**
+   * re-INVITE: a session refresh or hold. The DTLS and ICE transport stays; the answer is our
+   * original one with the direction mirrored (sendonly -> recvonly, inactive -> inactive).
+   */
+  #reinvite(incoming: Incoming): void {
+    const { req } = incoming;
+    let direction = 'sendrecv';
+    if (req.body.length) {
+      const sdp = req.body.toString('utf8');
+      const audio = sdp.split(/\r?\nm=/).find((s) => s.startsWith('audio')) ?? sdp;
+      const dir = /\r?\na=(sendrecv|sendonly|recvonly|inactive)\b/.exec(audio)?.[1] ?? 'sendrecv';
+      direction = { sendonly: 'recvonly', recvonly: 'sendonly', inactive: 'inactive', sendrecv: 'sendrecv' }[dir]!;
+      const ufrag = /a=ice-ufrag:(\S+)/.exec(sdp)?.[1];
+      const original = /a=ice-ufrag:(\S+)/.exec(this.dialog.remoteSdp)?.[1];
+      // libdatachannel cannot restart ICE (its issue 545).
+      if (ufrag && original && ufrag !== original) return incoming.respond(488, { reason: 'ICE restart is not supported' });
+    }
+    this.sdpVersion++;
+    const answer = this.answerSdp
+      .replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`)
+      .replace(/a=(sendrecv|sendonly|recvonly|inactive)\b/g, `a=${direction}`);
+    this.deps.log.info({ session: this.call.id, direction }, 'SIP re-INVITE answered');
+    incoming.respond(200, {
+      recordRoute: true,
+      headers: [{ name: 'Contact', value: this.contact() }, ...sessionTimer(req), { name: 'Content-Type', value: 'application/sdp' }],
+      body: answer,
+    });
+  }
+
+  #clearAckTimer(): void {
+    if (this.#ackTimer) this.deps.clock.clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+  }
+
+  #clearGrace(): void {
+    if (this.#graceTimer) this.deps.clock.clearTimeout(this.#graceTimer);
+    this.#graceTimer = undefined;
+  }
+}
+
+/** RFC 4028: take the requested interval (never below 90) and let the caller refresh. */
+export function sessionTimer(req: SipRequest): { name: string; value: string }[] {
+  const se = header(req, 'Session-Expires');
+  if (!se) return [];
+  const seconds = Math.max(MIN_SE, Number(/^\s*(\d+)/.exec(se)?.[1] ?? MIN_SE));
+  // A caller without timer support would leave the refreshing to us; we answer without timers.
+  if (!headerList(req, 'Supported').some((s) => s.toLowerCase() === 'timer')) return [];
+  return [{ name: 'Session-Expires', value: `${seconds};refresher=uac` }, { name: 'Require', value: 'timer' }];
+}
+
+/** The key of the dialog an in-dialog request is for: its Call-ID and our tag (its To tag). */
+export function dialogKeyOf(req: SipRequest): string {
+  return `${header(req, 'Call-ID')}|${tagOf(header(req, 'To'))}`;
+}

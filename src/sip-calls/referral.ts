@@ -1,0 +1,248 @@
+import type { AgentLeg } from '../call/agent-leg.js';
+import { PartyLeg } from '../call/party-leg.js';
+import { formatOf, newSendStream } from '../call/start-call.js';
+import { MediaEndpoint } from '../media/endpoint.js';
+import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
+import { hostOf, REASONS, userOf } from '../sip/build.js';
+import { parseNameAddr, SipParseError } from '../sip/grammar.js';
+import { cseqOf, header, headerList } from '../sip/message.js';
+import type { Incoming } from '../sip/sip-service.js';
+import type { SipFlow } from '../sip/transport/transport.js';
+import { InviteUac, type InviteUacOutcome } from '../sip/ua/invite-uac.js';
+import type { OfferingTransport } from '../transport/factory.js';
+import { parseOffer } from '../wish/resource.js';
+import { answerFromOffer, type SipCallsContext } from './context.js';
+import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
+import { offerPlan, TRANSFER_RING_MS } from './transfer.js';
+
+/** `calling`: we placed the call; `done`: it was answered and the agent moved, or it failed, or we gave up. */
+type ReferralState = 'calling' | 'done';
+
+/** A browser's REFER of its agent call (RFC 3515): voxgate calls the target on the agent's behalf. */
+interface Referral {
+  state: ReferralState;
+  target: string;
+  /** The REFER's CSeq: the `id` of the `Event: refer` subscription. */
+  id: number;
+  peer: OfferingTransport | undefined;
+  uac: InviteUac | undefined;
+  flow: SipFlow | undefined;
+  lastStatus: number;
+  /** The transferor hung up (or its connection went) while the target was being called. */
+  gone: 'bye' | 'flow-closed' | undefined;
+}
+
+/** How long the transferor has to hang up after a completed transfer before voxgate does. */
+const TRANSFEROR_GRACE_MS = 5_000;
+
+/**
+ * The caller's REFER of its agent call (a blind transfer, RFC 3515): 202, then voxgate calls
+ * the target as the agent and reports progress by NOTIFY `message/sipfrag`. When the target
+ * answers, the transferee's leg replaces the transferor's in the same call: the agent session,
+ * its pacer and its queued audio carry on, and the subscription ends with 200.
+ */
+export class Referrals {
+  readonly #byDialog = new Map<PartyDialog, Referral>();
+
+  constructor(
+    private readonly ctx: SipCallsContext,
+    private readonly hooks: { isAgent(user: string | undefined): boolean; adopt(d: PartyDialog): void },
+  ) {}
+
+  /** Whether the transferor of a ringing referral has already left. */
+  isGone(d: PartyDialog): boolean {
+    return this.#byDialog.get(d)?.gone !== undefined;
+  }
+
+  referred(d: PartyDialog, incoming: Incoming): void {
+    const { req } = incoming;
+    const refuse = (status: number, reason: string) => {
+      this.ctx.deps.sip.audit({ action: 'sip.refer', outcome: 'error', status, user: d.party, session: d.call.id, remote: incoming.flow.remote, reason });
+      incoming.respond(status, { reason });
+    };
+    const referTo = headerList(req, 'Refer-To');
+    if (referTo.length !== 1) return refuse(400, 'A REFER needs exactly one Refer-To');
+    let uri: string;
+    try {
+      uri = parseNameAddr(referTo[0]!).uri;
+    } catch (err) {
+      if (!(err instanceof SipParseError)) throw err;
+      return refuse(400, `Unparseable Refer-To: ${err.message}`);
+    }
+    if (/[?&]replaces=/i.test(uri)) return refuse(501, 'Attended transfer (Refer-To with Replaces) is not supported');
+    if (!/^sip:/i.test(uri)) return refuse(416, 'Refer-To must be a sip: URI');
+    if (this.#byDialog.has(d) || d.call.leg('callee')) return refuse(491, 'A transfer of this call is already in progress');
+    const target = uri.split('?')[0]!;
+    const referral: Referral = { state: 'calling', target, id: cseqOf(req), peer: undefined, uac: undefined, flow: undefined, lastStatus: 100, gone: undefined };
+    this.#byDialog.set(d, referral);
+    incoming.respond(202, { headers: [{ name: 'Contact', value: d.contact() }] });
+    this.ctx.deps.sip.audit({ action: 'sip.refer', outcome: 'ok', status: 202, user: d.party, session: d.call.id, target, remote: incoming.flow.remote });
+    this.ctx.deps.log.info({ session: d.call.id, by: d.party, target }, 'the caller transfers the agent');
+    this.#sendNotify(d, referral, 100);
+    void this.#call(d, referral, header(req, 'Referred-By')).catch((err: unknown) => {
+      this.ctx.deps.log.error({ err, session: d.call.id }, 'placing the referred call failed');
+      this.#failed(d, referral, 500, 'Server Internal Error');
+    });
+  }
+
+  /**
+   * The transferor hung up or its connection went. The call ends with it, unless it had referred
+   * the agent to someone who is being called now (a blind transfer): then the call waits for that
+   * answer, and ends only if it fails.
+   */
+  partyLeft(d: PartyDialog, reason: 'bye' | 'flow-closed'): void {
+    const referral = this.#byDialog.get(d);
+    if (!referral) return d.call.close(reason);
+    referral.gone = reason;
+    d.transport.close();
+    d.forget();
+  }
+
+  /** The call ended while its referral was ringing: cancel that call and end the subscription. */
+  callEnded(d: PartyDialog): void {
+    const referral = this.#byDialog.get(d);
+    if (!referral) return;
+    this.#settle(d, referral);
+    referral.uac?.cancel(487, 'Request Terminated');
+    referral.peer?.close();
+    this.#sendNotify(d, referral, 487, 'Request Terminated');
+  }
+
+  /** A connection closed: a referral ringing there fails now, not at a timeout. */
+  flowClosed(flow: SipFlow): void {
+    for (const [d, referral] of [...this.#byDialog]) {
+      if (referral.flow === flow) this.#failed(d, referral, 480, 'Temporarily Unavailable (the target disconnected)');
+    }
+  }
+
+  /** Calls the referral's target as the agent: an offer from a new peer, to their newest binding. */
+  async #call(d: PartyDialog, referral: Referral, referredBy: string | undefined): Promise<void> {
+    const { deps } = this.ctx;
+    const user = userOf(referral.target);
+    const host = hostOf(referral.target);
+    if (host !== deps.domain.toLowerCase()) return this.#failed(d, referral, 404, `Not Found (domain ${host ?? '?'} is not served here)`);
+    if (!user || this.hooks.isAgent(user)) return this.#failed(d, referral, 403, 'Forbidden (the agent can be handed to a registered user only)');
+    const where = await deps.sip.locate(user);
+    if (referral.state !== 'calling') return;
+    if ('status' in where) return this.#failed(d, referral, where.status, where.reason);
+    const caller = d.call.leg('caller')?.endpoint;
+    if (!caller) return this.#failed(d, referral, 481, 'Call/Transaction Does Not Exist');
+    const out = newSendStream();
+    const peer = await deps.transports.offer(`${d.call.id}-refer-${referral.id}`, offerPlan(caller.format), out);
+    if (referral.state !== 'calling') return peer.close();
+    referral.peer = peer;
+    referral.flow = where.flow;
+    const uac = new InviteUac(deps.sip, deps.clock, {
+      flow: where.flow,
+      uri: where.binding.contact,
+      from: `<${this.ctx.aor(d.localUser)}>`,
+      to: `<${referral.target}>`,
+      contactUser: d.localUser,
+      sdp: peer.localSdp,
+      ringTimeoutMs: TRANSFER_RING_MS,
+      // RFC 3892: who asked for this call.
+      headers: [
+        { name: 'Referred-By', value: referredBy ?? `<${this.ctx.aor(d.party)}>` },
+        { name: 'Allow', value: DIALOG_ALLOW },
+      ],
+    });
+    referral.uac = uac;
+    uac.on('provisional', (res) => {
+      if (res.status > referral.lastStatus && referral.state === 'calling') {
+        referral.lastStatus = res.status;
+        this.#sendNotify(d, referral, res.status, res.reason);
+      }
+    });
+    deps.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: d.localUser, target: referral.target, session: d.call.id, by: 'voxgate', referredBy: d.party, remote: where.flow.remote });
+    const outcome = await uac.start().result;
+    if (referral.state !== 'calling') {
+      // We gave up on it meanwhile (the call ended, the target's connection went): hang up a late answer.
+      if (outcome.ok) this.#hangUp(outcome, 'the transfer was abandoned');
+      return;
+    }
+    if (!outcome.ok) return this.#failed(d, referral, outcome.status, outcome.reason);
+    this.#answered(d, referral, outcome, out);
+  }
+
+  /** The target answered: the transferee's leg replaces the transferor's, the agent carries on with it. */
+  #answered(old: PartyDialog, referral: Referral, outcome: Extract<InviteUacOutcome, { ok: true }>, out: { ssrc: number; cname: string }): void {
+    const { deps } = this.ctx;
+    const peer = referral.peer!;
+    const answer = outcome.response.body.toString('utf8');
+    const call = old.call;
+    let plan: AnswerPlan;
+    try {
+      plan = planAnswer(parseOffer(answer), { codecs: [call.leg('caller')!.endpoint!.format.codec], allowSendRecv: true, role: 'ingest' });
+      peer.acceptAnswer(answer);
+    } catch (err) {
+      deps.log.info({ err, session: call.id }, 'the referred party answered with SDP we cannot use');
+      this.#hangUp(outcome, 'unusable answer', 488);
+      return this.#failed(old, referral, 488, 'Not Acceptable Here');
+    }
+    this.#settle(old, referral);
+    const next = this.ctx.openDialog({
+      dialog: outcome.dialog,
+      flow: outcome.flow,
+      call,
+      role: 'caller',
+      peer,
+      party: userOf(referral.target)!,
+      localUser: old.localUser,
+      answerSdp: answerFromOffer(peer.localSdp, answer),
+      acked: true,
+    });
+    this.hooks.adopt(next);
+    // The transferor's dialog is done: its media stops now, and it has a moment to hang up itself.
+    if (old.state !== 'ended') old.transition('detached');
+    call.replaceLeg('caller', new PartyLeg('sip-ws', new MediaEndpoint(`${call.id}-refer-${referral.id}`, peer, formatOf(plan), call.pcmRate, out, deps.runtime)), 'transferred');
+    call.sipCallId = outcome.dialog.callId;
+    call.signalingRemote = outcome.flow.remote;
+    this.#sendNotify(old, referral, 200);
+    if (!referral.gone) {
+      old.byeAfter(TRANSFEROR_GRACE_MS, 'transferred', () => old.forget());
+    }
+    (call.leg('agent') as AgentLeg | undefined)?.session.deliverTransferred(referral.target);
+    deps.sip.metricsCall('agent', 'transferred');
+    deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: old.party, target: referral.target, session: call.id, remote: outcome.flow.remote });
+    deps.log.info({ session: call.id, from: old.party, to: next.party, sipCallId: outcome.dialog.callId }, 'the agent was transferred');
+  }
+
+  /** The referred call failed: the transferor hears why, and keeps the agent (if still there). */
+  #failed(d: PartyDialog, referral: Referral, status: number, reason: string): void {
+    if (referral.state !== 'calling') return;
+    this.#settle(d, referral);
+    referral.uac?.cancel(status, reason);
+    referral.peer?.close();
+    this.#sendNotify(d, referral, status, reason);
+    this.ctx.deps.sip.audit({ action: 'sip.transfer', outcome: 'error', status, user: d.party, target: referral.target, session: d.call.id, reason });
+    this.ctx.deps.log.info({ session: d.call.id, target: referral.target, status, reason }, 'the referred call failed');
+    // The transferor hung up meanwhile: nobody is left to talk to the agent.
+    if (referral.gone) d.call.close(referral.gone);
+  }
+
+  #settle(d: PartyDialog, referral: Referral): void {
+    referral.state = 'done';
+    if (this.#byDialog.get(d) === referral) this.#byDialog.delete(d);
+  }
+
+  #hangUp(outcome: Extract<InviteUacOutcome, { ok: true }>, why: string, cause = 487): void {
+    const bye = outcome.dialog.request('BYE', [{ name: 'Reason', value: `SIP;cause=${cause};text="${why}"` }]);
+    this.ctx.deps.sip.sendRequest(outcome.flow, 'BYE', bye.text, bye.branch, () => undefined);
+  }
+
+  /** NOTIFY `message/sipfrag` (RFC 3515 §2.4.5): progress, and with a final status the end of the subscription. */
+  #sendNotify(d: PartyDialog, referral: Referral, status: number, reason = REASONS[status] ?? 'Unknown'): void {
+    if (referral.gone) return;
+    const final = status >= 200;
+    const { text, branch } = d.dialog.request(
+      'NOTIFY',
+      [
+        { name: 'Event', value: `refer;id=${referral.id}` },
+        { name: 'Subscription-State', value: final ? 'terminated;reason=noresource' : 'active;expires=60' },
+        { name: 'Contact', value: d.contact() },
+      ],
+      { type: 'message/sipfrag;version=2.0', content: `SIP/2.0 ${status} ${reason.replace(/[\r\n]+/g, ' ')}\r\n` },
+    );
+    this.ctx.deps.sip.sendRequest(d.flow, 'NOTIFY', text, branch, () => undefined);
+  }
+}

@@ -1,0 +1,94 @@
+import type { SourceConfig } from '../core/config.js';
+import { hostOf, userOf } from '../sip/build.js';
+import { header, type SipRequest } from '../sip/message.js';
+import type { Proxy } from '../sip/proxy.js';
+import type { Incoming, SipCallHandler } from '../sip/sip-service.js';
+import type { SipFlow } from '../sip/transport/transport.js';
+import { AgentUas } from './agent-uas.js';
+import { SipCallsContext, type SipCallsDeps } from './context.js';
+import { Referrals } from './referral.js';
+import { AgentTransfers } from './transfer.js';
+
+/**
+ * Where SIP requests become calls. An INVITE to an agent user part is answered by voxgate (the
+ * agent UAS), one to a registered user is proxied to their flow, a known user who is offline
+ * gets 480, anyone else 404; in-dialog requests go to the dialog voxgate is a party to, or
+ * through the proxy.
+ */
+export class CallRouter implements SipCallHandler {
+  readonly ctx: SipCallsContext;
+  readonly agents: AgentUas;
+  readonly transfers: AgentTransfers;
+  readonly referrals: Referrals;
+
+  constructor(
+    deps: SipCallsDeps,
+    agentUsers: Record<string, SourceConfig['agent']>,
+    private readonly proxy: Proxy,
+  ) {
+    this.ctx = new SipCallsContext(deps);
+    const isAgent = (user: string | undefined) => user === 'agent' || (user !== undefined && Object.hasOwn(agentUsers, user));
+    this.transfers = new AgentTransfers(this.ctx, isAgent);
+    // The referral job hands the transferee's dialog to the agent UAS, which hands REFERs back to it.
+    this.referrals = new Referrals(this.ctx, { isAgent, adopt: (d) => this.agents.adopt(d) });
+    this.agents = new AgentUas(this.ctx, agentUsers, this.transfers, this.referrals);
+  }
+
+  /** SIP dialogs voxgate is in: as a party, and as the proxy in the middle. */
+  get dialogs(): number {
+    return this.ctx.dialogs.size + this.proxy.size;
+  }
+
+  invite(incoming: Incoming, caller: string): void {
+    const { req } = incoming;
+    const { sip, domain } = this.ctx.deps;
+    const user = userOf(req.uri);
+    const host = hostOf(req.uri);
+    const refuse = (status: number, reason: string) => {
+      sip.metricsCall(this.agents.isAgent(user) ? 'agent' : 'proxied', String(status));
+      sip.audit({ action: 'sip.invite', outcome: 'error', status, user: caller, target: req.uri, remote: incoming.flow.remote, reason });
+      incoming.respond(status, { reason });
+    };
+    if (host !== domain.toLowerCase() && !sip.isLocalHost(host)) return refuse(404, `Not Found (domain ${host ?? '?'} is not served here)`);
+    if (this.agents.isAgent(user)) {
+      void this.agents.invite(incoming, caller);
+      return;
+    }
+    if (!user) return refuse(404, 'Not Found (no user part)');
+    void sip.locate(user).then((where) => {
+      if ('status' in where) return refuse(where.status, where.reason);
+      this.proxy.invite(incoming, caller, where.binding, where.flow);
+    });
+  }
+
+  inDialog(incoming: Incoming): boolean {
+    const d = this.ctx.dialogs.find(incoming.req);
+    if (d) {
+      d.handle(incoming);
+      return true;
+    }
+    return this.proxy.inDialog(incoming);
+  }
+
+  ack(req: SipRequest, flow: SipFlow): void {
+    const d = this.ctx.dialogs.find(req);
+    if (d) return d.acked();
+    // A stray ACK (no dialog) is dropped: nothing can be answered to an ACK.
+    this.proxy.ack(req, flow);
+  }
+
+  cancel(cancel: Incoming, invite: Incoming | undefined): void {
+    if (!invite) return;
+    this.ctx.deps.sip.audit({ action: 'sip.cancel', outcome: 'ok', status: 200, callId: header(invite.req, 'Call-ID') ?? null, remote: cancel.flow.remote });
+    if (this.proxy.cancel(cancel, invite)) return;
+    cancel.respond(200);
+    // §9.2: an INVITE already answered is not affected by its CANCEL.
+    this.agents.cancel(invite);
+  }
+
+  flowClosed(flow: SipFlow): void {
+    this.referrals.flowClosed(flow);
+    for (const d of this.ctx.dialogs.onFlow(flow)) d.flowClosed();
+    this.proxy.flowClosed(flow);
+  }
+}
