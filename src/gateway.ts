@@ -36,7 +36,7 @@ import { whipPlugin } from './http/plugins/whip.js';
 import { SipService } from './sip/sip-service.js';
 import { SipMetrics } from './sip/sip-metrics.js';
 import { Proxy as SipProxy } from './sip/proxy.js';
-import { WsTransport } from './sip/ws-transport.js';
+import { WsTransport } from './sip/transport/ws.js';
 import { CallRouter } from './sip-calls/router.js';
 import { MemoryLocationStore } from './cluster/memory/location-store.js';
 import { webRtcTransports } from './transport/webrtc/peer.js';

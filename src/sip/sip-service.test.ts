@@ -9,7 +9,7 @@ import { FakeClock } from '../core/clock.js';
 import { parseConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { ALLOW, sipAddressOf, userOf, hostOf } from './build.js';
-import { digestHash, parseAuthParams } from './digest.js';
+import { digestHash, parseAuthParams } from './auth/digest.js';
 import { SipMetrics } from './sip-metrics.js';
 import { SipService } from './sip-service.js';
 import { header, parseSipMessage, type SipResponse } from './message.js';

@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { ALLOW, newTag, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
-import { DigestAuthenticator } from './digest.js';
+import { DigestAuthenticator } from './auth/digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
 import { Registrar, type Binding, type LocationStore } from './registrar.js';

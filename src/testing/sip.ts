@@ -12,7 +12,7 @@ import { FakeClock } from '../core/clock.js';
 import { parseConfig, type ConfigInput } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { buildResponse, newBranch, tagOf } from '../sip/build.js';
-import { digestHash, parseAuthParams } from '../sip/digest.js';
+import { digestHash, parseAuthParams } from '../sip/auth/digest.js';
 import { header, headerList, parseSipMessage, serializeSipMessage, type SipHeader, type SipMessage, type SipRequest, type SipResponse } from '../sip/message.js';
 import { SipMetrics } from '../sip/sip-metrics.js';
 import { SipService } from '../sip/sip-service.js';

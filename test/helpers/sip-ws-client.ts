@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
-import { digestHash, parseAuthParams, type DigestAlgorithm } from '../../src/sip/digest.js';
+import { digestHash, parseAuthParams, type DigestAlgorithm } from '../../src/sip/auth/digest.js';
 import { header, headerList, parseSipMessage, type SipResponse } from '../../src/sip/message.js';
 
 /**

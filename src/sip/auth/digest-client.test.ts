@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
-import { DigestAuthenticator, digestHash, parseAuthParams } from '../digest.js';
+import { DigestAuthenticator, digestHash, parseAuthParams } from './digest.js';
 import { DigestClient } from './digest-client.js';
 
 const REGISTER = { method: 'REGISTER', uri: 'sip:example.test' };

@@ -1,5 +1,5 @@
 import { hash, randomBytes } from 'node:crypto';
-import { digestHash, parseAuthParams, type DigestAlgorithm } from '../digest.js';
+import { digestHash, parseAuthParams, type DigestAlgorithm } from './digest.js';
 
 /**
  * The UAC half of SIP digest (RFC 3261 §22.2-22.4, RFC 7616, RFC 8760): answers one 401/407

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { DigestAuthenticator } from '../digest.js';
+import { DigestAuthenticator } from '../auth/digest.js';
 import { header, headerList, type SipRequest } from '../message.js';
 import { FarEnd, testStack, type TestStack } from '../../testing/sip.js';
 import type { SipProtocol } from '../transport/transport.js';

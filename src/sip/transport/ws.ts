@@ -1,10 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { newTag } from './build.js';
-import { newToken } from '../core/ids.js';
-import type { Logger } from '../core/logger.js';
-import type { SipFlow, SipTransport, SipTransportListener } from './transport/transport.js';
+import { newTag } from '../build.js';
+import { newToken } from '../../core/ids.js';
+import type { Logger } from '../../core/logger.js';
+import type { SipFlow, SipTransport, SipTransportListener } from './transport.js';
 
 export type { SipFlow };
 

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { pooledRandom } from '../core/ids.js';
+import { pooledRandom } from '../../core/ids.js';
 
 /**
  * HTTP digest for SIP (RFC 3261 §22.4, RFC 8760): qop=auth with SHA-256 and MD5. JsSIP and
