@@ -110,6 +110,8 @@ export class Call extends TypedEmitter<CallEvents> {
   /** Legs stamp media arrivals on the media clock, which may not be the signalling clock. */
   readonly #mediaNow: () => number;
   readonly #createdAtMedia: number;
+  /** What to undo on each leg when it leaves: the call's listeners on its endpoint and transport. */
+  readonly #leaving = new Map<Leg, (() => void)[]>();
   /** Counters of legs that left (a transfer, a listener): totals never go down. */
   #retired: LegCounters = { ...ZERO };
   readonly #retiredRepairs: AudioRepairs = { fecRecovered: 0, concealed: 0, decodeErrors: 0, shed: 0 };
@@ -182,6 +184,20 @@ export class Call extends TypedEmitter<CallEvents> {
     if (!leg || this.#state === 'ended') return;
     this.#retire(role, leg, reason);
     this.#rewire();
+  }
+
+  /**
+   * Hands a party's leg over to another call, open (an attended transfer, a bridge built from two
+   * calls): this call forgets it without closing it, and its counters go with it, so a total
+   * counted over both calls counts them once.
+   */
+  takeLeg(role: 'caller' | 'callee'): Leg | undefined {
+    const leg = this.legs.get(role);
+    if (!leg || this.#state === 'ended') return undefined;
+    this.legs.delete(role);
+    this.#left(leg);
+    this.#rewire();
+    return leg;
   }
 
   /** Does `to` hear `from`? */
@@ -257,6 +273,7 @@ export class Call extends TypedEmitter<CallEvents> {
     // Listeners hear 'inactive' before their legs close with the call.
     this.fanout.end();
     for (const leg of this.legs.values()) leg.close(reason);
+    this.#leaving.clear();
     // Listeners of 'ended' still see the legs (final counters); the map is emptied after.
     this.emit('ended', reason);
     // Nothing stays in a map after close; quietly, since 'inactive' was the listeners' last word.
@@ -292,28 +309,42 @@ export class Call extends TypedEmitter<CallEvents> {
       return;
     }
     if (!ep) return;
-    ep.on('dtmf', (digit) => {
+    const onDtmf = (digit: string) => {
       // Forwarded telephone-events already reached the other party.
       if (this.#mode !== 'forward' || !this.#eventsForwarded()) this.dtmf(role, digit);
       else this.emit('dtmf', role, digit);
-    });
+    };
+    ep.on('dtmf', onDtmf);
+    const offs: (() => void)[] = [() => ep.off('dtmf', onDtmf)];
+    this.#leaving.set(leg, offs);
     if (role !== 'caller') return;
     this.fanout.setCallerCodec(ep.format.codec);
-    ep.on('quality', (q) => {
+    const onQuality = (q: Quality) => {
       this.fanout.publish('quality', q);
       this.message('caller', { type: 'quality', ...q });
       this.emit('quality', q);
-    });
-    ep.on('tick', (received, sent) => {
+    };
+    const onTick = (received: Int16Array | undefined, sent: Int16Array | undefined) => {
       const other = sent ?? this.#otherFrame;
       this.#otherFrame = undefined;
       this.fanout.onTick(received, other);
-    });
-    ep.transport.on('message', (text) => this.#onMessage(text));
+    };
+    const onMessage = (text: string) => this.#onMessage(text);
+    ep.on('quality', onQuality);
+    ep.on('tick', onTick);
+    ep.transport.on('message', onMessage);
+    offs.push(() => ep.off('quality', onQuality), () => ep.off('tick', onTick), () => ep.transport.off('message', onMessage));
+  }
+
+  /** The leg no longer belongs here: the call's listeners on it go. */
+  #left(leg: Leg): void {
+    for (const off of this.#leaving.get(leg) ?? []) off();
+    this.#leaving.delete(leg);
   }
 
   #retire(role: LegRole, leg: Leg, reason: EndReason): void {
     this.legs.delete(role);
+    this.#left(leg);
     add(this.#retired, leg.counters());
     if (leg.endpoint) addRepairs(this.#retiredRepairs, leg.endpoint.repairs);
     if (isListener(role, leg)) this.fanout.remove(leg);

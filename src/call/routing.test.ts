@@ -684,3 +684,33 @@ test('a forwarded call with listeners decodes both sides for the encoded tracks,
   assert.ok(toneSnrDb(heardOther, 600, RATE) > 20, `the other party track is the callee (${toneSnrDb(heardOther, 600, RATE).toFixed(1)} dB)`);
   call.close('deleted');
 });
+
+test('takeLeg: a party leg moves to another call open, with its counters; the first call no longer hears it', async () => {
+  const rt = testRuntime();
+  const a = newCall(rt);
+  const b = new Call('call-2', SOURCE, rt.clock, 600_000, { pcmRate: RATE });
+  const alice = party(rt, 'whip', formatOf('pcmu'), 0xa0, 0xa1);
+  const bob = party(rt, 'whip', formatOf('pcmu'), 0xb0, 0xb1);
+  a.addLeg('caller', alice.leg);
+  b.addLeg('caller', bob.leg);
+  await agentLeg(b, rt).then(({ leg }) => b.addLeg('agent', leg));
+  speak(rt, bob, tonePayloads('pcmu', 600, 5));
+  const before = b.totals().packetsReceived;
+  const moved = b.takeLeg('caller')!;
+  assert.equal(moved, bob.leg);
+  assert.deepEqual(bob.leg.closes, [], 'not closed');
+  assert.equal(b.totals().packetsReceived, 0, 'its counters went with it');
+  let quality = 0;
+  b.on('quality', () => quality++);
+  a.addLeg('callee', moved);
+  assert.equal(a.mode, 'forward');
+  speak(rt, bob, tonePayloads('pcmu', 600, 5));
+  assert.equal(a.totals().packetsReceived, before + 5, 'counted once, in the call that has it');
+  assert.equal(parsed(alice.transport.rtp).length, 5, "bob's packets reach alice");
+  rt.clock.advance(5000);
+  assert.equal(quality, 0, 'the first call hears nothing more from the leg it gave away');
+  b.close('transferred');
+  assert.deepEqual(bob.leg.closes, [], "closing the first call leaves the moved leg alone");
+  a.close('deleted');
+  assert.deepEqual(bob.leg.closes, ['deleted']);
+});
