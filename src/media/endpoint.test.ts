@@ -762,6 +762,7 @@ test('describeIn/describeOut print the stages of each half', () => {
   const { endpoint } = testEndpoint(rt, formatOf('pcmu'), { pcmRate: 16000 });
   assert.equal(endpoint.describeIn(), 'RTP -> Jitter(20-120ms) -> PCMU(decode) -> Resample(8k->16k)');
   assert.equal(endpoint.describeOut(), 'Resample(16k->8k) -> PCMU(encode) -> RTP');
+  assert.equal(endpoint.describe(), 'RTP -> Jitter(20-120ms) -> PCMU(decode) -> Resample(8k->16k) | PCM@16k -> Resample(16k->8k) -> PCMU(encode) -> RTP');
   assert.equal(endpoint.codecThread, 'inline');
   endpoint.close();
 });

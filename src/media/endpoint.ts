@@ -139,6 +139,11 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     return this.#codec.where;
   }
 
+  /** Both halves: what this endpoint does to the stream it receives and to the one it sends. */
+  describe(): string {
+    return this.format.sends ? `${this.describeIn()} | PCM@${this.pcmRate / 1000}k -> ${this.describeOut()}` : this.describeIn();
+  }
+
   /** The receive half, e.g. `RTP -> Jitter(20-200ms) -> Opus(decode@16k, FEC)`. */
   describeIn(): string {
     return `RTP -> Jitter(20-${this.runtime.maxJitterMs}ms) -> ${decoderName(this.format.codec, this.pcmRate)}`;
