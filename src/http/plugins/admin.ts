@@ -104,7 +104,7 @@ function describeCall(call: Call, now: number) {
     mode: call.mode,
     quality: ep?.quality ?? null,
     audio: ep ? { ...call.repairs(), codecThread: ep.codecThread } : null,
-    legs: [...call.legs.entries()].map(([role, leg]) => ({ role, kind: leg.kind, codec: leg.endpoint?.format.codec ?? null, ...leg.counters() })),
+    legs: [...call.legs.entries()].map(([role, leg]) => ({ role, kind: leg.kind, codec: leg.endpoint?.format.codec ?? null, pipeline: leg.endpoint?.describe() ?? null, ...leg.counters() })),
     listeners: [...call.fanout.listeners.values()].map((l) => {
       const leg = l as ListenerLeg;
       return { id: leg.id, name: leg.name, track: leg.track, codec: leg.codec, forwarded: leg.passthrough, packetsSent: leg.sentPackets };
