@@ -34,7 +34,9 @@ export async function loadSipLibraries(page: Page): Promise<void> {
  */
 const PAGE_GLUE = `
 window.vgSip = (() => {
-  const state = { events: [], ua: undefined, session: undefined, simple: undefined };
+  // policy: what JsSIP does with an incoming call when set (else the autoAnswer flag decides):
+  // 'answer', 'ring' (until answer() is called), or a status to refuse it with once it rang.
+  const state = { events: [], ua: undefined, session: undefined, simple: undefined, policy: undefined };
   const log = (type, data) => state.events.push({ type, ...(data || {}) });
   function hear(pc) {
     window.vgPc = pc;
@@ -50,7 +52,7 @@ window.vgSip = (() => {
     session.on('peerconnection', (e) => hear(e.peerconnection));
     if (session.connection) hear(session.connection);
     for (const ev of ['progress', 'accepted', 'confirmed', 'ended', 'failed', 'hold', 'unhold']) {
-      session.on(ev, (e) => log(label + ':' + ev, { cause: e && e.cause, status: e && e.message && e.message.status_code }));
+      session.on(ev, (e) => log(label + ':' + ev, { cause: e && e.cause, status: e && e.message && e.message.status_code, originator: e && e.originator }));
     }
     session.on('refer', (e) => {
       log(label + ':refer', { target: String(e.request.refer_to.uri) });
@@ -67,7 +69,13 @@ window.vgSip = (() => {
         if (e.originator !== 'remote') return;
         log('incoming', { from: String(e.request.from.uri) });
         watch(e.session, 'in');
-        if (autoAnswer) e.session.answer({ mediaConstraints: { audio: true, video: false } });
+        const policy = state.policy !== undefined ? state.policy : autoAnswer ? 'answer' : 'ring';
+        if (policy === 'answer') e.session.answer({ mediaConstraints: { audio: true, video: false } });
+        else if (typeof policy === 'number') {
+          // A person declining: after the 180 went out, JsSIP answers the INVITE with the status.
+          const s = e.session;
+          s.on('progress', () => s.terminate({ status_code: policy }));
+        }
       });
       return new Promise((resolve) => {
         ua.on('registered', () => resolve({ ok: true }));
@@ -75,6 +83,9 @@ window.vgSip = (() => {
         ua.start();
       });
     },
+    /** How JsSIP treats the next incoming calls: 'answer', 'ring', or a final status (486, 603) to refuse them with. */
+    incoming(policy) { state.policy = policy; },
+    answer() { state.session.answer({ mediaConstraints: { audio: true, video: false } }); },
     jssipCall(target) {
       const s = state.ua.call(target, { mediaConstraints: { audio: true, video: false }, sessionTimersExpires: 90 });
       watch(s, 'out');
@@ -143,7 +154,7 @@ export async function preparePage(page: Page): Promise<void> {
   await page.addScriptTag({ content: PAGE_GLUE });
 }
 
-export type SipPageEvent = { type: string; cause?: string; status?: number; target?: string; from?: string };
+export type SipPageEvent = { type: string; cause?: string; status?: number; target?: string; from?: string; originator?: string };
 
 export async function pageEvents(page: Page): Promise<SipPageEvent[]> {
   return page.evaluate(() => (window as unknown as { vgSip: { state: { events: SipPageEvent[] } } }).vgSip.state.events);
