@@ -171,9 +171,10 @@ export class AgentUas {
   #ended(call: Call, reason: EndReason): void {
     const d = this.ctx.dialogs.current(call);
     this.ctx.dialogs.release(call);
+    // Before the dialog check: a referral whose transferor hung up rings on with no current dialog.
+    this.referrals.callEnded(call);
     if (!d) return;
     d.forget();
-    this.referrals.callEnded(d);
     if (reason !== 'bye' && reason !== 'flow-closed' && reason !== 'cancelled' && !this.referrals.isGone(d)) d.bye(reason);
     this.transfers.callEnded(d, reason);
     this.ctx.deps.sip.audit({ action: 'sip.call.ended', outcome: 'ok', user: d.party, session: call.id, reason, remote: d.flow.remote });

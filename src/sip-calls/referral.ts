@@ -1,4 +1,5 @@
 import type { AgentLeg } from '../call/agent-leg.js';
+import type { Call } from '../call/call.js';
 import { PartyLeg } from '../call/party-leg.js';
 import { formatOf, newSendStream } from '../call/start-call.js';
 import { MediaEndpoint } from '../media/endpoint.js';
@@ -99,13 +100,16 @@ export class Referrals {
   }
 
   /** The call ended while its referral was ringing: cancel that call and end the subscription. */
-  callEnded(d: PartyDialog): void {
-    const referral = this.#byDialog.get(d);
-    if (!referral) return;
-    this.#settle(d, referral);
-    referral.uac?.cancel(487, 'Request Terminated');
-    referral.peer?.close();
-    this.#sendNotify(d, referral, 487, 'Request Terminated');
+  callEnded(call: Call): void {
+    // Found by call, not by the call's current dialog: a transferor that hung up after its REFER
+    // has left the dialog table already, and the target it referred us to must still be cancelled.
+    for (const [d, referral] of [...this.#byDialog]) {
+      if (d.call !== call) continue;
+      this.#settle(d, referral);
+      referral.uac?.cancel(487, 'Request Terminated');
+      referral.peer?.close();
+      this.#sendNotify(d, referral, 487, 'Request Terminated');
+    }
   }
 
   /** A connection closed: a referral ringing there fails now, not at a timeout. */

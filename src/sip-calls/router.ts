@@ -49,12 +49,13 @@ export class CallRouter implements SipCallHandler {
       sip.audit({ action: 'sip.invite', outcome: 'error', status, user: caller, target: req.uri, remote: incoming.flow.remote, reason });
       incoming.respond(status, { reason });
     };
+    // Before the domain check: hostOf() has no host for a URI without a user part, and the answer would name no domain.
+    if (!user) return refuse(404, 'Not Found (no user part)');
     if (host !== domain.toLowerCase() && !sip.isLocalHost(host)) return refuse(404, `Not Found (domain ${host ?? '?'} is not served here)`);
     if (this.agents.isAgent(user)) {
       void this.agents.invite(incoming, caller);
       return;
     }
-    if (!user) return refuse(404, 'Not Found (no user part)');
     void sip.locate(user).then((where) => {
       if ('status' in where) return refuse(where.status, where.reason);
       this.proxy.invite(incoming, caller, where.binding, where.flow);

@@ -154,3 +154,39 @@ test('a second transfer while one rings is refused with 491; the caller leaving 
   bob.respond(invite, 487);
   assert.equal((await rejection(p)).status, 487);
 });
+
+test('the caller leaving in the same moment the person answers: they are ACKed and hung up (cause 487) and the transfer fails with 487', async () => {
+  h = harness();
+  const bob = await h.browser('bob');
+  const { call, session } = await whipCall();
+  const p = session.transfer('bob');
+  await settle();
+  const invite = bob.nextRequest('INVITE');
+  bob.respond(invite, 200, { headers: [{ name: 'Contact', value: bob.contact }], body: answerTo(invite) });
+  call.close('deleted');
+  assert.deepEqual(await rejection(p), { status: 487, reason: 'Request Terminated (the caller left)' });
+  bob.nextRequest('ACK');
+  assert.match(header(bob.nextRequest('BYE'), 'Reason')!, /cause=487/);
+  assert.equal(h.router.ctx.dialogs.size, 0);
+});
+
+test('the bridged person cannot REFER (403) or NOTIFY (481) in their dialog, and the call goes on', async () => {
+  h = harness();
+  const bob = await h.browser('bob');
+  const { call, session } = await whipCall();
+  const transferred = session.transfer('bob');
+  await settle();
+  const invite = bob.nextRequest('INVITE');
+  bob.respond(invite, 200, { headers: [{ name: 'Contact', value: bob.contact }], body: answerTo(invite) });
+  await transferred;
+  bob.take();
+  bob.inDialog('REFER', invite, { headers: [{ name: 'Refer-To', value: '<sip:carol@voxgate.test>' }] });
+  bob.inDialog('NOTIFY', invite, { headers: [{ name: 'Event', value: 'refer' }] });
+  await settle();
+  assert.deepEqual(
+    bob.take().map((m) => (m.kind === 'response' ? `${m.status} ${header(m, 'CSeq')!.split(' ')[1]}` : m.method)),
+    ['403 REFER', '481 NOTIFY'],
+  );
+  assert.equal(call.state, 'connected');
+  assert.equal(call.endReason, undefined);
+});

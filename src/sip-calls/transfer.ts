@@ -90,8 +90,12 @@ export class AgentTransfers {
     if (status >= 200 && status < 300) {
       this.#settle(d);
       d.call.close('transferred');
-    } else if (status >= 300 || (terminated && status < 200)) {
-      this.#settle(d, new TransferError(status || 487, frag?.[2] ?? REASONS[status] ?? 'the transfer target answered nothing'));
+    } else if (status >= 300) {
+      this.#settle(d, new TransferError(status, frag?.[2] ?? REASONS[status] ?? 'the transfer target answered nothing'));
+    } else if (terminated) {
+      // The subscription ended on a provisional sipfrag (or none): a 1xx is no failure status
+      // for the agent to act on, so it gets 487, as for a transfer that ended unanswered.
+      this.#settle(d, new TransferError(487, 'the transfer target answered nothing'));
     }
   }
 

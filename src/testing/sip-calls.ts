@@ -9,12 +9,16 @@ import { FrameClock } from '../audio/frame-clock.js';
 import { CallTable } from '../call/call-table.js';
 import type { SourceConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
+import type { Call } from '../call/call.js';
 import type { MediaRuntime } from '../media/endpoint.js';
+import type { PartyDialog, PartyDialogState } from '../sip-calls/party-dialog.js';
 import { CallRouter } from '../sip-calls/router.js';
 import { header, type SipRequest, type SipResponse } from '../sip/message.js';
 import { Proxy } from '../sip/proxy.js';
-import { FakeTransportFactory, fakeSdp } from '../transport/fake.js';
-import type { AnswerPlan } from '../sdp/codec-policy.js';
+import { FakeTransportFactory, fakeSdp, type FakeNegotiatedTransport } from '../transport/fake.js';
+import type { SendStream } from '../transport/media-transport.js';
+import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
+import { parseSdp } from '../sdp/sdp.js';
 import { digestAnswer, FarEnd, settle, testStack, type TestStack } from './sip.js';
 
 /** An agent that records what it gets and can be told what to do. */
@@ -38,11 +42,42 @@ export class TestAgent implements Agent {
   }
 }
 
+/**
+ * A FakeTransportFactory whose answers and offers can be held: while `holding`, answer() and
+ * offer() wait until release(), as a WebRTC stack still gathering candidates would (a CANCEL,
+ * a BYE can then arrive while the call is being set up).
+ */
+export class HeldTransportFactory extends FakeTransportFactory {
+  holding = false;
+  readonly #waiting: (() => void)[] = [];
+
+  /** Answers and offers waiting for release(). */
+  get held(): number {
+    return this.#waiting.length;
+  }
+
+  override async answer(id: string, offerSdp: string, plan: AnswerPlan, out?: SendStream): Promise<FakeNegotiatedTransport> {
+    if (this.holding) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return super.answer(id, offerSdp, plan, out);
+  }
+
+  override async offer(id: string, plan: AnswerPlan, out?: SendStream): Promise<FakeNegotiatedTransport> {
+    if (this.holding) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return super.offer(id, plan, out);
+  }
+
+  /** The held answers and offers go ahead, and later ones are not held. */
+  release(): void {
+    this.holding = false;
+    for (const go of this.#waiting.splice(0)) go();
+  }
+}
+
 export interface SipCallsHarness extends TestStack {
   router: CallRouter;
   calls: CallTable;
   agent: TestAgent;
-  transports: FakeTransportFactory;
+  transports: HeldTransportFactory;
   runtime: MediaRuntime;
   /** A browser on a new flow, registered as `user` (a real REGISTER with digest). */
   browser(user: 'alice' | 'bob' | 'carol'): Promise<FarEnd>;
@@ -85,7 +120,7 @@ export function harness(opts: { maxSessions?: number; agents?: Record<string, So
   const calls = new CallTable({ maxSessions: opts.maxSessions ?? 10, retryAfterSeconds: 5, now: () => clock.now() });
   const codecs = new CodecPool(0);
   const runtime: MediaRuntime = { clock, frameClock: new FrameClock(clock, (err) => { throw err; }), codecs, maxJitterMs: 200 };
-  const transports = new FakeTransportFactory();
+  const transports = new HeldTransportFactory();
   const agent = new TestAgent();
   const router = new CallRouter(
     {
@@ -163,3 +198,57 @@ export async function statuses(far: FarEnd): Promise<number[]> {
 }
 
 export { header, settle };
+
+/** What a browser answers to our offer: the same codec, a WebRTC-shaped answer. */
+export function browserAnswer(invite: SipRequest): string {
+  const plan = planAnswer(parseSdp(invite.body.toString()), { codecs: ['opus', 'pcmu', 'pcma', 'g722'], allowSendRecv: true, role: 'ingest' });
+  return fakeSdp(plan, 'active', 'browser-answer');
+}
+
+/** A browser's call to the agent, answered 200 (and ACKed unless `ack: false`). */
+export interface AgentCall {
+  far: FarEnd;
+  invite: SipRequest;
+  ok: SipResponse;
+  call: Call;
+  /** The dialog that carries the caller. */
+  dialog: PartyDialog;
+  /** The caller's media transport. */
+  transport: FakeNegotiatedTransport;
+}
+
+export async function agentCall(h: SipCallsHarness, user: 'alice' | 'bob' | 'carol' = 'alice', opts: { ack?: boolean; far?: FarEnd } = {}): Promise<AgentCall> {
+  const far = opts.far ?? (await h.browser(user));
+  const made = h.transports.made.length;
+  // ICE cannot connect before the browser has our answer: the transport connects after the 200.
+  const connect = h.transports.connect;
+  h.transports.connect = false;
+  const invite = h.call(far, 'agent');
+  await settle();
+  h.transports.connect = connect;
+  const ok = far.take().find((m): m is SipResponse => m.kind === 'response' && m.status === 200);
+  if (!ok) throw new Error('the INVITE to the agent was not answered 200');
+  const call = h.calls.get(h.agent.last.session.callId)!;
+  const dialog = h.router.ctx.dialogs.current(call)!;
+  const transport = h.transports.made[made]!;
+  transport.connect();
+  if (opts.ack !== false) {
+    far.callerRequest('ACK', invite, ok);
+    await settle();
+  }
+  return { far, invite, ok, call, dialog, transport };
+}
+
+/**
+ * The states a PartyDialog moves through from now on. It has no state event, so its
+ * transition() (which every move goes through) is observed on this one instance.
+ */
+export function recordStates(d: PartyDialog): PartyDialogState[] {
+  const seen: PartyDialogState[] = [d.state];
+  const transition = d.transition.bind(d);
+  d.transition = (to) => {
+    transition(to);
+    if (seen.at(-1) !== d.state) seen.push(d.state);
+  };
+  return seen;
+}

@@ -11,7 +11,7 @@ import { MemoryLocationStore } from '../cluster/memory/location-store.js';
 import { FakeClock } from '../core/clock.js';
 import { parseConfig, type ConfigInput } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
-import { buildResponse, newBranch, tagOf } from '../sip/build.js';
+import { buildResponse, cancelFor, newBranch, tagOf } from '../sip/build.js';
 import { digestHash, parseAuthParams } from '../sip/auth/digest.js';
 import { header, headerList, parseSipMessage, serializeSipMessage, type SipHeader, type SipMessage, type SipRequest, type SipResponse } from '../sip/message.js';
 import { SipMetrics } from '../sip/sip-metrics.js';
@@ -160,6 +160,31 @@ export class FarEnd {
   }
 
   readonly #dialogSeq = new Map<string, number>();
+
+  /** §9.1: the CANCEL of an INVITE this far end sent (same top Via branch, CSeq number). */
+  cancel(invite: SipRequest): void {
+    this.flow.deliver(cancelFor(invite).text);
+  }
+
+  /** §17.1.1.3: the ACK of a non-2xx final response to an INVITE this far end sent (the INVITE's branch). */
+  ackFailure(invite: SipRequest, res: SipResponse): void {
+    const msg: SipRequest = {
+      kind: 'request',
+      method: 'ACK',
+      uri: invite.uri,
+      version: 'SIP/2.0',
+      headers: [
+        { name: 'Via', value: headerList(invite, 'Via')[0]! },
+        { name: 'Max-Forwards', value: '70' },
+        { name: 'From', value: header(invite, 'From')! },
+        { name: 'To', value: header(res, 'To')! },
+        { name: 'Call-ID', value: header(invite, 'Call-ID')! },
+        { name: 'CSeq', value: `${header(invite, 'CSeq')!.split(' ')[0]} ACK` },
+      ],
+      body: Buffer.alloc(0),
+    };
+    this.flow.deliver(serializeSipMessage(msg));
+  }
 
   /** An in-dialog request answering a dialog the stack made with this far end (its INVITE to us, our 2xx). */
   inDialog(method: string, invite: SipRequest, opts: { headers?: SipHeader[]; body?: string; cseq?: number } = {}): SipRequest {

@@ -225,3 +225,41 @@ test('illegal moves are refused: a confirmed call cannot be cancelled into anoth
   uac.cancel();
   assert.equal(uac.state, 'confirmed');
 });
+
+test('the states as they are emitted: a 401 retry is calling again, 180 without a To tag proceeding, 183 with one early, 200 confirmed; callId and invite name the last INVITE', async () => {
+  const server = new DigestAuthenticator('voxgate.test', [{ user: 'u', password: 'p' }], () => 1000);
+  const { uac, far, states } = setup({ credentials: { username: 'u', password: 'p' } });
+  const first = far.nextRequest('INVITE');
+  assert.equal(uac.callId, header(first, 'Call-ID'));
+  far.respond(first, 401, { headers: server.challenges().map((value) => ({ name: 'WWW-Authenticate', value })) });
+  far.nextRequest('ACK');
+  const second = far.nextRequest('INVITE');
+  assert.equal(header(uac.invite!, 'CSeq'), '2 INVITE', 'the INVITE as last sent');
+  far.respond(second, 180, { toTag: null });
+  assert.equal(uac.early, undefined, 'no To tag, no early dialog');
+  far.respond(second, 183);
+  far.respond(second, 200, { headers: [{ name: 'Contact', value: far.contact }] });
+  await uac.result;
+  assert.deepEqual(states, ['calling', 'proceeding', 'early', 'confirmed']);
+});
+
+test('a redirect rule that declines the Contact makes the 3xx the outcome; a cancel() while the rule is deciding makes the cancel the outcome and nothing more is sent', async () => {
+  const declined = setup({ redirect: async () => undefined });
+  declined.far.respond(declined.far.nextRequest('INVITE'), 302, { headers: [{ name: 'Contact', value: '<sip:x@y.invalid>' }] });
+  const o = await declined.uac.result;
+  assert.deepEqual(o.ok ? null : [o.status, declined.states], [302, ['failed']]);
+  stack.close();
+
+  let decide!: (to: { flow: typeof declined.flow; uri: string } | undefined) => void;
+  const pending = setup({ redirect: () => new Promise((resolve) => (decide = resolve)) });
+  const invite = pending.far.nextRequest('INVITE');
+  pending.far.respond(invite, 301, { headers: [{ name: 'Contact', value: '<sip:carol@elsewhere.invalid;transport=ws>' }] });
+  pending.far.nextRequest('ACK');
+  await new Promise((r) => setImmediate(r));
+  pending.uac.cancel(487, 'Request Terminated (the caller left)');
+  decide({ flow: pending.flow, uri: 'sip:carol@elsewhere.invalid;transport=ws' });
+  const outcome = await pending.uac.result;
+  assert.deepEqual(outcome.ok ? null : [outcome.status, outcome.reason], [487, 'Request Terminated (the caller left)']);
+  assert.deepEqual(pending.far.take(), [], 'no INVITE to the new target, no CANCEL');
+  assert.deepEqual(pending.states, ['cancelling', 'failed']);
+});

@@ -232,7 +232,10 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
     const contact = headerList(res, 'Contact')[0];
     const next = contact ? await this.req.redirect!(contact) : undefined;
     if (!next || this.#state === 'cancelling' || this.#state === 'failed') {
-      if (this.#state !== 'failed') this.#fail(res.status, res.reason, res);
+      // A cancel() while the redirect was looked up said what the outcome is (a ring timeout's
+      // 408, the caller leaving), as it does when the final answer comes while cancelling.
+      if (this.#state === 'cancelling') this.#fail(this.#giveUp!.status, this.#giveUp!.reason, res);
+      else if (this.#state !== 'failed') this.#fail(res.status, res.reason, res);
       return;
     }
     this.#redirects++;
