@@ -175,7 +175,7 @@ export class AgentUas {
     this.referrals.callEnded(call);
     if (!d) return;
     d.forget();
-    if (reason !== 'bye' && reason !== 'flow-closed' && reason !== 'cancelled' && !this.referrals.isGone(d)) d.bye(reason);
+    if (reason !== 'bye' && reason !== 'flow-closed' && reason !== 'cancelled') d.bye(reason);
     this.transfers.callEnded(d, reason);
     this.ctx.deps.sip.audit({ action: 'sip.call.ended', outcome: 'ok', user: d.party, session: call.id, reason, remote: d.flow.remote });
   }

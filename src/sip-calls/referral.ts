@@ -1,5 +1,6 @@
 import type { AgentLeg } from '../call/agent-leg.js';
 import type { Call } from '../call/call.js';
+import { transition } from '../core/state.js';
 import { PartyLeg } from '../call/party-leg.js';
 import { formatOf, newSendStream } from '../call/start-call.js';
 import { MediaEndpoint } from '../media/endpoint.js';
@@ -16,8 +17,10 @@ import { answerFromOffer, type SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
 import { offerPlan, TRANSFER_RING_MS } from './transfer.js';
 
-/** `calling`: we placed the call; `done`: it was answered and the agent moved, or it failed, or we gave up. */
-type ReferralState = 'calling' | 'done';
+type ReferralState = 'calling' | 'answered' | 'failed' | 'abandoned';
+
+/** `calling` ends one way only: the target answered, the attempt failed, or the call went first. */
+const REFERRAL_MOVES: Record<ReferralState, ReferralState[]> = { calling: ['answered', 'failed', 'abandoned'], answered: [], failed: [], abandoned: [] };
 
 /** A browser's REFER of its agent call (RFC 3515): voxgate calls the target on the agent's behalf. */
 interface Referral {
@@ -49,11 +52,6 @@ export class Referrals {
     private readonly ctx: SipCallsContext,
     private readonly hooks: { isAgent(user: string | undefined): boolean; adopt(d: PartyDialog): void },
   ) {}
-
-  /** Whether the transferor of a ringing referral has already left. */
-  isGone(d: PartyDialog): boolean {
-    return this.#byDialog.get(d)?.gone !== undefined;
-  }
 
   referred(d: PartyDialog, incoming: Incoming): void {
     const { req } = incoming;
@@ -105,7 +103,7 @@ export class Referrals {
     // has left the dialog table already, and the target it referred us to must still be cancelled.
     for (const [d, referral] of [...this.#byDialog]) {
       if (d.call !== call) continue;
-      this.#settle(d, referral);
+      this.#settle(d, referral, 'abandoned');
       referral.uac?.cancel(487, 'Request Terminated');
       referral.peer?.close();
       this.#sendNotify(d, referral, 487, 'Request Terminated');
@@ -183,7 +181,7 @@ export class Referrals {
       this.#hangUp(outcome, 'unusable answer', 488);
       return this.#failed(old, referral, 488, 'Not Acceptable Here');
     }
-    this.#settle(old, referral);
+    this.#settle(old, referral, 'answered');
     const next = this.ctx.openDialog({
       dialog: outcome.dialog,
       flow: outcome.flow,
@@ -214,7 +212,7 @@ export class Referrals {
   /** The referred call failed: the transferor hears why, and keeps the agent (if still there). */
   #failed(d: PartyDialog, referral: Referral, status: number, reason: string): void {
     if (referral.state !== 'calling') return;
-    this.#settle(d, referral);
+    this.#settle(d, referral, 'failed');
     referral.uac?.cancel(status, reason);
     referral.peer?.close();
     this.#sendNotify(d, referral, status, reason);
@@ -224,8 +222,8 @@ export class Referrals {
     if (referral.gone) d.call.close(referral.gone);
   }
 
-  #settle(d: PartyDialog, referral: Referral): void {
-    referral.state = 'done';
+  #settle(d: PartyDialog, referral: Referral, to: Exclude<ReferralState, 'calling'>): void {
+    referral.state = transition(REFERRAL_MOVES, referral.state, to, `referral ${referral.id} of ${d.call.id}`);
     if (this.#byDialog.get(d) === referral) this.#byDialog.delete(d);
   }
 

@@ -1,4 +1,5 @@
 import { TransferError } from '../agent/agent.js';
+import { transition } from '../core/state.js';
 import type { AgentLeg } from '../call/agent-leg.js';
 import type { Call, EndReason } from '../call/call.js';
 import { PartyLeg } from '../call/party-leg.js';
@@ -19,6 +20,9 @@ export const TRANSFER_RING_MS = 30_000;
 /** The agent's REFER of its SIP caller (RFC 3515), until the caller's NOTIFY says how it went. */
 type ReferState = 'sent' | 'accepted' | 'done';
 
+/** `sent`: the REFER is out; `accepted`: 202; `done`: a final NOTIFY, a refusal, or the call ended. */
+const REFER_MOVES: Record<ReferState, ReferState[]> = { sent: ['accepted', 'done'], accepted: ['done'], done: [] };
+
 interface ReferOut {
   state: ReferState;
   resolve(): void;
@@ -27,6 +31,9 @@ interface ReferOut {
 
 /** A person voxgate is calling to bridge a caller to. */
 type BridgeState = 'locating' | 'ringing' | 'bridged' | 'failed';
+
+/** `locating`: their registration, our offer; `ringing`: the INVITE is out; then bridged or failed. */
+const BRIDGE_MOVES: Record<BridgeState, BridgeState[]> = { locating: ['ringing', 'failed'], ringing: ['bridged', 'failed'], bridged: [], failed: [] };
 
 /**
  * The agent's `transfer(target)`. A SIP caller is sent a REFER and calls the target itself
@@ -69,7 +76,7 @@ export class AgentTransfers {
       this.ctx.deps.sip.sendRequest(d.flow, 'REFER', text, branch, (res) => {
         if (res.status < 200) return;
         if (res.status < 300) {
-          if (out.state === 'sent') out.state = 'accepted';
+          if (out.state === 'sent') out.state = transition(REFER_MOVES, out.state, 'accepted', 'REFER');
           return;
         }
         this.#settle(d, new TransferError(res.status, `the caller refused the transfer (${res.reason})`));
@@ -108,7 +115,7 @@ export class AgentTransfers {
     const out = this.#refers.get(d);
     if (!out) return;
     this.#refers.delete(d);
-    out.state = 'done';
+    out.state = transition(REFER_MOVES, out.state, 'done', 'REFER');
     if (err) out.reject(err);
     else out.resolve();
   }
@@ -129,7 +136,7 @@ export class AgentTransfers {
     this.#bridging.set(call, attempt);
     const log = deps.log.child({ session: call.id, target: uri });
     const fail = (status: number, reason: string): never => {
-      attempt.state = 'failed';
+      attempt.state = transition(BRIDGE_MOVES, attempt.state, 'failed', `bridge of ${call.id}`);
       deps.sip.audit({ action: 'sip.transfer', outcome: 'error', status, user: call.source.name, target: uri, session: call.id, reason });
       log.info({ status, reason }, 'the transfer failed; the caller stays with the agent');
       throw new TransferError(status, reason);
@@ -155,7 +162,7 @@ export class AgentTransfers {
         headers: [{ name: 'Allow', value: DIALOG_ALLOW }],
       });
       attempt.uac = uac;
-      attempt.state = 'ringing';
+      attempt.state = transition(BRIDGE_MOVES, attempt.state, 'ringing', `bridge of ${call.id}`);
       // The caller may leave while it rings: the call we place goes with it.
       const onEnded = () => uac.cancel(487, 'Request Terminated (the caller left)');
       call.on('ended', onEnded);
@@ -211,7 +218,7 @@ export class AgentTransfers {
       call.addLeg('callee', new PartyLeg('sip-uac', new MediaEndpoint(`${call.id}-callee`, peer, formatOf(plan), call.pcmRate, out, deps.runtime)));
       agent.session.deliverTransferred(uri);
       call.removeLeg('agent', 'transferred');
-      attempt.state = 'bridged';
+      attempt.state = transition(BRIDGE_MOVES, attempt.state, 'bridged', `bridge of ${call.id}`);
       deps.sip.metricsCall('agent', 'transferred');
       deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: call.source.name, target: uri, session: call.id, mode: call.mode, remote: outcome.flow.remote });
       log.info({ mode: call.mode, pipeline: call.describe() }, 'the caller was bridged to the transfer target');
