@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { signJwt } from '../src/auth/source-auth.js';
-import { publishConnected, publishWithNdc, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { offerSdp, trickleFor, VIDEO_ONLY_OFFER } from './helpers/offers.js';
 
@@ -117,7 +117,9 @@ describe('bad input never disturbs a live session', () => {
     const forged = signJwt({ sub: 'browser-widget', exp: Math.floor(Date.now() / 1000) + 60 }, 'another-secret-another-secret-another');
     assert.equal((await post(offerSdp(), { Authorization: `Bearer ${forged}` })).status, 401);
     const good = signJwt({ sub: 'browser-widget', exp: Math.floor(Date.now() / 1000) + 60 }, JWT_SECRET);
-    const p = await publishWithNdc(whip, good);
+    // Connected first: a libdatachannel client that fails while connecting ends its session at once,
+    // and the listing below would race that (a reversed-order run of the suite lost it once).
+    const p = await publishConnected(whip, good);
     assert.equal(p.status, 201);
     assert.equal((await adminSessions(tg.url)).find((s) => p.location!.endsWith(s.id))?.source, 'browser-widget');
     p.close();
