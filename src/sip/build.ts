@@ -80,12 +80,19 @@ export function tagOf(value: string | undefined): string | undefined {
   return value ? /;\s*tag=([^;\s>]+)/i.exec(value)?.[1] : undefined;
 }
 
+/** A token display name (no quotes: no `@` can hide in it), `<sip:`, a user without escapes, `@host`, then `;`, `>` or `:port`. */
+const PLAIN_ADDRESS = /^[ \t]*(?:[A-Za-z0-9\-.!*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!*_+`'~]+)*[ \t]*)?<sips?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@([A-Za-z0-9.-]+)(?=[;>:])/i;
+
 /**
  * The user (unescaped) and host (lower-cased) of the SIP URI in a name-addr, addr-spec or bare
  * URI, read with the grammar (§20.10, §19.1): a display name may hold any character, `@` too.
  * Undefined when the value is not a sip:/sips: address.
  */
 export function sipAddressOf(value: string): { user: string | undefined; host: string } | undefined {
+  // The usual shape, `<sip:user@host...>` with an unquoted display name or none, is read with one
+  // anchored pattern (every REGISTER's To, every INVITE's From); anything else takes the grammar.
+  const plain = PLAIN_ADDRESS.exec(value);
+  if (plain) return { user: plain[1]!, host: plain[2]!.toLowerCase() };
   try {
     const uri = parseSipUri(parseNameAddr(value).uri);
     return { user: uri.user === undefined ? undefined : decodeURIComponent(uri.user), host: uri.host };

@@ -9,6 +9,7 @@ import { FakeClock } from '../core/clock.js';
 import { parseConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { ALLOW, sipAddressOf, userOf, hostOf } from './build.js';
+import { parseNameAddr, parseSipUri } from './grammar.js';
 import { digestHash, parseAuthParams } from './auth/digest.js';
 import { SipMetrics } from './sip-metrics.js';
 import { SipService } from './sip-service.js';
@@ -89,6 +90,17 @@ test('addresses are read with the grammar: display names, escapes, parameters an
   assert.equal(hostOf('sip:voxgate.test'), undefined, 'no user part: not an address of a user');
   assert.equal(userOf('tel:+15551234567'), undefined);
   assert.equal(userOf('"unterminated <sip:alice@x>'), undefined);
+  // The one-pattern fast path and the grammar agree on what each reads.
+  for (const v of ['<sip:alice@Voxgate.Test>', 'Alice Smith <sip:alice@voxgate.test;transport=ws>;tag=9', '<sips:bob@10.0.0.1:5061>', '<sip:a.b-c_d@x.example>', 'bad name@ <sip:alice@x>']) {
+    let full: ReturnType<typeof sipAddressOf>;
+    try {
+      const uri = parseSipUri(parseNameAddr(v).uri);
+      full = { user: uri.user, host: uri.host };
+    } catch {
+      full = undefined;
+    }
+    assert.deepEqual(sipAddressOf(v), full, v);
+  }
 });
 
 test('MESSAGE is not advertised in Allow, and gets 405 with the methods that are', async () => {
