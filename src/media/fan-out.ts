@@ -35,12 +35,12 @@ export interface FanoutEvents extends Record<string, unknown[]> {
 export class Fanout extends TypedEmitter<FanoutEvents> {
   readonly listeners = new Map<string, FanoutListener>();
   readonly #encoders = new Map<string, AudioEncoder>();
-  readonly #silence: Int16Array;
+  #silence: Int16Array;
 
   constructor(
     /** The caller's codec: listeners of the caller track that take it get its packets forwarded. */
     public callerCodec: CodecName,
-    readonly rate: number,
+    public rate: number,
   ) {
     super();
     this.#silence = new Int16Array(samplesPerFrame(rate));
@@ -79,6 +79,14 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
     for (const l of this.listeners.values()) if (l.passthrough) l.forward(p);
     this.fanoutMs.push(performance.now() - t0);
     if (this.fanoutMs.length > 5000) this.fanoutMs.splice(0, 2500);
+  }
+
+  /** The frames it is given come at another rate now (a bridge runs at its codecs' rate): encoders start again. */
+  setRate(rate: number): void {
+    if (rate === this.rate) return;
+    this.rate = rate;
+    this.#encoders.clear();
+    this.#silence = new Int16Array(samplesPerFrame(rate));
   }
 
   /** The caller's leg changed codec (it was replaced): listeners that were forwarded to are encoded for now. */
