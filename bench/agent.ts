@@ -13,7 +13,7 @@
  * `transcode`: Opus caller, PCMU callee, each side decoded once and encoded once for the other.
  * Reports the gateway's CPU-seconds per call-second and the packets each leg received per second.
  */
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +39,23 @@ function pct(values: number[], p: number): number {
   if (!values.length) return NaN;
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** The child process of WebRTC publishers, and a wait for its next message of a type. */
+function publishers(): { pubs: ChildProcess; once<T>(type: string, ms: number): Promise<T> } {
+  const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const once = <T>(type: string, ms: number) =>
+    new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
+      const on = (m: { type: string }) => {
+        if (m.type !== type) return;
+        clearTimeout(t);
+        pubs.off('message', on);
+        resolve(m as T);
+      };
+      pubs.on('message', on);
+    });
+  return { pubs, once };
 }
 
 /** Answers every 50th frame with 200 ms of a tone, and clears it after 100 ms (a barge-in). */
@@ -69,18 +86,7 @@ async function run(n: number): Promise<Record<string, string | number>> {
     log: { level: 'error' }, // 'call quality is poor' for each of 1000 sessions drowns the figures
   });
   const gw = await Gateway.start(config, { log: createLogger('error'), agents: { probe: () => probe } });
-  const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const once = <T>(type: string, ms: number) =>
-    new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
-      const on = (m: { type: string }) => {
-        if (m.type !== type) return;
-        clearTimeout(t);
-        pubs.off('message', on);
-        resolve(m as T);
-      };
-      pubs.on('message', on);
-    });
+  const { pubs, once } = publishers();
   try {
     await once('hello', 10_000);
     pubs.send({ cmd: 'start', url: gw.url, token: TOKEN, n, concurrency: 1, direction: DIRECTION });
@@ -172,18 +178,7 @@ async function bridged(pairs: number, mode: 'forward' | 'transcode'): Promise<Re
     log: { level: 'error' },
   });
   const gw = await Gateway.start(config, { log: createLogger('error'), agents: { quiet: () => quiet } });
-  const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const once = <T>(type: string, ms: number) =>
-    new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
-      const on = (m: { type: string }) => {
-        if (m.type !== type) return;
-        clearTimeout(t);
-        pubs.off('message', on);
-        resolve(m as T);
-      };
-      pubs.on('message', on);
-    });
+  const { pubs, once } = publishers();
   try {
     await once('hello', 10_000);
     type Ready = { publishers: { id: string; connected: boolean }[] };
