@@ -149,7 +149,7 @@ export class Gateway {
       resolveAgent: (spec) => this.agents.resolve(spec),
     };
     // A WHIP caller cannot be sent a REFER: the agent's transfer() has voxgate call the target and bridge.
-    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, media, iceServers: config.iceServers, transfer: (call, target) => this.sipCalls.transfers.bridge(call, target) });
+    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, transports: webRtcTransports(media), iceServers: config.iceServers, transfer: (call, target) => this.sipCalls.transfers.bridge(call, target) });
     this.whep = new WhepEndpoint({
       directory: this.directory,
       calls: this.calls,
@@ -157,7 +157,7 @@ export class Gateway {
       audit: this.audit,
       clock: this.clock,
       log: this.log,
-      media,
+      transports: webRtcTransports(media),
       iceServers: config.iceServers,
       retryAfterSeconds: config.limits.retryAfterSeconds,
     });

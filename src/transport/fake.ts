@@ -1,7 +1,7 @@
 import { TypedEmitter } from '../core/events.js';
 import type { RtpSink } from '../rtp/rtp-counter.js';
 import type { AnswerPlan } from '../sdp/codec-policy.js';
-import type { OfferingTransport, TransportFactory } from './factory.js';
+import { isMdnsCandidate, type OfferingTransport, type TrickleTransport, type TrickleTransportFactory } from './factory.js';
 import type { MediaTransport, MediaTransportEvents, SendStream, TransportFailure, TransportState } from './media-transport.js';
 
 /**
@@ -116,9 +116,14 @@ function hashOf(s: string): number {
   return h;
 }
 
-/** A fake transport negotiated by SDP: its SDP is made from the plan; the far end's answer is kept. */
-export class FakeNegotiatedTransport extends FakeMediaTransport implements OfferingTransport {
+/**
+ * A fake transport negotiated by SDP: its SDP is made from the plan; the far end's answer and
+ * the candidates it trickles are kept.
+ */
+export class FakeNegotiatedTransport extends FakeMediaTransport implements OfferingTransport, TrickleTransport {
   readonly answers: string[] = [];
+  /** Trickled candidates it took (WHIP/WHEP PATCH). */
+  readonly candidates: { candidate: string; mid: string }[] = [];
   rejectAnswers = false;
 
   constructor(
@@ -132,13 +137,20 @@ export class FakeNegotiatedTransport extends FakeMediaTransport implements Offer
     if (this.rejectAnswers) throw new Error('fake: the answer is refused');
     this.answers.push(sdp);
   }
+
+  /** As WebRtcPeer: refused once closed, and for mDNS names nobody here can resolve. */
+  addRemoteCandidate(candidate: string, mid: string): boolean {
+    if (this.state === 'closed' || isMdnsCandidate(candidate)) return false;
+    this.candidates.push({ candidate, mid });
+    return true;
+  }
 }
 
 /**
  * A TransportFactory for tests: every transport it makes is kept in `made`; `connect` makes
  * them connect as soon as they exist (as ICE and DTLS would on a good network).
  */
-export class FakeTransportFactory implements TransportFactory {
+export class FakeTransportFactory implements TrickleTransportFactory {
   readonly made: FakeNegotiatedTransport[] = [];
   connect = true;
   /** Makes the next answer() or offer() fail (a WebRTC stack that cannot use the offer). */

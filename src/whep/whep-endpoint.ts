@@ -13,7 +13,7 @@ import type { Logger } from '../core/logger.js';
 import { rtpClockRate } from '../audio/codec.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { iceServerLinks } from '../transport/webrtc/ice-servers.js';
-import { WebRtcPeer, type MediaEndpointOptions } from '../transport/webrtc/peer.js';
+import type { TrickleAnswerer, TrickleTransport } from '../transport/factory.js';
 import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 
 export const SSE_EXTENSION = 'urn:ietf:params:whep:ext:core:server-sent-events';
@@ -27,7 +27,8 @@ export interface WhepResource {
   readonly etag: string;
   readonly call: Call;
   readonly leg: ListenerLeg;
-  readonly peer: WebRtcPeer;
+  /** The listener's transport, which takes its trickled candidates. */
+  readonly transport: TrickleTransport;
   readonly plan: AnswerPlan;
   readonly listener: ListenerIdentity;
   readonly remoteUfrag: string | undefined;
@@ -43,7 +44,8 @@ export interface WhepEndpointDeps {
   audit: AuditLog;
   clock: Clock;
   log: Logger;
-  media: MediaEndpointOptions;
+  /** Answers the listener's offer (WebRTC: webRtcTransports(); a fake in tests). */
+  transports: TrickleAnswerer;
   iceServers: IceServerConfig[];
   retryAfterSeconds: number;
 }
@@ -101,30 +103,30 @@ export class WhepEndpoint {
 
       const id = newSessionId();
       const out = newSendStream();
-      let peer: WebRtcPeer;
+      let transport: TrickleTransport;
       try {
-        peer = await WebRtcPeer.answer(id, text, plan, deps.media, out);
+        transport = await deps.transports.answer(id, text, plan, out);
       } catch (err) {
         throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
       }
       // The call may have ended while the answer was being made.
       if (call.state === 'ended') {
-        peer.close();
+        transport.close();
         throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${sessionId} has ended.`);
       }
       const a = plan.audio;
-      const leg = new ListenerLeg(id, who.name, track, a.codec, a.payloadType, rtpClockRate(a.codec), out.ssrc, peer, track === 'caller' && a.codec === callerCodec, (l) => {
+      const leg = new ListenerLeg(id, who.name, track, a.codec, a.payloadType, rtpClockRate(a.codec), out.ssrc, transport, track === 'caller' && a.codec === callerCodec, (l) => {
         this.resources.delete(l.id);
         call.removeLeg(`listener:${l.id}`, 'deleted');
       });
-      const resource: WhepResource = { id, sessionId, etag: newEtag(), call, leg, peer, plan, listener: who, ...offerIceCredentials(offer, a.mid) };
-      peer.on('state', (state) => {
+      const resource: WhepResource = { id, sessionId, etag: newEtag(), call, leg, transport, plan, listener: who, ...offerIceCredentials(offer, a.mid) };
+      transport.on('state', (state) => {
         if (state === 'failed') leg.close('ice-failed');
       });
       try {
         this.#audit({ action: 'whep.post', outcome: 'ok', status: 201, track, codec: a.codec }, who, req, sessionId, id);
       } catch (err) {
-        peer.close();
+        transport.close();
         throw err;
       }
       this.resources.set(id, resource);
@@ -134,7 +136,7 @@ export class WhepEndpoint {
         location,
         resource.etag,
         [...iceServerLinks(deps.iceServers, id, deps.clock.now()), `<${location}/events>; rel="${SSE_EXTENSION}"; events="${SSE_EVENTS.join(',')}"`],
-        peer.localSdp,
+        transport.localSdp,
       );
     } catch (err) {
       return this.#reject(err, 'whep.post', who, req, sessionId, undefined);
@@ -146,8 +148,9 @@ export class WhepEndpoint {
     try {
       who = this.deps.auth.authenticate(req.headers.authorization);
       const r = this.#owned(sessionId, id, who);
-      const { candidates, used } = applyTricklePatch({ etag: r.etag, peer: r.peer, mid: r.plan.audio.mid, remoteUfrag: r.remoteUfrag, remotePwd: r.remotePwd }, req);
-      this.#audit({ action: 'whep.patch', outcome: 'ok', status: 204, candidates, used }, who, req, sessionId, id);
+      const target = { etag: r.etag, peer: r.transport, mid: r.plan.audio.mid, remoteUfrag: r.remoteUfrag, remotePwd: r.remotePwd };
+      const { used } = applyTricklePatch(target, req, (candidates) => this.#audit({ action: 'whep.patch', outcome: 'ok', status: 204, candidates }, who, req, sessionId, id));
+      this.deps.log.debug({ session: sessionId, listener: id, used }, 'trickled candidates applied');
       return { status: 204, headers: {} };
     } catch (err) {
       return this.#reject(err, 'whep.patch', who, req, sessionId, id);

@@ -11,7 +11,7 @@ import { newEtag } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { iceServerLinks } from '../transport/webrtc/ice-servers.js';
-import { WebRtcPeer, type MediaEndpointOptions } from '../transport/webrtc/peer.js';
+import type { TrickleAnswerer, TrickleTransport } from '../transport/factory.js';
 import { applyTricklePatch, auditOrFail, createdReply, offerIceCredentials, parseOffer, refuse, requireSdp, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 
 /** The HTTP face of a live WHIP session. */
@@ -21,7 +21,8 @@ export interface WhipResource {
   readonly call: Call;
   /** The publisher's leg (the call's caller). */
   readonly leg: PartyLeg;
-  readonly peer: WebRtcPeer;
+  /** The publisher's transport, which takes its trickled candidates. */
+  readonly transport: TrickleTransport;
   readonly plan: AnswerPlan;
   readonly remoteUfrag: string | undefined;
   readonly remotePwd: string | undefined;
@@ -33,7 +34,8 @@ export interface WhipEndpointDeps extends StartCallDeps {
   audit: AuditLog;
   clock: Clock;
   log: Logger;
-  media: MediaEndpointOptions;
+  /** Answers the publisher's offer (WebRTC: webRtcTransports(); a fake in tests). */
+  transports: TrickleAnswerer;
   iceServers: IceServerConfig[];
   /** What the agent's transfer(target) does for a WHIP call (voxgate calls the target and bridges). */
   transfer?: (call: Call, target: string) => Promise<void>;
@@ -59,18 +61,18 @@ export class WhipEndpoint {
       const text = requireSdp(req);
       const offer = parseOffer(text);
       const plan = planAnswer(offer, { codecs: source.codecs, allowSendRecv: true, role: 'ingest' });
-      let peer: WebRtcPeer | undefined;
+      let transport: TrickleTransport | undefined;
       const started = await startCall(deps, {
         source,
         kind: 'whip',
         plan,
         signalingRemote: req.remote,
-        open: async (id, out) => (peer = await WebRtcPeer.answer(id, text, plan, deps.media, out)),
+        open: async (id, out) => (transport = await deps.transports.answer(id, text, plan, out)),
         onCreated: (call) => (sessionId = call.id),
         transfer: deps.transfer,
       });
       const { call, caller: leg, log } = started;
-      const resource: WhipResource = { id: call.id, etag: newEtag(), call, leg, peer: peer!, plan, ...offerIceCredentials(offer, plan.audio.mid) };
+      const resource: WhipResource = { id: call.id, etag: newEtag(), call, leg, transport: transport!, plan, ...offerIceCredentials(offer, plan.audio.mid) };
       leg.transport.on('state', (state, failure) => {
         if (state === 'connected') call.markConnected();
         else if (state === 'failed') call.close(failure ?? 'ice-failed');
@@ -95,13 +97,9 @@ export class WhipEndpoint {
     try {
       source = this.deps.auth.authenticate(req.headers.authorization);
       const resource = this.#owned(id, source);
-      const { candidates, used } = applyTricklePatch({ etag: resource.etag, peer: resource.peer, mid: resource.plan.audio.mid, remoteUfrag: resource.remoteUfrag, remotePwd: resource.remotePwd }, req);
-      this.#audit(
-        { action: 'whip.patch', outcome: 'ok', status: 204, candidates, used },
-        source,
-        req,
-        id,
-      );
+      const target = { etag: resource.etag, peer: resource.transport, mid: resource.plan.audio.mid, remoteUfrag: resource.remoteUfrag, remotePwd: resource.remotePwd };
+      const { used } = applyTricklePatch(target, req, (candidates) => this.#audit({ action: 'whip.patch', outcome: 'ok', status: 204, candidates }, source, req, id));
+      this.deps.log.debug({ session: id, used }, 'trickled candidates applied');
       return { status: 204, headers: {} };
     } catch (err) {
       return this.#reject(err, 'whip.patch', source, req, id);

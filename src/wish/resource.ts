@@ -4,7 +4,6 @@ import { isVoxgateError, VoxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { attr, parseSdp, SdpParseError, type SessionDescription } from '../sdp/sdp.js';
 import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
-import type { WebRtcPeer } from '../transport/webrtc/peer.js';
 
 /**
  * What WHIP (RFC 9725) and WHEP (draft-ietf-wish-whep) resources share: the request and reply
@@ -57,7 +56,8 @@ export function requireSdp(req: EndpointRequest): string {
 /** A WebRTC resource a PATCH can trickle candidates into. */
 export interface TrickleTarget {
   etag: string;
-  peer: WebRtcPeer;
+  /** Takes a candidate, or says false when it cannot use it (it is then dropped silently). */
+  peer: { addRemoteCandidate(candidate: string, mid: string): boolean };
   mid: string;
   remoteUfrag: string | undefined;
   remotePwd: string | undefined;
@@ -67,9 +67,10 @@ export interface TrickleTarget {
  * RFC 9725 §4.3 (and WHEP §4.5): a trickle PATCH carries the session's ETag in If-Match
  * (428 without, 412 when stale); an ICE restart (If-Match "*", new credentials) gets 422
  * because libdatachannel cannot restart ICE, and the session stays as it was.
- * Returns the number of candidates offered and used.
+ * `audit` is called once the request is valid and before any candidate is used; returns the
+ * number of candidates offered and used.
  */
-export function applyTricklePatch(target: TrickleTarget, req: EndpointRequest): { candidates: number; used: number } {
+export function applyTricklePatch(target: TrickleTarget, req: EndpointRequest, audit: (candidates: number) => void): { candidates: number; used: number } {
   const type = mediaType(req.headers['content-type']);
   if (type !== TRICKLE_TYPE) {
     throw new VoxgateError('VG_HTTP_UNSUPPORTED_MEDIA_TYPE', `Send candidates with Content-Type: ${TRICKLE_TYPE} (got ${type ?? 'none'}).`, {
@@ -95,6 +96,8 @@ export function applyTricklePatch(target: TrickleTarget, req: EndpointRequest): 
   if (!ifMatch.split(',').map((t) => t.trim()).includes(target.etag)) {
     throw new VoxgateError('VG_PRECONDITION_FAILED', `If-Match ${ifMatch} does not match the session's ETag ${target.etag}.`);
   }
+  // Audited before anything is applied: a PATCH whose record cannot be written is not carried out.
+  audit(frag.candidates.length);
   let used = 0;
   for (const c of frag.candidates) {
     if (target.peer.addRemoteCandidate(c.candidate, c.mid ?? target.mid)) used++;

@@ -2,10 +2,10 @@ import ndc from 'node-datachannel';
 import { TypedEmitter } from '../../core/events.js';
 import type { AnswerPlan } from '../../sdp/codec-policy.js';
 import type { RtpSink } from '../../rtp/rtp-counter.js';
-import type { MediaTransport, MediaTransportEvents, SendStream, TransportState } from '../media-transport.js';
+import type { MediaTransportEvents, SendStream, TransportState } from '../media-transport.js';
 
 export type { SendStream };
-import type { TransportFactory } from '../factory.js';
+import { isMdnsCandidate, type OfferingTransport, type TrickleTransport, type TrickleTransportFactory } from '../factory.js';
 
 const { PeerConnection, Audio, Video } = ndc;
 type NdcPeerConnection = InstanceType<typeof PeerConnection>;
@@ -52,7 +52,7 @@ function trackClosing<T extends { onClosed(cb: () => void): void }>(obj: T, onCl
  * a call voxgate places itself (a transfer) we offer. Holds strong references to the native
  * PeerConnection and every Track: a collected wrapper silently stops delivering packets.
  */
-export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements MediaTransport {
+export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements TrickleTransport, OfferingTransport {
   readonly kind = 'webrtc' as const;
   /** Our SDP: the answer, or for an offering peer the offer. */
   readonly localSdp: string;
@@ -252,8 +252,8 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Me
   }
 }
 
-/** WebRTC transports for calls negotiated by SIP: every peer on the one shared UDP port. */
-export function webRtcTransports(opts: MediaEndpointOptions): TransportFactory {
+/** WebRTC transports (SIP calls, WHIP publishers, WHEP listeners): every peer on the one shared UDP port. */
+export function webRtcTransports(opts: MediaEndpointOptions): TrickleTransportFactory {
   return {
     answer: (id, offerSdp, plan, out) => WebRtcPeer.answer(id, offerSdp, plan, opts, out),
     offer: (id, plan, out) => WebRtcPeer.offer(id, plan, opts, out),
@@ -273,12 +273,6 @@ function closeNative(pc: NdcPeerConnection, tracks: NdcTrack[], channels: NdcDat
       closing.delete(obj);
     }
   }
-}
-
-export function isMdnsCandidate(candidate: string): boolean {
-  // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
-  const address = candidate.replace(/^a=/, '').split(' ')[4] ?? '';
-  return address.toLowerCase().endsWith('.local');
 }
 
 /** mDNS (.local) host candidates cannot be resolved here; ICE finds the peer as peer-reflexive instead. */
