@@ -113,6 +113,8 @@ export class Call extends TypedEmitter<CallEvents> {
   /** Legs stamp media arrivals on the media clock, which may not be the signalling clock. */
   readonly #mediaNow: () => number;
   readonly #createdAtMedia: number;
+  /** The last media of legs that left. */
+  #retiredLastMedia = 0;
   /** What to undo on each leg when it leaves: the call's listeners on its endpoint and transport. */
   readonly #leaving = new Map<Leg, (() => void)[]>();
   /** Counters of legs that left (a transfer, a listener): totals never go down. */
@@ -199,6 +201,8 @@ export class Call extends TypedEmitter<CallEvents> {
     if (!leg || this.#state === 'ended') return undefined;
     this.legs.delete(role);
     this.#left(leg);
+    // It goes unwired: the call that takes it wires it to its own parties.
+    if (leg.endpoint) unwire(leg.endpoint);
     this.#rewire();
     return leg;
   }
@@ -291,7 +295,7 @@ export class Call extends TypedEmitter<CallEvents> {
   }
 
   lastMediaAt(): number {
-    let last = 0;
+    let last = this.#retiredLastMedia;
     for (const leg of this.legs.values()) last = Math.max(last, leg.lastMediaAt());
     return last;
   }
@@ -347,6 +351,8 @@ export class Call extends TypedEmitter<CallEvents> {
 
   #retire(role: LegRole, leg: Leg, reason: EndReason): void {
     this.legs.delete(role);
+    // Its media kept the call alive until now: a transferee whose first packet is still on the way must not idle out.
+    this.#retiredLastMedia = Math.max(this.#retiredLastMedia, leg.lastMediaAt());
     this.#left(leg);
     add(this.#retired, leg.counters());
     if (leg.endpoint) addRepairs(this.#retiredRepairs, leg.endpoint.repairs);
@@ -366,11 +372,11 @@ export class Call extends TypedEmitter<CallEvents> {
     const callee = this.legs.get('callee')?.endpoint;
     const agent = this.legs.get('agent') as AgentParty | undefined;
     const listening = this.fanout.size > 0;
-    for (const ep of [caller, callee]) {
-      if (!ep) continue;
-      ep.decode = false;
-      ep.onFrame = ep.onPacket = ep.source = undefined;
-    }
+    for (const ep of [caller, callee]) if (ep) unwire(ep);
+    // Listeners need each side's PCM only for the tracks they hear that are not forwarded as packets.
+    const tracks = new Set([...this.fanout.listeners.values()].filter((l) => !l.passthrough).map((l) => l.track));
+    const callerPcm = tracks.has('caller') || tracks.has('mix');
+    const otherPcm = tracks.has('agent') || tracks.has('mix');
     this.#otherFrame = undefined;
     const toListeners = listening ? (p: Parameters<Fanout['onCallerRtp']>[0], event: boolean) => !event && this.fanout.onCallerRtp(p) : undefined;
     if (!caller) {
@@ -382,10 +388,9 @@ export class Call extends TypedEmitter<CallEvents> {
         toListeners?.(p, event);
       };
       callee.onPacket = (p, event) => caller.forward(p, event);
-      if (listening) {
-        caller.decode = callee.decode = true;
-        callee.onFrame = (f) => (this.#otherFrame = f.samples);
-      }
+      caller.decode = callerPcm;
+      callee.decode = otherPcm;
+      if (otherPcm) callee.onFrame = (f) => (this.#otherFrame = f.samples);
     } else if (callee) {
       this.#mode = 'transcode';
       // Both sides at the lower of their codecs' own rates: no resampler runs where none is needed
@@ -409,7 +414,7 @@ export class Call extends TypedEmitter<CallEvents> {
       caller.onPacket = toListeners;
     } else {
       this.#mode = 'none';
-      caller.decode = listening;
+      caller.decode = callerPcm;
       caller.onPacket = toListeners;
     }
     this.#rewired();
@@ -452,6 +457,12 @@ export class Call extends TypedEmitter<CallEvents> {
 
 /** The rate each codec carries audio at without resampling (Opus decodes and encodes at any). */
 const NATURAL_RATE: Record<CodecName, number> = { opus: 48000, g722: 16000, pcmu: 8000, pcma: 8000 };
+
+/** An endpoint connected to nobody: it decodes nothing and sends nothing of its own accord. */
+function unwire(ep: MediaEndpoint): void {
+  ep.decode = false;
+  ep.onFrame = ep.onPacket = ep.source = undefined;
+}
 
 function isListener(role: LegRole, leg: Leg): leg is ListenerParty {
   return role.startsWith('listener:') && 'sendFrame' in leg;

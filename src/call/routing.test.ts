@@ -716,3 +716,41 @@ test('takeLeg: a party leg moves to another call open, with its counters; the fi
   a.close('deleted');
   assert.deepEqual(bob.leg.closes, ['deleted']);
 });
+
+test('forward mode with a listener of the other party only: the caller is not decoded, the callee is, and the listener hears the callee every tick', () => {
+  const rt = testRuntime();
+  const call = newCall(rt);
+  const caller = party(rt, 'whip', formatOf('pcmu'), 0xc0, 0xc1);
+  const callee = party(rt, 'sip-uac', formatOf('pcmu'), 0xe0, 0xe1);
+  call.addLeg('caller', caller.leg);
+  call.addLeg('callee', callee.leg);
+  const l = new ProbeListener('l1', 'agent', 'pcmu', false);
+  call.addListener(l);
+  assert.deepEqual([caller.leg.endpoint.decode, callee.leg.endpoint.decode], [false, true], 'each side decoded only for a track someone hears');
+  // Only the callee talks; the caller's jitter buffer has nothing, yet the listener is fed.
+  for (const p of tonePayloads('pcmu', 600, 20)) {
+    callee.transport.receiveRtp(callee.far.audio(p));
+    rt.clock.advance(20);
+  }
+  const pcm = concat(l.frames.map((f) => createDecoder('pcmu', 8000).decode(f)));
+  assert.ok(l.frames.length >= 15, `the listener got ${l.frames.length} frames`);
+  assert.ok(toneSnrDb(pcm.subarray(pcm.length / 2), 600, 8000) > 10, "it hears the callee's tone");
+  call.close('deleted');
+});
+
+test('a replaced caller leg still keeps the call alive until its replacement sends media (the idle timer counts from the last packet of either)', () => {
+  const rt = testRuntime();
+  const call = new Call('idle-1', SOURCE, rt.clock, 10_000, { pcmRate: RATE });
+  const first = party(rt, 'whip', formatOf('pcmu'), 0xa0, 0xa1);
+  call.addLeg('caller', first.leg);
+  for (let t = 0; t < 9_500; t += 20) {
+    first.transport.receiveRtp(first.far.audio(Buffer.alloc(160, 0xff)));
+    rt.clock.advance(20);
+  }
+  const second = party(rt, 'sip-ws', formatOf('pcmu'), 0xb0, 0xb1);
+  call.replaceLeg('caller', second.leg);
+  rt.clock.advance(1_000); // the first idle check fires: the transferee has sent nothing yet
+  assert.equal(call.state === 'ended' ? call.endReason : 'alive', 'alive');
+  rt.clock.advance(10_000);
+  assert.equal(call.endReason, 'idle-timeout', 'and with no media from anyone it does end');
+});

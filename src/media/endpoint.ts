@@ -6,7 +6,7 @@ import type { FrameClock } from '../audio/frame-clock.js';
 import type { Clock } from '../core/clock.js';
 import type { CodecName } from '../core/config.js';
 import { TypedEmitter } from '../core/events.js';
-import { DtmfDetector, DtmfSender } from '../rtp/dtmf.js';
+import { DtmfDetector, DtmfSender, type TelephoneEventPacket } from '../rtp/dtmf.js';
 import { CODEC_IMPAIRMENT, mos } from '../rtp/emodel.js';
 import { JitterBuffer } from '../rtp/jitter-buffer.js';
 import { parseRtp, RtpParseError, type RtpPacket } from '../rtp/packet.js';
@@ -66,6 +66,7 @@ export interface MediaEndpointEvents extends Record<string, unknown[]> {
 }
 
 const REPORT_INTERVAL_MS = 5000;
+const NO_EVENTS: readonly never[] = [];
 /** Silent frames really encoded after the source falls quiet, so the codec decays; then the last one is resent. */
 const SILENCE_ENCODED = 5;
 
@@ -86,8 +87,7 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
   readonly received = { packets: 0, bytes: 0, firstArrival: 0, lastArrival: 0 };
   /** Arrival -> decoded frame delivered, ms, for the last frames (benchmarks read it). */
   readonly ingressLatencies: number[] = [];
-  /** Decode the received stream (someone consumes its PCM). */
-  decode = false;
+  #decode = false;
   /** Decoded frames, at `pcmRate`, while `decode` is on. */
   onFrame: ((frame: AudioFrame) => void) | undefined;
   /** Received packets of the negotiated codec and telephone-events, as they arrive (forwarding). */
@@ -132,6 +132,17 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     transport.rtpSink = this;
     transport.on('rtcp', this.#onRtcp);
     this.#unsubscribe = runtime.frameClock.subscribe((now) => this.#tick(now));
+  }
+
+  /** Decode the received stream (someone consumes its PCM). */
+  get decode(): boolean {
+    return this.#decode;
+  }
+
+  set decode(on: boolean) {
+    // Packets were not buffered while nobody decoded: start playout afresh rather than from a stale position.
+    if (on && !this.#decode) this.jitter = this.#newJitter();
+    this.#decode = on;
   }
 
   /** Where this endpoint's codec runs ('codec thread N' or 'inline'). */
@@ -209,7 +220,7 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
       return;
     }
     this.#firstTs ??= ts;
-    if (this.decode) this.jitter.push({ seq: seq - this.#eventSeqs, timestamp: ts, payload: p.payload, arrivalMs: now });
+    if (this.#decode) this.jitter.push({ seq: seq - this.#eventSeqs, timestamp: ts, payload: p.payload, arrivalMs: now });
   }
 
   /** Encodes one frame pushed by another leg (a transcoding bridge) and sends it now. */
@@ -289,7 +300,7 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     let payload: Buffer | undefined;
     let arrivalMs: number | undefined;
     let tsMs = 0;
-    if (this.decode) {
+    if (this.#decode) {
       const o = this.jitter.pop(now);
       if (o.kind === 'packet') {
         decode = 'packet';
@@ -306,7 +317,7 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
       // A repaired frame takes the slot after the last one, so frame time never runs back.
       if (decode === 'recover' || decode === 'conceal') tsMs = this.#lastTsMs = this.#lastTsMs + FRAME_MS;
     }
-    const events = this.#dtmfOut?.next() ?? [];
+    const events = this.#dtmfOut?.next() ?? NO_EVENTS;
     if (events.length) this.#sendEvents(events, tickTs);
     const source = this.source;
     // The source's frame is taken every tick, whether or not this leg hears it (listeners may).
@@ -351,6 +362,9 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
         source?.sent(heard);
         this.emit('tick', r.samples, heard);
       });
+    } else {
+      // Nothing to decode or send this tick: listeners still get the tick (the other party's audio, or silence).
+      this.emit('tick', undefined, undefined);
     }
     if (now - this.#lastReport >= REPORT_INTERVAL_MS) {
       this.#lastReport = now;
@@ -359,7 +373,7 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
   }
 
   /** RFC 4733 §2.5.1.2: every packet of an event carries the timestamp of its start. */
-  #sendEvents(events: ReturnType<DtmfSender['next']>, tickTs: number): void {
+  #sendEvents(events: readonly TelephoneEventPacket[], tickTs: number): void {
     const pt = this.format.telephoneEvent!.payloadType;
     for (const e of events) {
       if (e.start) this.#eventTs = tickTs;

@@ -153,3 +153,15 @@ test("the caller's connection closing ends its agent call as flow-closed: no BYE
   assert.deepEqual(far.flow.sent, [], 'nothing can be sent on a closed flow, and nothing was tried');
   assert.equal(h.router.dialogs, 0);
 });
+
+test('a CANCEL that arrives while the callee is being looked up: 200, the INVITE 487, and it is never forwarded (§16.10)', async () => {
+  h = harness();
+  const alice = await h.browser('alice');
+  const bob = await h.browser('bob');
+  const invite = h.call(alice, 'bob');
+  alice.cancel(invite); // in the same turn: the location store has not answered yet
+  assert.deepEqual((await responsesTo(alice)).map((r) => `${r.status} ${header(r, 'CSeq')!.split(' ')[1]}`), ['200 CANCEL', '487 INVITE']);
+  await settle();
+  assert.deepEqual(bob.take(), [], 'bob never got the INVITE');
+  assert.equal(h.router.dialogs, 0);
+});

@@ -20,6 +20,8 @@ export class CallRouter implements SipCallHandler {
   readonly agents: AgentUas;
   readonly transfers: AgentTransfers;
   readonly referrals: Referrals;
+  /** INVITEs to users whose location is being looked up. */
+  readonly #locating = new Set<Incoming>();
 
   constructor(
     deps: SipCallsDeps,
@@ -56,10 +58,20 @@ export class CallRouter implements SipCallHandler {
       void this.agents.invite(incoming, caller);
       return;
     }
-    void sip.locate(user).then((where) => {
-      if ('status' in where) return refuse(where.status, where.reason);
-      this.proxy.invite(incoming, caller, where.binding, where.flow);
-    });
+    // The lookup is async (a shared store in a cluster): a CANCEL may come while it runs.
+    this.#locating.add(incoming);
+    void sip
+      .locate(user)
+      .then((where) => {
+        if (!this.#locating.delete(incoming)) return;
+        if ('status' in where) return refuse(where.status, where.reason);
+        this.proxy.invite(incoming, caller, where.binding, where.flow);
+      })
+      .catch((err: unknown) => {
+        this.#locating.delete(incoming);
+        this.ctx.deps.log.error({ err }, 'the location lookup failed');
+        refuse(500, 'Server Internal Error (location lookup failed)');
+      });
   }
 
   inDialog(incoming: Incoming): boolean {
@@ -83,12 +95,15 @@ export class CallRouter implements SipCallHandler {
     this.ctx.deps.sip.audit({ action: 'sip.cancel', outcome: 'ok', status: 200, callId: header(invite.req, 'Call-ID') ?? null, remote: cancel.flow.remote });
     if (this.proxy.cancel(cancel, invite)) return;
     cancel.respond(200);
+    // §16.10: an INVITE not yet forwarded is answered 487 by us, and is not forwarded after.
+    if (this.#locating.delete(invite)) return invite.respond(487);
     // §9.2: an INVITE already answered is not affected by its CANCEL.
     this.agents.cancel(invite);
   }
 
   flowClosed(flow: SipFlow): void {
     this.referrals.flowClosed(flow);
+    this.transfers.flowClosed(flow);
     for (const d of this.ctx.dialogs.onFlow(flow)) d.flowClosed();
     this.proxy.flowClosed(flow);
   }

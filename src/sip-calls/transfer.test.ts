@@ -190,3 +190,43 @@ test('the bridged person cannot REFER (403) or NOTIFY (481) in their dialog, and
   assert.equal(call.state, 'connected');
   assert.equal(call.endReason, undefined);
 });
+
+test('the caller leaving while voxgate looks the person up or makes its offer: nothing is sent to them, the transfer fails with 487', async () => {
+  h = harness();
+  const bob = await h.browser('bob');
+  const first = await whipCall();
+  const p1 = first.session.transfer('bob');
+  first.call.close('deleted'); // before the location lookup has answered
+  assert.equal((await rejection(p1)).status, 487);
+  const second = await whipCall();
+  h.transports.holding = true;
+  const p2 = second.session.transfer('bob');
+  await settle();
+  assert.equal(h.transports.held, 1, 'the offer is being made');
+  second.call.close('deleted');
+  h.transports.release();
+  assert.equal((await rejection(p2)).status, 487);
+  await settle();
+  assert.deepEqual(bob.take(), [], 'bob never rang');
+  assert.equal(h.transports.made.at(-1)!.state, 'closed', 'the offer made for nobody is closed');
+});
+
+test("the person's connection closing while it rings fails the transfer at once with 480; the caller keeps the agent", async () => {
+  h = harness();
+  const bob = await h.browser('bob');
+  const { call, session } = await whipCall();
+  const p = session.transfer('bob');
+  await settle();
+  bob.respond(bob.nextRequest('INVITE'), 180);
+  bob.flow.close();
+  assert.deepEqual(await rejection(p), { status: 480, reason: 'Temporarily Unavailable (the target disconnected)' });
+  assert.equal(call.mode, 'agent');
+});
+
+test('a media stack that cannot make the offer fails the transfer with 500, audited', async () => {
+  h = harness();
+  await h.browser('bob');
+  const { session } = await whipCall();
+  h.transports.failNext = true;
+  assert.equal((await rejection(session.transfer('bob'))).status, 500);
+});

@@ -10,6 +10,8 @@ import { hostOf, REASONS, userOf } from '../sip/build.js';
 import { header } from '../sip/message.js';
 import type { Incoming } from '../sip/sip-service.js';
 import { InviteUac } from '../sip/ua/invite-uac.js';
+import type { SipFlow } from '../sip/transport/transport.js';
+import type { OfferingTransport } from '../transport/factory.js';
 import { parseOffer } from '../wish/resource.js';
 import { answerFromOffer, type SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
@@ -32,6 +34,13 @@ interface ReferOut {
 /** A person voxgate is calling to bridge a caller to. */
 type BridgeState = 'locating' | 'ringing' | 'bridged' | 'failed';
 
+interface BridgeAttempt {
+  state: BridgeState;
+  uac?: InviteUac;
+  /** Where the INVITE went: if that connection closes while it rings, the transfer fails at once. */
+  flow?: SipFlow;
+}
+
 /** `locating`: their registration, our offer; `ringing`: the INVITE is out; then bridged or failed. */
 const BRIDGE_MOVES: Record<BridgeState, BridgeState[]> = { locating: ['ringing', 'failed'], ringing: ['bridged', 'failed'], bridged: [], failed: [] };
 
@@ -45,7 +54,7 @@ const BRIDGE_MOVES: Record<BridgeState, BridgeState[]> = { locating: ['ringing',
  */
 export class AgentTransfers {
   readonly #refers = new Map<PartyDialog, ReferOut>();
-  readonly #bridging = new Map<Call, { state: BridgeState; uac?: InviteUac }>();
+  readonly #bridging = new Map<Call, BridgeAttempt>();
 
   constructor(
     private readonly ctx: SipCallsContext,
@@ -120,6 +129,13 @@ export class AgentTransfers {
     else out.resolve();
   }
 
+  /** A connection closed: a person being called on it for a bridge is given up at once (480). */
+  flowClosed(flow: SipFlow): void {
+    for (const attempt of this.#bridging.values()) {
+      if (attempt.flow === flow && attempt.state === 'ringing') attempt.uac?.abandon(480, 'Temporarily Unavailable (the target disconnected)');
+    }
+  }
+
   /**
    * The call's transfer handler for callers voxgate cannot refer (WHIP): call the target, a
    * registered user, and bridge the caller to them when they answer.
@@ -132,7 +148,7 @@ export class AgentTransfers {
     const caller = call.leg('caller')?.endpoint;
     const agent = call.leg('agent') as AgentLeg | undefined;
     if (!caller || !agent) throw new TransferError(481, 'the call has no caller and agent to transfer');
-    const attempt: { state: BridgeState; uac?: InviteUac } = { state: 'locating' };
+    const attempt: BridgeAttempt = { state: 'locating' };
     this.#bridging.set(call, attempt);
     const log = deps.log.child({ session: call.id, target: uri });
     const fail = (status: number, reason: string): never => {
@@ -146,10 +162,23 @@ export class AgentTransfers {
       const host = hostOf(uri);
       if (host !== deps.domain.toLowerCase()) fail(404, `Not Found (domain ${host ?? '?'} is not served here)`);
       if (!user || this.isAgent(user)) fail(403, 'Forbidden (a caller can be handed to a registered user only)');
+      // The caller may leave at any await: nothing is placed for a call that has ended.
+      const left = () => call.endReason !== undefined;
       const where = await deps.sip.locate(user!);
+      if (left()) return fail(487, 'Request Terminated (the caller left)');
       if ('status' in where) return fail(where.status, where.reason);
       const out = newSendStream();
-      const peer = await deps.transports.offer(`${call.id}-callee`, offerPlan(caller.format), out);
+      let peer: OfferingTransport;
+      try {
+        peer = await deps.transports.offer(`${call.id}-callee`, offerPlan(caller.format), out);
+      } catch (err) {
+        log.error({ err }, 'no offer could be made for the transfer');
+        return fail(500, 'Server Internal Error (no offer could be made)');
+      }
+      if (left()) {
+        peer.close();
+        return fail(487, 'Request Terminated (the caller left)');
+      }
       const localUser = 'agent';
       const uac = new InviteUac(deps.sip, deps.clock, {
         flow: where.flow,
@@ -162,6 +191,7 @@ export class AgentTransfers {
         headers: [{ name: 'Allow', value: DIALOG_ALLOW }],
       });
       attempt.uac = uac;
+      attempt.flow = where.flow;
       attempt.state = transition(BRIDGE_MOVES, attempt.state, 'ringing', `bridge of ${call.id}`);
       // The caller may leave while it rings: the call we place goes with it.
       const onEnded = () => uac.cancel(487, 'Request Terminated (the caller left)');

@@ -1,8 +1,8 @@
-import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
-import type { Clock, TimerHandle } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { ALLOW, newTag, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
+import { Incoming } from './incoming.js';
+import { ALLOW, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './auth/digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -10,68 +10,24 @@ import { Registrar, type Binding, type LocationStore } from './registrar.js';
 import { cancelledInviteKey, clientKey, serverKey } from './transaction/matcher.js';
 import { InviteServerTransaction, NonInviteServerTransaction } from './transaction/server.js';
 import { NonInviteClientTransaction, InviteClientTransaction } from './transaction/client.js';
-import { T1, T2 } from './transaction/transaction.js';
+import { T1 } from './transaction/transaction.js';
 import { contactFor, recordRouteFor, sentByHost, viaFor, type SipFlow, type SipTransport } from './transport/transport.js';
 import type { SipMetrics } from './sip-metrics.js';
 
-/** A request we are the server of: its transaction, and how to answer it. */
-export class Incoming {
-  #toTag: string | undefined;
-  #retransmit: TimerHandle | undefined;
-
-  constructor(
-    readonly req: SipRequest,
-    readonly flow: SipFlow,
-    readonly tx: InviteServerTransaction | NonInviteServerTransaction,
-    private readonly core: { clock: Clock; awaitAck(incoming: Incoming): void },
-  ) {}
-
-  /** Our To tag, minted when first needed (most requests are answered without one). */
-  get toTag(): string {
-    return (this.#toTag ??= newTag());
-  }
-
-  get answered(): boolean {
-    return this.tx.state !== 'trying' && this.tx.state !== 'proceeding';
-  }
-
-  respond(status: number, opts: Parameters<typeof responseText>[2] = {}): void {
-    if (this.answered || this.tx.state === 'terminated') return;
-    const text = responseText(this.req, status, { toTag: this.toTag, ...opts });
-    this.tx.respond(status, text);
-    // §13.3.1.4: over an unreliable transport the UAS core itself repeats a 2xx to INVITE
-    // (T1, doubling to T2) until the ACK comes or 64*T1 has passed.
-    if (this.tx instanceof InviteServerTransaction && status >= 200 && status < 300 && !this.flow.transport.reliable) {
-      this.core.awaitAck(this);
-      this.#repeat(text, T1, 0);
-    }
-  }
-
-  /** The ACK for our 2xx arrived: no more retransmissions. */
-  acked(): void {
-    if (this.#retransmit) this.core.clock.clearTimeout(this.#retransmit);
-    this.#retransmit = undefined;
-  }
-
-  #repeat(text: string, interval: number, elapsed: number): void {
-    if (elapsed + interval > 64 * T1) return;
-    this.#retransmit = this.core.clock.setTimeout(() => {
-      this.flow.send(text);
-      this.#repeat(text, Math.min(2 * interval, T2), elapsed + interval);
-    }, interval);
-  }
-
-  /** §17.2.1: an INVITE gets a 100 Trying unless its final answer comes within 200 ms. */
-  scheduleTrying(): void {
-    if (this.tx instanceof InviteServerTransaction) this.tx.scheduleTrying(responseText(this.req, 100));
-  }
-
-  /** Passes a downstream response up (a proxy): our Via is already removed. */
-  relay(res: SipResponse, text: string): void {
-    if (res.status === 100 || this.answered || this.tx.state === 'terminated') return;
-    this.tx.respond(res.status, text);
-  }
+/** A record for the audit log: what happened, how it ended, and whatever else says who and why. */
+export interface SipAuditEntry {
+  action: string;
+  outcome: 'ok' | 'rejected' | 'error';
+  [extra: string]: unknown;
 }
+
+/** Where the stack audits (the gateway's hash-chained AuditLog): one record at once, or group-committed. */
+export interface SipAudit {
+  write(entry: SipAuditEntry): void;
+  append(entry: SipAuditEntry, done: (err: Error | undefined) => void): void;
+}
+
+export { Incoming };
 
 /** What handles requests beyond registration: agent calls and the proxy between users. */
 export interface SipCallHandler {
@@ -91,7 +47,7 @@ export interface SipServiceDeps {
   locations: LocationStore;
   clock: Clock;
   log: Logger;
-  audit: AuditLog;
+  audit: SipAudit;
   metrics: SipMetrics;
 }
 
@@ -197,13 +153,17 @@ export class SipService {
     const id = `${branch}|${method}`;
     const reliable = flow.transport.reliable;
     const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, reliable, id, text) : new NonInviteClientTransaction(this.deps.clock, reliable, id, text);
-    this.#client.set(id, { tx, onResponse });
+    const entry = { tx, onResponse };
+    this.#client.set(id, entry);
     tx.on('send', (t) => flow.send(t));
     tx.on('timeout', () => {
       this.deps.metrics.timeouts.inc({ method });
       onResponse({ kind: 'response', status: 408, reason: 'Request Timeout', version: 'SIP/2.0', headers: [], body: Buffer.alloc(0) }, '');
     });
-    tx.on('terminated', () => this.#client.delete(id));
+    // Deleted by identity: a newer transaction may have taken the same id (a CANCEL per INVITE).
+    tx.on('terminated', () => {
+      if (this.#client.get(id) === entry) this.#client.delete(id);
+    });
     this.deps.metrics.transactions.inc({ method, side: 'client' });
     tx.start();
   }
@@ -415,7 +375,7 @@ export class SipService {
    * Audits, then answers: the answer goes out once the record is in the file (group commit:
    * one write for all the records of an event-loop turn), or 500 when it cannot be written.
    */
-  #auditThen(incoming: Incoming, entry: AuditEntry & { sourceKind: 'sip-ws' }, answer: () => void): void {
+  #auditThen(incoming: Incoming, entry: SipAuditEntry & { sourceKind: 'sip-ws' }, answer: () => void): void {
     this.deps.audit.append(entry, (err) => {
       if (!err) return answer();
       this.deps.log.error({ err }, 'audit write failed; the SIP request is refused');
@@ -423,7 +383,7 @@ export class SipService {
     });
   }
 
-  #audit(entry: AuditEntry): void {
+  #audit(entry: SipAuditEntry): void {
     try {
       this.deps.audit.write({ ...entry, sourceKind: 'sip-ws' });
     } catch (err) {
@@ -435,7 +395,7 @@ export class SipService {
     this.deps.metrics.calls.inc({ kind, outcome });
   }
 
-  audit(entry: AuditEntry): void {
+  audit(entry: SipAuditEntry): void {
     this.#audit(entry);
   }
 

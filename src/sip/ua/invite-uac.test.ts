@@ -218,12 +218,34 @@ test('over UDP the INVITE is retransmitted on Timer A until a provisional answer
   assert.deepEqual(far.take(), []);
 });
 
-test('illegal moves are refused: a confirmed call cannot be cancelled into another state', async () => {
+test('cancel() after the answer sends nothing and leaves the call confirmed', async () => {
   const { uac, far } = setup();
   far.respond(far.nextRequest('INVITE') as SipRequest, 200, { headers: [{ name: 'Contact', value: far.contact }] });
   await uac.result;
+  far.take();
   uac.cancel();
+  uac.abandon(480, 'gone');
   assert.equal(uac.state, 'confirmed');
+  assert.deepEqual(far.take(), []);
+});
+
+test('while cancelling, repeated provisional answers bring one CANCEL, not one each (§9.1)', async () => {
+  const { uac, far } = setup();
+  const invite = far.nextRequest('INVITE');
+  far.respond(invite, 180);
+  uac.cancel();
+  far.respond(invite, 180);
+  far.respond(invite, 180);
+  assert.deepEqual(far.take().map((m) => (m.kind === 'request' ? m.method : m.status)), ['CANCEL']);
+});
+
+test('abandon(): the target gone, the call fails at once with the given status and no CANCEL', async () => {
+  const { uac, far } = setup();
+  far.respond(far.nextRequest('INVITE'), 180);
+  uac.abandon(480, 'Temporarily Unavailable (the target disconnected)');
+  const outcome = await uac.result;
+  assert.deepEqual(outcome.ok ? null : [outcome.status, uac.state], [480, 'failed']);
+  assert.deepEqual(far.take(), []);
 });
 
 test('the states as they are emitted: a 401 retry is calling again, 180 without a To tag proceeding, 183 with one early, 200 confirmed; callId and invite name the last INVITE', async () => {

@@ -87,6 +87,8 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
   #provisional = false;
   #timer: TimerHandle | undefined;
   #giveUp: { status: number; reason: string } | undefined;
+  /** The INVITE a CANCEL has been sent for. */
+  #cancelled: SipRequest | undefined;
   #authHeader: SipHeader | undefined;
   #redirects = 0;
   /** Dialogs made by a 2xx, by remote tag (the first is ours; others are forks to hang up). */
@@ -133,6 +135,16 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
     if (this.#provisional) this.#sendCancel();
     // §9.1: a CANCEL that brings no final answer within 64*T1 ends the attempt anyway.
     this.#timer = this.clock.setTimeout(() => this.#fail(status, reason), 64 * T1);
+  }
+
+  /**
+   * Gives up at once, without a CANCEL: there is nothing to send one on (the target's
+   * connection closed). A 2xx that still arrives is ACKed and hung up.
+   */
+  abandon(status: number, reason: string): void {
+    if (this.#state === 'confirmed' || this.#state === 'failed') return;
+    this.#giveUp = { status, reason };
+    this.#fail(status, reason);
   }
 
   #transition(to: InviteUacState): void {
@@ -247,7 +259,9 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
   }
 
   #sendCancel(): void {
-    if (!this.#invite) return;
+    // One CANCEL per INVITE (§9.1): repeated 180s while cancelling must not make more.
+    if (!this.#invite || this.#cancelled === this.#invite) return;
+    this.#cancelled = this.#invite;
     const { text, branch } = cancelFor(this.#invite);
     this.stack.sendRequest(this.#flow, 'CANCEL', text, branch, () => undefined);
   }

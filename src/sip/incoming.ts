@@ -1,0 +1,65 @@
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { newTag, responseText } from './build.js';
+import type { SipRequest, SipResponse } from './message.js';
+import { InviteServerTransaction, type NonInviteServerTransaction } from './transaction/server.js';
+import { T1, T2 } from './transaction/transaction.js';
+import type { SipFlow } from './transport/transport.js';
+
+/** A request we are the server of: its transaction, and how to answer it. */
+export class Incoming {
+  #toTag: string | undefined;
+  #retransmit: TimerHandle | undefined;
+
+  constructor(
+    readonly req: SipRequest,
+    readonly flow: SipFlow,
+    readonly tx: InviteServerTransaction | NonInviteServerTransaction,
+    private readonly core: { clock: Clock; awaitAck(incoming: Incoming): void },
+  ) {}
+
+  /** Our To tag, minted when first needed (most requests are answered without one). */
+  get toTag(): string {
+    return (this.#toTag ??= newTag());
+  }
+
+  get answered(): boolean {
+    return this.tx.state !== 'trying' && this.tx.state !== 'proceeding';
+  }
+
+  respond(status: number, opts: Parameters<typeof responseText>[2] = {}): void {
+    if (this.answered || this.tx.state === 'terminated') return;
+    const text = responseText(this.req, status, { toTag: this.toTag, ...opts });
+    this.tx.respond(status, text);
+    // §13.3.1.4: over an unreliable transport the UAS core itself repeats a 2xx to INVITE
+    // (T1, doubling to T2) until the ACK comes or 64*T1 has passed.
+    if (this.tx instanceof InviteServerTransaction && status >= 200 && status < 300 && !this.flow.transport.reliable) {
+      this.core.awaitAck(this);
+      this.#repeat(text, T1, 0);
+    }
+  }
+
+  /** The ACK for our 2xx arrived: no more retransmissions. */
+  acked(): void {
+    if (this.#retransmit) this.core.clock.clearTimeout(this.#retransmit);
+    this.#retransmit = undefined;
+  }
+
+  #repeat(text: string, interval: number, elapsed: number): void {
+    if (elapsed + interval > 64 * T1) return;
+    this.#retransmit = this.core.clock.setTimeout(() => {
+      this.flow.send(text);
+      this.#repeat(text, Math.min(2 * interval, T2), elapsed + interval);
+    }, interval);
+  }
+
+  /** §17.2.1: an INVITE gets a 100 Trying unless its final answer comes within 200 ms. */
+  scheduleTrying(): void {
+    if (this.tx instanceof InviteServerTransaction) this.tx.scheduleTrying(responseText(this.req, 100));
+  }
+
+  /** Passes a downstream response up (a proxy): our Via is already removed. */
+  relay(res: SipResponse, text: string): void {
+    if (res.status === 100 || this.answered || this.tx.state === 'terminated') return;
+    this.tx.respond(res.status, text);
+  }
+}
