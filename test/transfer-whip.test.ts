@@ -261,11 +261,12 @@ describe('A WHIP caller reaches a human: transfer() bridges it to a registered J
     const incoming = (await aliceEvents()).slice(seen).find((e) => e.type === 'incoming');
     assert.equal(incoming?.from, `sip:agent@${DOMAIN}`);
     await waitFor('Alice\'s call to be confirmed', async () => (await aliceEvents()).slice(seen).some((e) => e.type === 'in:confirmed'));
-    // voxgate offered her the caller's codec (Opus) and telephone-event, nothing else.
+    // voxgate offered her the caller's codec (Opus) and its telephone-event first, then what it can transcode to.
     const offer = await alice.evaluate(() => (window as unknown as Sip).vgSip.state.session!.connection!.remoteDescription!.sdp);
     const pts = /^m=audio \d+ [A-Z/]+ ([\d ]+)$/m.exec(offer)?.[1]!.trim().split(' ') ?? [];
     const codecs = pts.map((pt) => new RegExp(`^a=rtpmap:${pt} (\\S+)$`, 'm').exec(offer)?.[1]);
-    assert.deepEqual(codecs, ['opus/48000/2', 'telephone-event/48000'], `the INVITE's offer:\n${offer}`);
+    assert.deepEqual(codecs, ['opus/48000/2', 'telephone-event/48000', 'G722/8000', 'telephone-event/8000', 'PCMU/8000', 'PCMA/8000'], `the INVITE's offer:\n${offer}`);
+    // Her browser took the first: the legs are forwarded (checked in /api/sessions below).
 
     // The agent was told, then its session ended; transfer() resolved after both.
     assert.deepEqual(probe.events, [`transferred ${target}`, 'ended transferred']);

@@ -16,6 +16,11 @@ export interface AnswerPlan {
     direction: Direction;
     /** The offerer's direction for this track. */
     offered: Direction;
+    /**
+     * An offer of ours only: further codecs, after `codec`, the answerer may choose instead
+     * (each with its telephone-event where its clock rate differs from `codec`'s).
+     */
+    alternatives?: { codec: CodecName; payloadType: number; clockRate: number; telephoneEvent?: { payloadType: number; clockRate: number } }[];
   };
   /** Non-audio tracks answered inactive (e.g. OBS always offers video). */
   inactive: { mid: string; type: string; payloadType: number; encoding: string; clockRate: number }[];

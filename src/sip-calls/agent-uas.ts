@@ -9,7 +9,7 @@ import { Dialog } from '../sip/dialog.js';
 import { header, type SipRequest } from '../sip/message.js';
 import type { Incoming } from '../sip/sip-service.js';
 import type { NegotiatedTransport } from '../transport/factory.js';
-import { parseOffer } from '../wish/resource.js';
+import { parseOffer } from '../sdp/offer.js';
 import type { SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, sessionTimer, type PartyDialog } from './party-dialog.js';
 import type { Referrals } from './referral.js';

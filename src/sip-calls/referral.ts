@@ -12,10 +12,10 @@ import type { Incoming } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import { InviteUac, type InviteUacOutcome } from '../sip/ua/invite-uac.js';
 import type { OfferingTransport } from '../transport/factory.js';
-import { parseOffer } from '../wish/resource.js';
+import { parseOffer } from '../sdp/offer.js';
 import { answerFromOffer, type SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
-import { offerPlan, TRANSFER_RING_MS } from './transfer.js';
+import { answerCodecs, offerPlan, TRANSFER_RING_MS } from './transfer.js';
 
 type ReferralState = 'calling' | 'answered' | 'failed' | 'abandoned';
 
@@ -174,7 +174,7 @@ export class Referrals {
     const call = old.call;
     let plan: AnswerPlan;
     try {
-      plan = planAnswer(parseOffer(answer), { codecs: [call.leg('caller')!.endpoint!.format.codec], allowSendRecv: true, role: 'ingest' });
+      plan = planAnswer(parseOffer(answer), { codecs: answerCodecs(call.leg('caller')!.endpoint!.format), allowSendRecv: true, role: 'ingest' });
       peer.acceptAnswer(answer);
     } catch (err) {
       deps.log.info({ err, session: call.id }, 'the referred party answered with SDP we cannot use');

@@ -230,3 +230,24 @@ test('a media stack that cannot make the offer fails the transfer with 500, audi
   h.transports.failNext = true;
   assert.equal((await rejection(session.transfer('bob'))).status, 500);
 });
+
+test('we offer the caller\'s codec first and the others after; a person who answers with another one is bridged by transcoding', async () => {
+  h = harness();
+  const bob = await h.browser('bob');
+  const { call, session } = await whipCall('opus');
+  const transferred = session.transfer('bob');
+  await settle();
+  const invite = bob.nextRequest('INVITE');
+  const m = /^m=audio \d+ \S+ ([\d ]+)$/m.exec(invite.body.toString())![1]!.split(' ');
+  assert.deepEqual(m.slice(0, 2), ['111', '101'], 'Opus (the caller\'s) and its telephone-event first');
+  assert.match(invite.body.toString(), /a=rtpmap:0 PCMU\/8000/);
+  assert.match(invite.body.toString(), /a=rtpmap:126 telephone-event\/8000/, 'telephone-event for the 8 kHz codecs too');
+  // A phone-like answer: PCMU only.
+  const plan = planAnswer(parseSdp(invite.body.toString()), { codecs: ['pcmu'], allowSendRecv: true, role: 'ingest' });
+  bob.respond(invite, 200, { headers: [{ name: 'Contact', value: bob.contact }], body: fakeSdp(plan, 'active', 'bob-pcmu') });
+  await transferred;
+  assert.equal(call.mode, 'transcode');
+  assert.equal(call.leg('callee')!.endpoint!.format.codec, 'pcmu');
+  assert.equal(call.leg('callee')!.endpoint!.format.telephoneEvent?.payloadType, 126);
+  assert.deepEqual([call.leg('caller')!.endpoint!.pcmRate, call.leg('callee')!.endpoint!.pcmRate], [8000, 8000], "both at PCMU's rate");
+});

@@ -1,4 +1,5 @@
 import { TransferError } from '../agent/agent.js';
+import type { CodecName } from '../core/config.js';
 import { transition } from '../core/state.js';
 import type { AgentLeg } from '../call/agent-leg.js';
 import type { Call, EndReason } from '../call/call.js';
@@ -12,7 +13,7 @@ import type { Incoming } from '../sip/sip-service.js';
 import { InviteUac } from '../sip/ua/invite-uac.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import type { OfferingTransport } from '../transport/factory.js';
-import { parseOffer } from '../wish/resource.js';
+import { parseOffer } from '../sdp/offer.js';
 import { answerFromOffer, type SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
 
@@ -206,7 +207,7 @@ export class AgentTransfers {
       const answer = outcome.response.body.toString('utf8');
       let plan: AnswerPlan;
       try {
-        plan = planAnswer(parseOffer(answer), { codecs: [caller.format.codec], allowSendRecv: true, role: 'ingest' });
+        plan = planAnswer(parseOffer(answer), { codecs: answerCodecs(caller.format), allowSendRecv: true, role: 'ingest' });
         peer.acceptAnswer(answer);
       } catch (err) {
         log.info({ err }, 'the person answered with SDP we cannot use');
@@ -258,17 +259,47 @@ export class AgentTransfers {
   }
 }
 
+/** The codecs a person's leg may use, in the order we prefer them after the caller's own. */
+export const BRIDGE_CODECS: readonly CodecName[] = ['opus', 'g722', 'pcmu', 'pcma'];
+
+/** RFC 3551's static payload types, and Opus where browsers put it. */
+const PAYLOAD_TYPE: Record<CodecName, number> = { opus: 111, g722: 9, pcmu: 0, pcma: 8 };
+const CLOCK_RATE: Record<CodecName, number> = { opus: 48000, g722: 8000, pcmu: 8000, pcma: 8000 };
+
 /**
- * Our offer for a call we place for an existing caller: the caller's codec (so both legs can
- * be forwarded without transcoding) and telephone-event.
+ * Our offer for a call we place for an existing caller: the caller's codec first (so both legs
+ * can be forwarded without transcoding), then the others we can transcode to, with
+ * telephone-event at each clock rate offered.
  */
 export function offerPlan(format: MediaFormat): AnswerPlan {
-  const clockRate = format.clockRate;
-  const payloadType = format.codec === 'opus' ? 111 : format.payloadType;
-  const telephoneEvent = { payloadType: payloadType === 101 ? 126 : 101, clockRate: format.codec === 'opus' ? 48000 : 8000 };
+  const teFor = (rate: number) => ({ payloadType: rate === 48000 ? 101 : 126, clockRate: rate });
+  const first = format.codec;
+  const seen = new Set<number>([CLOCK_RATE[first]]);
+  const alternatives = BRIDGE_CODECS.filter((c) => c !== first).map((codec) => {
+    const rate = CLOCK_RATE[codec];
+    const te = seen.has(rate) ? undefined : teFor(rate);
+    seen.add(rate);
+    return { codec, payloadType: PAYLOAD_TYPE[codec], clockRate: rate, ...(te ? { telephoneEvent: te } : {}) };
+  });
   return {
-    audio: { mid: '0', codec: format.codec, payloadType, clockRate, channels: format.codec === 'opus' ? 2 : 1, fmtp: undefined, telephoneEvent, direction: 'sendrecv', offered: 'sendrecv' },
+    audio: {
+      mid: '0',
+      codec: first,
+      payloadType: PAYLOAD_TYPE[first],
+      clockRate: CLOCK_RATE[first],
+      channels: first === 'opus' ? 2 : 1,
+      fmtp: undefined,
+      telephoneEvent: teFor(CLOCK_RATE[first]),
+      direction: 'sendrecv',
+      offered: 'sendrecv',
+      alternatives,
+    },
     inactive: [],
     hasDataChannel: false,
   };
+}
+
+/** The codecs an answer to offerPlan(format) may pick, the caller's first. */
+export function answerCodecs(format: MediaFormat): CodecName[] {
+  return [format.codec, ...BRIDGE_CODECS.filter((c) => c !== format.codec)];
 }

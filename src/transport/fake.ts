@@ -85,8 +85,14 @@ export class FakeMediaTransport extends TypedEmitter<MediaTransportEvents> imple
 /** A WebRTC-shaped SDP for one audio track as a plan describes it (what planAnswer accepts on the far side). */
 export function fakeSdp(plan: AnswerPlan, setup: 'actpass' | 'active' | 'passive', id = 'fake'): string {
   const a = plan.audio;
-  const pts = [a.payloadType, ...(a.telephoneEvent ? [a.telephoneEvent.payloadType] : [])];
-  const enc = a.codec === 'opus' ? 'opus/48000/2' : `${a.codec.toUpperCase()}/${a.clockRate}`;
+  const enc = (codec: string, rate: number) => (codec === 'opus' ? 'opus/48000/2' : `${codec.toUpperCase()}/${rate}`);
+  const maps: [number, string][] = [[a.payloadType, enc(a.codec, a.clockRate)]];
+  if (a.telephoneEvent) maps.push([a.telephoneEvent.payloadType, `telephone-event/${a.telephoneEvent.clockRate}`]);
+  for (const alt of a.alternatives ?? []) {
+    maps.push([alt.payloadType, enc(alt.codec, alt.clockRate)]);
+    if (alt.telephoneEvent) maps.push([alt.telephoneEvent.payloadType, `telephone-event/${alt.telephoneEvent.clockRate}`]);
+  }
+  const pts = maps.map(([pt]) => pt);
   return [
     'v=0',
     `o=- ${Math.abs(hashOf(id))} 1 IN IP4 127.0.0.1`,
@@ -102,8 +108,7 @@ export function fakeSdp(plan: AnswerPlan, setup: 'actpass' | 'active' | 'passive
     `a=${a.direction}`,
     'a=rtcp-mux',
     `a=setup:${setup}`,
-    `a=rtpmap:${a.payloadType} ${enc}`,
-    ...(a.telephoneEvent ? [`a=rtpmap:${a.telephoneEvent.payloadType} telephone-event/${a.telephoneEvent.clockRate}`] : []),
+    ...maps.map(([pt, name]) => `a=rtpmap:${pt} ${name}`),
     'a=candidate:1 1 UDP 2122252543 127.0.0.1 40000 typ host',
     'a=end-of-candidates',
     '',

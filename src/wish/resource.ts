@@ -2,7 +2,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
 import { isVoxgateError, VoxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { attr, parseSdp, SdpParseError, type SessionDescription } from '../sdp/sdp.js';
+import { parseOffer } from '../sdp/offer.js';
+import { attr, type SessionDescription } from '../sdp/sdp.js';
+
+export { parseOffer };
 import { parseTrickleFragment, TrickleParseError } from '../sdp/trickle.js';
 
 /**
@@ -103,16 +106,6 @@ export function applyTricklePatch(target: TrickleTarget, req: EndpointRequest, a
     if (target.peer.addRemoteCandidate(c.candidate, c.mid ?? target.mid)) used++;
   }
   return { candidates: frag.candidates.length, used };
-}
-
-/** Parses an offer; a malformed one is a 400 that names the line. */
-export function parseOffer(text: string): SessionDescription {
-  try {
-    return parseSdp(text);
-  } catch (err) {
-    if (err instanceof SdpParseError) throw new VoxgateError('VG_SDP_MALFORMED', `The SDP offer is malformed: ${err.message}.`);
-    throw err;
-  }
 }
 
 /** Writes an audit record, turning a failed write into a 500 so the request is not carried out. */

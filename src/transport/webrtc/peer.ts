@@ -121,6 +121,11 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
       if (a.telephoneEvent) {
         audio.addAudioCodec(a.telephoneEvent.payloadType, `telephone-event/${a.telephoneEvent.clockRate}`, '0-16');
       }
+      for (const alt of a.alternatives ?? []) {
+        if (alt.codec === 'opus') audio.addOpusCodec(alt.payloadType, 'minptime=10;useinbandfec=1');
+        else audio.addAudioCodec(alt.payloadType, `${alt.codec.toUpperCase()}/${alt.clockRate}`);
+        if (alt.telephoneEvent) audio.addAudioCodec(alt.telephoneEvent.payloadType, `telephone-event/${alt.telephoneEvent.clockRate}`, '0-16');
+      }
       if (send && a.direction !== 'recvonly') audio.addSSRC(send.ssrc, send.cname, 'voxgate', 'agent');
       const track = pc.addTrack(audio);
       const others = plan.inactive.map((m) => {
