@@ -49,6 +49,16 @@ test('the WebSocket needs the sip subprotocol (echoed) and an allowed Origin', a
   await c.close();
 });
 
+test('libre-based clients (baresip) connect to / : the sip subprotocol is taken there too, and the socket carries SIP', async () => {
+  const c = await SipWsClient.connect(t.url, { path: '/' });
+  assert.equal(c.ws.protocol, 'sip');
+  const res = await c.request(request(c, 'OPTIONS'));
+  assert.equal(res.status, 200);
+  await c.close();
+  await assert.rejects(SipWsClient.connect(t.url, { path: '/', protocol: '' }), /upgrade refused: 400/, 'without the subprotocol, / is no WebSocket endpoint');
+  await assert.rejects(SipWsClient.connect(t.url, { path: '/whip' }), /upgrade refused: 404/);
+});
+
 test('REGISTER: 401 with SHA-256 then MD5 challenges, 200 with the right password, refused with a wrong one, audited', async () => {
   const c = await SipWsClient.connect(t.url);
   const first = await c.request(c.registerText({ user: 'alice', domain: DOMAIN, callId: 'reg-1' }));

@@ -25,8 +25,8 @@ export class SipWsClient {
     ws.on('close', () => (this.closed = true));
   }
 
-  static async connect(url: string, opts: { protocol?: string | undefined; origin?: string } = {}): Promise<SipWsClient> {
-    const ws = new WebSocket(url.replace(/^http/, 'ws') + '/sip', opts.protocol === undefined ? ['sip'] : opts.protocol ? [opts.protocol] : [], { origin: opts.origin });
+  static async connect(url: string, opts: { protocol?: string | undefined; origin?: string; path?: string } = {}): Promise<SipWsClient> {
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + (opts.path ?? '/sip'), opts.protocol === undefined ? ['sip'] : opts.protocol ? [opts.protocol] : [], { origin: opts.origin });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
