@@ -5,6 +5,9 @@ import { FakeClock } from '../core/clock.js';
 import { VoxgateError } from '../core/errors.js';
 import { Call, type EndReason, type Leg } from './call.js';
 import { CallTable } from './call-table.js';
+import type { SessionEvent } from './session-events.js';
+import { MemorySessionDirectory } from '../cluster/memory/session-directory.js';
+import { MemoryEventBus } from '../cluster/memory/event-bus.js';
 
 const source: SourceIdentity = { name: 'obs', kind: 'obs', agent: undefined, codecs: ['opus'], maxSessions: 2, via: 'token' };
 
@@ -91,3 +94,41 @@ test('the table enforces total and per-source limits and forgets ended calls', (
   assert.equal(table.size, 0);
   assert.equal(table.countFor('obs'), 0);
 });
+
+test('the table claims each call in the session directory and publishes created, connected and ended (with reason and a quality summary) on the event bus', async () => {
+  const clock = new FakeClock();
+  const directory = new MemorySessionDirectory({ now: () => clock.now() });
+  const events = new MemoryEventBus({ onError: (err) => assert.fail(String(err)) });
+  const seen: SessionEvent[] = [];
+  events.subscribe((e) => seen.push(e));
+  const errors: string[] = [];
+  const table = new CallTable({ maxSessions: 5, retryAfterSeconds: 5, node: 'node-a', directory, events, now: () => clock.now(), onError: (_e, what) => errors.push(what) });
+  const call = new Call('c9', source, clock, 60_000, { kind: 'whip' });
+  table.add(call);
+  const leg = new FakeLeg();
+  leg.counters = () => ({ packetsReceived: 42, bytesReceived: 4200, packetsSent: 0, bytesSent: 0 });
+  call.addLeg('caller', leg);
+  await settleTurns();
+  assert.deepEqual(await directory.lookup('c9'), { id: 'c9', kind: 'whip', node: 'node-a', source: 'obs', sourceKind: 'obs', state: 'connecting', createdAt: call.createdAt });
+  clock.advance(250);
+  call.markConnected();
+  await settleTurns();
+  assert.equal((await directory.lookup('c9'))?.state, 'connected');
+  clock.advance(1000);
+  call.close('deleted');
+  await settleTurns();
+  const ended = await directory.lookup('c9');
+  assert.deepEqual([ended?.state, ended?.endReason], ['ended', 'deleted'], 'a tombstone, so WHEP can answer 404');
+  assert.deepEqual(seen.map((e) => e.type), ['created', 'connected', 'ended']);
+  assert.equal((seen[1] as Extract<SessionEvent, { type: 'connected' }>).setupMs, 250);
+  const end = seen[2] as Extract<SessionEvent, { type: 'ended' }>;
+  assert.deepEqual([end.reason, end.durationMs, end.summary.packetsReceived, end.summary.mos], ['deleted', 1250, 42, null]);
+  // A second claim of the same id is refused by the directory: reported, never thrown at the call.
+  table.add(new Call('c9', source, clock, 60_000));
+  await settleTurns();
+  assert.deepEqual(errors, ['session claim']);
+});
+
+async function settleTurns(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+}
