@@ -8,14 +8,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import opus from '@discordjs/opus';
 import type { Page } from 'playwright-core';
 import { TransferError, type Agent, type AgentSession } from '../src/agent/agent.js';
-import { toneSnrDb } from '../src/audio/test-signals.js';
-import { parseRtp } from '../src/rtp/packet.js';
+import { toneShare } from '../src/audio/test-signals.js';
 import { analyseRemoteAudio, launchChromium, publishFromPage, type TestBrowser } from './helpers/chromium.js';
-import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { toneWav } from './helpers/media.js';
+import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, within, type TestGateway } from './helpers/gateway.js';
+import { decodeOpusStream, toneWav } from './helpers/media.js';
 import { listenConnected, type NdcListener } from './helpers/ndc-publisher.js';
 import { pageEvents, preparePage, type SipPageEvent } from './helpers/sip-browser.js';
 
@@ -59,52 +57,13 @@ function agentTone(seconds: number): Int16Array {
   return out;
 }
 
-/** RTP packets a listener received, decoded as one stream (Opus, 48 kHz mono). */
-function decodeOpus(packets: Buffer[]): Int16Array {
-  const dec = new opus.OpusEncoder(48000, 1);
-  const parts: Int16Array[] = [];
-  for (const buf of packets) {
-    const p = parseRtp(buf);
-    assert.equal(p.payloadType, 111, 'Opus, as the listener offered');
-    const pcm = dec.decode(p.payload);
-    parts.push(new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2));
-  }
-  const out = new Int16Array(parts.reduce((n, x) => n + x.length, 0));
-  let at = 0;
-  for (const x of parts) {
-    out.set(x, at);
-    at += x.length;
-  }
-  return out;
-}
 
-/**
- * The share of the signal's energy each tone explains (1: a pure tone, ~0: none of it), as the
- * median over 100 ms windows (a whole number of cycles of 440, 550 and 660 Hz), so a concealed
- * packet spoils only its own window. As in whep-sip.test.ts.
- */
-function toneShares(pcm: Int16Array, rate: number): Record<'caller' | 'alice' | 'agent', number> {
-  const win = rate / 10;
-  const share = (hz: number) => {
-    const s: number[] = [];
-    for (let at = 0; at + win <= pcm.length; at += win) s.push(1 / (1 + 10 ** (-toneSnrDb(pcm.subarray(at, at + win), hz, rate) / 10)));
-    s.sort((a, b) => a - b);
-    return s[Math.floor(s.length / 2)]!;
-  };
-  return { caller: share(CALLER_HZ), alice: share(ALICE_HZ), agent: share(AGENT_HZ) };
-}
+
+/** How much of a signal each party's tone is. */
+const toneShares = (pcm: Int16Array, rate: number) => ({ caller: toneShare(pcm, CALLER_HZ, rate), alice: toneShare(pcm, ALICE_HZ, rate), agent: toneShare(pcm, AGENT_HZ, rate) });
 
 const shown = (s: Record<string, number>) => Object.entries(s).map(([k, v]) => `${k} ${(v * 100).toPrecision(3)} %`).join(', ');
 
-/** Rejects after `ms` if `p` has not settled. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Resolves with the TransferError `p` rejects with; fails if it resolves or rejects otherwise. */
 async function transferError(p: Promise<void>, what: string): Promise<TransferError> {
@@ -248,7 +207,7 @@ describe('A WHIP caller reaches a human: transfer() bridges it to a registered J
     await hears(page, AGENT_HZ, 'the agent\'s 550 Hz at the WHIP page');
     // The listener's other-party track is the agent's tone (still playing when the transfer starts).
     await waitFor('1.5 s of the agent track on the listener', () => other.received.length > atPlay + 75, 10_000);
-    const agentBefore = toneShares(decodeOpus(other.received.slice(atPlay + 25, atPlay + 75)), 48000);
+    const agentBefore = toneShares(decodeOpusStream(other.received.slice(atPlay + 25, atPlay + 75)), 48000);
     t.diagnostic(`the other party's track before: ${shown(agentBefore)}`);
     assert.ok(agentBefore.agent > 0.9, `the other party's track before the transfer: ${shown(agentBefore)}`);
 
@@ -289,11 +248,11 @@ describe('A WHIP caller reaches a human: transfer() bridges it to a registered J
     // people and nothing of the agent (its tone would still be playing), and the other party's
     // track is Alice alone.
     await waitFor('3 s of listener packets after the transfer', () => mix.received.length > atTransfer.mix + 150 && other.received.length > atTransfer.other + 150, 15_000);
-    const mixed = toneShares(decodeOpus(mix.received.slice(atTransfer.mix + 50, atTransfer.mix + 150)), 48000);
+    const mixed = toneShares(decodeOpusStream(mix.received.slice(atTransfer.mix + 50, atTransfer.mix + 150)), 48000);
     assert.ok(mixed.caller > 0.01 && mixed.alice > 0.01, `mix: ${shown(mixed)}`);
     assert.ok(mixed.caller + mixed.alice > 0.9, `mix: ${shown(mixed)}`);
     assert.ok(mixed.agent < 1e-3, `mix: ${shown(mixed)}`);
-    const heard = toneShares(decodeOpus(other.received.slice(atTransfer.other + 50, atTransfer.other + 150)), 48000);
+    const heard = toneShares(decodeOpusStream(other.received.slice(atTransfer.other + 50, atTransfer.other + 150)), 48000);
     t.diagnostic(`after the transfer: mix ${shown(mixed)}; the other party's track ${shown(heard)}`);
     assert.ok(heard.alice > 0.9, `the other party's track: ${shown(heard)}`);
     assert.ok(heard.caller < 1e-3 && heard.agent < 1e-3, `the other party's track: ${shown(heard)}`);

@@ -7,14 +7,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import opus from '@discordjs/opus';
 import type { Page } from 'playwright-core';
 import type { Agent, AgentSession } from '../src/agent/agent.js';
-import { toneSnrDb } from '../src/audio/test-signals.js';
-import { parseRtp } from '../src/rtp/packet.js';
+import { toneShare } from '../src/audio/test-signals.js';
 import { launchChromium, type TestBrowser } from './helpers/chromium.js';
-import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { toneWav } from './helpers/media.js';
+import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, within, type TestGateway } from './helpers/gateway.js';
+import { decodeOpusStream, toneWav } from './helpers/media.js';
 import { listenConnected, readSse, type NdcListener } from './helpers/ndc-publisher.js';
 import { offerSdp } from './helpers/offers.js';
 import { pageEvents, preparePage } from './helpers/sip-browser.js';
@@ -53,45 +51,10 @@ function agentChunk(): Int16Array {
   return out;
 }
 
-/** The last `packets` RTP packets a listener received, as one PCM stream at 48 kHz (Opus decoded). */
-function decodeOpus(received: Buffer[], packets: number): Int16Array {
-  const dec = new opus.OpusEncoder(48000, 1);
-  const parts: Int16Array[] = [];
-  for (const buf of received.slice(-packets)) {
-    const p = parseRtp(buf);
-    assert.equal(p.payloadType, 111, 'Opus, as the listener offered');
-    const pcm = dec.decode(p.payload);
-    parts.push(new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2));
-  }
-  const out = new Int16Array(parts.reduce((n, x) => n + x.length, 0));
-  let at = 0;
-  for (const x of parts) {
-    out.set(x, at);
-    at += x.length;
-  }
-  return out;
-}
 
-/**
- * How much of the signal's energy each tone explains, from the best-fitting sinusoid's SNR
- * (toneSnrDb): 1 is a pure tone at that frequency, 1e-7 is none of it. The median over 100 ms
- * windows (a whole number of cycles of both tones), so a concealed packet spoils only its own
- * window and Chromium's gain control, which turns the fake microphone down over the first
- * seconds, barely changes the level within one.
- */
-function toneShares(pcm: Int16Array, rate: number): { caller: number; agent: number } {
-  const win = rate / 10;
-  const share = (hz: number) => {
-    const s: number[] = [];
-    for (let at = 0; at + win <= pcm.length; at += win) {
-      const snr = toneSnrDb(pcm.subarray(at, at + win), hz, rate);
-      s.push(1 / (1 + 10 ** (-snr / 10)));
-    }
-    s.sort((a, b) => a - b);
-    return s[Math.floor(s.length / 2)]!;
-  };
-  return { caller: share(CALLER_HZ), agent: share(AGENT_HZ) };
-}
+
+/** How much of a signal the caller's and the agent's tones are. */
+const toneShares = (pcm: Int16Array, rate: number) => ({ caller: toneShare(pcm, CALLER_HZ, rate), agent: toneShare(pcm, AGENT_HZ, rate) });
 
 const pct = (share: number) => `${(share * 100).toPrecision(3)} %`;
 
@@ -99,15 +62,6 @@ function rtpHeaders(received: Buffer[]): { ssrc: number; seq: number; ts: number
   return received.map((b) => ({ ssrc: b.readUInt32BE(8), seq: b.readUInt16BE(2), ts: b.readUInt32BE(4) }));
 }
 
-/** Rejects after `ms` if `p` has not settled. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function listed(url: string, id: string): Promise<ListedSession | undefined> {
   return (await adminSessions(url)).find((s) => s.id === id) as unknown as ListedSession | undefined;
@@ -211,7 +165,7 @@ describe('Listen to any call: WHEP on a JsSIP call to an agent', () => {
   test('track=caller carries the caller\'s 440 Hz, forwarded as one continuous stream of our own', async () => {
     const l = byTrack('caller').l!;
     await waitFor('2 s of caller audio', () => l.received.length > 120, 15_000);
-    const shares = toneShares(decodeOpus(l.received, 100), 48000);
+    const shares = toneShares(decodeOpusStream(l.received.slice(-100)), 48000);
     assert.ok(shares.caller > 0.9, `caller track: ${pct(shares.caller)} of its energy at ${CALLER_HZ} Hz`);
     assert.ok(shares.agent < 1e-3, `caller track: ${pct(shares.agent)} at ${AGENT_HZ} Hz`);
     const h = rtpHeaders(l.received.slice(-50));
@@ -222,7 +176,7 @@ describe('Listen to any call: WHEP on a JsSIP call to an agent', () => {
   test('track=agent carries the agent\'s 660 Hz and nothing of the caller', async () => {
     const l = byTrack('agent').l!;
     await waitFor('2 s of agent audio', () => l.received.length > 120, 15_000);
-    const shares = toneShares(decodeOpus(l.received, 100), 48000);
+    const shares = toneShares(decodeOpusStream(l.received.slice(-100)), 48000);
     assert.ok(shares.agent > 0.9, `agent track: ${pct(shares.agent)} of its energy at ${AGENT_HZ} Hz`);
     assert.ok(shares.caller < 1e-3, `agent track: ${pct(shares.caller)} at ${CALLER_HZ} Hz`);
     const h = rtpHeaders(l.received.slice(-50));
@@ -233,7 +187,7 @@ describe('Listen to any call: WHEP on a JsSIP call to an agent', () => {
   test('track=mix carries both tones, and little else', async () => {
     const l = byTrack('mix').l!;
     await waitFor('2 s of mixed audio', () => l.received.length > 120, 15_000);
-    const shares = toneShares(decodeOpus(l.received, 100), 48000);
+    const shares = toneShares(decodeOpusStream(l.received.slice(-100)), 48000);
     const both = `${pct(shares.caller)} at ${CALLER_HZ} Hz, ${pct(shares.agent)} at ${AGENT_HZ} Hz`;
     // Each tone is at least 1 % of the mix (the single tracks carry under 0.1 % of the other),
     // and together they are nearly all of it.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeG711, encodeG711, linearToUlaw, ulawToLinear } from './g711.js';
 import { Resampler } from './resampler.js';
-import { rms, tone, toneSnrDb } from './test-signals.js';
+import { concatPcm, rms, tone, toneSnrDb } from './test-signals.js';
 
 const RATES = [8000, 16000, 24000, 48000];
 
@@ -11,13 +11,7 @@ function resampleStream(r: Resampler, x: Int16Array): Int16Array {
   const frame = r.inRate / 50;
   const parts: Int16Array[] = [];
   for (let i = 0; i < x.length; i += frame) parts.push(r.process(x.subarray(i, i + frame)));
-  const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  return all;
+  return concatPcm(parts);
 }
 
 for (const from of RATES) {

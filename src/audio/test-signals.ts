@@ -39,3 +39,26 @@ export function rms(x: ArrayLike<number>): number {
   for (let i = 0; i < x.length; i++) s += x[i]! * x[i]!;
   return Math.sqrt(s / Math.max(1, x.length));
 }
+
+/** Frames (or any PCM parts) joined into one signal. */
+export function concatPcm(parts: readonly Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The share of a signal's energy that is a tone at `hz`, as the median over its 100 ms windows
+ * (so a gap or a ramp does not decide it): 1 for a pure tone, near 0 when the tone is absent.
+ */
+export function toneShare(pcm: Int16Array, hz: number, rate: number): number {
+  const win = rate / 10;
+  const shares: number[] = [];
+  for (let at = 0; at + win <= pcm.length; at += win) shares.push(1 / (1 + 10 ** (-toneSnrDb(pcm.subarray(at, at + win), hz, rate) / 10)));
+  shares.sort((a, b) => a - b);
+  return shares[Math.floor(shares.length / 2)] ?? 0;
+}

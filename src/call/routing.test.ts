@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Agent, AgentSession } from '../agent/agent.js';
 import { createDecoder } from '../audio/codec.js';
 import type { AudioFrame } from '../audio/frame.js';
-import { rms, toneSnrDb } from '../audio/test-signals.js';
+import { concatPcm, rms, toneSnrDb } from '../audio/test-signals.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { CodecName } from '../core/config.js';
 import type { MediaFormat } from '../media/endpoint.js';
@@ -92,15 +92,6 @@ function tonePayloads(codec: CodecName, hz: number, frames: number): Buffer[] {
   return encodeFrames(codec, rate, toneFrames(hz, rate, frames));
 }
 
-function concat(parts: readonly Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const ROLES: LegRole[] = ['caller', 'callee', 'agent', 'listener:l1'];
 
@@ -189,14 +180,14 @@ test('mode agent: the caller\'s tone reaches the agent as frames, and the agent\
   call.addLeg('agent', leg);
   assert.equal(call.mode, 'agent');
   assert.equal(call.describe(), 'RTP -> Jitter(20-200ms) -> PCMU(decode) -> Resample(8k->16k) -> Agent(probe@16k) -> Pacer -> Resample(16k->8k) -> PCMU(encode) -> RTP');
-  probe.session!.play(concat(toneFrames(600, RATE, 25)));
+  probe.session!.play(concatPcm(toneFrames(600, RATE, 25)));
   speak(rt, caller, tonePayloads('pcmu', 1000, 25));
   assert.equal(probe.frames.length, 25, 'a frame per packet');
   assert.ok(
     probe.frames.every((f) => f.sampleRate === RATE),
     'at the agent\'s rate',
   );
-  const toAgent = concat(probe.frames.slice(2).map((f) => f.samples));
+  const toAgent = concatPcm(probe.frames.slice(2).map((f) => f.samples));
   assert.ok(toneSnrDb(toAgent, 1000, RATE) > 25, `agent hears 1 kHz at ${toneSnrDb(toAgent, 1000, RATE).toFixed(1)} dB`);
   const toCaller = decodeSent('pcmu', 8000, caller.transport.rtp, 0).slice(160 * 2);
   assert.ok(toneSnrDb(toCaller, 600, 8000) > 25, `caller hears 600 Hz at ${toneSnrDb(toCaller, 600, 8000).toFixed(1)} dB`);
@@ -324,7 +315,7 @@ test('replaceLeg(caller): the old leg is closed once, the new one is wired to th
   const heardBefore = probe.frames.length;
   speak(rt, second, tonePayloads('g722', 800, 20));
   assert.ok(probe.frames.length >= heardBefore + 18, 'the agent hears the new caller');
-  const fromNew = concat(probe.frames.slice(heardBefore + 3).map((f) => f.samples));
+  const fromNew = concatPcm(probe.frames.slice(heardBefore + 3).map((f) => f.samples));
   assert.ok(toneSnrDb(fromNew, 800, RATE) > 20, 'its 800 Hz tone');
   assert.equal(first.transport.rtp.length, before.packetsSent, 'the old transport got nothing more');
   const after = call.totals();
@@ -532,7 +523,7 @@ test('listeners: one that took the caller\'s codec gets its packets forwarded; t
   for (const l of [callerTrack, agentTrack, mixTrack]) call.addListener(l);
   assert.deepEqual(events.at(-1), ['viewercount', { viewercount: 4 }]);
   assert.equal(call.listeners().length, 4);
-  probe.session!.play(concat(toneFrames(600, RATE, 40)));
+  probe.session!.play(concatPcm(toneFrames(600, RATE, 40)));
   const payloads = tonePayloads('pcmu', 1000, 30);
   speak(rt, caller, payloads);
   // Forwarded: the caller's payloads on the listener's own stream.
@@ -546,7 +537,7 @@ test('listeners: one that took the caller\'s codec gets its packets forwarded; t
   // Encoded: decode each track as its player would.
   const decode = (l: ProbeListener) => {
     const dec = createDecoder('g722', RATE);
-    return concat(l.frames.map((f) => dec.decode(f))).slice(320 * 4);
+    return concatPcm(l.frames.map((f) => dec.decode(f))).slice(320 * 4);
   };
   const c = decode(callerTrack);
   const a = decode(agentTrack);
@@ -682,7 +673,7 @@ test('a forwarded call with listeners decodes both sides for the encoded tracks,
   );
   assert.equal(parsed(callee.transport.rtp).length, 20, 'forwarding to the callee goes on');
   const dec = createDecoder('pcmu', RATE);
-  const heardOther = concat(other.frames.map((f) => dec.decode(f))).slice(320 * 4);
+  const heardOther = concatPcm(other.frames.map((f) => dec.decode(f))).slice(320 * 4);
   assert.ok(toneSnrDb(heardOther, 600, RATE) > 20, `the other party track is the callee (${toneSnrDb(heardOther, 600, RATE).toFixed(1)} dB)`);
   call.close('deleted');
 });
@@ -732,7 +723,7 @@ test('forward mode with a listener of the other party only: the caller is not de
     callee.transport.receiveRtp(callee.far.audio(p));
     rt.clock.advance(20);
   }
-  const pcm = concat(l.frames.map((f) => createDecoder('pcmu', 8000).decode(f)));
+  const pcm = concatPcm(l.frames.map((f) => createDecoder('pcmu', 8000).decode(f)));
   assert.ok(l.frames.length >= 15, `the listener got ${l.frames.length} frames`);
   assert.ok(toneSnrDb(pcm.subarray(pcm.length / 2), 600, 8000) > 10, "it hears the callee's tone");
   call.close('deleted');

@@ -2,7 +2,7 @@ import { createDecoder, createEncoder } from '../audio/codec.js';
 import { CodecPool } from '../audio/codec-pool.js';
 import { samplesPerFrame } from '../audio/frame.js';
 import { FrameClock } from '../audio/frame-clock.js';
-import { tone } from '../audio/test-signals.js';
+import { concatPcm, tone } from '../audio/test-signals.js';
 import { FakeClock } from '../core/clock.js';
 import type { CodecName } from '../core/config.js';
 import { parseRtp, serializeRtp, type RtpPacket } from '../rtp/packet.js';
@@ -109,14 +109,7 @@ export function encodeFrames(codec: CodecName, rate: number, frames: Int16Array[
 /** Decodes the payloads of sent RTP packets of `payloadType` with a fresh decoder, as the far end would hear them. */
 export function decodeSent(codec: CodecName, rate: number, packets: readonly Buffer[], payloadType: number): Int16Array {
   const dec = createDecoder(codec, rate);
-  const parts = packets.map(parseRtp).filter((p) => p.payloadType === payloadType).map((p) => dec.decode(p.payload));
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatPcm(packets.map(parseRtp).filter((p) => p.payloadType === payloadType).map((p) => dec.decode(p.payload)));
 }
 
 export function parsed(packets: readonly Buffer[]): RtpPacket[] {

@@ -1,26 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { AuditLog } from '../audit/audit-log.js';
-import { CodecPool } from '../audio/codec-pool.js';
-import { FrameClock } from '../audio/frame-clock.js';
 import { ListenerAuthenticator } from '../auth/listener-auth.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import { Call } from '../call/call.js';
-import { CallTable } from '../call/call-table.js';
-import { startCall, type StartCallDeps } from '../call/start-call.js';
-import { MemorySessionDirectory } from '../cluster/memory/session-directory.js';
-import { FakeClock } from '../core/clock.js';
+import { startCall } from '../call/start-call.js';
 import { isVoxgateError } from '../core/errors.js';
 import { newSessionId } from '../core/ids.js';
-import { createLogger } from '../core/logger.js';
-import type { MediaRuntime } from '../media/endpoint.js';
 import { parseRtp, serializeRtp } from '../rtp/packet.js';
 import { planAnswer } from '../sdp/codec-policy.js';
 import { parseSdp } from '../sdp/sdp.js';
-import { HeldTransportFactory, settle, TestAgent } from '../testing/sip-calls.js';
+import { callWorld } from '../testing/calls.js';
+import { HeldTransportFactory, settle } from '../testing/sip-calls.js';
 import { FakeTransportFactory } from '../transport/fake.js';
 import type { EndpointReply, EndpointRequest } from '../wish/resource.js';
 import { SSE_EXTENSION, WhepEndpoint } from './whep-endpoint.js';
@@ -87,17 +77,6 @@ function thrownCode(fn: () => unknown): string {
   assert.fail('nothing was thrown');
 }
 
-interface AuditLine {
-  action: string;
-  outcome: string;
-  status: number;
-  reason?: string;
-  source: string | null;
-  sourceKind: string | null;
-  session: string;
-  listenerSession: string | null;
-  [k: string]: unknown;
-}
 
 const WARD_7: SourceIdentity = { name: 'ward-7', kind: 'iot', agent: undefined, codecs: ['opus', 'pcmu'], maxSessions: undefined, via: 'token' };
 
@@ -107,17 +86,8 @@ afterEach(() => {
 });
 
 function harness() {
-  const clock = new FakeClock(1_800_000_000_000);
-  const dir = mkdtempSync(join(tmpdir(), 'voxgate-whep-'));
-  const auditPath = join(dir, 'audit.jsonl');
-  const audit = new AuditLog(auditPath, clock);
-  const directory = new MemorySessionDirectory({ now: () => clock.now() });
-  const calls = new CallTable({ maxSessions: 10, retryAfterSeconds: 7, directory, now: () => clock.now() });
-  const codecs = new CodecPool(0);
-  const runtime: MediaRuntime = { clock, frameClock: new FrameClock(clock, (err) => { throw err; }), codecs, maxJitterMs: 200 };
-  const log = createLogger('silent');
-  const agent = new TestAgent();
-  const callDeps: StartCallDeps = { calls, runtime, clock, log, idleTimeoutMs: IDLE_MS, resolveAgent: () => agent };
+  const w = callWorld({ idleTimeoutMs: IDLE_MS, name: 'whep' });
+  const { clock, calls, directory, audit, callDeps } = w;
   /** The publishers' media; `transports` is the listeners'. */
   const publishers = new FakeTransportFactory();
   publishers.connect = false;
@@ -138,32 +108,16 @@ function harness() {
     auth,
     audit,
     clock,
-    log,
+    log: w.log,
     transports,
     iceServers: [{ urls: 'stun:stun.example.net:3478', ttlSeconds: 86400 }],
     retryAfterSeconds: 3,
   });
-  const auditLines = (): AuditLine[] =>
-    readFileSync(auditPath, 'utf8')
-      .split('\n')
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as AuditLine);
-  cleanups.push(() => {
-    calls.closeAll('shutdown');
-    audit.close();
-    void codecs.stop();
-    void directory.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanups.push(() => w.close());
   return {
-    clock,
-    audit,
-    directory,
-    calls,
+    ...w,
     transports,
     whep,
-    auditLines,
-    lastAudit: (): AuditLine => auditLines().at(-1)!,
     /** A publisher of ward-7 calls the agent (as WHIP would); connected unless told otherwise. */
     async publish(o: { codec?: 'opus' | 'pcmu'; connected?: boolean } = {}) {
       const codec = o.codec ?? 'opus';

@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { AuditLog, verifyAuditFile } from '../audit/audit-log.js';
-import { CodecPool } from '../audio/codec-pool.js';
-import { FrameClock } from '../audio/frame-clock.js';
+import { verifyAuditFile } from '../audit/audit-log.js';
 import { SourceAuthenticator } from '../auth/source-auth.js';
 import type { EndReason } from '../call/call.js';
-import { CallTable } from '../call/call-table.js';
-import { MemorySessionDirectory } from '../cluster/memory/session-directory.js';
-import { FakeClock } from '../core/clock.js';
-import { createLogger } from '../core/logger.js';
-import type { MediaRuntime } from '../media/endpoint.js';
 import type { AnswerPlan } from '../sdp/codec-policy.js';
-import { HeldTransportFactory, settle, TestAgent } from '../testing/sip-calls.js';
+import { HeldTransportFactory, settle } from '../testing/sip-calls.js';
 import { FakeNegotiatedTransport, fakeSdp } from '../transport/fake.js';
 import type { EndpointReply, EndpointRequest } from '../wish/resource.js';
 import { WhipEndpoint } from './whip-endpoint.js';
+import { callWorld, type AuditLine } from '../testing/calls.js';
 
 const OBS_TOKEN = 'obs-token-0123456789abcdef';
 const KIOSK_TOKEN = 'kiosk-token-0123456789abcdef';
@@ -63,17 +54,6 @@ function problemCode(reply: EndpointReply): string {
   return (JSON.parse(reply.body!) as { code: string }).code;
 }
 
-interface AuditLine {
-  action: string;
-  outcome: string;
-  status: number;
-  reason?: string;
-  source: string | null;
-  sourceKind: string | null;
-  remote: string;
-  session: string | null;
-  [k: string]: unknown;
-}
 
 /** A transport whose stack reports a failure without saying why. */
 class UnexplainedFailure extends FakeNegotiatedTransport {
@@ -91,18 +71,11 @@ class UnexplainedFailures extends HeldTransportFactory {
 }
 
 function harness(opts: { maxSessions?: number; transports?: HeldTransportFactory } = {}) {
-  const clock = new FakeClock(1_800_000_000_000);
-  const dir = mkdtempSync(join(tmpdir(), 'voxgate-whip-'));
-  const auditPath = join(dir, 'audit.jsonl');
-  const audit = new AuditLog(auditPath, clock);
-  const directory = new MemorySessionDirectory({ now: () => clock.now() });
-  const calls = new CallTable({ maxSessions: opts.maxSessions ?? 10, retryAfterSeconds: 7, directory, now: () => clock.now() });
-  const codecs = new CodecPool(0);
-  const runtime: MediaRuntime = { clock, frameClock: new FrameClock(clock, (err) => { throw err; }), codecs, maxJitterMs: 200 };
+  const w = callWorld({ maxSessions: opts.maxSessions, idleTimeoutMs: IDLE_MS, name: 'whip' });
+  const { clock, calls } = w;
   const transports = opts.transports ?? new HeldTransportFactory();
   // ICE cannot complete before the publisher has our answer: each test connects the transport itself.
   transports.connect = false;
-  const agent = new TestAgent();
   const auth = new SourceAuthenticator(
     [
       { name: 'obs-studio', kind: 'obs', token: OBS_TOKEN, maxSessions: 1 },
@@ -111,47 +84,24 @@ function harness(opts: { maxSessions?: number; transports?: HeldTransportFactory
     undefined,
     clock,
   );
-  const auditLines = (): AuditLine[] =>
-    readFileSync(auditPath, 'utf8')
-      .split('\n')
-      .filter((l) => l.length > 0)
-      .map((l) => JSON.parse(l) as AuditLine);
   const ended: { id: string; reason: EndReason }[] = [];
   calls.on('ended', (call, reason) => ended.push({ id: call.id, reason }));
   const whip = new WhipEndpoint({
-    calls,
-    runtime,
-    clock,
-    log: createLogger('silent'),
-    idleTimeoutMs: IDLE_MS,
-    resolveAgent: () => agent,
+    ...w.callDeps,
     auth,
-    audit,
+    audit: w.audit,
     transports,
     iceServers: [
       { urls: 'stun:stun.example.net:3478', ttlSeconds: 86400 },
       { urls: 'turn:turn.example.net:3478?transport=udp', secret: 'turn-shared-secret', ttlSeconds: 600 },
     ],
   });
-  cleanups.push(() => {
-    calls.closeAll('shutdown');
-    audit.close();
-    void codecs.stop();
-    void directory.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanups.push(() => w.close());
   return {
-    clock,
-    audit,
-    directory,
-    calls,
+    ...w,
     transports,
-    agent,
     ended,
     whip,
-    auditLines,
-    lastAudit: (): AuditLine => auditLines().at(-1)!,
-    auditPath,
     /** POSTs an offer and returns the 201 with the session it made and its transport. */
     async publish(o: Parameters<typeof request>[0] = {}) {
       const reply = await whip.post(request(o));

@@ -71,3 +71,13 @@ export async function adminSessions(url: string): Promise<{ id: string; state: s
   if (res.status !== 200) throw new Error(`/api/sessions answered ${res.status}`);
   return ((await res.json()) as { sessions: [] }).sessions;
 }
+
+/** Rejects after `ms` if `p` has not settled: an event that should come, with a bound on the wait. */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,3 +1,6 @@
+import opus from '@discordjs/opus';
+import { concatPcm } from '../../src/audio/test-signals.js';
+import { parseRtp } from '../../src/rtp/packet.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,4 +47,17 @@ export function conversationWav(name: string, sentences: string[], gapSeconds: n
   args.push(silence(tailSeconds, 'tail'));
   execFileSync('sox', [...args, out]);
   return out;
+}
+
+/** RTP packets of one Opus stream (payload type 111), decoded in order as one 48 kHz mono signal. */
+export function decodeOpusStream(packets: readonly Buffer[]): Int16Array {
+  const dec = new opus.OpusEncoder(48000, 1);
+  return concatPcm(
+    packets.map((buf) => {
+      const p = parseRtp(buf);
+      if (p.payloadType !== 111) throw new Error(`payload type ${p.payloadType}, not the Opus the listener offered`);
+      const pcm = dec.decode(p.payload);
+      return new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
+    }),
+  );
 }
