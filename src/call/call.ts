@@ -417,12 +417,7 @@ export class Call extends TypedEmitter<CallEvents> {
       caller.decode = callerPcm;
       caller.onPacket = toListeners;
     }
-    this.#rewired();
-  }
-
-  /** Listeners are encoded from the caller's frames, at the rate its endpoint runs at now. */
-  #rewired(): void {
-    const caller = this.legs.get('caller')?.endpoint;
+    // Listeners are encoded from the caller's frames, at the rate its endpoint runs at now.
     if (caller) this.fanout.setRate(caller.pcmRate);
   }
 

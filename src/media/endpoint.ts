@@ -207,7 +207,9 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
     // A new SSRC is a new stream (a re-INVITE, a proxy that switched sources): fresh sequence space.
     if (this.rtp.remoteSsrc !== 0 && p.ssrc !== this.rtp.remoteSsrc) this.#newStream();
     // RFC 4733 events share the stream's sequence space: count them, or they would look lost.
-    const { seq, ts } = this.rtp.received(p, now);
+    this.rtp.received(p, now);
+    const seq = this.rtp.receivedSeq;
+    const ts = this.rtp.receivedTs;
     this.onPacket?.(p, event);
     const fresh = seq > this.#maxSeq;
     if (fresh) this.#maxSeq = seq;

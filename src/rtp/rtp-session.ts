@@ -37,13 +37,16 @@ export class RtpSession {
     return this.packetsSent > 0;
   }
 
-  /** A packet of the far end's stream: its extended sequence number and timestamp, recorded. */
-  received(p: RtpPacket, nowMs: number): { seq: number; ts: number } {
-    const seq = this.#seq.unwrap(p.sequenceNumber);
-    const ts = this.#ts.unwrap(p.timestamp);
+  /** The extended sequence number and timestamp of the far end's last packet (set by received()). */
+  receivedSeq = 0;
+  receivedTs = 0;
+
+  /** A packet of the far end's stream, recorded; its extended numbers land in `receivedSeq` and `receivedTs` (no object per packet). */
+  received(p: RtpPacket, nowMs: number): void {
+    this.receivedSeq = this.#seq.unwrap(p.sequenceNumber);
+    this.receivedTs = this.#ts.unwrap(p.timestamp);
     this.remoteSsrc = p.ssrc;
-    this.stats.record(seq, ts, nowMs);
-    return { seq, ts };
+    this.stats.record(this.receivedSeq, this.receivedTs, nowMs);
   }
 
   /** The far end started a new stream (another SSRC): its statistics start again. */
