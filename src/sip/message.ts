@@ -50,6 +50,8 @@ const CANONICAL = new Map(
     'MIME-Version', 'Organization', 'Path', 'Priority', 'Proxy-Authenticate', 'Proxy-Authorization', 'Proxy-Require', 'RAck', 'Reason',
     'Record-Route', 'Refer-To', 'Referred-By', 'Reply-To', 'Require', 'Retry-After', 'Route', 'RSeq', 'Server', 'Session-Expires',
     'Subject', 'Subscription-State', 'Supported', 'Timestamp', 'To', 'Unsupported', 'User-Agent', 'Via', 'Warning', 'WWW-Authenticate',
+    // What carriers send: RFC 3325, RFC 3323, RFC 5806, RFC 8224, and the older Remote-Party-ID.
+    'P-Asserted-Identity', 'P-Preferred-Identity', 'Privacy', 'Diversion', 'Identity', 'Remote-Party-ID',
   ].map((n) => [n.toLowerCase(), n]),
 );
 
@@ -262,7 +264,11 @@ export function topVia(msg: SipMessage): Via | undefined {
 /** The first value of a header (names case-insensitive, compact forms accepted). */
 export function header(msg: SipMessage, name: string): string | undefined {
   const n = canonicalName(name);
-  return msg.headers.find((h) => h.name === n)?.value;
+  const exact = msg.headers.find((h) => h.name === n);
+  if (exact || CANONICAL.has(n.toLowerCase())) return exact?.value;
+  // RFC 3261 §7.3.1: names outside the table keep their spelling, and still match in any case.
+  const lower = n.toLowerCase();
+  return msg.headers.find((h) => h.name.toLowerCase() === lower)?.value;
 }
 
 /** The sequence number of the CSeq header (the parser has checked that it is one). */
@@ -275,8 +281,10 @@ export function headerList(msg: SipMessage, name: string): string[] {
   const n = canonicalName(name);
   const list = LIST_HEADERS.has(n);
   const values: string[] = [];
+  // RFC 3261 §7.3.1: names outside the table match in any case.
+  const lower = CANONICAL.has(n.toLowerCase()) ? undefined : n.toLowerCase();
   for (const h of msg.headers) {
-    if (h.name !== n) continue;
+    if (h.name !== n && (lower === undefined || h.name.toLowerCase() !== lower)) continue;
     if (list) values.push(...splitList(h.value));
     else values.push(h.value);
   }

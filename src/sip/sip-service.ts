@@ -13,6 +13,8 @@ import { NonInviteClientTransaction, InviteClientTransaction } from './transacti
 import { T1 } from './transaction/transaction.js';
 import { contactFor, recordRouteFor, sentByHost, viaFor, type SipFlow, type SipTransport } from './transport/transport.js';
 import type { SipMetrics } from './sip-metrics.js';
+import { responseTarget, stampVia } from './transport/received.js';
+import { remoteAddress } from './transport/remote.js';
 
 /** A record for the audit log: what happened, how it ended, and whatever else says who and why. */
 export interface SipAuditEntry {
@@ -31,6 +33,11 @@ export { Incoming };
 
 /** What handles requests beyond registration: agent calls and the proxy between users. */
 export interface SipCallHandler {
+  /**
+   * An INVITE outside any dialog, before SIP users' digest: true when the handler took it (a
+   * trunk call: identified by source address and/or its own digest, and answered there).
+   */
+  claimInvite?(incoming: Incoming): boolean;
   /** An authenticated INVITE outside any dialog. */
   invite(incoming: Incoming, caller: string): void;
   /** A request inside a dialog (it has a To tag); false when no dialog knows it. */
@@ -184,7 +191,12 @@ export class SipService {
     }
     try {
       if (msg.kind === 'response') this.#onResponse(msg, data);
-      else this.#onRequest(flow, msg);
+      else {
+        // RFC 3261 §18.2.1, RFC 3581 §4: where the request really came from, in its top Via.
+        const source = remoteAddress(flow.remote);
+        if (source) stampVia(msg, source);
+        this.#onRequest(flow, msg);
+      }
     } catch (err) {
       this.deps.log.error({ err, flow: flow.id }, 'SIP message handling failed');
       if (msg.kind === 'request' && msg.method !== 'ACK') flow.send(responseText(msg, 500, { reason: 'Server Internal Error' }));
@@ -246,9 +258,10 @@ export class SipService {
     }
     const reliable = flow.transport.reliable;
     const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, reliable, key) : new NonInviteServerTransaction(this.deps.clock, reliable, key);
-    const incoming = new Incoming(req, flow, tx, this.#core);
+    const replies = this.#replyFlow(flow, req);
+    const incoming = new Incoming(req, replies, tx, this.#core);
     this.#server.set(key, incoming);
-    tx.on('send', (t) => flow.send(t));
+    tx.on('send', (t) => replies.send(t));
     tx.on('terminated', () => {
       if (this.#server.get(key) === incoming) this.#server.delete(key);
     });
@@ -256,8 +269,9 @@ export class SipService {
 
     // §16.3 / §8.2: checks every request passes before it is looked at.
     if (header(req, 'Max-Forwards') === '0' && req.method !== 'OPTIONS') return this.#refuse(incoming, 483, 'Max-Forwards reached 0');
-    if (/^sips:/i.test(req.uri)) return this.#refuse(incoming, 416, 'sips: is not served over this transport');
-    if (!/^sip:/i.test(req.uri)) return this.#refuse(incoming, 416, `the ${req.uri.split(':')[0]}: scheme is not served`);
+    // RFC 5630 §3.1.3: sips: needs TLS (or WSS) on every hop, ours included.
+    if (/^sips:/i.test(req.uri) && flow.transport.protocol !== 'TLS' && flow.transport.protocol !== 'WSS') return this.#refuse(incoming, 416, 'sips: is not served over this transport');
+    if (!/^sips?:/i.test(req.uri)) return this.#refuse(incoming, 416, `the ${req.uri.split(':')[0]}: scheme is not served`);
     try {
       parseSipUri(req.uri);
     } catch (err) {
@@ -287,6 +301,7 @@ export class SipService {
       case 'OPTIONS':
         return incoming.respond(200, { headers: capabilities() });
       case 'INVITE': {
+        if (this.calls?.claimInvite?.(incoming)) return;
         const caller = this.#authorise(incoming);
         if (caller === undefined) return;
         if (!this.calls) return incoming.respond(503, { headers: [{ name: 'Retry-After', value: '5' }] });
@@ -306,6 +321,21 @@ export class SipService {
       default:
         return incoming.respond(501, { headers: [{ name: 'Allow', value: ALLOW }] });
     }
+  }
+
+  /**
+   * Where responses to a request go. RFC 3261 §18.2.2: over UDP to the top Via's received/rport
+   * (or its sent-by port when the client asked no rport), which is the source flow unless the
+   * client sends from one port and listens on another; over connections, the connection itself.
+   */
+  #replyFlow(flow: SipFlow, req: SipRequest): SipFlow {
+    if (flow.transport.reliable || !flow.transport.flowTo) return flow;
+    const via = topVia(req);
+    const source = remoteAddress(flow.remote);
+    if (!via || !source) return flow;
+    const target = responseTarget(via, source, false);
+    if (target.host === source.host && target.port === source.port) return flow;
+    return flow.transport.flowTo(target) ?? flow;
   }
 
   #refuse(incoming: Incoming, status: number, why: string): void {
@@ -385,7 +415,7 @@ export class SipService {
 
   #audit(entry: SipAuditEntry): void {
     try {
-      this.deps.audit.write({ ...entry, sourceKind: 'sip-ws' });
+      this.deps.audit.write({ sourceKind: 'sip-ws', ...entry });
     } catch (err) {
       this.deps.log.error({ err }, 'audit write failed for a SIP request');
     }

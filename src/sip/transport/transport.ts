@@ -39,6 +39,11 @@ export interface SipTransport {
   listen(listener: SipTransportListener): void;
   /** Sends to an address, opening a connection if this transport needs one; undefined when it cannot (a WebSocket server cannot call out). */
   sendTo(address: { host: string; port: number }, text: string): SipFlow | undefined;
+  /**
+   * The flow to an address without sending anything yet (UDP: the datagram flow; TCP/TLS: a
+   * live connection to it, or a new one); undefined when this transport cannot reach out.
+   */
+  flowTo?(address: { host: string; port: number }): SipFlow | undefined;
   close(): void;
 }
 
