@@ -1,0 +1,193 @@
+import type { CodecName } from '../core/config.js';
+import { VoxgateError } from '../core/errors.js';
+import { describeCodecs, type AnswerPlan } from './codec-policy.js';
+import { attr, attrs, directionOf, rtpMaps, type Direction, type RtpMap, type SdpMedia, type SessionDescription } from './sdp.js';
+
+/** Whether a trunk's media is SRTP (SDES, RFC 4568): never, when the far end offers it, or always. */
+export type MediaEncryption = 'none' | 'allow' | 'require';
+
+export interface RtpPolicy {
+  /** Codecs this trunk takes, most preferred first. */
+  codecs: readonly CodecName[];
+  encryption: MediaEncryption;
+}
+
+/** Where the far end wants its RTP and RTCP, as its SDP says (before symmetric RTP latches). */
+export interface RtpRemote {
+  host: string;
+  port: number;
+  /** RTCP's port: `a=rtcp` (RFC 3605), else port + 1 (RFC 3550 §11); the RTP port when muxed. */
+  rtcpPort: number;
+  /** RFC 5761: offered, so answered (never asked for when not offered). */
+  rtcpMux: boolean;
+  /** `c=` 0.0.0.0 (RFC 3264 §8.4, RFC 2543 hold): nothing is sent to it. */
+  held: boolean;
+  /** The packet time they want to receive (a=ptime), if they said. */
+  ptime: number | undefined;
+}
+
+/** An SDES key line the far end offered (RFC 4568 §9.1), kept as text for the transport's keying. */
+export interface OfferedCrypto {
+  /** The `a=crypto` values of the audio section, in the offerer's order. */
+  lines: string[];
+}
+
+/** The plan for an RTP/AVP or RTP/SAVP answer: the codec plan plus what the transport needs. */
+export interface RtpAnswerPlan extends AnswerPlan {
+  rtp: RtpRemote & {
+    profile: 'RTP/AVP' | 'RTP/SAVP';
+    /** Set for RTP/SAVP: the transport picks a line it supports and answers with its own key. */
+    crypto: OfferedCrypto | undefined;
+    /** The offer's m= sections in order: the audio one we answer, the others we refuse with port 0 (RFC 3264 §6). */
+    sections: ({ audio: true } | { audio: false; line: string })[];
+  };
+}
+
+export function isRtpAnswerPlan(plan: AnswerPlan): plan is RtpAnswerPlan {
+  return 'rtp' in plan;
+}
+
+/** The connection address of a media section: media-level c= over session-level (RFC 8866 §5.7). */
+export function connectionOf(sdp: SessionDescription, m: SdpMedia): string | undefined {
+  const c = m.lines.find((l) => l.startsWith('c=')) ?? sdp.lines.find((l) => l.startsWith('c='));
+  const mm = c && /^c=IN IP[46] ([^\s/]+)/.exec(c);
+  return mm ? mm[1] : undefined;
+}
+
+const ENCODING: Record<CodecName, string> = { opus: 'opus/48000', pcmu: 'pcmu/8000', pcma: 'pcma/8000', g722: 'g722/8000' };
+
+/**
+ * Decides the answer to a plain-RTP offer (a SIP trunk, a phone): one audio section on RTP/AVP
+ * or RTP/SAVP as the trunk's `mediaEncryption` allows, one codec from the trunk's list, and
+ * telephone-event at that codec's clock rate. Throws a 4xx VoxgateError (488 in SIP) before
+ * anything is allocated. RFC 3264 §6.
+ */
+export function planRtpAnswer(offer: SessionDescription, policy: RtpPolicy): RtpAnswerPlan {
+  const accepted = { accepted: describeCodecs(policy.codecs) };
+  const audio = offer.media.filter((m) => m.type === 'audio' && m.port !== 0);
+  if (audio.length === 0) {
+    throw new VoxgateError('VG_SDP_NO_AUDIO', `The offer has no audio stream (it offers ${offer.media.map((m) => m.type).join(', ') || 'nothing'}).`, { extra: accepted });
+  }
+  // RFC 3264 §6: streams we do not take are answered with port 0; one audio stream is answered.
+  const a = audio[0]!;
+  const proto = a.proto.toUpperCase();
+  if (proto !== 'RTP/AVP' && proto !== 'RTP/SAVP') {
+    const why = proto.includes('SAVPF') ? 'a WebRTC offer (ICE and DTLS-SRTP) belongs on SIP over WebSocket' : 'offer RTP/AVP or RTP/SAVP';
+    throw new VoxgateError('VG_SDP_PROFILE', `The audio stream uses ${a.proto}; ${why}.`);
+  }
+  if (proto === 'RTP/AVP' && policy.encryption === 'require') {
+    throw new VoxgateError('VG_SDP_PROFILE', 'This trunk requires SRTP: offer RTP/SAVP with an a=crypto line (RFC 4568).');
+  }
+  if (proto === 'RTP/SAVP' && policy.encryption === 'none') {
+    throw new VoxgateError('VG_SDP_PROFILE', 'This trunk does not use SRTP: offer RTP/AVP.');
+  }
+  const cryptoLines = attrs(a.attributes, 'crypto');
+  if (proto === 'RTP/SAVP' && cryptoLines.length === 0) {
+    throw new VoxgateError('VG_SDP_PROFILE', 'The RTP/SAVP stream has no a=crypto line; SDES keys are needed (RFC 4568 §5).');
+  }
+  const host = connectionOf(offer, a);
+  if (host === undefined) throw new VoxgateError('VG_SDP_MALFORMED', 'The audio stream has no c= line (IN IP4 or IN IP6 address).');
+
+  const maps = rtpMaps(a);
+  let chosen: { codec: CodecName; map: RtpMap } | undefined;
+  for (const codec of policy.codecs) {
+    const map = maps.find((m) => `${m.encoding}/${m.clockRate}` === ENCODING[codec]);
+    if (map) {
+      chosen = { codec, map };
+      break;
+    }
+  }
+  if (!chosen) {
+    const offered = maps.filter((m) => m.encoding !== 'telephone-event').map((m) => `${m.encoding}/${m.clockRate}`);
+    const unknown = a.formats.filter((f) => !maps.some((m) => String(m.payloadType) === f));
+    throw new VoxgateError(
+      'VG_SDP_NO_COMMON_CODEC',
+      `None of the offered codecs (${[...offered, ...unknown.map((f) => `payload type ${f}`)].join(', ') || 'none'}) is accepted; offer one of ${accepted.accepted.join(', ')}.`,
+      { extra: accepted },
+    );
+  }
+  // RFC 4733 §7.1.1: telephone-event at the clock rate of the codec it travels with.
+  const te = maps.find((m) => m.encoding === 'telephone-event' && m.clockRate === chosen.map.clockRate);
+  const held = host === '0.0.0.0' || host === '::';
+  const offered: Direction = held && directionOf(offer, a) === 'sendrecv' ? 'sendonly' : directionOf(offer, a);
+  // RFC 3264 §6.1: the answer's direction mirrors the offer's.
+  const direction: Direction = ({ sendrecv: 'sendrecv', sendonly: 'recvonly', recvonly: 'sendonly', inactive: 'inactive' } as const)[offered];
+  const rtcpMux = a.attributes.some((x) => x.name === 'rtcp-mux');
+  const rtcpAttr = /^(\d+)/.exec(attr(a.attributes, 'rtcp') ?? '')?.[1];
+  const ptime = Number(attr(a.attributes, 'ptime') ?? NaN);
+  return {
+    audio: {
+      mid: attr(a.attributes, 'mid') ?? '',
+      codec: chosen.codec,
+      payloadType: chosen.map.payloadType,
+      clockRate: chosen.map.clockRate,
+      channels: chosen.map.channels,
+      fmtp: chosen.map.fmtp,
+      telephoneEvent: te ? { payloadType: te.payloadType, clockRate: te.clockRate } : undefined,
+      direction,
+      offered,
+    },
+    inactive: [],
+    hasDataChannel: false,
+    rtp: {
+      host,
+      port: a.port,
+      rtcpPort: rtcpMux ? a.port : rtcpAttr ? Number(rtcpAttr) : a.port + 1,
+      rtcpMux,
+      held,
+      ptime: Number.isFinite(ptime) && ptime > 0 ? ptime : undefined,
+      profile: proto,
+      crypto: proto === 'RTP/SAVP' ? { lines: cryptoLines } : undefined,
+      sections: offer.media.map((m) => (m === a ? { audio: true as const } : { audio: false as const, line: `m=${m.type} 0 ${m.proto} ${m.formats.join(' ')}` })),
+    },
+  };
+}
+
+/** What our side of a plain-RTP session says about itself. */
+export interface RtpLocal {
+  /** The address written into o= and c=: `externalAddress` behind NAT, else the bound one. */
+  address: string;
+  port: number;
+  sessionId: string;
+  version: number;
+  /** Our `a=crypto` value (tag, suite, our key) for RTP/SAVP. */
+  crypto?: string;
+  /** Override of the plan's direction (hold: RFC 3264 §8.4). */
+  direction?: Direction;
+}
+
+const RTPMAP: Record<CodecName, string> = { opus: 'opus/48000/2', pcmu: 'PCMU/8000', pcma: 'PCMA/8000', g722: 'G722/8000' };
+
+/** Our answer (or offer) for a plain-RTP audio stream: RFC 3264 §6 / §5, RFC 4566 syntax. */
+export function rtpSdp(plan: RtpAnswerPlan, local: RtpLocal): string {
+  const ip = local.address.includes(':') ? 'IP6' : 'IP4';
+  const a = plan.audio;
+  const formats = [a.payloadType, ...(a.telephoneEvent ? [a.telephoneEvent.payloadType] : [])];
+  const lines = [
+    'v=0',
+    `o=voxgate ${local.sessionId} ${local.version} IN ${ip} ${local.address}`,
+    's=voxgate',
+    `c=IN ${ip} ${local.address}`,
+    't=0 0',
+  ];
+  for (const s of plan.rtp.sections) {
+    if (!s.audio) {
+      lines.push(s.line);
+      continue;
+    }
+    lines.push(`m=audio ${local.port} ${plan.rtp.profile} ${formats.join(' ')}`);
+    lines.push(`a=rtpmap:${a.payloadType} ${RTPMAP[a.codec]}`);
+    if (a.fmtp) lines.push(`a=fmtp:${a.payloadType} ${a.fmtp}`);
+    if (a.telephoneEvent) {
+      lines.push(`a=rtpmap:${a.telephoneEvent.payloadType} telephone-event/${a.telephoneEvent.clockRate}`, `a=fmtp:${a.telephoneEvent.payloadType} 0-16`);
+    }
+    // We send 20 ms packets whatever the offer's ptime (RFC 3264 §6.1: it is the answerer's receive wish).
+    lines.push('a=ptime:20');
+    if (plan.rtp.rtcpMux) lines.push('a=rtcp-mux');
+    if (local.crypto) lines.push(`a=crypto:${local.crypto}`);
+    // RFC 5888 §9.1: an offered mid is echoed.
+    if (a.mid) lines.push(`a=mid:${a.mid}`);
+    lines.push(`a=${local.direction ?? a.direction}`);
+  }
+  return `${lines.join('\r\n')}\r\n`;
+}

@@ -1,0 +1,76 @@
+import { randomBytes } from 'node:crypto';
+import { VoxgateError } from '../../core/errors.js';
+import { rtpSdp, type RtpAnswerPlan } from '../../sdp/profile-rtp.js';
+import type { SendStream } from '../media-transport.js';
+import { RtpPortPool, type RtpPortPoolOptions } from './port-pool.js';
+import { RtpUdpTransport, type SrtpContexts } from './rtp-udp-transport.js';
+
+/** Keys a SAVP leg: picks one of the offered `a=crypto` lines and answers with our own key. */
+export interface SdesKeying {
+  /** Undefined when no offered line can be used (the offer is then refused with 488). */
+  answer(offeredLines: string[]): { answerLine: string; contexts: SrtpContexts } | undefined;
+}
+
+export interface RtpTransportsOptions extends RtpPortPoolOptions {
+  /** The address written into our SDP (`sip.externalAddress` behind NAT, else the bound one). */
+  announcedAddress: string;
+  sdes: SdesKeying | undefined;
+}
+
+/**
+ * Plain-RTP legs for SIP trunks and phones: a port pair from the pool, our SDP answer, and the
+ * transport. One per gateway.
+ */
+export class RtpTransports {
+  readonly pool: RtpPortPool;
+  readonly #live = new Set<RtpUdpTransport>();
+
+  constructor(private readonly opts: RtpTransportsOptions) {
+    this.pool = new RtpPortPool(opts);
+  }
+
+  /** Legs open now. */
+  get size(): number {
+    return this.#live.size;
+  }
+
+  /**
+   * Answers a plain-RTP offer already planned (planRtpAnswer). Throws VG_RTP_PORTS_EXHAUSTED
+   * (503) when the range is used up, VG_SDP_PROFILE (488) when no offered SDES key line is usable.
+   */
+  async answer(plan: RtpAnswerPlan, _out: SendStream, signallingHost: string): Promise<RtpUdpTransport> {
+    let keyed: ReturnType<SdesKeying['answer']>;
+    if (plan.rtp.crypto) {
+      keyed = this.opts.sdes?.answer(plan.rtp.crypto.lines);
+      if (!keyed) {
+        throw new VoxgateError('VG_SDP_PROFILE', 'None of the offered a=crypto lines is usable; offer AES_CM_128_HMAC_SHA1_80 or _32 with an inline key and no MKI (RFC 4568).');
+      }
+    }
+    const pair = await this.pool.allocate();
+    const localSdp = rtpSdp(plan, {
+      address: this.opts.announcedAddress,
+      port: pair.port,
+      sessionId: String(randomBytes(4).readUInt32BE(0)),
+      version: 1,
+      crypto: keyed?.answerLine,
+    });
+    const transport = new RtpUdpTransport({
+      pair,
+      remote: plan.rtp,
+      signallingHost,
+      direction: plan.audio.direction,
+      srtp: keyed?.contexts,
+      localSdp,
+      release: (p) => {
+        this.#live.delete(transport);
+        this.pool.release(p);
+      },
+    });
+    this.#live.add(transport);
+    return transport;
+  }
+
+  close(): void {
+    for (const t of [...this.#live]) t.close();
+  }
+}

@@ -1,0 +1,200 @@
+import type { RemoteInfo } from 'node:dgram';
+import { TypedEmitter } from '../../core/events.js';
+import type { RtpSink } from '../../rtp/rtp-counter.js';
+import type { Direction } from '../../sdp/sdp.js';
+import type { RtpRemote } from '../../sdp/profile-rtp.js';
+import type { MediaTransport, MediaTransportEvents, TransportState } from '../media-transport.js';
+import type { RtpPortPair } from './port-pool.js';
+
+/** SRTP for one leg (SDES keys, RFC 4568): our sending context and the far end's. */
+export interface SrtpContexts {
+  protectRtp(packet: Buffer): Buffer;
+  unprotectRtp(packet: Buffer): Buffer | string;
+  protectRtcp(packet: Buffer): Buffer;
+  unprotectRtcp(packet: Buffer): Buffer | string;
+}
+
+/** Counters a plain-RTP leg keeps about what it dropped, for describe() and /api/sessions. */
+export interface RtpUdpCounters {
+  /** Packets from an address other than the one latched (or before latching, not the peer's). */
+  foreign: number;
+  /** SRTP packets that failed authentication or replay checks. */
+  unprotectFailed: number;
+  /** RTP we did not send because the far end holds the call (RFC 3264 §8.4). */
+  heldBack: number;
+}
+
+export interface RtpUdpTransportOptions {
+  pair: RtpPortPair;
+  remote: RtpRemote;
+  /** The signalling peer's host: RTP from it may latch even when the SDP address is private (NAT). */
+  signallingHost: string;
+  /** Our direction as answered. */
+  direction: Direction;
+  srtp: SrtpContexts | undefined;
+  localSdp: string;
+  /** Called once when the transport closes (the pool takes the ports back). */
+  release(pair: RtpPortPair): void;
+}
+
+interface Address {
+  host: string;
+  port: number;
+}
+
+/**
+ * A plain RTP/AVP (or SDES RTP/SAVP) leg on one port pair. Symmetric RTP (RFC 4961): we send
+ * from the port we receive on, and latch to the first packet from the SDP address or the
+ * signalling peer's host (a NATed phone's SDP names its private address), dropping anything
+ * from elsewhere once latched. RTCP on port + 1, or muxed (RFC 5761 §4: payload types 64-95
+ * after the marker bit are RTCP). `connected` once media arrives; it can be sent before.
+ */
+export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implements MediaTransport {
+  readonly kind = 'rtp-udp' as const;
+  readonly dataChannel = undefined;
+  rtpSink: RtpSink | undefined;
+  localSdp: string;
+  readonly counters: RtpUdpCounters = { foreign: 0, unprotectFailed: 0, heldBack: 0 };
+  #state: TransportState = 'connecting';
+  #remote: RtpRemote;
+  #direction: Direction;
+  #latchedRtp: Address | undefined;
+  #latchedRtcp: Address | undefined;
+  #allowedHosts: Set<string>;
+
+  constructor(private readonly opts: RtpUdpTransportOptions) {
+    super();
+    this.#remote = opts.remote;
+    this.#direction = opts.direction;
+    this.localSdp = opts.localSdp;
+    this.#allowedHosts = new Set([opts.remote.host, opts.signallingHost]);
+    opts.pair.rtp.on('message', (msg, rinfo) => this.#onRtpSocket(msg, rinfo));
+    opts.pair.rtcp.on('message', (msg, rinfo) => this.#onRtcp(msg, rinfo));
+    // Socket errors (an ICMP unreachable reported on send) are not fatal to a call.
+    opts.pair.rtp.on('error', () => undefined);
+    opts.pair.rtcp.on('error', () => undefined);
+  }
+
+  get state(): TransportState {
+    return this.#state;
+  }
+
+  get port(): number {
+    return this.opts.pair.port;
+  }
+
+  get direction(): Direction {
+    return this.#direction;
+  }
+
+  get remote(): RtpRemote {
+    return this.#remote;
+  }
+
+  /**
+   * A re-INVITE or UPDATE moved the far end (a new c=/m= address) or changed the direction
+   * (hold, resume): the latch is reset when the address changed.
+   */
+  update(remote: RtpRemote, direction: Direction, localSdp: string): void {
+    if (remote.host !== this.#remote.host || remote.port !== this.#remote.port || remote.rtcpPort !== this.#remote.rtcpPort) {
+      this.#latchedRtp = undefined;
+      this.#latchedRtcp = undefined;
+      this.#allowedHosts = new Set([remote.host, this.opts.signallingHost]);
+    }
+    this.#remote = remote;
+    this.#direction = direction;
+    this.localSdp = localSdp;
+  }
+
+  sendRtp(packet: Buffer): boolean {
+    if (this.#state === 'closed' || this.#state === 'failed') return false;
+    if (this.#direction === 'recvonly' || this.#direction === 'inactive') {
+      this.counters.heldBack++;
+      return false;
+    }
+    const to = this.#latchedRtp ?? (this.#remote.held ? undefined : { host: this.#remote.host, port: this.#remote.port });
+    if (!to) return false;
+    const out = this.opts.srtp ? this.opts.srtp.protectRtp(packet) : packet;
+    this.opts.pair.rtp.send(out, to.port, to.host);
+    return true;
+  }
+
+  sendRtcp(packet: Buffer): boolean {
+    if (this.#state === 'closed' || this.#state === 'failed') return false;
+    const muxed = this.#remote.rtcpMux;
+    const to = (muxed ? this.#latchedRtp : this.#latchedRtcp) ?? (this.#remote.held ? undefined : { host: this.#remote.host, port: this.#remote.rtcpPort });
+    if (!to) return false;
+    const out = this.opts.srtp ? this.opts.srtp.protectRtcp(packet) : packet;
+    (muxed ? this.opts.pair.rtp : this.opts.pair.rtcp).send(out, to.port, to.host);
+    return true;
+  }
+
+  remoteAddress(): string | undefined {
+    const a = this.#latchedRtp ?? { host: this.#remote.host, port: this.#remote.port };
+    return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  }
+
+  /** Ends the leg's media: the sockets close and the ports go back to the pool's quarantine. */
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.rtpSink = undefined;
+    this.opts.release(this.opts.pair);
+    this.emit('state', 'closed', undefined);
+    this.removeAllListeners();
+  }
+
+  #onRtpSocket(msg: Buffer, rinfo: RemoteInfo): void {
+    // RFC 5761 §4: with rtcp-mux, the second byte 192-223 (payload type 64-95 plus marker) is RTCP.
+    if (this.#remote.rtcpMux && msg.length >= 2 && msg[1]! >= 192 && msg[1]! <= 223) return this.#onRtcp(msg, rinfo);
+    if (this.#state === 'closed' || msg.length < 12 || msg[0]! >> 6 !== 2) return;
+    if (!this.#allowed(rinfo, 'rtp')) return;
+    let packet = msg;
+    if (this.opts.srtp) {
+      // Authenticated before it may latch: a forged packet must not steer our media elsewhere.
+      const plain = this.opts.srtp.unprotectRtp(msg);
+      if (typeof plain === 'string') {
+        this.counters.unprotectFailed++;
+        return;
+      }
+      packet = plain;
+    }
+    this.#latch(rinfo, 'rtp');
+    if (this.#state === 'connecting') {
+      this.#state = 'connected';
+      this.emit('state', 'connected', undefined);
+    }
+    this.rtpSink?.writeRtp(packet);
+  }
+
+  #onRtcp(msg: Buffer, rinfo: RemoteInfo): void {
+    if (this.#state === 'closed' || msg.length < 8 || msg[0]! >> 6 !== 2) return;
+    const which = this.#remote.rtcpMux ? 'rtp' : 'rtcp';
+    if (!this.#allowed(rinfo, which)) return;
+    let packet = msg;
+    if (this.opts.srtp) {
+      const plain = this.opts.srtp.unprotectRtcp(msg);
+      if (typeof plain === 'string') {
+        this.counters.unprotectFailed++;
+        return;
+      }
+      packet = plain;
+    }
+    this.#latch(rinfo, which);
+    this.emit('rtcp', packet);
+  }
+
+  /** RFC 4961 latching: once latched only that address:port; before, any allowed host. Others are dropped. */
+  #allowed(rinfo: RemoteInfo, which: 'rtp' | 'rtcp'): boolean {
+    const latched = which === 'rtp' ? this.#latchedRtp : this.#latchedRtcp;
+    const ok = latched ? latched.host === rinfo.address && latched.port === rinfo.port : this.#allowedHosts.has(rinfo.address);
+    if (!ok) this.counters.foreign++;
+    return ok;
+  }
+
+  /** The first good packet fixes where we send. */
+  #latch(rinfo: RemoteInfo, which: 'rtp' | 'rtcp'): void {
+    if (which === 'rtp') this.#latchedRtp ??= { host: rinfo.address, port: rinfo.port };
+    else this.#latchedRtcp ??= { host: rinfo.address, port: rinfo.port };
+  }
+}
