@@ -40,6 +40,12 @@ import { WsTransport } from './sip/transport/ws.js';
 import { CallRouter } from './sip-calls/router.js';
 import { MemoryLocationStore } from './cluster/memory/location-store.js';
 import { webRtcTransports } from './transport/webrtc/peer.js';
+import { RtpTransports } from './transport/rtp-udp/factory.js';
+import { advertisedHost, openSipListeners } from './sip/transport/listeners.js';
+import type { SipTransport } from './sip/transport/transport.js';
+import { TrunkTable } from './sip-calls/trunk/trunks.js';
+import { TrunkMetrics } from './sip-calls/trunk/trunk-metrics.js';
+import { sdesKeying } from './sip-calls/trunk/sdes.js';
 
 export interface GatewayOptions {
   /**
@@ -91,6 +97,10 @@ export class Gateway {
   readonly sipWs: WsTransport;
   /** Where SIP dialogs become calls (agent calls, transfers, the proxy between users). */
   readonly sipCalls: CallRouter;
+  /** Plain-RTP legs (trunks, phones): their port pool. */
+  readonly rtp: RtpTransports;
+  /** SIP over UDP, TCP and TLS (`sip.listen`), once listening. */
+  sipTransports: SipTransport[] = [];
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -163,6 +173,16 @@ export class Gateway {
     });
     this.metrics = new GatewayMetrics(this.calls, this.codecs);
     this.#logCalls();
+    const rtpHost = config.sip.rtp.bindAddress ?? config.sip.listen[0]?.host ?? '0.0.0.0';
+    this.rtp = new RtpTransports({
+      host: rtpHost,
+      min: config.sip.rtp.portMin,
+      max: config.sip.rtp.portMax,
+      quarantineMs: config.sip.rtp.quarantineSeconds * 1000,
+      now: () => this.clock.now(),
+      announcedAddress: advertisedHost(rtpHost, config.sip.externalAddress),
+      sdes: sdesKeying,
+    });
     const sip = this.#buildSip(callDeps, media);
     this.sip = sip.service;
     this.sipWs = sip.ws;
@@ -184,6 +204,14 @@ export class Gateway {
   get url(): string {
     const { host, port, tls } = this.config.http;
     return serverUrl(this.#server, { host, port, tls: !!tls });
+  }
+
+  /** Where SIP over UDP, TCP and TLS listens (`sip.listen`), with the ports actually bound. */
+  sipListening(): { protocol: 'UDP' | 'TCP' | 'TLS'; sentBy: string; port: number }[] {
+    return this.sipTransports.flatMap((t) => {
+      const port = (t as { port?: number }).port;
+      return (t.protocol === 'UDP' || t.protocol === 'TCP' || t.protocol === 'TLS') && port !== undefined ? [{ protocol: t.protocol, sentBy: t.sentBy, port }] : [];
+    });
   }
 
   /** Call quality, connects and ends in the log; ends in the audit log and the MOS histogram. */
@@ -237,10 +265,19 @@ export class Gateway {
     const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log });
     service.addTransport(ws);
     const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));
-    const calls = new CallRouter(
+    const trunks = config.sip.trunks.length
+      ? {
+          trunks: new TrunkTable(config.sip.trunks, config.sip.domain, () => this.clock.now(), config.sip.nonceTtlSeconds * 1000),
+          rtp: this.rtp,
+          metrics: new TrunkMetrics(this.metrics.registry, { active: () => calls.trunks?.active() ?? [], rtpPortsInUse: () => this.rtp.pool.portsInUse }),
+          users: new Set(config.sip.users.map((u) => u.user)),
+        }
+      : undefined;
+    const calls: CallRouter = new CallRouter(
       { ...callDeps, sip: service, log, transports: webRtcTransports(media), domain: config.sip.domain, maxCalls },
       config.sip.agents,
       new SipProxy(service, log),
+      trunks,
     );
     service.calls = calls;
     return { service, ws, calls };
@@ -309,6 +346,8 @@ export class Gateway {
       },
     });
     await listen(this.#server, port, host);
+    this.sipTransports = await openSipListeners(this.config.sip, this.log.child({ component: 'sip' }));
+    for (const t of this.sipTransports) this.sip.addTransport(t);
   }
 
   /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */
@@ -317,6 +356,7 @@ export class Gateway {
     this.draining = true;
     this.calls.closeAll('shutdown');
     this.sip.close();
+    this.rtp.close();
     if (this.#server) await close(this.#server);
     this.audit.close();
     await this.codecs.stop();

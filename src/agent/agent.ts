@@ -37,6 +37,28 @@ export interface AgentControl {
   send(data: unknown): void;
   hangup(reason: string): void;
   transfer(target: string): Promise<void>;
+  sendDtmf(digits: string): boolean;
+}
+
+/**
+ * Who is on the call, as the signalling said: for a phone call through a trunk, the numbers,
+ * the caller ID and the carrier's headers; for every call, the custom parameters its routing
+ * chose (the routing webhook's reply). Plain data: it can cross to a worker as it is.
+ */
+export interface CallDetails {
+  /** The caller: E.164 for a phone, `anonymous` when withheld (RFC 3323). */
+  from?: string;
+  /** The called number (E.164) or user part. */
+  to?: string;
+  trunk?: string;
+  callerName?: string;
+  /** Where `from` was read (P-Asserted-Identity, ..., From). */
+  callerIdSource?: string;
+  /** RFC 5806 Diversion values. */
+  diversion?: string[];
+  /** The carrier's X-* headers. */
+  headers?: Record<string, string>;
+  customParameters: Record<string, string>;
 }
 
 /**
@@ -51,6 +73,7 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
     readonly source: { name: string; kind: string },
     readonly sampleRate: AgentSampleRate,
     private readonly control: AgentControl,
+    readonly details: CallDetails = { customParameters: {} },
   ) {
     super();
   }
@@ -85,6 +108,15 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
 
   transfer(target: string): Promise<void> {
     return this.control.transfer(target);
+  }
+
+  /**
+   * Sends digits to the caller (0-9, *, #, A-D): RFC 4733 telephone-events where the caller's
+   * media has them, queued one after another; false when none can be sent.
+   */
+  sendDtmf(digits: string): boolean {
+    if (this.#ended || !/^[0-9*#A-Da-d]+$/.test(digits)) return false;
+    return this.control.sendDtmf(digits.toUpperCase());
   }
 
   /** voxgate side: hands the agent a decoded frame. */

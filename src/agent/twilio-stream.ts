@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { z } from 'zod';
 import { decodeG711, encodeG711 } from '../audio/g711.js';
 import type { Logger } from '../core/logger.js';
-import type { Agent, AgentSession } from './agent.js';
+import type { Agent, AgentSession, CallDetails } from './agent.js';
 
 export const twilioStreamSpecSchema = z
   .object({
@@ -72,7 +72,7 @@ export class TwilioStreamAgent implements Agent {
         callSid,
         streamSid,
         tracks: ['inbound'],
-        customParameters: { source: session.source.name, sourceKind: session.source.kind, session: session.callId, ...this.spec.customParameters },
+        customParameters: { source: session.source.name, sourceKind: session.source.kind, session: session.callId, ...phoneParameters(session.details), ...session.details.customParameters, ...this.spec.customParameters },
         mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
       },
     });
@@ -135,4 +135,13 @@ export class TwilioStreamAgent implements Agent {
     });
     ws.on('error', (err) => log.warn({ err: err.message }, 'agent socket error'));
   }
+}
+
+/** A phone call's numbers as Twilio's own Media Streams name them (`from`, `to`), when the call has them. */
+function phoneParameters(d: CallDetails): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (d.from !== undefined) out.from = d.from;
+  if (d.to !== undefined) out.to = d.to;
+  if (d.trunk !== undefined) out.trunk = d.trunk;
+  return out;
 }

@@ -10,7 +10,7 @@ export interface SourceIdentity {
   agent: SourceConfig['agent'];
   codecs: CodecName[];
   maxSessions: number | undefined;
-  via: 'token' | 'jwt' | 'sip-digest';
+  via: 'token' | 'jwt' | 'sip-digest' | 'sip-trunk';
 }
 
 const DEFAULT_CODECS: CodecName[] = ['opus'];

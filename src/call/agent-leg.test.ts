@@ -36,6 +36,7 @@ interface Control extends AgentLegControl {
 function control(clock: FakeClock): Control {
   const c: Control = {
     clock,
+    sendDtmf: () => true,
     sent: [],
     hangups: [],
     transfers: [],

@@ -1,4 +1,4 @@
-import { AgentSession, type Agent } from '../agent/agent.js';
+import { AgentSession, type Agent, type CallDetails } from '../agent/agent.js';
 import type { AudioFrame } from '../audio/frame.js';
 import { Pacer } from '../audio/pacer.js';
 import type { Clock } from '../core/clock.js';
@@ -12,6 +12,8 @@ export interface AgentLegControl {
   transfer(target: string): Promise<void>;
   /** JSON from the agent to the caller (its data channel) and, for turns and text, to listeners. */
   send(data: unknown): void;
+  /** Digits to whoever the agent talks with (RFC 4733); false when their media cannot carry them. */
+  sendDtmf(digits: string): boolean;
 }
 
 /**
@@ -40,6 +42,7 @@ export class AgentLeg implements AgentParty {
     callId: string,
     source: { name: string; kind: string },
     private readonly control: AgentLegControl,
+    details?: CallDetails,
   ) {
     this.pacer = new Pacer(agent.sampleRate);
     const { clock } = control;
@@ -58,7 +61,8 @@ export class AgentLeg implements AgentParty {
       send: (data) => control.send(data),
       hangup: (reason) => control.hangup(reason),
       transfer: (target) => control.transfer(target),
-    });
+      sendDtmf: (digits) => control.sendDtmf(digits),
+    }, details);
   }
 
   /** Starts the agent (its attach); a failing agent is the caller's to end the call for. */

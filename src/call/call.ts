@@ -24,7 +24,9 @@ export type EndReason =
   | 'cancelled'
   | 'flow-closed'
   | 'transferred'
-  | 'no-ack';
+  | 'no-ack'
+  /** RFC 4028: the session's refresh never came (or ours was refused). */
+  | 'session-expired';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {
   connecting: ['connected', 'ended'],
@@ -106,6 +108,8 @@ export class Call extends TypedEmitter<CallEvents> {
   signalingRemote: string | undefined;
   /** The SIP Call-ID of the caller's dialog, for a SIP call. */
   sipCallId: string | undefined;
+  /** A phone call through a SIP trunk: which trunk, and the numbers. */
+  trunk: { name: string; from: string; to: string } | undefined;
   /** What the agent's transfer(target) does for this call (set by whoever set the call up). */
   transferHandler: ((target: string) => Promise<void>) | undefined;
   #state: CallState = 'connecting';
@@ -232,6 +236,16 @@ export class Call extends TypedEmitter<CallEvents> {
     } else {
       target.endpoint?.sendDtmf(digit);
     }
+  }
+
+  /** Digits a leg (the agent) sends to whoever it talks with, as RFC 4733 events on their media. */
+  sendDtmf(from: LegRole, digits: string): boolean {
+    const to = this.#partnerOf(from);
+    const ep = to ? this.legs.get(to)?.endpoint : undefined;
+    if (!ep) return false;
+    let sent = true;
+    for (const d of digits) sent = ep.sendDtmf(d) && sent;
+    return sent;
   }
 
   /** JSON to a party's data channel, if it has one. */

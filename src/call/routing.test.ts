@@ -64,6 +64,7 @@ async function agentLeg(call: Call, rt: TestRuntime): Promise<{ leg: AgentLeg; p
   const sent: unknown[] = [];
   const leg = new AgentLeg(probe, call.id, SOURCE, {
     clock: rt.clock,
+    sendDtmf: (digits) => call.sendDtmf('agent', digits),
     hangup: (reason) => call.closeByAgent(reason),
     transfer: () => Promise.reject(new Error('no transfer here')),
     send: (data) => {

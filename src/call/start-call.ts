@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Agent } from '../agent/agent.js';
+import type { Agent, CallDetails } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock } from '../core/clock.js';
 import { VoxgateError } from '../core/errors.js';
@@ -43,6 +43,8 @@ export interface StartCallRequest {
   /** The call exists (admitted, in the table) and its transport is being opened. */
   onCreated?(call: Call): void;
   logFields?: Record<string, unknown>;
+  /** What the agent is told about the call (numbers, caller ID, custom parameters). */
+  details?: CallDetails;
 }
 
 export interface StartedCall {
@@ -102,7 +104,8 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
       const type = (data as { type?: unknown } | null)?.type;
       if (type === 'turn' || type === 'agent-text') call.fanout.publish(type, data);
     },
-  });
+    sendDtmf: (digits) => call.sendDtmf('agent', digits),
+  }, req.details);
   call.addLeg('agent', agentLeg);
   if (req.transfer) call.transferHandler = (target) => req.transfer!(call, target);
   call.on('dtmf', (from, digit) => log.info({ from, digit }, 'dtmf'));

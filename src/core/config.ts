@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const CODECS = ['opus', 'pcmu', 'pcma', 'g722'] as const;
@@ -56,6 +57,78 @@ const sipUserSchema = z
   .strict()
   .refine((u) => u.password !== undefined || u.ha1 !== undefined || u.ha1Sha256 !== undefined, { message: 'give a password, ha1 or ha1Sha256' });
 
+/** RFC 3966 / E.164: `+`, a country code, at most 15 digits. */
+const E164 = /^\+[1-9]\d{1,14}$/;
+
+const agentSpecSchema = z.union([z.string(), z.record(z.string(), z.unknown())]);
+
+const sipListenSchema = z
+  .object({
+    transport: z.enum(['udp', 'tcp', 'tls']),
+    host: z.string().min(1).default('0.0.0.0'),
+    /** Default 5060 (UDP, TCP) or 5061 (TLS); 0 picks a free port. */
+    port: z.number().int().min(0).max(65535).optional(),
+    /** TLS only: PEM files. */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((l, ctx) => {
+    if (l.transport === 'tls' && (!l.cert || !l.key)) ctx.addIssue({ code: 'custom', message: 'a tls listener needs cert and key (PEM file paths)', path: [l.cert ? 'key' : 'cert'] });
+    if (l.transport !== 'tls' && (l.cert || l.key)) ctx.addIssue({ code: 'custom', message: `cert and key belong on a tls listener, not ${l.transport}`, path: ['cert'] });
+  });
+
+const trunkInboundSchema = z
+  .object({
+    /** The numbers this trunk brings (E.164), each owned by one trunk. */
+    numbers: z.array(z.string().regex(E164, 'an E.164 number: + then up to 15 digits, e.g. +15551230000')).default([]),
+    /** Source addresses (CIDR, or one address) the carrier sends from. */
+    allowedAddresses: z.array(z.string().refine(isCidr, 'a CIDR such as 192.0.2.0/24 or 2001:db8::/32, or one address')).default([]),
+    /** Digest credentials the carrier answers a 407 with. */
+    auth: z.object({ user: z.string().min(1), password: z.string().min(1) }).strict().optional(),
+    /** The agent for this trunk's calls (else `sip.agents` by number, else `defaultAgent`). */
+    agent: agentSpecSchema.optional(),
+    /** The carrier takes a blind REFER for transfers; else voxgate bridges them itself. */
+    refer: z.boolean().default(false),
+    /** How long the caller hears ringing while the agent starts (408 after). */
+    ringTimeoutSeconds: z.number().positive().max(300).default(30),
+    webhook: z
+      .object({
+        url: z.url(),
+        secret: z.string().min(16, 'use at least 16 characters'),
+        timeoutMs: z.number().int().positive().max(30_000).default(3000),
+        /** What a webhook that fails or times out means: the trunk's agent, or a refusal (503). */
+        onFailure: z.enum(['fallback', 'reject']).default('fallback'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((i) => i.allowedAddresses.length > 0 || i.auth !== undefined, { message: 'give allowedAddresses, auth or both: an inbound trunk open to anyone is refused', path: ['allowedAddresses'] });
+
+const trunkSchema = z
+  .object({
+    name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash and underscore'),
+    inbound: trunkInboundSchema.optional(),
+    codecs: z.array(z.enum(CODECS)).min(1).default(['pcmu', 'pcma', 'g722', 'opus']),
+    /** SDES-SRTP (RFC 4568): `allow` follows the offer; `require` refuses RTP/AVP; `none` refuses RTP/SAVP. */
+    mediaEncryption: z.enum(['none', 'allow', 'require']).default('allow'),
+    /** Calls at once on this trunk; one more gets 503 with Retry-After. */
+    maxCalls: z.number().int().positive().optional(),
+  })
+  .strict();
+
+/** Whether a string is an IPv4/IPv6 address or CIDR block. */
+export function isCidr(s: string): boolean {
+  const [addr, bits, ...rest] = s.trim().split('/');
+  if (rest.length || !addr) return false;
+  const v = isIP(addr);
+  if (v === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (v === 4 ? 32 : 128);
+}
+
 const sipSchema = z
   .object({
     /** The domain users register in; also the digest realm. */
@@ -69,6 +142,23 @@ const sipSchema = z
     nonceTtlSeconds: z.number().int().positive().default(300),
     minExpires: z.number().int().positive().default(60),
     maxExpires: z.number().int().positive().default(3600),
+    /** SIP over UDP, TCP and TLS for trunks and phones; none: SIP over WebSocket only. */
+    listen: z.array(sipListenSchema).default([]),
+    /** The public address behind NAT: written into Via, Contact and SDP instead of the bound one. */
+    externalAddress: z.string().refine((a) => isIP(a) !== 0, 'an IPv4 or IPv6 address').optional(),
+    rtp: z
+      .object({
+        portMin: z.number().int().min(1024).max(65534).default(20000),
+        portMax: z.number().int().min(1025).max(65535).default(29999),
+        /** Where RTP sockets bind; default: the first listener's host. */
+        bindAddress: z.string().optional(),
+        /** How long a port stays unused after its call ends, so late packets cannot reach a new call. */
+        quarantineSeconds: z.number().min(0).max(600).default(10),
+      })
+      .strict()
+      .refine((r) => r.portMax > r.portMin, { message: 'portMax must be above portMin', path: ['portMax'] })
+      .prefault({}),
+    trunks: z.array(trunkSchema).default([]),
   })
   .strict()
   .prefault({});
@@ -146,6 +236,8 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type SourceConfig = z.infer<typeof sourceSchema>;
 export type ListenerConfig = z.infer<typeof listenerSchema>;
 export type SipConfig = z.infer<typeof sipSchema>;
+export type TrunkConfig = z.infer<typeof trunkSchema>;
+export type SipListenConfig = z.infer<typeof sipListenSchema>;
 export type IceServerConfig = z.infer<typeof iceServerSchema>;
 
 export class ConfigError extends Error {
@@ -170,6 +262,7 @@ export function parseConfig(input: unknown): Config {
     if (names.has(s.name)) problems.push(`sources.${i}.name: duplicate source name '${s.name}'`);
     names.add(s.name);
   });
+  problems.push(...trunkProblems(cfg.sip));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }
@@ -204,4 +297,30 @@ export function loadConfig(path: string | undefined, overrides: ConfigOverrides 
   if (overrides.httpPort !== undefined) http.port = overrides.httpPort;
   if (overrides.udpPort !== undefined) media.udpPort = overrides.udpPort;
   return parseConfig({ ...raw, http, media });
+}
+
+/** Conflicts between trunks that a schema cannot see: caught when the config loads, not at call time. */
+function trunkProblems(sip: SipConfig): string[] {
+  const problems: string[] = [];
+  const names = new Map<string, number>();
+  const owners = new Map<string, string>();
+  sip.trunks.forEach((t, i) => {
+    if (names.has(t.name)) problems.push(`sip.trunks.${i}.name: duplicate trunk name '${t.name}' (also sip.trunks.${names.get(t.name)})`);
+    names.set(t.name, i);
+    t.inbound?.numbers.forEach((n, j) => {
+      const owner = owners.get(n);
+      if (owner !== undefined) problems.push(`sip.trunks.${i}.inbound.numbers.${j}: ${n} is already trunk '${owner}''s number; a number belongs to one trunk`);
+      else owners.set(n, t.name);
+    });
+  });
+  if (sip.trunks.length && !sip.listen.length) problems.push('sip.listen: trunks need a udp, tcp or tls listener (e.g. { "transport": "udp", "port": 5060 })');
+  const seen = new Set<string>();
+  sip.listen.forEach((l, i) => {
+    const proto = l.transport === 'udp' ? 'udp' : 'tcp';
+    const key = `${proto}|${l.host}|${l.port ?? (l.transport === 'tls' ? 5061 : 5060)}`;
+    if (l.port !== 0 && seen.has(key)) problems.push(`sip.listen.${i}: ${l.transport} ${l.host}:${l.port ?? ''} is already taken by another listener`);
+    seen.add(key);
+  });
+  if ((sip.rtp.portMax - sip.rtp.portMin + 1) / 2 < 1) problems.push('sip.rtp: the range holds no RTP/RTCP port pair');
+  return problems;
 }

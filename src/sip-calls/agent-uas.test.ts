@@ -132,7 +132,7 @@ test('the agent hanging up sends BYE with a Reason header; the call ends agent-h
   const states = recordStates(dialog);
   h.agent.last.session.hangup();
   const bye = far.nextRequest('BYE');
-  assert.equal(header(bye, 'Reason'), 'SIP;cause=200;text="agent-hangup"');
+  assert.equal(header(bye, 'Reason'), 'Q.850;cause=16;text="agent-hangup"');
   assert.match(header(bye, 'From')!, /^<sip:agent@voxgate\.test>;tag=/);
   assert.equal(bye.uri, `sip:alice@${far.host};transport=ws`, "to the caller's Contact");
   far.respond(bye, 200);

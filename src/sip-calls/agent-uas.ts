@@ -12,6 +12,7 @@ import type { NegotiatedTransport } from '../transport/factory.js';
 import { parseOffer } from '../sdp/offer.js';
 import type { SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, sessionTimer, type PartyDialog } from './party-dialog.js';
+import { negotiateSessionTimer } from './session-timer.js';
 import type { Referrals } from './referral.js';
 import type { AgentTransfers } from './transfer.js';
 
@@ -75,6 +76,12 @@ export class AgentUas {
         audit('error', 415);
         return incoming.respond(415, { headers: [{ name: 'Accept', value: 'application/sdp' }] });
       }
+      const st = negotiateSessionTimer(req);
+      if (st.kind === 'too-small') {
+        pending.transition('refused');
+        audit('error', 422);
+        return incoming.respond(422, { headers: [{ name: 'Min-SE', value: String(st.minSe) }] });
+      }
       const text = req.body.toString('utf8');
       const offer = parseOffer(text);
       const source: SourceIdentity = {
@@ -112,7 +119,8 @@ export class AgentUas {
         acked: false,
       });
       this.adopt(d);
-      call.on('ended', (reason) => this.#ended(call, reason));
+      d.startSessionTimer(req);
+      call.on('ended', (reason) => this.callEnded(call, reason));
       pending.transition('answered');
       incoming.respond(200, {
         recordRoute: true,
@@ -168,7 +176,7 @@ export class AgentUas {
   }
 
   /** The call ended (any reason): the dialog that carried it says goodbye unless the other side did. */
-  #ended(call: Call, reason: EndReason): void {
+  callEnded(call: Call, reason: EndReason): void {
     const d = this.ctx.dialogs.current(call);
     this.ctx.dialogs.release(call);
     // Before the dialog check: a referral whose transferor hung up rings on with no current dialog.

@@ -38,7 +38,7 @@ test('without an ACK the call ends no-ack after 32 s (64*T1) and voxgate sends B
   assert.equal(call.endReason, undefined);
   h.clock.advance(1);
   const bye = far.nextRequest('BYE');
-  assert.equal(header(bye, 'Reason'), 'SIP;cause=200;text="no-ack"');
+  assert.equal(header(bye, 'Reason'), 'Q.850;cause=102;text="no-ack"');
   assert.equal(call.endReason, 'no-ack');
   assert.equal(h.agent.last.ended, 'no-ack');
   assert.deepEqual(states, ['answered', 'ended']);
@@ -69,7 +69,7 @@ test("the caller's media closing without a BYE: 1 s later the call ends peer-clo
   assert.equal(call.endReason, undefined);
   h.clock.advance(1);
   const bye = far.nextRequest('BYE');
-  assert.equal(header(bye, 'Reason'), 'SIP;cause=200;text="peer-closed"');
+  assert.equal(header(bye, 'Reason'), 'Q.850;cause=16;text="peer-closed"');
   assert.equal(call.endReason, 'peer-closed');
   assert.deepEqual(states, ['confirmed', 'ended']);
 });
@@ -94,10 +94,10 @@ test('media that fails (ICE) ends the call at once with that reason and a BYE', 
   const { far, call, transport } = await agentCall(h);
   transport.fail('ice-failed');
   assert.equal(call.endReason, 'ice-failed');
-  assert.equal(header(far.nextRequest('BYE'), 'Reason'), 'SIP;cause=200;text="ice-failed"');
+  assert.equal(header(far.nextRequest('BYE'), 'Reason'), 'Q.850;cause=41;text="ice-failed"');
 });
 
-test('UPDATE without SDP is a session refresh: 200 with Session-Expires; UPDATE with SDP gets 488 and the call goes on', async () => {
+test('UPDATE without SDP is a session refresh: 200 with Session-Expires, 422 below Min-SE, refresher=uas for a caller without timers; UPDATE with SDP gets 488 and the call goes on', async () => {
   h = harness();
   const { far, invite, ok, call } = await agentCall(h);
   far.callerRequest('UPDATE', invite, ok, { headers: [{ name: 'Session-Expires', value: '120;refresher=uac' }, { name: 'Supported', value: 'timer' }] });
@@ -106,10 +106,13 @@ test('UPDATE without SDP is a session refresh: 200 with Session-Expires; UPDATE 
   assert.equal(header(refreshed, 'Session-Expires'), '120;refresher=uac');
   assert.equal(header(refreshed, 'Require'), 'timer');
   far.callerRequest('UPDATE', invite, ok, { headers: [{ name: 'Session-Expires', value: '30' }, { name: 'Supported', value: 'timer' }] });
-  assert.equal(header(await onlyResponse(far), 'Session-Expires'), '90;refresher=uac', 'never below 90 s (JsSIP cannot handle 422)');
+  const tooSmall = await onlyResponse(far);
+  assert.equal(tooSmall.status, 422, 'RFC 4028 §9: below our Min-SE');
+  assert.equal(header(tooSmall, 'Min-SE'), '90');
   far.callerRequest('UPDATE', invite, ok, { headers: [{ name: 'Session-Expires', value: '90' }] });
   const noTimer = await onlyResponse(far);
-  assert.equal(header(noTimer, 'Session-Expires'), undefined, 'a caller without timer support gets no session timer');
+  assert.equal(header(noTimer, 'Session-Expires'), '90;refresher=uas', 'RFC 4028 §9: a caller without timer support leaves the refreshing to us');
+  assert.equal(header(noTimer, 'Require'), undefined, 'and is not sent a Require it would not understand');
   far.callerRequest('UPDATE', invite, ok, { headers: [{ name: 'Content-Type', value: 'application/sdp' }], body: browserOffer() });
   const renegotiate = await onlyResponse(far);
   assert.equal(renegotiate.status, 488);

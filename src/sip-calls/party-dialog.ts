@@ -8,6 +8,8 @@ import { parseNameAddr } from '../sip/grammar.js';
 import { header, headerList, type SipRequest } from '../sip/message.js';
 import type { Incoming, SipService } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
+import { negotiateSessionTimer, SessionTimer } from './session-timer.js';
+import { nextHopFlow } from '../sip/transport/next-hop.js';
 
 export type PartyDialogState = 'answered' | 'confirmed' | 'detached' | 'ended';
 
@@ -25,8 +27,6 @@ const PARTY_DIALOG_MOVES: Record<PartyDialogState, PartyDialogState[]> = {
 /** What we allow inside a dialog we are a party to. */
 export const DIALOG_ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY';
 
-/** Session-Expires we accept (RFC 4028); JsSIP asks for 90 and cannot handle a 422. */
-const MIN_SE = 90;
 /** §13.3.1.4: no ACK within 64*T1 ends the dialog with a BYE. */
 const ACK_WAIT_MS = 32_000;
 /** How long a party whose media closed has to send its BYE before the call ends as peer-closed. */
@@ -62,6 +62,9 @@ export class PartyDialog {
   #state: PartyDialogState;
   #ackTimer: TimerHandle | undefined;
   #graceTimer: TimerHandle | undefined;
+  #sessionTimer: SessionTimer | undefined;
+  /** Whether the party takes UPDATE (its Allow): our session refreshes use it, else a re-INVITE. */
+  #peerAllowsUpdate = false;
 
   constructor(
     readonly dialog: Dialog,
@@ -96,11 +99,34 @@ export class PartyDialog {
     if (!PARTY_DIALOG_MOVES[this.#state].includes(to)) throw new Error(`dialog ${this.key}: illegal transition ${this.#state} -> ${to}`);
     this.#state = to;
     if (to !== 'answered') this.#clearAckTimer();
+    if (to === 'ended' || to === 'detached') this.#sessionTimer?.stop();
     if (to === 'ended') this.#clearGrace();
+  }
+
+  /**
+   * RFC 4028 from the INVITE we answered: as refresher we send UPDATE (or a re-INVITE) at half
+   * the interval; otherwise the call ends, with a BYE, when their refresh does not come.
+   */
+  startSessionTimer(invite: SipRequest): void {
+    this.#peerAllowsUpdate = headerList(invite, 'Allow').some((m) => m.toUpperCase() === 'UPDATE');
+    const st = negotiateSessionTimer(invite);
+    if (st.kind !== 'agreed') return;
+    this.#sessionTimer = new SessionTimer(this.deps.clock, st.terms, {
+      refresh: (interval) => this.#refreshSession(interval),
+      expired: () => {
+        this.deps.log.info({ session: this.call.id, interval: st.terms.interval }, 'SIP session timer expired');
+        this.call.close('session-expired');
+      },
+    });
   }
 
   acked(): void {
     if (this.#state === 'answered') this.transition('confirmed');
+  }
+
+  /** Where our requests in this dialog go: its route set or remote target (UDP, TCP, TLS), the flow itself on WebSocket. */
+  requestFlow(): SipFlow {
+    return nextHopFlow(this.dialog.routeSet, this.dialog.remoteTarget, this.flow);
   }
 
   contact(): string {
@@ -132,13 +158,14 @@ export class PartyDialog {
     }, ms);
   }
 
-  /** Our BYE (§15.1.1), with the reason the call ended. */
+  /** Our BYE (§15.1.1), with the reason the call ended (RFC 3326: a Q.850 cause and ours). */
   bye(reason: string): void {
     if (this.byeSent) return;
     this.byeSent = true;
-    const { text, branch } = this.dialog.request('BYE', [{ name: 'Reason', value: `SIP;cause=200;text="${reason}"` }]);
+    this.#sessionTimer?.stop();
+    const { text, branch } = this.dialog.request('BYE', [{ name: 'Reason', value: reasonHeader(reason) }]);
     this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', user: this.party, session: this.call.id, by: 'voxgate', reason, remote: this.flow.remote });
-    this.deps.sip.sendRequest(this.flow, 'BYE', text, branch, () => undefined);
+    this.deps.sip.sendRequest(this.requestFlow(), 'BYE', text, branch, () => undefined);
   }
 
   /** Timers stop and the owner forgets the dialog. */
@@ -169,6 +196,8 @@ export class PartyDialog {
       case 'UPDATE':
         // RFC 3311 without a body: a session refresh (RFC 4028 §7.4).
         if (req.body.length > 0) return incoming.respond(488, { reason: 'Media renegotiation by UPDATE is not supported' });
+        if (this.#refusedTooSmall(incoming)) return;
+        this.#refreshedBy(req);
         return incoming.respond(200, { headers: sessionTimer(req) });
       case 'INVITE':
         return this.#reinvite(incoming);
@@ -217,6 +246,8 @@ export class PartyDialog {
    */
   #reinvite(incoming: Incoming): void {
     const { req } = incoming;
+    if (this.#refusedTooSmall(incoming)) return;
+    this.#refreshedBy(req);
     let direction = 'sendrecv';
     if (req.body.length) {
       const sdp = req.body.toString('utf8');
@@ -240,6 +271,57 @@ export class PartyDialog {
     });
   }
 
+  /** RFC 4028 §9: a refresh asking less than our Min-SE gets 422. */
+  #refusedTooSmall(incoming: Incoming): boolean {
+    const st = negotiateSessionTimer(incoming.req);
+    if (st.kind !== 'too-small') return false;
+    incoming.respond(422, { headers: [{ name: 'Min-SE', value: String(st.minSe) }] });
+    return true;
+  }
+
+  /** Their re-INVITE or UPDATE refreshed the session (and may have changed its terms). */
+  #refreshedBy(req: SipRequest): void {
+    const st = negotiateSessionTimer(req);
+    if (!this.#sessionTimer) {
+      if (st.kind === 'agreed') this.startSessionTimer(req);
+      return;
+    }
+    this.#sessionTimer.refreshed(st.kind === 'agreed' ? st.terms : undefined);
+  }
+
+  /**
+   * RFC 4028 §7.4: our refresh, as the refresher. UPDATE without a body where the party allows
+   * it (no media change), else a re-INVITE offering our session again. 2xx restarts the timer;
+   * 481 or a timeout ends the call; anything else leaves it to expire.
+   */
+  #refreshSession(interval: number): void {
+    if (this.#state !== 'confirmed' && this.#state !== 'answered') return;
+    const timerHeaders = [
+      { name: 'Session-Expires', value: `${interval};refresher=uas` },
+      { name: 'Supported', value: 'timer' },
+      { name: 'Contact', value: this.contact() },
+    ];
+    const method = this.#peerAllowsUpdate ? 'UPDATE' : 'INVITE';
+    let body: { type: string; content: string } | undefined;
+    if (method === 'INVITE') {
+      this.sdpVersion++;
+      body = { type: 'application/sdp', content: this.answerSdp.replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`) };
+    }
+    const { text, branch } = this.dialog.request(method, timerHeaders, body);
+    const seq = this.dialog.localSeq;
+    this.deps.log.debug({ session: this.call.id, method, interval }, 'SIP session refresh sent');
+    const to = this.requestFlow();
+    this.deps.sip.sendRequest(to, method, text, branch, (res) => {
+      if (res.status < 200) return;
+      if (method === 'INVITE' && res.status < 300) to.send(this.dialog.ack(seq));
+      if (res.status < 300) return this.#sessionTimer?.refreshed();
+      if (res.status === 481 || res.status === 408) {
+        this.deps.log.info({ session: this.call.id, status: res.status }, 'SIP session refresh failed; ending the call');
+        this.call.close('session-expired');
+      }
+    });
+  }
+
   #clearAckTimer(): void {
     if (this.#ackTimer) this.deps.clock.clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
@@ -251,14 +333,26 @@ export class PartyDialog {
   }
 }
 
-/** RFC 4028: take the requested interval (never below 90) and let the caller refresh. */
+/** RFC 4028 §9: the Session-Expires (and Require) our 2xx carries, when the request asked for a timer. */
 export function sessionTimer(req: SipRequest): { name: string; value: string }[] {
-  const se = header(req, 'Session-Expires');
-  if (!se) return [];
-  const seconds = Math.max(MIN_SE, Number(/^\s*(\d+)/.exec(se)?.[1] ?? MIN_SE));
-  // A caller without timer support would leave the refreshing to us; we answer without timers.
-  if (!headerList(req, 'Supported').some((s) => s.toLowerCase() === 'timer')) return [];
-  return [{ name: 'Session-Expires', value: `${seconds};refresher=uac` }, { name: 'Require', value: 'timer' }];
+  const st = negotiateSessionTimer(req);
+  return st.kind === 'agreed' ? st.headers : [];
+}
+
+/** RFC 3326: why we hang up, as a Q.850 cause (ITU-T Q.850 Table 1) with our own reason as text. */
+export function reasonHeader(reason: string): string {
+  const cause: Record<string, number> = {
+    'idle-timeout': 41, // temporary failure: the media stopped
+    'session-expired': 102, // recovery on timer expiry
+    'agent-failed': 41,
+    'agent-disconnected': 41,
+    'no-ack': 102,
+    shutdown: 41,
+    'setup-failed': 41,
+    'ice-failed': 41,
+    'dtls-failed': 41,
+  };
+  return `Q.850;cause=${cause[reason] ?? 16};text="${reason.replace(/"/g, '')}"`;
 }
 
 /** The key of the dialog an in-dialog request is for: its Call-ID and our tag (its To tag). */

@@ -79,7 +79,7 @@ test("the agent's transfer of a SIP caller sends REFER in the dialog; 202, NOTIF
   assert.equal(h.agent.last.ended, 'transferred');
   // The transferor (voxgate) leaves the call with the transferee.
   assert.deepEqual(after.map((m) => (m.kind === 'request' ? m.method : m.status)), ['BYE'], 'one BYE, after the answer to the NOTIFY');
-  assert.equal(header(after[0]!, 'Reason'), 'SIP;cause=200;text="transferred"');
+  assert.equal(header(after[0]!, 'Reason'), 'Q.850;cause=16;text="transferred"');
   assert.equal((after[0] as SipRequest).uri, `sip:alice@${far.host};transport=ws`);
   assert.deepEqual(states, ['confirmed', 'ended']);
   assert.equal(h.router.ctx.dialogs.size, 0);

@@ -157,7 +157,7 @@ test('a referral to a registered user: INVITE from the agent with Referred-By; o
   assert.deepEqual(await seen(far), []);
   h.clock.advance(1);
   const bye = far.nextRequest('BYE');
-  assert.equal(header(bye, 'Reason'), 'SIP;cause=200;text="transferred"');
+  assert.equal(header(bye, 'Reason'), 'Q.850;cause=16;text="transferred"');
   assert.deepEqual(alice, ['confirmed', 'detached', 'ended']);
   assert.equal(h.router.ctx.dialogs.size, 1, "only bob's dialog is left");
   // bob is the agent's caller now: digits and the BYE come from him.

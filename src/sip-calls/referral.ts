@@ -245,6 +245,6 @@ export class Referrals {
       ],
       { type: 'message/sipfrag;version=2.0', content: `SIP/2.0 ${status} ${reason.replace(/[\r\n]+/g, ' ')}\r\n` },
     );
-    this.ctx.deps.sip.sendRequest(d.flow, 'NOTIFY', text, branch, () => undefined);
+    this.ctx.deps.sip.sendRequest(d.requestFlow(), 'NOTIFY', text, branch, () => undefined);
   }
 }

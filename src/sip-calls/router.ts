@@ -8,6 +8,19 @@ import { AgentUas } from './agent-uas.js';
 import { SipCallsContext, type SipCallsDeps } from './context.js';
 import { Referrals } from './referral.js';
 import { AgentTransfers } from './transfer.js';
+import { TrunkInbound } from './trunk/inbound.js';
+import type { TrunkMetrics } from './trunk/trunk-metrics.js';
+import type { TrunkTable } from './trunk/trunks.js';
+import type { RtpTransports } from '../transport/rtp-udp/factory.js';
+
+/** What inbound trunk calls need (present when `sip.trunks` has any). */
+export interface TrunkRouting {
+  trunks: TrunkTable;
+  rtp: RtpTransports;
+  metrics: TrunkMetrics;
+  /** Users of `sip.users`: their calls over UDP/TCP/TLS take the users' path, not a trunk's. */
+  users: ReadonlySet<string>;
+}
 
 /**
  * Where SIP requests become calls. An INVITE to an agent user part is answered by voxgate (the
@@ -20,6 +33,7 @@ export class CallRouter implements SipCallHandler {
   readonly agents: AgentUas;
   readonly transfers: AgentTransfers;
   readonly referrals: Referrals;
+  readonly trunks: TrunkInbound | undefined;
   /** INVITEs to users whose location is being looked up. */
   readonly #locating = new Set<Incoming>();
 
@@ -27,6 +41,7 @@ export class CallRouter implements SipCallHandler {
     deps: SipCallsDeps,
     agentUsers: Record<string, SourceConfig['agent']>,
     private readonly proxy: Proxy,
+    trunk?: TrunkRouting,
   ) {
     this.ctx = new SipCallsContext(deps);
     const isAgent = (user: string | undefined) => user === 'agent' || (user !== undefined && Object.hasOwn(agentUsers, user));
@@ -34,6 +49,22 @@ export class CallRouter implements SipCallHandler {
     // The referral job hands the transferee's dialog to the agent UAS, which hands REFERs back to it.
     this.referrals = new Referrals(this.ctx, { isAgent, adopt: (d) => this.agents.adopt(d) });
     this.agents = new AgentUas(this.ctx, agentUsers, this.transfers, this.referrals);
+    this.trunks = trunk
+      ? new TrunkInbound({
+          ctx: this.ctx,
+          trunks: trunk.trunks,
+          rtp: trunk.rtp,
+          agentsByUser: agentUsers,
+          isLocalUser: (user) => isAgent(user) || trunk.users.has(user),
+          agents: this.agents,
+          transfers: this.transfers,
+          metrics: trunk.metrics,
+        })
+      : undefined;
+  }
+
+  claimInvite(incoming: Incoming): boolean {
+    return this.trunks?.claims(incoming) ?? false;
   }
 
   /** SIP dialogs voxgate is in: as a party, and as the proxy in the middle. */
@@ -98,6 +129,7 @@ export class CallRouter implements SipCallHandler {
     // §16.10: an INVITE not yet forwarded is answered 487 by us, and is not forwarded after.
     if (this.#locating.delete(invite)) return invite.respond(487);
     // §9.2: an INVITE already answered is not affected by its CANCEL.
+    if (this.trunks?.cancel(invite)) return;
     this.agents.cancel(invite);
   }
 

@@ -83,7 +83,7 @@ export class AgentTransfers {
         { name: 'Contact', value: d.contact() },
       ]);
       this.ctx.deps.sip.audit({ action: 'sip.refer', outcome: 'ok', user: d.party, session: d.call.id, target: uri, by: 'agent', remote: d.flow.remote });
-      this.ctx.deps.sip.sendRequest(d.flow, 'REFER', text, branch, (res) => {
+      this.ctx.deps.sip.sendRequest(d.requestFlow(), 'REFER', text, branch, (res) => {
         if (res.status < 200) return;
         if (res.status < 300) {
           if (out.state === 'sent') out.state = transition(REFER_MOVES, out.state, 'accepted', 'REFER');

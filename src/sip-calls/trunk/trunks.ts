@@ -1,0 +1,89 @@
+import { BlockList, isIP } from 'node:net';
+import type { TrunkConfig } from '../../core/config.js';
+import { DigestAuthenticator } from '../../sip/auth/digest.js';
+import { RoutingWebhook } from './routing-webhook.js';
+
+/** A trunk's source-address list (CIDR blocks or single addresses), IPv4 and IPv6. */
+export class AddressList {
+  readonly #list = new BlockList();
+
+  constructor(entries: readonly string[]) {
+    for (const e of entries) {
+      const [addr, bits] = e.trim().split('/') as [string, string | undefined];
+      const family = isIP(addr) === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.#list.addAddress(addr, family);
+      else this.#list.addSubnet(addr, Number(bits), family);
+    }
+  }
+
+  has(address: string): boolean {
+    const a = address.replace(/^\[|\]$/g, '');
+    const v = isIP(a);
+    if (v === 0) return false;
+    // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(a)?.[1];
+    if (mapped) return this.#list.check(mapped, 'ipv4');
+    return this.#list.check(a, v === 6 ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** One configured trunk as calls use it: its ACL, its credentials, its webhook and its live calls. */
+export class Trunk {
+  readonly acl: AddressList | undefined;
+  readonly webhook: RoutingWebhook | undefined;
+  /** Calls on this trunk now (admitted, not yet ended), by session id. */
+  readonly active = new Set<string>();
+
+  constructor(readonly config: TrunkConfig) {
+    const inbound = config.inbound;
+    this.acl = inbound?.allowedAddresses.length ? new AddressList(inbound.allowedAddresses) : undefined;
+    this.webhook = inbound?.webhook ? new RoutingWebhook({ url: inbound.webhook.url, secret: inbound.webhook.secret, timeoutMs: inbound.webhook.timeoutMs }) : undefined;
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get full(): boolean {
+    return this.config.maxCalls !== undefined && this.active.size >= this.config.maxCalls;
+  }
+}
+
+/**
+ * The trunks of the config: by number (each number belongs to one trunk, checked at load), and
+ * one digest authenticator for all their credentials (realm: the SIP domain).
+ */
+export class TrunkTable {
+  readonly all: Trunk[];
+  readonly #byNumber = new Map<string, Trunk>();
+  readonly digest: DigestAuthenticator;
+
+  constructor(configs: readonly TrunkConfig[], realm: string, now: () => number, nonceTtlMs: number) {
+    this.all = configs.map((c) => new Trunk(c));
+    for (const t of this.all) for (const n of t.config.inbound?.numbers ?? []) this.#byNumber.set(n, t);
+    const users = this.all.flatMap((t) => (t.config.inbound?.auth ? [{ user: t.config.inbound.auth.user, password: t.config.inbound.auth.password }] : []));
+    this.digest = new DigestAuthenticator(realm, users, now, nonceTtlMs);
+  }
+
+  byNumber(number: string | undefined): Trunk | undefined {
+    return number === undefined ? undefined : this.#byNumber.get(number);
+  }
+
+  /** Trunks whose ACL holds this source address. */
+  byAddress(host: string): Trunk[] {
+    return this.all.filter((t) => t.acl?.has(host));
+  }
+
+  /** Trunks that take calls from any address that proves their digest credentials. */
+  get authOnly(): Trunk[] {
+    return this.all.filter((t) => !t.acl && t.config.inbound?.auth);
+  }
+}
+
+/** The host of a flow's remote (`1.2.3.4:5060`, `[2001:db8::1]:5060`). */
+export function remoteHost(remote: string): string {
+  const v6 = /^\[([^\]]+)\]/.exec(remote);
+  if (v6) return v6[1]!;
+  const i = remote.lastIndexOf(':');
+  return i > 0 && remote.indexOf(':') === i ? remote.slice(0, i) : remote;
+}
