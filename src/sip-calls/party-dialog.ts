@@ -10,6 +10,10 @@ import type { Incoming, SipService } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import { negotiateSessionTimer, SessionTimer } from './session-timer.js';
 import { nextHopFlow } from '../sip/transport/next-hop.js';
+import { parseOffer } from '../sdp/offer.js';
+import { planRtpAnswer, type RtpRemote } from '../sdp/profile-rtp.js';
+import type { Direction } from '../sdp/sdp.js';
+import { RtpUdpTransport } from '../transport/rtp-udp/rtp-udp-transport.js';
 
 export type PartyDialogState = 'answered' | 'confirmed' | 'detached' | 'ended';
 
@@ -249,7 +253,18 @@ export class PartyDialog {
     if (this.#refusedTooSmall(incoming)) return;
     this.#refreshedBy(req);
     let direction = 'sendrecv';
-    if (req.body.length) {
+    let rtpRemote: RtpRemote | undefined;
+    if (req.body.length && this.transport instanceof RtpUdpTransport) {
+      // A plain-RTP party may move its media or hold (a=sendonly, a=inactive, c=0.0.0.0); the codec stays.
+      const codec = this.call.leg(this.role)?.endpoint?.format.codec;
+      try {
+        const plan = planRtpAnswer(parseOffer(req.body.toString('utf8')), { codecs: codec ? [codec] : ['pcmu'], encryption: 'allow' });
+        direction = plan.audio.direction;
+        rtpRemote = plan.rtp;
+      } catch (err) {
+        return incoming.respond(488, { reason: `Not Acceptable Here (${(err as Error).message.replace(/[\r\n]+/g, ' ').slice(0, 100)})` });
+      }
+    } else if (req.body.length) {
       const sdp = req.body.toString('utf8');
       const audio = sdp.split(/\r?\nm=/).find((s) => s.startsWith('audio')) ?? sdp;
       const dir = /\r?\na=(sendrecv|sendonly|recvonly|inactive)\b/.exec(audio)?.[1] ?? 'sendrecv';
@@ -263,6 +278,7 @@ export class PartyDialog {
     const answer = this.answerSdp
       .replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`)
       .replace(/a=(sendrecv|sendonly|recvonly|inactive)\b/g, `a=${direction}`);
+    if (rtpRemote && this.transport instanceof RtpUdpTransport) this.transport.update(rtpRemote, direction as Direction, answer);
     this.deps.log.info({ session: this.call.id, direction }, 'SIP re-INVITE answered');
     incoming.respond(200, {
       recordRoute: true,
