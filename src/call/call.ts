@@ -77,6 +77,8 @@ export interface CallEvents extends Record<string, unknown[]> {
   quality: [quality: Quality];
   /** A digit from a party, before it is routed (logs and tests). */
   dtmf: [from: LegRole, digit: string];
+  /** A digit for a party whose media has no telephone-event: its signalling carries it (SIP INFO). */
+  'dtmf-out': [to: LegRole, digit: string];
   ended: [reason: EndReason];
 }
 
@@ -244,7 +246,12 @@ export class Call extends TypedEmitter<CallEvents> {
     const ep = to ? this.legs.get(to)?.endpoint : undefined;
     if (!ep) return false;
     let sent = true;
-    for (const d of digits) sent = ep.sendDtmf(d) && sent;
+    for (const d of digits) {
+      if (ep.sendDtmf(d)) continue;
+      // No telephone-event negotiated: whoever owns the party's signalling may send it (INFO).
+      if (this.hasListeners('dtmf-out')) this.emit('dtmf-out', to!, d);
+      else sent = false;
+    }
     return sent;
   }
 

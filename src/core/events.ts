@@ -45,6 +45,11 @@ export class TypedEmitter<E extends EventMap> {
     return this;
   }
 
+  /** Whether anyone listens for `event` (an emitter may fall back when no one does). */
+  hasListeners<K extends keyof E & string>(event: K): boolean {
+    return (this.#listeners?.get(event)?.length ?? 0) > 0;
+  }
+
   protected emit<K extends keyof E & string>(event: K, ...args: E[K]): void {
     const list = this.#listeners?.get(event);
     if (list === undefined) return;

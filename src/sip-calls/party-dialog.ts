@@ -87,6 +87,7 @@ export class PartyDialog {
   ) {
     this.key = `${dialog.callId}|${dialog.localTag}`;
     this.#state = acked ? 'confirmed' : 'answered';
+    call.on('dtmf-out', this.#onDtmfOut);
     if (!acked) {
       this.#ackTimer = deps.clock.setTimeout(() => {
         if (this.#state === 'answered') call.close('no-ack');
@@ -103,7 +104,10 @@ export class PartyDialog {
     if (!PARTY_DIALOG_MOVES[this.#state].includes(to)) throw new Error(`dialog ${this.key}: illegal transition ${this.#state} -> ${to}`);
     this.#state = to;
     if (to !== 'answered') this.#clearAckTimer();
-    if (to === 'ended' || to === 'detached') this.#sessionTimer?.stop();
+    if (to === 'ended' || to === 'detached') {
+      this.#sessionTimer?.stop();
+      this.call.off('dtmf-out', this.#onDtmfOut);
+    }
     if (to === 'ended') this.#clearGrace();
   }
 
@@ -286,6 +290,16 @@ export class PartyDialog {
       body: answer,
     });
   }
+
+  /**
+   * A digit for this party when its media has no telephone-event: SIP INFO with
+   * application/dtmf-relay (the de-facto package, draft-kaplan-dispatch-info-dtmf-package).
+   */
+  readonly #onDtmfOut = (to: string, digit: string): void => {
+    if (to !== this.role || (this.#state !== 'confirmed' && this.#state !== 'answered')) return;
+    const { text, branch } = this.dialog.request('INFO', [], { type: 'application/dtmf-relay', content: `Signal=${digit}\r\nDuration=160\r\n` });
+    this.deps.sip.sendRequest(this.requestFlow(), 'INFO', text, branch, () => undefined);
+  };
 
   /** RFC 4028 §9: a refresh asking less than our Min-SE gets 422. */
   #refusedTooSmall(incoming: Incoming): boolean {

@@ -100,6 +100,7 @@ function describeCall(call: Call, now: number) {
     lastPacketAt: ep?.received.lastArrival ? new Date(ep.received.lastArrival).toISOString() : null,
     ageSeconds: Math.round((now - call.createdAt) / 100) / 10,
     sipCallId: call.sipCallId ?? null,
+    trunk: call.trunk ?? null,
     pipeline: call.describe() || null,
     mode: call.mode,
     quality: ep?.quality ?? null,
