@@ -141,6 +141,7 @@ export class Gateway {
     const badAgents = this.agents.problems([
       ...sources.map((s, i): [string, SourceConfig['agent']] => [`sources.${i}.agent`, s.agent]),
       ...Object.entries(config.sip.agents).map(([user, spec]): [string, SourceConfig['agent']] => [`sip.agents.${user}`, spec]),
+      ...config.sip.trunks.flatMap((t, i): [string, SourceConfig['agent']][] => (t.inbound?.agent === undefined ? [] : [[`sip.trunks.${i}.inbound.agent`, t.inbound.agent]])),
     ]);
     if (badAgents.length) throw new ConfigError(badAgents);
     this.frameClock = new FrameClock(this.mediaClock, (err) => this.log.error({ err }, 'media tick failed'));

@@ -211,7 +211,7 @@ export class TrunkInbound {
         via: 'sip-trunk',
       };
       // RFC 3261 §13.3.1.1: ringing until the agent is attached, so the caller never hears dead air.
-      this.#ring(incoming, pending);
+      this.#ring(incoming, pending, this.deps.ctx.deps.sip.contact(flow, number));
       let transport: RtpUdpTransport | undefined;
       const started = await startCall(deps, {
         source,
@@ -253,6 +253,7 @@ export class TrunkInbound {
       if (transport!.state === 'connected') call.markConnected();
       call.on('ended', (reason) => this.deps.agents.callEnded(call, reason));
       pending.transition('answered');
+      transport!.answered();
       incoming.respond(200, {
         recordRoute: true,
         headers: [
@@ -335,11 +336,12 @@ export class TrunkInbound {
   }
 
   /** 180 now and every RING_REPEAT_MS until the answer. */
-  #ring(incoming: Incoming, pending: PendingTrunkInvite): void {
+  #ring(incoming: Incoming, pending: PendingTrunkInvite, contact: string): void {
     const clock = this.deps.ctx.deps.clock;
     const once = () => {
       if (pending.state !== 'ringing') return;
-      incoming.respond(180);
+      // §12.1.1: a 180 with a To tag makes an early dialog, so it carries our Contact.
+      incoming.respond(180, { headers: [{ name: 'Contact', value: contact }] });
       pending.ringTimer = clock.setTimeout(once, RING_REPEAT_MS);
     };
     once();

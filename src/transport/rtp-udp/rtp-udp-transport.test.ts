@@ -156,12 +156,23 @@ async function leg(t: TestContext, lines: string[] = []) {
   const far = await peerPair(t);
   const transports = gateway(t);
   const transport = await transports.answer(offerPlan(far.rtp.port, lines), OUT, '127.0.0.1');
+  transport.answered();
   const sink = new Sink();
   transport.rtpSink = sink;
   return { far, transports, transport, sink };
 }
 
 describe('RtpUdpTransport', () => {
+  it('sends nothing before the call is answered (a 180 carries no SDP), and RTP and RTCP after', async (t) => {
+    const far = await peerPair(t);
+    const transports = gateway(t);
+    const transport = await transports.answer(offerPlan(far.rtp.port), OUT, '127.0.0.1');
+    assert.equal(transport.sendRtp(rtpPacket(1)), false);
+    assert.equal(transport.sendRtcp(Buffer.from([0x80, 201, 0, 1, 0, 0, 0, 1])), false);
+    transport.answered();
+    assert.equal(transport.sendRtp(rtpPacket(1)), true);
+  });
+
   it('answers on a pair from the pool, with our port and address in its SDP', async (t) => {
     const { transport, transports } = await leg(t);
     assert.equal(transport.kind, 'rtp-udp');

@@ -61,6 +61,8 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
   #latchedRtp: Address | undefined;
   #latchedRtcp: Address | undefined;
   #allowedHosts: Set<string>;
+  /** Nothing is sent before the call is answered: a 180 carries no SDP, so there is no session to send on yet (RFC 3264 §6). */
+  #answered = false;
 
   constructor(private readonly opts: RtpUdpTransportOptions) {
     super();
@@ -106,8 +108,13 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     this.localSdp = localSdp;
   }
 
+  /** The 200 with our SDP is going out: media may flow now. */
+  answered(): void {
+    this.#answered = true;
+  }
+
   sendRtp(packet: Buffer): boolean {
-    if (this.#state === 'closed' || this.#state === 'failed') return false;
+    if (this.#state === 'closed' || this.#state === 'failed' || !this.#answered) return false;
     if (this.#direction === 'recvonly' || this.#direction === 'inactive') {
       this.counters.heldBack++;
       return false;
@@ -120,7 +127,7 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
   }
 
   sendRtcp(packet: Buffer): boolean {
-    if (this.#state === 'closed' || this.#state === 'failed') return false;
+    if (this.#state === 'closed' || this.#state === 'failed' || !this.#answered) return false;
     const muxed = this.#remote.rtcpMux;
     const to = (muxed ? this.#latchedRtp : this.#latchedRtcp) ?? (this.#remote.held ? undefined : { host: this.#remote.host, port: this.#remote.rtcpPort });
     if (!to) return false;
