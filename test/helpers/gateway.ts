@@ -30,20 +30,34 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 export async function startGateway(overrides: ConfigInput = {}, opts: GatewayOptions = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-test-'));
   const auditPath = join(dir, 'audit.jsonl');
-  const config = parseConfig({
-    http: { host: '127.0.0.1', port: 0 },
-    media: { udpPort: await freeUdpPort() },
-    sources: [
-      { name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, codecs: ['opus', 'pcmu'], maxSessions: 50 },
-      { name: 'ward-7-mic', kind: 'iot', token: OTHER_TOKEN, maxSessions: 2 },
-    ],
-    admin: { token: ADMIN_TOKEN },
-    audit: { path: auditPath },
-    limits: { requestsPerSecond: 1000, requestBurst: 1000 },
-    log: { level: process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent' },
-    ...overrides,
-  });
-  const gw = await Gateway.start(config, { ...opts, log: opts.log ?? createLogger(config.log.level) });
+  const udpPort = await freeUdpPort();
+  const config = (() => {
+    try {
+      return parseConfig({
+        http: { host: '127.0.0.1', port: 0 },
+        media: { udpPort },
+        sources: [
+          { name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, codecs: ['opus', 'pcmu'], maxSessions: 50 },
+          { name: 'ward-7-mic', kind: 'iot', token: OTHER_TOKEN, maxSessions: 2 },
+        ],
+        admin: { token: ADMIN_TOKEN },
+        audit: { path: auditPath },
+        limits: { requestsPerSecond: 1000, requestBurst: 1000 },
+        log: { level: process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent' },
+        ...overrides,
+      });
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true }); // nothing is left behind by a config that does not parse
+      throw err;
+    }
+  })();
+  let gw: Gateway;
+  try {
+    gw = await Gateway.start(config, { ...opts, log: opts.log ?? createLogger(config.log.level) });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true }); // a gateway that did not start leaves no audit file behind
+    throw err;
+  }
   return {
     gw,
     url: gw.url,
