@@ -181,6 +181,8 @@ export class MediaEndpoint extends TypedEmitter<MediaEndpointEvents> implements 
   }
 
   lastMediaAt(): number {
+    // A party that holds the call (RFC 3264 §8.4: it sends nothing) is not idle; its session timer still watches it.
+    if (this.transport.onHold) return this.runtime.clock.now();
     return this.received.lastArrival;
   }
 

@@ -87,8 +87,8 @@ export class SessionTimer {
       this.#timer = this.clock.setTimeout(() => {
         if (this.#stopped) return;
         this.actions.refresh(this.#terms.interval);
-        // If the refresh gets no answer, the session still ends when it expires.
-        this.#timer = this.clock.setTimeout(() => this.#expire(), ms / 2 - Math.min(32_000, ms / 3) / 2);
+        // §10: if the refresh gets no answer, the session ends min(32 s, interval/3) before it expires.
+        this.#timer = this.clock.setTimeout(() => this.#expire(), ms / 2 - Math.min(32_000, ms / 3));
       }, ms / 2);
     } else {
       this.#timer = this.clock.setTimeout(() => this.#expire(), ms - Math.min(32_000, ms / 3));

@@ -157,6 +157,7 @@ export class SipService {
 
   /** Sends a request down a flow as a client transaction; responses come back to `onResponse`. */
   sendRequest(flow: SipFlow, method: string, text: string, branch: string, onResponse: (res: SipResponse, text: string) => void): void {
+    ({ flow, text } = this.#sizeRule(flow, text, branch));
     const id = `${branch}|${method}`;
     const reliable = flow.transport.reliable;
     const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, reliable, id, text) : new NonInviteClientTransaction(this.deps.clock, reliable, id, text);
@@ -173,6 +174,20 @@ export class SipService {
     });
     this.deps.metrics.transactions.inc({ method, side: 'client' });
     tx.start();
+  }
+
+  /**
+   * RFC 3261 §18.1.1: a request over 1300 bytes (the path MTU being unknown) goes over TCP to
+   * the same address when we listen on TCP, with the top Via changed to say so.
+   * Deviation: no retry over UDP when that connection fails; the transaction times out.
+   */
+  #sizeRule(flow: SipFlow, text: string, branch: string): { flow: SipFlow; text: string } {
+    if (flow.transport.protocol !== 'UDP' || Buffer.byteLength(text) <= 1300) return { flow, text };
+    const tcp = this.transports.find((t) => t.protocol === 'TCP');
+    const to = remoteAddress(flow.remote);
+    const stream = to ? tcp?.flowTo?.(to) : undefined;
+    if (!tcp || !stream) return { flow, text };
+    return { flow: stream, text: text.replace(/^(?:Via|v)[ \t]*:[^\r\n]*/im, `Via: ${viaFor(tcp, branch)}`) };
   }
 
   /** One SIP message from a flow: what the WebSocket transport hands over (and bench:sip-pipeline). */

@@ -39,6 +39,8 @@ export interface MediaTransport extends MediaTransportEmitter {
   sendRtcp(packet: Buffer): boolean;
   /** The remote media address (host:port) in use, once known. */
   remoteAddress(): string | undefined;
+  /** True while the far end holds the call and sends no media (a=recvonly or a=inactive from it). */
+  readonly onHold?: boolean;
   /** Optional capability: a WebRTC data channel for JSON messages to and from the caller. */
   readonly dataChannel: { send(text: string): boolean } | undefined;
   /** Releases everything; state becomes `closed` (emitted once). */

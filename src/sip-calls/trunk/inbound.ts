@@ -44,6 +44,13 @@ class PendingTrunkInvite {
   state: InviteState = 'ringing';
   call: Call | undefined;
   ringTimer: TimerHandle | undefined;
+  /** Ends the wait for the agent (a CANCEL came). */
+  abort: (() => void) | undefined;
+
+  constructor(
+    readonly trunk: Trunk,
+    readonly incoming: Incoming,
+  ) {}
 
   /** Read through a method: a CANCEL can change the state across an await. */
   get cancelled(): boolean {
@@ -143,6 +150,9 @@ export class TrunkInbound {
     if (!p?.transition('cancelled')) return false;
     this.#stopRinging(p);
     invite.respond(487, { headers: [{ name: 'Reason', value: 'SIP;cause=487;text="Request Terminated"' }] });
+    this.deps.metrics.inbound(p.trunk.name, 'cancelled');
+    p.abort?.();
+    this.#audit(invite, 'ok', 487, { trunk: p.trunk.name, reason: 'cancelled while ringing' });
     p.call?.close('cancelled');
     return true;
   }
@@ -157,7 +167,7 @@ export class TrunkInbound {
     const { deps } = ctx;
     const { req, flow } = incoming;
     const key = pendingKey(req);
-    const pending = new PendingTrunkInvite();
+    const pending = new PendingTrunkInvite(trunk, incoming);
     this.#pending.set(key, pending);
     incoming.scheduleTrying();
     const inbound = trunk.config.inbound!;
@@ -180,6 +190,7 @@ export class TrunkInbound {
       if (st.kind === 'too-small') {
         pending.transition('refused');
         metrics.inbound(trunk.name, '422');
+        this.#audit(incoming, 'error', 422, { trunk: trunk.name, number, reason: `Session-Expires below Min-SE ${st.minSe}` });
         return incoming.respond(422, { headers: [{ name: 'Min-SE', value: String(st.minSe) }] });
       }
       const plan = planRtpAnswer(parseOffer(req.body.toString('utf8')), { codecs: trunk.config.codecs, encryption: trunk.config.mediaEncryption });
@@ -270,10 +281,7 @@ export class TrunkInbound {
       log.info({ pipeline: call.describe(), agent: started.agent.agent.name, from: callerId.number, to: number }, 'trunk call answered');
     } catch (err) {
       this.#stopRinging(pending);
-      if (pending.cancelled) {
-        metrics.inbound(trunk.name, 'cancelled');
-        return;
-      }
+      if (pending.cancelled) return;
       pending.transition('refused');
       pending.call?.close('setup-failed');
       const e = err instanceof VoxgateError ? err : new VoxgateError('VG_INTERNAL', 'Server Internal Error', { cause: err });
@@ -357,6 +365,11 @@ export class TrunkInbound {
     const clock = this.deps.ctx.deps.clock;
     return new Promise<void>((resolve, reject) => {
       const timer = clock.setTimeout(() => reject(new VoxgateError('VG_AGENT_NOT_READY', `Temporarily Unavailable (the agent did not start within ${timeoutMs / 1000} s)`)), timeoutMs);
+      // A CANCEL ends the wait at once: nothing of the call is left for the timeout.
+      pending.abort = () => {
+        clock.clearTimeout(timer);
+        resolve();
+      };
       attach.then(
         () => {
           clock.clearTimeout(timer);

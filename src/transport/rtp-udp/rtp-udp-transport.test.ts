@@ -302,4 +302,14 @@ describe('RtpUdpTransport', () => {
     assert.equal(transport.sendRtp(rtpPacket(3)), true);
     assert.equal((await natted.next()).data.readUInt16BE(2), 3);
   });
+
+  it('onHold: true while the far end sends nothing (its a=inactive or a=recvonly), so the call does not idle out on hold', async (t) => {
+    const { far, transport } = await leg(t);
+    assert.equal(transport.onHold, false);
+    for (const [dir, held] of [['a=inactive', true], ['a=recvonly', true], ['a=sendonly', false], ['a=sendrecv', false]] as const) {
+      const plan = offerPlan(far.rtp.port, [dir]);
+      transport.update(plan.rtp, plan.audio.direction, transport.localSdp);
+      assert.equal(transport.onHold, held, dir);
+    }
+  });
 });

@@ -89,6 +89,11 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     return this.#direction;
   }
 
+  /** Our answer is sendonly or inactive: the far end sends nothing now, so silence is not a dead call. */
+  get onHold(): boolean {
+    return this.#direction === 'sendonly' || this.#direction === 'inactive';
+  }
+
   get remote(): RtpRemote {
     return this.#remote;
   }
