@@ -47,6 +47,9 @@ import { TrunkTable } from './sip-calls/trunk/trunks.js';
 import { TrunkMetrics } from './sip-calls/trunk/trunk-metrics.js';
 import { sdesKeying } from './sip-calls/trunk/sdes.js';
 
+/** Ends that are someone hanging up or an operator's act, not a failure (the audit's outcome). */
+const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred']);
+
 export interface GatewayOptions {
   /**
    * The signalling clock (default SystemClock): SIP transaction and dialog timers, call idle
@@ -238,7 +241,7 @@ export class Gateway {
       try {
         this.audit.write({
           action: 'session.ended',
-          outcome: reason === 'deleted' || reason === 'shutdown' ? 'ok' : 'error',
+          outcome: ORDERLY_ENDS.has(reason) ? 'ok' : 'error',
           reason,
           source: call.source.name,
           sourceKind: call.source.kind,

@@ -7,7 +7,7 @@ import { planAnswer } from '../sdp/codec-policy.js';
 import { userOf } from '../sip/build.js';
 import { Dialog } from '../sip/dialog.js';
 import { header, type SipRequest } from '../sip/message.js';
-import type { Incoming } from '../sip/sip-service.js';
+import { sourceKindOf, type Incoming } from '../sip/sip-service.js';
 import type { NegotiatedTransport } from '../transport/factory.js';
 import { parseOffer } from '../sdp/offer.js';
 import type { SipCallsContext } from './context.js';
@@ -185,7 +185,7 @@ export class AgentUas {
     d.forget();
     if (reason !== 'bye' && reason !== 'flow-closed' && reason !== 'cancelled') d.bye(reason);
     this.transfers.callEnded(d, reason);
-    this.ctx.deps.sip.audit({ action: 'sip.call.ended', outcome: 'ok', user: d.party, session: call.id, reason, remote: d.flow.remote });
+    this.ctx.deps.sip.audit({ action: 'sip.call.ended', outcome: 'ok', user: d.party, session: call.id, reason, remote: d.flow.remote, sourceKind: sourceKindOf(d.flow) });
   }
 }
 

@@ -6,7 +6,7 @@ import { tagOf } from '../sip/build.js';
 import type { Dialog } from '../sip/dialog.js';
 import { parseNameAddr } from '../sip/grammar.js';
 import { header, headerList, type SipRequest } from '../sip/message.js';
-import type { Incoming, SipService } from '../sip/sip-service.js';
+import { sourceKindOf, type Incoming, type SipService } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import { negotiateSessionTimer, SessionTimer } from './session-timer.js';
 import { nextHopFlow } from '../sip/transport/next-hop.js';
@@ -172,7 +172,7 @@ export class PartyDialog {
     this.byeSent = true;
     this.#sessionTimer?.stop();
     const { text, branch } = this.dialog.request('BYE', [{ name: 'Reason', value: reasonHeader(reason) }]);
-    this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', user: this.party, session: this.call.id, by: 'voxgate', reason, remote: this.flow.remote });
+    this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', user: this.party, session: this.call.id, by: 'voxgate', reason, remote: this.flow.remote, sourceKind: sourceKindOf(this.flow) });
     this.deps.sip.sendRequest(this.requestFlow(), 'BYE', text, branch, () => undefined);
   }
 
@@ -197,7 +197,7 @@ export class PartyDialog {
     switch (req.method) {
       case 'BYE':
         incoming.respond(200);
-        this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', status: 200, user: this.party, session: this.call.id, remote: incoming.flow.remote });
+        this.deps.sip.audit({ action: 'sip.bye', outcome: 'ok', status: 200, user: this.party, session: this.call.id, remote: incoming.flow.remote, sourceKind: sourceKindOf(incoming.flow) });
         return this.#left('bye');
       case 'INFO':
         return this.#info(incoming);

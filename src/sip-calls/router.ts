@@ -2,7 +2,7 @@ import type { SourceConfig } from '../core/config.js';
 import { hostOf, userOf } from '../sip/build.js';
 import { header, type SipRequest } from '../sip/message.js';
 import type { Proxy } from '../sip/proxy.js';
-import type { Incoming, SipCallHandler } from '../sip/sip-service.js';
+import { sourceKindOf, type Incoming, type SipCallHandler } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import { AgentUas } from './agent-uas.js';
 import { SipCallsContext, type SipCallsDeps } from './context.js';
@@ -123,7 +123,7 @@ export class CallRouter implements SipCallHandler {
 
   cancel(cancel: Incoming, invite: Incoming | undefined): void {
     if (!invite) return;
-    this.ctx.deps.sip.audit({ action: 'sip.cancel', outcome: 'ok', status: 200, callId: header(invite.req, 'Call-ID') ?? null, remote: cancel.flow.remote });
+    this.ctx.deps.sip.audit({ action: 'sip.cancel', outcome: 'ok', status: 200, callId: header(invite.req, 'Call-ID') ?? null, remote: cancel.flow.remote, sourceKind: sourceKindOf(cancel.flow) });
     if (this.proxy.cancel(cancel, invite)) return;
     cancel.respond(200);
     // §16.10: an INVITE not yet forwarded is answered 487 by us, and is not forwarded after.

@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '../core/clock.js';
-import { newTag, responseText } from './build.js';
+import { newTag, responseText, tagOf } from './build.js';
+import { header } from './message.js';
 import type { SipRequest, SipResponse } from './message.js';
 import { InviteServerTransaction, type NonInviteServerTransaction } from './transaction/server.js';
 import { T1, T2 } from './transaction/transaction.js';
@@ -17,9 +18,12 @@ export class Incoming {
     private readonly core: { clock: Clock; awaitAck(incoming: Incoming): void },
   ) {}
 
-  /** Our To tag, minted when first needed (most requests are answered without one). */
+  /**
+   * Our To tag: the request's own inside a dialog (§12.2.1.1: it is ours already), else minted
+   * when first needed (most requests are answered without one).
+   */
   get toTag(): string {
-    return (this.#toTag ??= newTag());
+    return (this.#toTag ??= tagOf(header(this.req, 'To')) ?? newTag());
   }
 
   get answered(): boolean {

@@ -31,6 +31,11 @@ export interface SipAudit {
 
 export { Incoming };
 
+/** The audit's source kind for a flow: browsers on WebSocket, carriers and phones on UDP, TCP and TLS. */
+export function sourceKindOf(flow: SipFlow): 'sip-ws' | 'sip-trunk' {
+  return flow.transport.protocol === 'WS' || flow.transport.protocol === 'WSS' ? 'sip-ws' : 'sip-trunk';
+}
+
 /** What handles requests beyond registration: agent calls and the proxy between users. */
 export interface SipCallHandler {
   /**

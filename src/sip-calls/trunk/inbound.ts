@@ -120,7 +120,9 @@ export class TrunkInbound {
         challenge(outcome.stale);
         return true;
       }
-      refuse(403, `Forbidden (${outcome.ok ? `user ${outcome.user} is not this trunk's` : outcome.reason})`, trunk);
+      // Audited under the trunk the username names, when it names one.
+      const named = trunk ?? trunks.all.find((t) => t.config.inbound?.auth?.user === outcome.user);
+      refuse(403, `Forbidden (${outcome.ok ? `user ${outcome.user} is not this trunk's` : outcome.reason})`, named);
       return true;
     };
 
