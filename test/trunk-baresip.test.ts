@@ -5,10 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { Agent, AgentSession } from '../src/agent/agent.js';
+import { decodeG711 } from '../src/audio/g711.js';
 import { toneShare } from '../src/audio/test-signals.js';
 import type { ConfigInput } from '../src/core/config.js';
 import { startBaresip, type Baresip, type BaresipOptions } from './helpers/baresip.js';
-import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { listenConnected } from './helpers/ndc-publisher.js';
+import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 
 /**
  * baresip 1.0 as the carrier's side of a SIP trunk: it dials voxgate's UDP and TLS listeners
@@ -236,6 +238,27 @@ describe('SIP trunk calls from baresip (a carrier) to an agent', () => {
     await nothingLeft(tg);
   });
 
+  test('a WHEP listener hears the phone caller: PCMU forwarded from the trunk leg, the 1 kHz tone in it; /api/sessions shows the trunk', async (t) => {
+    const { tg, udpPort } = await startTrunkGateway(t, {});
+    const b = await startCarrier(t);
+    await b.dial(`sip:${NUMBER}@127.0.0.1:${udpPort};transport=udp`);
+    await established(b);
+    const id = await theCall(tg);
+    const listener = await listenConnected(`${tg.url}/whep/${id}`, ADMIN_TOKEN, { codecs: 'pcmu' });
+    onCleanup(t, () => listener.close());
+    assert.match(listener.answer, /a=rtpmap:0 PCMU\/8000/i, 'the caller track is offered as PCMU, as the phone sends it');
+    await waitFor('2 s of the caller at the listener', () => listener.received.length >= 100, 10_000);
+    const pcm = decodeG711(Buffer.concat(listener.received.slice(-100).map((p) => p.subarray(12 + (p[0]! & 0x0f) * 4))), 'pcmu');
+    const share = toneShare(pcm, TONE_HZ, 8000);
+    assert.ok(share > 0.5, `the 1 kHz tone is ${(share * 100).toFixed(0)} % of what the listener heard`);
+    const row = (await adminSessions(tg.url)).find((r) => r.id === id);
+    assert.deepEqual(row?.trunk, { name: 'carrier-a', from: CALLER, to: NUMBER });
+    assert.equal(row?.codec, 'pcmu');
+    assert.match(row?.remoteAddress ?? '', /^127\.0\.0\.1:\d+$/, 'the latched media address');
+    await b.hangup();
+    await nothingLeftAfterListener(tg, listener);
+  });
+
   test("baresip's RFC 4733 digits 1 2 3 # reach the agent in order; the agent sees the trunk and both numbers", async (t) => {
     const probe = new ProbeAgent();
     const { tg, udpPort } = await startTrunkGateway(t, { inbound: { numbers: [NUMBER], allowedAddresses: ['127.0.0.1/32'], agent: 'probe' } }, { probe });
@@ -433,3 +456,10 @@ describe('SIP trunk calls from baresip (a carrier) to an agent', () => {
     });
   });
 });
+
+/** The call ends with the phone's BYE; the listener's leg goes with it. */
+async function nothingLeftAfterListener(tg: TestGateway, listener: { close(): void }): Promise<void> {
+  await waitFor('the call to end', () => tg.gw.calls.size === 0);
+  listener.close();
+  await nothingLeft(tg);
+}

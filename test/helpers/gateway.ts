@@ -80,7 +80,7 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
   }
 }
 
-export async function adminSessions(url: string): Promise<{ id: string; state: string; packets: number; codec: string; source: string; remoteAddress: string | null; sipCallId: string | null }[]> {
+export async function adminSessions(url: string): Promise<{ id: string; state: string; packets: number; codec: string; source: string; remoteAddress: string | null; sipCallId: string | null; trunk: { name: string; from: string; to: string } | null }[]> {
   const res = await fetch(`${url}/api/sessions`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
   if (res.status !== 200) throw new Error(`/api/sessions answered ${res.status}`);
   return ((await res.json()) as { sessions: [] }).sessions;
