@@ -359,6 +359,8 @@ export class Gateway {
     if (this.draining) return;
     this.draining = true;
     this.calls.closeAll('shutdown');
+    // Their BYEs go out and are answered (or 2 s pass) before the SIP transports close.
+    if (this.sipTransports.length) await this.sip.drain(2000);
     this.sip.close();
     this.rtp.close();
     if (this.#server) await close(this.#server);

@@ -9,10 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import type { Agent, AgentSession } from '../src/agent/agent.js';
 import type { Call } from '../src/call/call.js';
+import { decodeG711 } from '../src/audio/g711.js';
 import { concatPcm, rms, toneShare } from '../src/audio/test-signals.js';
 import { FakeClock } from '../src/core/clock.js';
 import type { ConfigInput } from '../src/core/config.js';
 import { startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { writeRtpPcap, type RtpPcap } from './helpers/pcap.js';
 import { runSipp, SIPP_EXIT, startSipp, type SippResult } from './helpers/sipp.js';
 
 /**
@@ -26,6 +28,7 @@ const CARRIER_A = '+15551230000';
 const SLOW_NUMBER = '+15551230001';
 const HELD_NUMBER = '+15551230002';
 const PROBE_NUMBER = '+15551230003';
+const SPEECH_NUMBER = '+15551230004';
 const CARRIER_B = '+15551239999';
 const UNKNOWN_NUMBER = '+15550000000';
 /** uac-invite-refused.xml's keys when the INVITE is an ordinary PCMU offer. */
@@ -177,6 +180,98 @@ const listen = (): NonNullable<NonNullable<ConfigInput['sip']>['listen']> => [
 ];
 
 // ---------------------------------------------------------------------------------------------
+// Speech measurements (8 kHz PCM).
+
+/** A 20 ms frame's RMS above this is speech (the sentence is normalised to -3 dBFS peak). */
+const SPEECH_RMS = 1000;
+
+/** RMS of each 20 ms (160-sample) part of a signal. */
+function envelope(pcm: Int16Array, frame = 160): number[] {
+  const out: number[] = [];
+  for (let at = 0; at + frame <= pcm.length; at += frame) out.push(rms(pcm.subarray(at, at + frame)));
+  return out;
+}
+
+/**
+ * The Pearson correlation of `source` against `heard` at the lag (in envelope steps, `heard`
+ * later by that much) where it is highest; `heard` is taken as 0 outside itself, so the whole
+ * source is always compared.
+ */
+function bestEnvelopeMatch(source: number[], heard: number[]): { r: number; lag: number } {
+  const n = source.length;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  let best = { r: -1, lag: 0 };
+  for (let lag = -Math.floor(n / 4); lag <= heard.length - Math.floor(n * 0.75); lag++) {
+    const h = source.map((_, i) => heard[i + lag] ?? 0);
+    const ms = mean(source);
+    const mh = mean(h);
+    let sxy = 0;
+    let sxx = 0;
+    let syy = 0;
+    for (let i = 0; i < n; i++) {
+      sxy += (source[i]! - ms) * (h[i]! - mh);
+      sxx += (source[i]! - ms) ** 2;
+      syy += (h[i]! - mh) ** 2;
+    }
+    const r = sxx > 0 && syy > 0 ? sxy / Math.sqrt(sxx * syy) : 0;
+    if (r > best.r) best = { r, lag };
+  }
+  return best;
+}
+
+/** Power spectrum of a signal: Hann-windowed 256-point DFTs, half-overlapped, summed; bin k is k*rate/256 Hz. */
+function powerSpectrum(pcm: Int16Array): Float64Array {
+  const size = 256;
+  const power = new Float64Array(size / 2 + 1);
+  const hann = Float64Array.from({ length: size }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / size));
+  const cos = Float64Array.from({ length: size }, (_, i) => Math.cos((2 * Math.PI * i) / size));
+  const sin = Float64Array.from({ length: size }, (_, i) => Math.sin((2 * Math.PI * i) / size));
+  const x = new Float64Array(size);
+  for (let at = 0; at + size <= pcm.length; at += size / 2) {
+    for (let i = 0; i < size; i++) x[i] = pcm[at + i]! * hann[i]!;
+    for (let k = 0; k <= size / 2; k++) {
+      let re = 0;
+      let im = 0;
+      for (let i = 0; i < size; i++) {
+        const j = (k * i) % size;
+        re += x[i]! * cos[j]!;
+        im -= x[i]! * sin[j]!;
+      }
+      power[k]! += re * re + im * im;
+    }
+  }
+  return power;
+}
+
+/** The share of a signal's energy between `lo` and `hi` Hz. */
+function bandShare(pcm: Int16Array, lo: number, hi: number, rate: number): number {
+  const p = powerSpectrum(pcm);
+  const hz = rate / 2 / (p.length - 1);
+  let band = 0;
+  let total = 0;
+  p.forEach((v, k) => {
+    total += v;
+    if (k * hz >= lo && k * hz <= hi) band += v;
+  });
+  return total > 0 ? band / total : 0;
+}
+
+/** The `width` Hz band that holds the most of a signal's energy: its centre and its share (near 1 for a tone). */
+function peakBandShare(pcm: Int16Array, width: number, rate: number): { hz: number; share: number } {
+  const p = powerSpectrum(pcm);
+  const binHz = rate / 2 / (p.length - 1);
+  const bins = Math.max(1, Math.round(width / binHz));
+  const total = p.reduce((a, b) => a + b, 0);
+  let best = { hz: 0, share: 0 };
+  for (let k = 0; k + bins <= p.length; k++) {
+    let sum = 0;
+    for (let j = k; j < k + bins; j++) sum += p[j]!;
+    if (total > 0 && sum / total > best.share) best = { hz: Math.round((k + bins / 2) * binHz), share: sum / total };
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Test peers that are not SIPp.
 
 /** A plain UDP socket on 127.0.0.1 that keeps what it receives. */
@@ -280,25 +375,35 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   const slow = new ProbeAgent('slow', 1500);
   const held = new ProbeAgent('held', 'held');
   const probe = new ProbeAgent('probe', 'now');
+  const listener = new ProbeAgent('listener', 'now');
   let media: string;
+  /** The sentence as sent (8 kHz µ-law, telephone band), and the pcap of it. */
+  let speechUlaw: Buffer;
+  let speechPcap: RtpPcap;
 
   before(async () => {
     media = mkdtempSync(join(tmpdir(), 'voxgate-trunk-sipp-'));
     // A 1 kHz tone, µ-law, 3 s: what rtp_stream sends.
     execFileSync('sox', ['-n', '-r', '8000', '-c', '1', '-t', 'ul', join(media, 'tone-1k.ul'), 'synth', '3', 'sine', '1000']);
+    // A spoken sentence (2.8 s), as a carrier sends it: 8 kHz µ-law, band-limited to 300-3400 Hz,
+    // then packetised into a pcap of RTP (PT 0, 20 ms a packet): what play_pcap_audio replays.
+    execFileSync('espeak-ng', ['-v', 'en-us', '-w', join(media, 'speech.wav'), 'The quick brown fox jumps over the lazy dog.']);
+    execFileSync('sox', [join(media, 'speech.wav'), '-t', 'ul', '-r', '8000', '-c', '1', join(media, 'speech.ul'), 'sinc', '300-3400', 'norm', '-3']);
+    speechUlaw = readFileSync(join(media, 'speech.ul'));
+    speechPcap = writeRtpPcap(join(media, 'speech.pcap'), speechUlaw, { payloadType: 0 });
     tg = await startGateway(
       {
         sip: {
           listen: listen(),
           rtp: { portMin: 32000, portMax: 32199 },
           // The numbers of one carrier, each to its agent (sip.agents by number).
-          agents: { [SLOW_NUMBER]: 'slow', [HELD_NUMBER]: 'held', [PROBE_NUMBER]: 'probe' },
+          agents: { [SLOW_NUMBER]: 'slow', [HELD_NUMBER]: 'held', [PROBE_NUMBER]: 'probe', [SPEECH_NUMBER]: 'listener' },
           trunks: [
-            { name: 'carrier-a', inbound: { numbers: [CARRIER_A, SLOW_NUMBER, HELD_NUMBER, PROBE_NUMBER], allowedAddresses: ['127.0.0.1/32'], agent: 'echo' }, codecs: ['pcmu', 'pcma'] },
+            { name: 'carrier-a', inbound: { numbers: [CARRIER_A, SLOW_NUMBER, HELD_NUMBER, PROBE_NUMBER, SPEECH_NUMBER], allowedAddresses: ['127.0.0.1/32'], agent: 'echo' }, codecs: ['pcmu', 'pcma'] },
           ],
         },
       },
-      { agents: { slow: () => slow, held: () => held, probe: () => probe } },
+      { agents: { slow: () => slow, held: () => held, probe: () => probe, listener: () => listener } },
     );
   });
   after(async () => {
@@ -483,6 +588,46 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
     assert.ok(toneShare(pcm, 400, 8000) < 0.1, 'and not at 400 Hz');
     const ended = await auditRecord(tg, 'the session.ended record', (a) => a.action === 'session.ended' && a.session === call.session.callId);
     assert.ok(Number(ended.packets) >= 50, `${String(ended.packets)} RTP packets counted`);
+  });
+
+  test('RTP from a pcap of PCMU speech (play_pcap_audio) reaches the agent as that speech', async (t) => {
+    const r = await runSipp({
+      scenario: 'uac-call-pcap.xml',
+      remote: sipListener(tg, 'UDP').remote,
+      service: SPEECH_NUMBER,
+      keys: { pcap: join(media, 'speech.pcap') },
+      // The pause after the ACK waits for the capture to be played out.
+      pauseMs: speechPcap.durationMs + 700,
+      timeoutMs: 15_000,
+    });
+    assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
+    assert.match(r.stdout, new RegExp(`npkts ${speechPcap.packets}\\b`), 'SIPp read every packet of the pcap');
+    assert.equal(listener.calls.length, 1);
+    const call = listener.calls[0]!;
+    await waitFor('the agent session to end', () => call.ended);
+
+    const source = decodeG711(speechUlaw, 'pcmu');
+    const heard = concatPcm(call.frames);
+    const sourceLoud = envelope(source).filter((e) => e > SPEECH_RMS).length;
+    const loud = call.frames.filter((f) => rms(f) > SPEECH_RMS);
+    assert.ok(loud.length >= sourceLoud * 0.9, `${loud.length} of ${call.frames.length} frames carry speech (the sentence has ${sourceLoud} of ${speechPcap.packets})`);
+
+    const loudPcm = concatPcm(loud);
+    const band = bandShare(loudPcm, 300, 3400, 8000);
+    assert.ok(band > 0.9, `${(band * 100).toFixed(1)} % of the energy is in the speech band, 300-3400 Hz`);
+    const peak = peakBandShare(loudPcm, 100, 8000);
+    assert.ok(peak.share < 0.3, `not one tone: the strongest 100 Hz band (${peak.hz} Hz) holds ${(peak.share * 100).toFixed(1)} % of the energy`);
+    assert.ok(toneShare(loudPcm, 1000, 8000) < 0.2, 'and it is not the 1 kHz tone');
+
+    // The very sentence: its 20 ms loudness envelope, found in what the agent heard.
+    const match = bestEnvelopeMatch(envelope(source), envelope(heard));
+    assert.ok(match.r >= 0.7, `the envelope of what the agent heard matches the sentence's: r = ${match.r.toFixed(3)} at ${match.lag * 20} ms`);
+    const reversed = bestEnvelopeMatch(envelope(source).reverse(), envelope(heard));
+    t.diagnostic(`${loud.length}/${call.frames.length} speech frames (source ${sourceLoud}); ${(band * 100).toFixed(1)} % in 300-3400 Hz; peak 100 Hz band ${peak.hz} Hz ${(peak.share * 100).toFixed(1)} %; envelope r = ${match.r.toFixed(3)} at ${match.lag * 20} ms (reversed ${reversed.r.toFixed(3)})`);
+    assert.ok(match.r - reversed.r > 0.2, `and better than the sentence played backwards does (r = ${reversed.r.toFixed(3)})`);
+
+    const ended = await auditRecord(tg, 'the session.ended record', (a) => a.action === 'session.ended' && a.session === call.session.callId);
+    assert.ok(Number(ended.packets) >= speechPcap.packets * 0.95, `${String(ended.packets)} of the pcap's ${speechPcap.packets} RTP packets counted`);
   });
 
   test('bad datagrams (garbage, 65 000 bytes of junk, a forged Via) are survived; replies go to the source; a call still works', async () => {
@@ -688,7 +833,7 @@ describe('trunk timers on a fake signalling clock', () => {
       assert.equal(headerOf(ok.text, 'Require'), undefined);
       const update = msgs.find((m) => m.dir === 'received' && m.method === 'UPDATE');
       assert.ok(update, describeRun(r));
-      assert.equal(headerOf(update.text, 'Session-Expires'), '90;refresher=uas');
+      assert.equal(headerOf(update.text, 'Session-Expires'), '90;refresher=uac');
       assert.equal(bodyOf(update.text), '', 'a refresh without a body (RFC 4028 §7.4)');
       assert.deepEqual(responses(msgs, 'BYE').map((m) => m.status), [200]);
       const ended = await auditRecord(tg, 'the session.ended record', (a) => a.action === 'session.ended' && a.session === session);

@@ -83,6 +83,8 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
     transport = await req.open(id, out);
   } catch (err) {
     call.close('setup-failed');
+    // A refusal with its own status (no RTP port free: 503; unusable SDES keys: 488) keeps it.
+    if (err instanceof VoxgateError) throw err;
     throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
   }
   if (call.state === 'ended') {

@@ -86,11 +86,11 @@ const trunkInboundSchema = z
     allowedAddresses: z.array(z.string().refine(isCidr, 'a CIDR such as 192.0.2.0/24 or 2001:db8::/32, or one address')).default([]),
     /** Digest credentials the carrier answers a 407 with. */
     auth: z.object({ user: z.string().min(1), password: z.string().min(1) }).strict().optional(),
-    /** The agent for this trunk's calls (else `sip.agents` by number, else `defaultAgent`). */
+    /** The agent for this trunk's calls, after the routing webhook's pick and `sip.agents` by number; else `defaultAgent`. */
     agent: agentSpecSchema.optional(),
     /** The carrier takes a blind REFER for transfers; else voxgate bridges them itself. */
     refer: z.boolean().default(false),
-    /** How long the caller hears ringing while the agent starts (408 after). */
+    /** How long the caller hears ringing while the agent starts (480 after). */
     ringTimeoutSeconds: z.number().positive().max(300).default(30),
     webhook: z
       .object({
@@ -307,6 +307,12 @@ function trunkProblems(sip: SipConfig): string[] {
   sip.trunks.forEach((t, i) => {
     if (names.has(t.name)) problems.push(`sip.trunks.${i}.name: duplicate trunk name '${t.name}' (also sip.trunks.${names.get(t.name)})`);
     names.set(t.name, i);
+    const user = t.inbound?.auth?.user;
+    if (user !== undefined) {
+      // One digest user is one password: two trunks sharing a name would accept each other's.
+      const other = sip.trunks.findIndex((o) => o !== t && o.inbound?.auth?.user === user);
+      if (other >= 0 && other < i) problems.push(`sip.trunks.${i}.inbound.auth.user: '${user}' is already trunk '${sip.trunks[other]!.name}''s digest user; give each trunk its own`);
+    }
     t.inbound?.numbers.forEach((n, j) => {
       const owner = owners.get(n);
       if (owner !== undefined) problems.push(`sip.trunks.${i}.inbound.numbers.${j}: ${n} is already trunk '${owner}''s number; a number belongs to one trunk`);

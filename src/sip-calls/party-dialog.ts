@@ -5,10 +5,10 @@ import type { MediaTransport } from '../transport/media-transport.js';
 import { tagOf } from '../sip/build.js';
 import type { Dialog } from '../sip/dialog.js';
 import { parseNameAddr } from '../sip/grammar.js';
-import { header, headerList, type SipRequest } from '../sip/message.js';
+import { header, headerList, type SipRequest, type SipResponse } from '../sip/message.js';
 import { sourceKindOf, type Incoming, type SipService } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
-import { negotiateSessionTimer, SessionTimer } from './session-timer.js';
+import { MAX_SE, MIN_SE, negotiateSessionTimer, SessionTimer } from './session-timer.js';
 import { nextHopFlow } from '../sip/transport/next-hop.js';
 import { parseOffer } from '../sdp/offer.js';
 import { planRtpAnswer, type RtpRemote } from '../sdp/profile-rtp.js';
@@ -223,8 +223,14 @@ export class PartyDialog {
     }
   }
 
-  /** The party's connection closed. */
+  /**
+   * The party's connection closed. On WebSocket that is the browser gone (RFC 7118 has no way
+   * back to it). A TCP or TLS connection, though, is only a carrier between transactions
+   * (RFC 3261 §18: either side may close it and open a new one), so the call goes on.
+   */
   flowClosed(): void {
+    const p = this.flow.transport.protocol;
+    if (p !== 'WS' && p !== 'WSS' && this.#state !== 'detached' && this.#state !== 'ended') return;
     if (this.#state === 'detached' || this.#state === 'ended') return this.forget();
     this.#left('flow-closed');
   }
@@ -255,7 +261,6 @@ export class PartyDialog {
   #reinvite(incoming: Incoming): void {
     const { req } = incoming;
     if (this.#refusedTooSmall(incoming)) return;
-    this.#refreshedBy(req);
     let direction = 'sendrecv';
     let rtpRemote: RtpRemote | undefined;
     if (req.body.length && this.transport instanceof RtpUdpTransport) {
@@ -283,6 +288,8 @@ export class PartyDialog {
       .replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`)
       .replace(/a=(sendrecv|sendonly|recvonly|inactive)\b/g, `a=${direction}`);
     if (rtpRemote && this.transport instanceof RtpUdpTransport) this.transport.update(rtpRemote, direction as Direction, answer);
+    // Counted as a refresh only now that it is answered 2xx.
+    this.#refreshedBy(req);
     this.deps.log.info({ session: this.call.id, direction }, 'SIP re-INVITE answered');
     incoming.respond(200, {
       recordRoute: true,
@@ -297,9 +304,23 @@ export class PartyDialog {
    */
   readonly #onDtmfOut = (to: string, digit: string): void => {
     if (to !== this.role || (this.#state !== 'confirmed' && this.#state !== 'answered')) return;
-    const { text, branch } = this.dialog.request('INFO', [], { type: 'application/dtmf-relay', content: `Signal=${digit}\r\nDuration=160\r\n` });
-    this.deps.sip.sendRequest(this.requestFlow(), 'INFO', text, branch, () => undefined);
+    this.#infoDigits.push(digit);
+    if (this.#infoDigits.length === 1) this.#sendInfoDigit();
   };
+
+  /** Digits waiting for INFO: one transaction at a time, so they arrive in CSeq order (§12.2.2). */
+  readonly #infoDigits: string[] = [];
+
+  #sendInfoDigit(): void {
+    const digit = this.#infoDigits[0];
+    if (digit === undefined || this.#state === 'ended' || this.#state === 'detached') return void this.#infoDigits.splice(0);
+    const { text, branch } = this.dialog.request('INFO', [], { type: 'application/dtmf-relay', content: `Signal=${digit}\r\nDuration=160\r\n` });
+    this.deps.sip.sendRequest(this.requestFlow(), 'INFO', text, branch, (res) => {
+      if (res.status < 200) return;
+      this.#infoDigits.shift();
+      this.#sendInfoDigit();
+    });
+  }
 
   /** RFC 4028 §9: a refresh asking less than our Min-SE gets 422. */
   #refusedTooSmall(incoming: Incoming): boolean {
@@ -316,7 +337,13 @@ export class PartyDialog {
       if (st.kind === 'agreed') this.startSessionTimer(req);
       return;
     }
-    this.#sessionTimer.refreshed(st.kind === 'agreed' ? st.terms : undefined);
+    // §9: a refresh without Session-Expires (answered without one) turns the timer off.
+    if (st.kind !== 'agreed') {
+      this.#sessionTimer.stop();
+      this.#sessionTimer = undefined;
+      return;
+    }
+    this.#sessionTimer.refreshed(st.terms);
   }
 
   /**
@@ -327,7 +354,8 @@ export class PartyDialog {
   #refreshSession(interval: number): void {
     if (this.#state !== 'confirmed' && this.#state !== 'answered') return;
     const timerHeaders = [
-      { name: 'Session-Expires', value: `${interval};refresher=uas` },
+      // §7.4: in our refresh we are the UAC, and we stay the refresher.
+      { name: 'Session-Expires', value: `${interval};refresher=uac` },
       { name: 'Supported', value: 'timer' },
       { name: 'Contact', value: this.contact() },
     ];
@@ -344,12 +372,27 @@ export class PartyDialog {
     this.deps.sip.sendRequest(to, method, text, branch, (res) => {
       if (res.status < 200) return;
       if (method === 'INVITE' && res.status < 300) to.send(this.dialog.ack(seq));
-      if (res.status < 300) return this.#sessionTimer?.refreshed();
+      if (res.status < 300) return this.#refreshAnswered(res);
       if (res.status === 481 || res.status === 408) {
         this.deps.log.info({ session: this.call.id, status: res.status }, 'SIP session refresh failed; ending the call');
         this.call.close('session-expired');
       }
     });
+  }
+
+  /**
+   * §7.2: the 2xx to our refresh says the interval and who refreshes from now on (its
+   * `refresher` names the sides of that request, where we were the UAC); none: timers are off.
+   */
+  #refreshAnswered(res: SipResponse): void {
+    const se = /^\s*(\d+)\s*(?:;.*refresher\s*=\s*(uac|uas))?/i.exec(header(res, 'Session-Expires') ?? '');
+    if (!se) {
+      this.#sessionTimer?.stop();
+      this.#sessionTimer = undefined;
+      return;
+    }
+    const weRefresh = (se[2] ?? 'uac').toLowerCase() === 'uac';
+    this.#sessionTimer?.refreshed({ interval: Math.max(MIN_SE, Math.min(Number(se[1]), MAX_SE)), refresher: weRefresh ? 'uas' : 'uac' });
   }
 
   #clearAckTimer(): void {

@@ -111,6 +111,7 @@ export class CallRouter implements SipCallHandler {
       d.handle(incoming);
       return true;
     }
+    if (this.trunks?.byeWhileRinging(incoming)) return true;
     return this.proxy.inDialog(incoming);
   }
 

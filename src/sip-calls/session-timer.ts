@@ -3,6 +3,8 @@ import { header, headerList, type SipHeader, type SipRequest } from '../sip/mess
 
 /** Session-Expires we accept at least (RFC 4028 §5: Min-SE, never below 90); JsSIP asks for 90. */
 export const MIN_SE = 90;
+/** The longest interval we keep: a day. */
+export const MAX_SE = 86_400;
 
 /** What the UAS side of a session timer agreed (RFC 4028 §9). */
 export interface SessionTimerTerms {
@@ -27,7 +29,8 @@ export function negotiateSessionTimer(req: SipRequest): SessionTimerOffer {
   if (!se) return { kind: 'none' };
   const m = /^\s*(\d+)\s*(?:;(.*))?$/.exec(se);
   if (!m) return { kind: 'none' };
-  const interval = Number(m[1]);
+  // §9 lets the UAS lower the interval: a day at most (a timer beyond 2^31 ms would fire at once).
+  const interval = Math.min(Number(m[1]), MAX_SE);
   // §5: Min-SE the UAC stated raises our floor for this session.
   const theirMin = Number(/^\s*(\d+)/.exec(header(req, 'Min-SE') ?? '')?.[1] ?? 0);
   if (interval < MIN_SE) return { kind: 'too-small', minSe: Math.max(MIN_SE, theirMin) };

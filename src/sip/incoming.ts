@@ -13,9 +13,12 @@ export class Incoming {
 
   constructor(
     readonly req: SipRequest,
+    /** The flow it arrived on: who sent it. */
     readonly flow: SipFlow,
     readonly tx: InviteServerTransaction | NonInviteServerTransaction,
     private readonly core: { clock: Clock; awaitAck(incoming: Incoming): void },
+    /** Where its answers go (RFC 3261 §18.2.2): the same flow, or over UDP the sent-by port. */
+    readonly replyTo: SipFlow = flow,
   ) {}
 
   /**
@@ -51,7 +54,7 @@ export class Incoming {
   #repeat(text: string, interval: number, elapsed: number): void {
     if (elapsed + interval > 64 * T1) return;
     this.#retransmit = this.core.clock.setTimeout(() => {
-      this.flow.send(text);
+      this.replyTo.send(text);
       this.#repeat(text, Math.min(2 * interval, T2), elapsed + interval);
     }, interval);
   }

@@ -172,3 +172,12 @@ describe('carrierHeaders', () => {
     assert.equal(out['X-H31'], undefined);
   });
 });
+
+it('RFC 4694: a user part with its own parameters (npdi, rn) still reads as the called number', () => {
+  assert.equal(e164Of('sip:+15551230000;npdi;rn=+15559990000@sbc.example;user=phone'), '+15551230000');
+});
+
+it('a 10-digit national number is not taken for an international one', () => {
+  assert.equal(e164Of('sip:5551230000@carrier.example'), '5551230000');
+});
+

@@ -4,14 +4,15 @@ import { header, headerList, type SipRequest } from './message.js';
 /**
  * A telephone number from a `sip:` or `tel:` URI as E.164 with `+` (RFC 3966 §5.1, RFC 3261
  * §19.1.6 `;user=phone`), or undefined when the user part is not a number (`agent`, `alice`).
- * Visual separators go; `00` is the international prefix; bare digits of full length (what many
+ * Visual separators go; `00` is the international prefix; 11 to 15 bare digits (what many
  * carriers send) are read as international.
- * Deviation: a national number (fewer than 8 digits, or a `phone-context`) is not expanded; it
+ * Deviation: a national number (10 digits or fewer, or a `phone-context`) is not expanded; it
  * is returned as its digits without `+`, for the number tables to miss loudly rather than guess.
  */
 export function e164Of(uri: string): string | undefined {
-  const m = /^\s*(?:sips?:([^@;?>]+)@|tel:([^;?>]+))/i.exec(uri);
-  const raw = m?.[1] ?? m?.[2];
+  const m = /^\s*(?:sips?:([^@?>]+)@|tel:([^;?>]+))/i.exec(uri);
+  // RFC 4694: a user part may carry its own parameters (`+15551230000;npdi;rn=...`).
+  const raw = (m?.[1] ?? m?.[2])?.split(';')[0];
   if (!raw) return undefined;
   let user = raw;
   try {
@@ -23,7 +24,8 @@ export function e164Of(uri: string): string | undefined {
   const digits = user.replace(/[-.() ]/g, '');
   if (/^\+[1-9]\d{1,14}$/.test(digits)) return digits;
   if (/^00[1-9]\d{1,14}$/.test(digits)) return `+${digits.slice(2)}`;
-  if (/^[1-9]\d{7,14}$/.test(digits) && !/phone-context=/i.test(uri)) return `+${digits}`;
+  // 11-15 digits: an international number sent without its `+` (a 10-digit US national number is not).
+  if (/^[1-9]\d{10,14}$/.test(digits) && !/phone-context=/i.test(uri)) return `+${digits}`;
   if (/^\d{1,15}$/.test(digits)) return digits;
   return undefined;
 }

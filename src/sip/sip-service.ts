@@ -279,7 +279,8 @@ export class SipService {
     const reliable = flow.transport.reliable;
     const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, reliable, key) : new NonInviteServerTransaction(this.deps.clock, reliable, key);
     const replies = this.#replyFlow(flow, req);
-    const incoming = new Incoming(req, replies, tx, this.#core);
+    // The flow it came on says who sent it (trunk ACLs, dialogs, audit); answers go where §18.2.2 says.
+    const incoming = new Incoming(req, flow, tx, this.#core, replies);
     this.#server.set(key, incoming);
     tx.on('send', (t) => replies.send(t));
     tx.on('terminated', () => {
@@ -354,7 +355,10 @@ export class SipService {
     const source = remoteAddress(flow.remote);
     if (!via || !source) return flow;
     const target = responseTarget(via, source, false);
-    if (target.host === source.host && target.port === source.port) return flow;
+    // Deviation: a Via maddr, or anything naming another host than the packet's source, is not
+    // followed: a forged one would aim our answers (and trust) at someone else. Only the port
+    // may differ (a client without rport listening on its sent-by port).
+    if (target.host !== source.host || target.port === source.port) return flow;
     return flow.transport.flowTo(target) ?? flow;
   }
 
@@ -447,6 +451,15 @@ export class SipService {
 
   audit(entry: SipAuditEntry): void {
     this.#audit(entry);
+  }
+
+  /**
+   * Waits (at most `ms`) for the requests we sent to be answered: the BYEs of a shutdown must
+   * leave before the transports close (a UDP send completes only on a later tick).
+   */
+  async drain(ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    while (this.#client.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
   }
 
   close(): void {

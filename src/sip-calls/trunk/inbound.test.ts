@@ -282,6 +282,44 @@ test('a CANCEL while the agent starts gets 200 and the INVITE 487; the call ends
   assert.deepEqual(await h.inboundCounts(), { 'carrier-a/cancelled': 1 });
 });
 
+test('digits the agent sends to a carrier that offered no telephone-event go as SIP INFO dtmf-relay, one transaction at a time, in order', async () => {
+  const { h, agent } = start([CARRIER_A]);
+  const c = await h.carrier(SBC);
+  const noEvents = pcmuOffer(c.rtpPort).replace(' RTP/AVP 0 101', ' RTP/AVP 0').replace(/a=rtpmap:101[^\r]*\r\na=fmtp:101[^\r]*\r\n/, '');
+  await answered(c, c.invite({ sdp: noEvents }));
+  assert.equal(agent.last.session.sendDtmf('12'), true);
+  await settle();
+  const first = c.nextRequest('INFO');
+  assert.equal(header(first, 'Content-Type'), 'application/dtmf-relay');
+  assert.match(first.body.toString(), /^Signal=1\r\nDuration=160\r\n$/);
+  assert.throws(() => c.nextRequest('INFO'), 'the second waits for the first to be answered');
+  c.respond(first, 200);
+  await settle();
+  const second = c.nextRequest('INFO');
+  assert.match(second.body.toString(), /^Signal=2\r\n/);
+  assert.ok(Number(header(second, 'CSeq')!.split(' ')[0]) > Number(header(first, 'CSeq')!.split(' ')[0]));
+});
+
+test('RFC 3261 §15: a BYE on the early dialog while it rings gets 200, the INVITE 487, and the call ends bye with its ports free', async () => {
+  const { h, agent } = start([CARRIER_A]);
+  agent.holding = true;
+  const c = await h.carrier(SBC);
+  const invite = c.invite();
+  const [ringing] = await c.responses();
+  assert.equal(ringing?.status, 180);
+  const id = sessionIdOf(agent);
+  c.callerRequest('BYE', invite, ringing!);
+  const got = await c.responses();
+  assert.deepEqual(got.map((r) => `${r.status} ${header(r, 'CSeq')!.split(' ')[1]}`).sort(), ['200 BYE', '487 INVITE']);
+  c.ackFailure(invite, got.find((r) => r.status === 487)!);
+  assert.equal(h.ends.get(id), 'bye');
+  assert.equal(h.calls.size, 0);
+  assert.equal(h.rtp.pool.portsInUse, 0);
+  agent.release();
+  assert.deepEqual(await c.statuses(), [], 'no 200 after the BYE');
+  assert.deepEqual(await h.inboundCounts(), { 'carrier-a/cancelled': 1 });
+});
+
 test('a CANCEL while the routing webhook is asked gets the INVITE 487; the late reply starts no call', async () => {
   server = await routingServer(() => 'hang');
   const { h, agent } = start([{ ...CARRIER_A, inbound: { ...CARRIER_A.inbound!, webhook: { url: server.url, secret: server.secret, timeoutMs: 5_000 } } }]);
@@ -458,10 +496,10 @@ test('RFC 4028: Session-Expires 90 from a carrier without Supported: timer makes
   assert.deepEqual(c.take(), []);
   h.clock.advance(1);
   const update = c.nextRequest('UPDATE');
-  assert.equal(header(update, 'Session-Expires'), '90;refresher=uas');
+  assert.equal(header(update, 'Session-Expires'), '90;refresher=uac');
   assert.equal(update.body.length, 0, 'a refresh without a body');
   assert.equal(header(update, 'Call-ID'), header(ok, 'Call-ID'));
-  c.respond(update, 200, { headers: [{ name: 'Session-Expires', value: '90;refresher=uas' }] });
+  c.respond(update, 200, { headers: [{ name: 'Session-Expires', value: '90;refresher=uac' }] });
   await settle();
   h.clock.advance(44_999);
   assert.deepEqual(c.take().filter((m) => m.kind === 'request'), [], 'no BYE, no early refresh');
@@ -512,7 +550,7 @@ test('RFC 4028: a carrier that does not allow UPDATE is refreshed with a re-INVI
   const { ok } = await answered(c, c.invite({ allow: 'INVITE, ACK, CANCEL, BYE', headers: [{ name: 'Session-Expires', value: '90' }] }));
   h.clock.advance(45_000);
   const reinvite = c.nextRequest('INVITE');
-  assert.equal(header(reinvite, 'Session-Expires'), '90;refresher=uas');
+  assert.equal(header(reinvite, 'Session-Expires'), '90;refresher=uac');
   const port = /^m=audio (\d+) /m.exec(ok.body.toString())![1];
   assert.match(reinvite.body.toString(), new RegExp(`^m=audio ${port} RTP/AVP 0`, 'm'), 'the same media, offered again');
   assert.match(reinvite.body.toString(), /^o=voxgate \d+ 2 /m, 'the SDP version moves on');

@@ -7,7 +7,7 @@ import type { TimerHandle } from '../../core/clock.js';
 import { VoxgateError } from '../../core/errors.js';
 import { parseOffer } from '../../sdp/offer.js';
 import { planRtpAnswer } from '../../sdp/profile-rtp.js';
-import { userOf } from '../../sip/build.js';
+import { tagOf, userOf } from '../../sip/build.js';
 import { Dialog } from '../../sip/dialog.js';
 import { header, type SipRequest } from '../../sip/message.js';
 import { callerIdOf, carrierHeaders, diversionOf, e164Of } from '../../sip/phone-number.js';
@@ -159,6 +159,31 @@ export class TrunkInbound {
     return true;
   }
 
+  /**
+   * A BYE on the early dialog our 180 made (RFC 3261 §15: the caller may end it so): 200, the
+   * INVITE gets 487, and the half-made call ends as `bye`. False when no ringing INVITE is its.
+   */
+  byeWhileRinging(bye: Incoming): boolean {
+    if (bye.req.method !== 'BYE') return false;
+    const callId = header(bye.req, 'Call-ID');
+    const fromTag = tagOf(header(bye.req, 'From'));
+    const toTag = tagOf(header(bye.req, 'To'));
+    for (const p of this.#pending.values()) {
+      const inv = p.incoming.req;
+      if (header(inv, 'Call-ID') !== callId || tagOf(header(inv, 'From')) !== fromTag || p.incoming.toTag !== toTag) continue;
+      if (!p.transition('cancelled')) return false;
+      this.#stopRinging(p);
+      bye.respond(200);
+      p.incoming.respond(487);
+      this.deps.metrics.inbound(p.trunk.name, 'cancelled');
+      this.#audit(p.incoming, 'ok', 487, { trunk: p.trunk.name, reason: 'BYE while ringing' });
+      p.abort?.();
+      p.call?.close('bye');
+      return true;
+    }
+    return false;
+  }
+
   /** Calls on each trunk now, for the metrics. */
   active(): { trunk: string; calls: number }[] {
     return this.deps.trunks.all.map((t) => ({ trunk: t.name, calls: t.active.size }));
@@ -175,10 +200,14 @@ export class TrunkInbound {
     const inbound = trunk.config.inbound!;
     const callerId = callerIdOf(req);
     let admitted = false;
+    let transport: RtpUdpTransport | undefined;
+    let release: (() => void) | undefined;
     try {
       if (trunk.full) {
         throw new VoxgateError('VG_CAPACITY', `Service Unavailable (trunk ${trunk.name} is at its ${trunk.config.maxCalls} calls)`, { headers: { 'Retry-After': '5' } });
       }
+      // The slot is held from here: INVITEs arriving while this one asks the webhook count against maxCalls.
+      release = trunk.reserve();
       const type = (header(req, 'Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
       // Deviation: an INVITE without an offer (RFC 3261 §13.2.1 late offer) is refused; carriers send one.
       if (req.body.length === 0) throw new VoxgateError('VG_SDP_NO_AUDIO', 'Not Acceptable Here (send the SDP offer in the INVITE)');
@@ -223,18 +252,23 @@ export class TrunkInbound {
         maxSessions: undefined,
         via: 'sip-trunk',
       };
+      // The ports first: a range used up is a 503 before any ringing.
+      transport = await rtp.answer(plan, remoteHost(flow.remote));
+      if (pending.cancelled) return;
       // RFC 3261 §13.3.1.1: ringing until the agent is attached, so the caller never hears dead air.
       this.#ring(incoming, pending, this.deps.ctx.deps.sip.contact(flow, number));
-      let transport: RtpUdpTransport | undefined;
+      const opened = transport;
       const started = await startCall(deps, {
         source,
         kind: 'sip-trunk',
         plan,
         signalingRemote: flow.remote,
-        open: async (_id, out) => (transport = await rtp.answer(plan, out, remoteHost(flow.remote))),
+        open: () => Promise.resolve(opened),
         onCreated: (call) => {
           pending.call = call;
           trunk.active.add(call.id);
+          release?.();
+          release = undefined;
           admitted = true;
           call.on('ended', () => trunk.active.delete(call.id));
         },
@@ -298,6 +332,9 @@ export class TrunkInbound {
     } finally {
       this.#stopRinging(pending);
       this.#pending.delete(key);
+      release?.();
+      // Ports not handed to a call (a refusal or CANCEL before it was made) go back now.
+      if (transport && !admitted) transport.close();
     }
   }
 

@@ -44,8 +44,21 @@ export class Trunk {
     return this.config.name;
   }
 
+  #reserved = 0;
+
+  /** At maxCalls: the calls it has plus the INVITEs admitted and still being set up. */
   get full(): boolean {
-    return this.config.maxCalls !== undefined && this.active.size >= this.config.maxCalls;
+    return this.config.maxCalls !== undefined && this.active.size + this.#reserved >= this.config.maxCalls;
+  }
+
+  /** Holds a slot for an INVITE being set up; the returned function gives it back (once). */
+  reserve(): () => void {
+    this.#reserved++;
+    let held = true;
+    return () => {
+      if (held) this.#reserved--;
+      held = false;
+    };
   }
 }
 

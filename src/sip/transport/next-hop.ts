@@ -33,6 +33,9 @@ export function nextHopFlow(routeSet: readonly string[], remoteTarget: string, f
   const source = flow.remote.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   if (isIP(target.host) === 0) return flow; // Deviation: no RFC 3263 lookup yet; a name goes back down the flow.
   if (target.host === source && `${target.port}` === flow.remote.slice(flow.remote.lastIndexOf(':') + 1)) return flow;
+  // A connection to that host still open is reused (RFC 5923's idea): a carrier's SBC sends from
+  // an ephemeral port, and a new TLS connection to its Contact would need its certificate checked.
+  if (t.reliable && target.host === source && t.flows.get(flow.id) === flow) return flow;
   if (isPrivate(target.host) && target.host !== source) return flow;
   return t.flowTo(target) ?? flow;
 }

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { VoxgateError } from '../../core/errors.js';
 import { rtpSdp, type RtpAnswerPlan } from '../../sdp/profile-rtp.js';
-import type { SendStream } from '../media-transport.js';
 import { RtpPortPool, type RtpPortPoolOptions } from './port-pool.js';
 import { RtpUdpTransport, type SrtpContexts } from './rtp-udp-transport.js';
 
@@ -38,7 +37,7 @@ export class RtpTransports {
    * Answers a plain-RTP offer already planned (planRtpAnswer). Throws VG_RTP_PORTS_EXHAUSTED
    * (503) when the range is used up, VG_SDP_PROFILE (488) when no offered SDES key line is usable.
    */
-  async answer(plan: RtpAnswerPlan, _out: SendStream, signallingHost: string): Promise<RtpUdpTransport> {
+  async answer(plan: RtpAnswerPlan, signallingHost: string): Promise<RtpUdpTransport> {
     let keyed: ReturnType<SdesKeying['answer']>;
     if (plan.rtp.crypto) {
       keyed = this.opts.sdes?.answer(plan.rtp.crypto.lines);

@@ -8,8 +8,6 @@ import type { MediaTransportEvents } from '../media-transport.js';
 import { RtpTransports } from './factory.js';
 import type { RtpUdpTransport } from './rtp-udp-transport.js';
 
-const OUT = { ssrc: 0x1234, cname: 'voxgate-test' };
-
 /** A UDP socket on 127.0.0.1 whose datagrams the test awaits in order. */
 class Peer {
   readonly received: { data: Buffer; from: RemoteInfo }[] = [];
@@ -155,7 +153,7 @@ function gateway(t: TestContext): RtpTransports {
 async function leg(t: TestContext, lines: string[] = []) {
   const far = await peerPair(t);
   const transports = gateway(t);
-  const transport = await transports.answer(offerPlan(far.rtp.port, lines), OUT, '127.0.0.1');
+  const transport = await transports.answer(offerPlan(far.rtp.port, lines), '127.0.0.1');
   transport.answered();
   const sink = new Sink();
   transport.rtpSink = sink;
@@ -166,7 +164,7 @@ describe('RtpUdpTransport', () => {
   it('sends nothing before the call is answered (a 180 carries no SDP), and RTP and RTCP after', async (t) => {
     const far = await peerPair(t);
     const transports = gateway(t);
-    const transport = await transports.answer(offerPlan(far.rtp.port), OUT, '127.0.0.1');
+    const transport = await transports.answer(offerPlan(far.rtp.port), '127.0.0.1');
     assert.equal(transport.sendRtp(rtpPacket(1)), false);
     assert.equal(transport.sendRtcp(Buffer.from([0x80, 201, 0, 1, 0, 0, 0, 1])), false);
     transport.answered();
@@ -268,7 +266,7 @@ describe('RtpUdpTransport', () => {
 
   it('closing the gateway side closes every leg', async (t) => {
     const { far, transports } = await leg(t);
-    await transports.answer(offerPlan(far.rtp.port), OUT, '127.0.0.1');
+    await transports.answer(offerPlan(far.rtp.port), '127.0.0.1');
     assert.equal(transports.pool.portsInUse, 4);
     transports.close();
     assert.equal(transports.size, 0);

@@ -1,4 +1,5 @@
 import type { RemoteInfo } from 'node:dgram';
+import { isIPv4 } from 'node:net';
 import { TypedEmitter } from '../../core/events.js';
 import type { RtpSink } from '../../rtp/rtp-counter.js';
 import type { Direction } from '../../sdp/sdp.js';
@@ -63,6 +64,8 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
   #allowedHosts: Set<string>;
   /** Nothing is sent before the call is answered: a 180 carries no SDP, so there is no session to send on yet (RFC 3264 §6). */
   #answered = false;
+  /** The sockets are IPv6 (bound to `::`): IPv4 peers are written as ::ffff:a.b.c.d to them. */
+  readonly #v6: boolean;
 
   constructor(private readonly opts: RtpUdpTransportOptions) {
     super();
@@ -70,8 +73,10 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     this.#direction = opts.direction;
     this.localSdp = opts.localSdp;
     this.#allowedHosts = new Set([opts.remote.host, opts.signallingHost]);
-    opts.pair.rtp.on('message', (msg, rinfo) => this.#onRtpSocket(msg, rinfo));
-    opts.pair.rtcp.on('message', (msg, rinfo) => this.#onRtcp(msg, rinfo));
+    this.#v6 = opts.pair.rtp.address().family === 'IPv6';
+    // A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; latching compares plain addresses.
+    opts.pair.rtp.on('message', (msg, rinfo) => this.#onRtpSocket(msg, plain(rinfo)));
+    opts.pair.rtcp.on('message', (msg, rinfo) => this.#onRtcp(msg, plain(rinfo)));
     // Socket errors (an ICMP unreachable reported on send) are not fatal to a call.
     opts.pair.rtp.on('error', () => undefined);
     opts.pair.rtcp.on('error', () => undefined);
@@ -91,7 +96,7 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
 
   /** Our answer is sendonly or inactive: the far end sends nothing now, so silence is not a dead call. */
   get onHold(): boolean {
-    return this.#direction === 'sendonly' || this.#direction === 'inactive';
+    return this.#direction === 'sendonly' || this.#direction === 'inactive' || this.#remote.held;
   }
 
   get remote(): RtpRemote {
@@ -103,12 +108,15 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
    * (hold, resume): the latch is reset when the address changed.
    */
   update(remote: RtpRemote, direction: Direction, localSdp: string): void {
-    if (remote.host !== this.#remote.host || remote.port !== this.#remote.port || remote.rtcpPort !== this.#remote.rtcpPort) {
+    // RFC 3264 §8.4: c=0.0.0.0 is hold, not a move; the latch stays for the resume.
+    const moved = !remote.held && (remote.host !== this.#remote.host || remote.port !== this.#remote.port || remote.rtcpPort !== this.#remote.rtcpPort);
+    if (moved) {
       this.#latchedRtp = undefined;
       this.#latchedRtcp = undefined;
       this.#allowedHosts = new Set([remote.host, this.opts.signallingHost]);
     }
-    this.#remote = remote;
+    // A hold keeps the address media came from: only the direction changes.
+    this.#remote = remote.held ? { ...remote, host: this.#remote.host, port: this.#remote.port, rtcpPort: this.#remote.rtcpPort, held: true } : remote;
     this.#direction = direction;
     this.localSdp = localSdp;
   }
@@ -127,7 +135,7 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     const to = this.#latchedRtp ?? (this.#remote.held ? undefined : { host: this.#remote.host, port: this.#remote.port });
     if (!to) return false;
     const out = this.opts.srtp ? this.opts.srtp.protectRtp(packet) : packet;
-    this.opts.pair.rtp.send(out, to.port, to.host);
+    this.opts.pair.rtp.send(out, to.port, this.#socketHost(to.host));
     return true;
   }
 
@@ -137,7 +145,7 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     const to = (muxed ? this.#latchedRtp : this.#latchedRtcp) ?? (this.#remote.held ? undefined : { host: this.#remote.host, port: this.#remote.rtcpPort });
     if (!to) return false;
     const out = this.opts.srtp ? this.opts.srtp.protectRtcp(packet) : packet;
-    (muxed ? this.opts.pair.rtp : this.opts.pair.rtcp).send(out, to.port, to.host);
+    (muxed ? this.opts.pair.rtp : this.opts.pair.rtcp).send(out, to.port, this.#socketHost(to.host));
     return true;
   }
 
@@ -154,6 +162,10 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     this.opts.release(this.opts.pair);
     this.emit('state', 'closed', undefined);
     this.removeAllListeners();
+  }
+
+  #socketHost(host: string): string {
+    return this.#v6 && isIPv4(host) ? `::ffff:${host}` : host;
   }
 
   #onRtpSocket(msg: Buffer, rinfo: RemoteInfo): void {
@@ -209,4 +221,10 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     if (which === 'rtp') this.#latchedRtp ??= { host: rinfo.address, port: rinfo.port };
     else this.#latchedRtcp ??= { host: rinfo.address, port: rinfo.port };
   }
+}
+
+/** The peer's address as a plain IPv4 when a dual-stack socket mapped it (::ffff:a.b.c.d). */
+function plain(rinfo: RemoteInfo): RemoteInfo {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(rinfo.address);
+  return m ? { ...rinfo, address: m[1]!, family: 'IPv4' } : rinfo;
 }
