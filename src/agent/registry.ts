@@ -8,7 +8,12 @@ import { TwilioStreamAgent, twilioStreamSpecSchema } from './twilio-stream.js';
 
 export type AgentSpec = NonNullable<SourceConfig['agent']>;
 
-export type AgentFactory = (spec: AgentSpec) => Agent;
+/** What the call tells a factory: its caller's codec's own PCM rate. */
+export interface AgentHint {
+  naturalRate: number;
+}
+
+export type AgentFactory = (spec: AgentSpec, hint?: AgentHint) => Agent;
 
 /** Built-in agents by name; a source's `agent` setting picks one. */
 export class AgentRegistry {
@@ -20,7 +25,15 @@ export class AgentRegistry {
     readonly defaultAgent: string,
     log: Logger,
   ) {
-    this.register('echo', () => new EchoAgent(48000));
+    // The echo has no rate of its own: it runs at the caller's codec's, so a phone call (PCMU,
+    // 8 kHz) is echoed without resampling and a browser's Opus at 48 kHz as before.
+    this.register('echo', (_spec, hint) => new EchoAgent(echoRate(hint?.naturalRate)));
+    // `{ "type": "echo", "sampleRate": 16000 }`: an echo at a fixed rate, as a real agent would have.
+    this.registerType('echo', (spec, hint) => {
+      const rate = typeof spec === 'object' ? spec.sampleRate : undefined;
+      if (rate !== undefined && rate !== 8000 && rate !== 16000 && rate !== 24000 && rate !== 48000) throw new Error('sampleRate: 8000, 16000, 24000 or 48000');
+      return new EchoAgent(rate ?? echoRate(hint?.naturalRate));
+    });
     this.register('demo', () => new DemoAgent((this.#tts ??= new SpeechSynthesizer()), log));
     this.registerType('twilio-stream', (spec) => {
       const parsed = twilioStreamSpecSchema.safeParse(spec);
@@ -53,16 +66,20 @@ export class AgentRegistry {
     });
   }
 
-  resolve(spec: SourceConfig['agent'] | undefined): Agent {
+  resolve(spec: SourceConfig['agent'] | undefined, hint?: AgentHint): Agent {
     const s = spec ?? this.defaultAgent;
     if (typeof s === 'string') {
       const f = this.#byName.get(s);
       if (!f) throw new Error(`unknown agent '${s}' (known: ${[...this.#byName.keys()].join(', ')})`);
-      return f(s);
+      return f(s, hint);
     }
     const type = typeof s.type === 'string' ? s.type : '';
     const f = this.#byType.get(type);
     if (!f) throw new Error(`unknown agent type '${type}' (known: ${[...this.#byType.keys()].join(', ')})`);
-    return f(s);
+    return f(s, hint);
   }
+}
+
+function echoRate(rate: number | undefined): 8000 | 16000 | 24000 | 48000 {
+  return rate === 8000 || rate === 16000 || rate === 24000 ? rate : 48000;
 }

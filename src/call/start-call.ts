@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Agent, CallDetails } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock } from '../core/clock.js';
+import type { CodecName } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
 import { newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
@@ -15,6 +16,9 @@ import { PartyLeg } from './party-leg.js';
 
 export type { SendStream };
 
+/** Each codec's own PCM rate: what an agent that does not care (the echo) runs at, so nothing is resampled. */
+const NATURAL_RATE: Record<CodecName, 8000 | 16000 | 48000> = { opus: 48000, g722: 16000, pcmu: 8000, pcma: 8000 };
+
 export function newSendStream(): SendStream {
   return { ssrc: randomBytes(4).readUInt32BE(0), cname: randomBytes(9).toString('base64url') };
 }
@@ -26,7 +30,8 @@ export interface StartCallDeps {
   clock: Clock;
   log: Logger;
   idleTimeoutMs: number;
-  resolveAgent(spec: SourceIdentity['agent']): Agent;
+  /** The agent for a call; `naturalRate` is the caller's codec's own rate (an agent with no rate of its own may take it). */
+  resolveAgent(spec: SourceIdentity['agent'], hint?: { naturalRate: number }): Agent;
 }
 
 export interface StartCallRequest {
@@ -71,7 +76,7 @@ export function formatOf(plan: AnswerPlan): MediaFormat {
  */
 export async function startCall(deps: StartCallDeps, req: StartCallRequest): Promise<StartedCall> {
   deps.calls.checkAdmission(req.source);
-  const agent = deps.resolveAgent(req.source.agent);
+  const agent = deps.resolveAgent(req.source.agent, { naturalRate: NATURAL_RATE[req.plan.audio.codec] });
   const id = newSessionId();
   const call = new Call(id, req.source, deps.clock, deps.idleTimeoutMs, { pcmRate: agent.sampleRate, kind: req.kind, mediaNow: () => deps.runtime.clock.now() });
   call.signalingRemote = req.signalingRemote;
