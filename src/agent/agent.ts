@@ -38,6 +38,8 @@ export interface AgentControl {
   hangup(reason: string): void;
   transfer(target: string): Promise<void>;
   sendDtmf(digits: string): boolean;
+  /** Audio queued and not yet played, ms. */
+  queuedMs(): number;
 }
 
 /**
@@ -85,6 +87,11 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
   /** Queues audio (any length, 16-bit mono at `sampleRate`); voxgate paces it in real time. */
   play(samples: Int16Array): void {
     if (!this.#ended) this.control.play(samples);
+  }
+
+  /** Audio played and not yet sent, in ms: an agent that keeps up with the caller keeps it low. */
+  get queuedMs(): number {
+    return this.#ended ? 0 : this.control.queuedMs();
   }
 
   /** Barge-in: everything queued is dropped; output is silent from the next frame. */

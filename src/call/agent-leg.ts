@@ -62,6 +62,7 @@ export class AgentLeg implements AgentParty {
       hangup: (reason) => control.hangup(reason),
       transfer: (target) => control.transfer(target),
       sendDtmf: (digits) => control.sendDtmf(digits),
+      queuedMs: () => this.pacer.queuedMs,
     }, details);
   }
 

@@ -85,7 +85,11 @@ export function diversionOf(req: SipRequest): string[] {
   return headerList(req, 'Diversion').flatMap((v) => splitList(v));
 }
 
-/** The carrier's own headers (`X-*`), for the agent and the routing webhook; at most 32, each cut at 256 characters. */
+/**
+ * The carrier's own headers (`X-*`), for the agent and the routing webhook; at most 32, each cut
+ * at 256 characters. Deviation: passed on under `Privacy: id` too (they are the carrier's, not
+ * the caller's identity; Diversion likewise), where RFC 3323 would have a privacy service strip them.
+ */
 export function carrierHeaders(req: SipRequest): Record<string, string> {
   const out: Record<string, string> = {};
   let n = 0;

@@ -350,6 +350,8 @@ export class SipService {
    * client sends from one port and listens on another; over connections, the connection itself.
    */
   #replyFlow(flow: SipFlow, req: SipRequest): SipFlow {
+    // Deviation: over TCP/TLS an answer whose connection has closed is dropped, not sent on a
+    // new connection to the Via's received/sent-by (§18.2.2); the client retransmits or times out.
     if (flow.transport.reliable || !flow.transport.flowTo) return flow;
     const via = topVia(req);
     const source = remoteAddress(flow.remote);

@@ -62,7 +62,11 @@ export function transportUri(t: Pick<SipTransport, 'protocol' | 'sentBy'>, user?
   return `sip:${user ? `${user}@` : ''}${t.sentBy};transport=${transportParam(t.protocol)}`;
 }
 
-/** Our Contact on this transport (§8.1.1.8), as a name-addr. */
+/**
+ * Our Contact on this transport (§8.1.1.8), as a name-addr.
+ * Deviation: always `sip:` (with `transport=tls` over TLS), also for a `sips:` Request-URI,
+ * where §12.1.1 asks for a SIPS Contact; the carriers we serve send sip: over TLS.
+ */
 export function contactFor(t: Pick<SipTransport, 'protocol' | 'sentBy'>, user: string): string {
   return `<${transportUri(t, user)}>`;
 }
