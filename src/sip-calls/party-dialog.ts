@@ -202,8 +202,11 @@ export class PartyDialog {
       case 'INFO':
         return this.#info(incoming);
       case 'UPDATE':
-        // RFC 3311 without a body: a session refresh (RFC 4028 §7.4).
+        // RFC 3311 with SDP: a plain-RTP party's hold, resume or move, answered as a re-INVITE is.
+        if (req.body.length > 0 && this.transport instanceof RtpUdpTransport) return this.#reinvite(incoming);
+        // Deviation: a WebRTC party's media is not renegotiated by UPDATE (its DTLS and ICE stay).
         if (req.body.length > 0) return incoming.respond(488, { reason: 'Media renegotiation by UPDATE is not supported' });
+        // Without a body: a session refresh (RFC 4028 §7.4).
         if (this.#refusedTooSmall(incoming)) return;
         this.#refreshedBy(req);
         return incoming.respond(200, { headers: sessionTimer(req) });
@@ -255,7 +258,7 @@ export class PartyDialog {
   }
 
   /**
-   * re-INVITE: a session refresh or hold. The DTLS and ICE transport stays; the answer is our
+   * re-INVITE (or, for plain RTP, UPDATE with SDP): a session refresh or hold. The DTLS and ICE transport stays; the answer is our
    * original one with the direction mirrored (sendonly -> recvonly, inactive -> inactive).
    */
   #reinvite(incoming: Incoming): void {
@@ -290,9 +293,9 @@ export class PartyDialog {
     if (rtpRemote && this.transport instanceof RtpUdpTransport) this.transport.update(rtpRemote, direction as Direction, answer);
     // Counted as a refresh only now that it is answered 2xx.
     this.#refreshedBy(req);
-    this.deps.log.info({ session: this.call.id, direction }, 'SIP re-INVITE answered');
+    this.deps.log.info({ session: this.call.id, direction, method: req.method }, 'SIP offer in the dialog answered');
     incoming.respond(200, {
-      recordRoute: true,
+      recordRoute: req.method === 'INVITE',
       headers: [{ name: 'Contact', value: this.contact() }, ...sessionTimer(req), { name: 'Content-Type', value: 'application/sdp' }],
       body: answer,
     });

@@ -300,6 +300,52 @@ test('digits the agent sends to a carrier that offered no telephone-event go as 
   assert.ok(Number(header(second, 'CSeq')!.split(' ')[0]) > Number(header(first, 'CSeq')!.split(' ')[0]));
 });
 
+test('RFC 3311: an UPDATE with SDP holds a trunk call (a=sendonly -> a=recvonly) and another resumes it; the call goes on', async () => {
+  const { h, agent } = start([CARRIER_A]);
+  const c = await h.carrier(SBC);
+  const { invite, ok } = await answered(c);
+  const withDirection = (dir: string) => pcmuOffer(c.rtpPort).replace('a=sendrecv', `a=${dir}`).replace('o=carrier 1001 1', 'o=carrier 1001 2');
+  c.callerRequest('UPDATE', invite, ok, { headers: [{ name: 'Content-Type', value: 'application/sdp' }], body: withDirection('sendonly') });
+  const [held] = await c.responses();
+  assert.equal(held?.status, 200);
+  assert.match(held!.body.toString(), /^a=recvonly\r?$/m);
+  assert.equal(header(held!, 'Record-Route'), undefined, 'an UPDATE answer makes no route set');
+  c.callerRequest('UPDATE', invite, ok, { headers: [{ name: 'Content-Type', value: 'application/sdp' }], body: withDirection('sendrecv') });
+  const [resumed] = await c.responses();
+  assert.match(resumed!.body.toString(), /^a=sendrecv\r?$/m);
+  assert.equal(h.calls.get(sessionIdOf(agent))?.state !== 'ended', true);
+});
+
+test('RFC 3515: on a trunk with inbound.refer the agent\'s transfer to a number is a blind REFER to the carrier (sip:+E164@carrier;user=phone), resolved by its NOTIFY 200', async () => {
+  const { h, agent } = start([{ ...CARRIER_A, inbound: { ...CARRIER_A.inbound!, refer: true } }]);
+  const c = await h.carrier(SBC);
+  const { invite, ok } = await answered(c);
+  const done = agent.last.session.transfer('+1 555 765 4321');
+  await settle();
+  const refer = c.nextRequest('REFER');
+  assert.equal(header(refer, 'Refer-To'), '<sip:+15557654321@192.0.2.10;user=phone>');
+  c.respond(refer, 202);
+  c.callerRequest('NOTIFY', invite, ok, {
+    headers: [
+      { name: 'Event', value: 'refer' },
+      { name: 'Subscription-State', value: 'terminated;reason=noresource' },
+      { name: 'Content-Type', value: 'message/sipfrag;version=2.0' },
+    ],
+    body: 'SIP/2.0 200 OK\r\n',
+  });
+  await done;
+  await settle();
+  assert.equal(h.ends.get(sessionIdOf(agent)), 'transferred');
+});
+
+test('without inbound.refer a transfer to a number is refused (488: no outbound trunk yet) and the call stays with the agent', async () => {
+  const { h, agent } = start([CARRIER_A]);
+  const c = await h.carrier(SBC);
+  await answered(c);
+  await assert.rejects(agent.last.session.transfer('+15557654321'), (err: Error & { status?: number }) => err.status === 488);
+  assert.equal(h.ends.get(sessionIdOf(agent)), undefined);
+});
+
 test('RFC 3261 §15: a BYE on the early dialog while it rings gets 200, the INVITE 487, and the call ends bye with its ports free', async () => {
   const { h, agent } = start([CARRIER_A]);
   agent.holding = true;
