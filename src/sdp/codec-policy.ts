@@ -47,6 +47,16 @@ export function describeCodecs(codecs: readonly CodecName[]): string[] {
   return codecs.map((c) => `${ENCODING[c].encoding}/${ENCODING[c].clockRate}`);
 }
 
+/** RFC 3264 §6.1: the first of our codecs (in our order of preference) that the offer has. */
+export function chooseCodec(maps: readonly RtpMap[], codecs: readonly CodecName[]): { codec: CodecName; map: RtpMap } | undefined {
+  for (const codec of codecs) {
+    const want = ENCODING[codec];
+    const map = maps.find((m) => m.encoding === want.encoding && m.clockRate === want.clockRate);
+    if (map) return { codec, map };
+  }
+  return undefined;
+}
+
 /**
  * Decides the answer for a WebRTC offer, or throws a 4xx VoxgateError before anything is allocated.
  * RFC 9725 §4.4.2: at most one audio track; RFC 3264 §6: one codec chosen from the offer.
@@ -101,15 +111,7 @@ export function planAnswer(offer: SessionDescription, policy: CodecPolicy): Answ
   }
 
   const maps = rtpMaps(a);
-  let chosen: { codec: CodecName; map: RtpMap } | undefined;
-  for (const codec of policy.codecs) {
-    const want = ENCODING[codec];
-    const map = maps.find((m) => m.encoding === want.encoding && m.clockRate === want.clockRate);
-    if (map) {
-      chosen = { codec, map };
-      break;
-    }
-  }
+  const chosen = chooseCodec(maps, policy.codecs);
   if (!chosen) {
     const offeredCodecs = maps.filter((m) => m.encoding !== 'telephone-event').map((m) => `${m.encoding}/${m.clockRate}`);
     throw new VoxgateError(

@@ -1,7 +1,7 @@
 import type { CodecName } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
-import { describeCodecs, type AnswerPlan } from './codec-policy.js';
-import { attr, attrs, directionOf, rtpMaps, type Direction, type RtpMap, type SdpMedia, type SessionDescription } from './sdp.js';
+import { chooseCodec, describeCodecs, type AnswerPlan } from './codec-policy.js';
+import { attr, attrs, directionOf, rtpMaps, type Direction, type SdpMedia, type SessionDescription } from './sdp.js';
 
 /** Whether a trunk's media is SRTP (SDES, RFC 4568): never, when the far end offers it, or always. */
 export type MediaEncryption = 'none' | 'allow' | 'require';
@@ -54,8 +54,6 @@ export function connectionOf(sdp: SessionDescription, m: SdpMedia): string | und
   return mm ? mm[1] : undefined;
 }
 
-const ENCODING: Record<CodecName, string> = { opus: 'opus/48000', pcmu: 'pcmu/8000', pcma: 'pcma/8000', g722: 'g722/8000' };
-
 /**
  * Decides the answer to a plain-RTP offer (a SIP trunk, a phone): one audio section on RTP/AVP
  * or RTP/SAVP as the trunk's `mediaEncryption` allows, one codec from the trunk's list, and
@@ -89,14 +87,7 @@ export function planRtpAnswer(offer: SessionDescription, policy: RtpPolicy): Rtp
   if (host === undefined) throw new VoxgateError('VG_SDP_MALFORMED', 'The audio stream has no c= line (IN IP4 or IN IP6 address).');
 
   const maps = rtpMaps(a);
-  let chosen: { codec: CodecName; map: RtpMap } | undefined;
-  for (const codec of policy.codecs) {
-    const map = maps.find((m) => `${m.encoding}/${m.clockRate}` === ENCODING[codec]);
-    if (map) {
-      chosen = { codec, map };
-      break;
-    }
-  }
+  const chosen = chooseCodec(maps, policy.codecs);
   if (!chosen) {
     const offered = maps.filter((m) => m.encoding !== 'telephone-event').map((m) => `${m.encoding}/${m.clockRate}`);
     const unknown = a.formats.filter((f) => !maps.some((m) => String(m.payloadType) === f));

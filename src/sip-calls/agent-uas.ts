@@ -11,7 +11,7 @@ import { sourceKindOf, type Incoming } from '../sip/sip-service.js';
 import type { NegotiatedTransport } from '../transport/factory.js';
 import { parseOffer } from '../sdp/offer.js';
 import type { SipCallsContext } from './context.js';
-import { DIALOG_ALLOW, sessionTimer, type PartyDialog } from './party-dialog.js';
+import type { PartyDialog } from './party-dialog.js';
 import { negotiateSessionTimer } from './session-timer.js';
 import type { Referrals } from './referral.js';
 import type { AgentTransfers } from './transfer.js';
@@ -122,17 +122,7 @@ export class AgentUas {
       d.startSessionTimer(req);
       call.on('ended', (reason) => this.callEnded(call, reason));
       pending.transition('answered');
-      incoming.respond(200, {
-        recordRoute: true,
-        headers: [
-          { name: 'Contact', value: d.contact() },
-          { name: 'Allow', value: DIALOG_ALLOW },
-          { name: 'Supported', value: 'timer, replaces' },
-          ...sessionTimer(req),
-          { name: 'Content-Type', value: 'application/sdp' },
-        ],
-        body: started.localSdp,
-      });
+      d.answerInvite(incoming);
       deps.sip.metricsCall('agent', 'answered');
       audit('ok', 200, { session: call.id, codec: plan.audio.codec });
       log.info({ pipeline: call.describe(), agent: started.agent.agent.name, caller }, 'SIP call to the agent answered');

@@ -132,6 +132,21 @@ export class PartyDialog {
     if (this.#state === 'answered') this.transition('confirmed');
   }
 
+  /** Our 2xx to the INVITE that made this dialog (§13.3.1.4): Contact, what we allow and support, the session timer, our SDP. */
+  answerInvite(invite: Incoming): void {
+    invite.respond(200, {
+      recordRoute: true,
+      headers: [
+        { name: 'Contact', value: this.contact() },
+        { name: 'Allow', value: DIALOG_ALLOW },
+        { name: 'Supported', value: 'timer, replaces' },
+        ...sessionTimer(invite.req),
+        { name: 'Content-Type', value: 'application/sdp' },
+      ],
+      body: this.answerSdp,
+    });
+  }
+
   /** Where our requests in this dialog go: its route set or remote target (UDP, TCP, TLS), the flow itself on WebSocket. */
   requestFlow(): SipFlow {
     return nextHopFlow(this.dialog.routeSet, this.dialog.remoteTarget, this.flow);

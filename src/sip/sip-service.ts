@@ -13,8 +13,9 @@ import { NonInviteClientTransaction, InviteClientTransaction } from './transacti
 import { T1 } from './transaction/transaction.js';
 import { contactFor, recordRouteFor, sentByHost, viaFor, type SipFlow, type SipTransport } from './transport/transport.js';
 import type { SipMetrics } from './sip-metrics.js';
-import { responseTarget, stampVia } from './transport/received.js';
+import { stampVia } from './transport/received.js';
 import { remoteAddress } from './transport/remote.js';
+import { largeOverTcp, replyFlow } from './transport/flows.js';
 
 /** A record for the audit log: what happened, how it ended, and whatever else says who and why. */
 export interface SipAuditEntry {
@@ -162,7 +163,7 @@ export class SipService {
 
   /** Sends a request down a flow as a client transaction; responses come back to `onResponse`. */
   sendRequest(flow: SipFlow, method: string, text: string, branch: string, onResponse: (res: SipResponse, text: string) => void): void {
-    ({ flow, text } = this.#sizeRule(flow, text, branch));
+    ({ flow, text } = largeOverTcp(this.transports, flow, text, branch));
     const id = `${branch}|${method}`;
     const reliable = flow.transport.reliable;
     const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, reliable, id, text) : new NonInviteClientTransaction(this.deps.clock, reliable, id, text);
@@ -179,20 +180,6 @@ export class SipService {
     });
     this.deps.metrics.transactions.inc({ method, side: 'client' });
     tx.start();
-  }
-
-  /**
-   * RFC 3261 §18.1.1: a request over 1300 bytes (the path MTU being unknown) goes over TCP to
-   * the same address when we listen on TCP, with the top Via changed to say so.
-   * Deviation: no retry over UDP when that connection fails; the transaction times out.
-   */
-  #sizeRule(flow: SipFlow, text: string, branch: string): { flow: SipFlow; text: string } {
-    if (flow.transport.protocol !== 'UDP' || Buffer.byteLength(text) <= 1300) return { flow, text };
-    const tcp = this.transports.find((t) => t.protocol === 'TCP');
-    const to = remoteAddress(flow.remote);
-    const stream = to ? tcp?.flowTo?.(to) : undefined;
-    if (!tcp || !stream) return { flow, text };
-    return { flow: stream, text: text.replace(/^(?:Via|v)[ \t]*:[^\r\n]*/im, `Via: ${viaFor(tcp, branch)}`) };
   }
 
   /** One SIP message from a flow: what the WebSocket transport hands over (and bench:sip-pipeline). */
@@ -278,7 +265,7 @@ export class SipService {
     }
     const reliable = flow.transport.reliable;
     const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, reliable, key) : new NonInviteServerTransaction(this.deps.clock, reliable, key);
-    const replies = this.#replyFlow(flow, req);
+    const replies = replyFlow(flow, req);
     // The flow it came on says who sent it (trunk ACLs, dialogs, audit); answers go where §18.2.2 says.
     const incoming = new Incoming(req, flow, tx, this.#core, replies);
     this.#server.set(key, incoming);
@@ -342,26 +329,6 @@ export class SipService {
       default:
         return incoming.respond(501, { headers: [{ name: 'Allow', value: ALLOW }] });
     }
-  }
-
-  /**
-   * Where responses to a request go. RFC 3261 §18.2.2: over UDP to the top Via's received/rport
-   * (or its sent-by port when the client asked no rport), which is the source flow unless the
-   * client sends from one port and listens on another; over connections, the connection itself.
-   */
-  #replyFlow(flow: SipFlow, req: SipRequest): SipFlow {
-    // Deviation: over TCP/TLS an answer whose connection has closed is dropped, not sent on a
-    // new connection to the Via's received/sent-by (§18.2.2); the client retransmits or times out.
-    if (flow.transport.reliable || !flow.transport.flowTo) return flow;
-    const via = topVia(req);
-    const source = remoteAddress(flow.remote);
-    if (!via || !source) return flow;
-    const target = responseTarget(via, source, false);
-    // Deviation: a Via maddr, or anything naming another host than the packet's source, is not
-    // followed: a forged one would aim our answers (and trust) at someone else. Only the port
-    // may differ (a client without rport listening on its sent-by port).
-    if (target.host !== source.host || target.port === source.port) return flow;
-    return flow.transport.flowTo(target) ?? flow;
   }
 
   #refuse(incoming: Incoming, status: number, why: string): void {

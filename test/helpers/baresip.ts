@@ -5,6 +5,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { trackPeer, waitFor } from './peers.js';
 
 /**
  * Debian's baresip 1.0.0 as a real SIP phone/carrier on loopback, driven over its `ctrl_tcp`
@@ -151,39 +152,6 @@ export interface Baresip {
   log(): string;
   /** SIGTERM (baresip hangs up its calls), then SIGKILL if it lingers; removes the temp dir. */
   stop(): Promise<void>;
-}
-
-/**
- * Resolves when `check` returns a value; rejects after `ms`. A private copy of gateway.ts's
- * waitFor, so this peer harness loads without importing the gateway (src/) at all.
- */
-async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/**
- * baresips still running and their dirs: killed and removed if the test process exits without
- * stop() (a failed assertion before the `finally`, a crash), so no phone outlives its test.
- */
-const live = new Map<ChildProcess, string>();
-let exitHook = false;
-function track(proc: ChildProcess, dir: string): void {
-  live.set(proc, dir);
-  proc.once('exit', () => live.delete(proc));
-  if (exitHook) return;
-  exitHook = true;
-  process.once('exit', () => {
-    for (const [p, d] of live) {
-      p.kill('SIGKILL');
-      rmSync(d, { recursive: true, force: true });
-    }
-  });
 }
 
 const MODULES = '/usr/lib/baresip/modules';
@@ -371,7 +339,7 @@ export async function startBaresip(opts: BaresipOptions = {}): Promise<Baresip> 
   const args = ['-4', '-f', dir];
   if (opts.sipTrace ?? true) args.push('-s');
   const proc: ChildProcess = spawn('baresip', args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
-  track(proc, dir);
+  trackPeer(proc, dir);
   let output = '';
   proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway.js';
+import { waitFor } from './peers.js';
 
 /** A UDP port that was free a moment ago (the OS picked it). */
 export async function freeUdpPort(): Promise<number> {
@@ -69,16 +70,7 @@ export async function startGateway(overrides: ConfigInput = {}, opts: GatewayOpt
   };
 }
 
-/** Resolves when `check` returns a value, polling an observable state; rejects after `ms`. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { waitFor };
 
 export async function adminSessions(url: string): Promise<{ id: string; state: string; packets: number; codec: string; source: string; remoteAddress: string | null; sipCallId: string | null; trunk: { name: string; from: string; to: string } | null }[]> {
   const res = await fetch(`${url}/api/sessions`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });

@@ -5,6 +5,7 @@ import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { trackPeer, waitFor } from './peers.js';
 
 /**
  * Debian's SIPp (sip-tester 3.6.1, built `-SCTP-PCAP-RTPSTREAM`: pcap play and rtp_stream yes,
@@ -95,36 +96,6 @@ export interface SippProcess {
   stop(): Promise<SippResult>;
 }
 
-/**
- * Resolves when `check` returns a value; rejects after `ms`. A private copy of gateway.ts's
- * waitFor, so this peer harness loads without importing the gateway (src/) at all.
- */
-async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** SIPps still running and their log dirs: killed and removed if the test process exits first. */
-const live = new Map<ChildProcess, string>();
-let exitHook = false;
-function track(proc: ChildProcess, dir: string): void {
-  live.set(proc, dir);
-  proc.once('exit', () => live.delete(proc));
-  if (exitHook) return;
-  exitHook = true;
-  process.once('exit', () => {
-    for (const [p, d] of live) {
-      p.kill('SIGKILL');
-      rmSync(d, { recursive: true, force: true });
-    }
-  });
-}
-
 async function freeSippPort(): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const s = createSocket('udp4');
@@ -211,7 +182,7 @@ export async function startSipp(opts: SippOptions): Promise<SippProcess> {
   args.push(...(opts.extraArgs ?? []));
 
   const proc: ChildProcess = spawn('sipp', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  track(proc, dir);
+  trackPeer(proc, dir);
   let stdout = '';
   // SIPp redraws its statistics screen every second; keep the end, which is what matters.
   const keep = (d: Buffer) => {

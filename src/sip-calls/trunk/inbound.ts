@@ -17,7 +17,6 @@ import type { RtpUdpTransport } from '../../transport/rtp-udp/rtp-udp-transport.
 import type { AgentUas } from '../agent-uas.js';
 import type { AgentTransfers } from '../transfer.js';
 import type { SipCallsContext } from '../context.js';
-import { DIALOG_ALLOW, sessionTimer } from '../party-dialog.js';
 import { negotiateSessionTimer } from '../session-timer.js';
 import type { RoutingDecision } from './routing-webhook.js';
 import type { TrunkMetrics } from './trunk-metrics.js';
@@ -301,17 +300,7 @@ export class TrunkInbound {
       call.on('ended', (reason) => this.deps.agents.callEnded(call, reason));
       pending.transition('answered');
       transport!.answered();
-      incoming.respond(200, {
-        recordRoute: true,
-        headers: [
-          { name: 'Contact', value: d.contact() },
-          { name: 'Allow', value: DIALOG_ALLOW },
-          { name: 'Supported', value: 'timer, replaces' },
-          ...sessionTimer(req),
-          { name: 'Content-Type', value: 'application/sdp' },
-        ],
-        body: started.localSdp,
-      });
+      d.answerInvite(incoming);
       metrics.inbound(trunk.name, 'answered');
       this.#audit(incoming, 'ok', 200, { trunk: trunk.name, number, session: call.id, codec: plan.audio.codec, from: callerId.number, media: transport!.remoteAddress(), srtp: plan.rtp.profile === 'RTP/SAVP' });
       log.info({ pipeline: call.describe(), agent: started.agent.agent.name, from: callerId.number, to: number }, 'trunk call answered');
