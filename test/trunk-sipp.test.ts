@@ -412,6 +412,20 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
     if (media) rmSync(media, { recursive: true, force: true });
   });
 
+  test('RFC 3261 §13.2.1: an INVITE without SDP (a PBX\'s delayed offer) gets our offer in the 200, and the ACK\'s answer starts the call', async () => {
+    const { remote } = sipListener(tg, 'UDP');
+    const r = await runSipp({ scenario: 'uac-late-offer.xml', remote, service: CARRIER_A, pauseMs: 500, timeoutMs: 10_000 });
+    assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
+    const msgs = wire(r.messages);
+    const ok = responses(msgs, 'INVITE').find((m) => m.status === 200)!;
+    assert.match(bodyOf(ok.text), /^m=audio \d+ RTP\/AVP 0 8 101\s*$/m, 'the trunk\'s codecs in its order, then telephone-event');
+    assert.deepEqual(responses(msgs, 'BYE').map((m) => m.status), [200]);
+    const invited = await auditRecord(tg, 'the late-offer sip.invite record', (a) => a.action === 'sip.invite' && a.outcome === 'ok' && a.offer === 'late');
+    assert.equal(invited.codec, 'pcmu', 'the codec the answer chose');
+    const ended = await auditRecord(tg, 'its session.ended record', (a) => a.action === 'session.ended' && a.session === invited.session);
+    assert.equal(ended.reason, 'bye');
+  });
+
   for (const transport of ['u1', 't1'] as const) {
     const name = transport === 'u1' ? 'UDP' : 'TCP';
     test(`a call over ${name}: 180 before a 200 with a PCMU RTP/AVP answer on 127.0.0.1, BYE gets 200, audited`, async () => {

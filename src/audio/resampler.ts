@@ -48,7 +48,7 @@ export class Resampler {
     const T = (this.#tapsPerPhase = n / this.up);
     this.#taps = new Float64Array(n);
     for (let p = 0; p < this.up; p++) for (let k = 0; k < T; k++) this.#taps[p * T + k] = proto[k * this.up + p]!;
-    this.#buf = new Float64Array(T - 1 + inRate / 50);
+    this.#buf = new Float64Array(T - 1 + Math.ceil(inRate / 50));
   }
 
   /** The delay the filter adds, in output samples. */

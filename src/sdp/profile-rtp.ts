@@ -182,3 +182,29 @@ export function rtpSdp(plan: RtpAnswerPlan, local: RtpLocal): string {
   }
   return `${lines.join('\r\n')}\r\n`;
 }
+
+/** Payload types of our own offers: the static ones (RFC 3551), and dynamic ones for the rest. */
+const OFFER_PT: Record<CodecName, number> = { pcmu: 0, pcma: 8, g722: 9, opus: 111 };
+
+/**
+ * Our offer for a plain-RTP audio stream (RFC 3264 §5), for an INVITE that came without one
+ * (RFC 3261 §13.2.1 late offer): every codec the trunk takes, in its order, telephone-event at
+ * 8 kHz (PCMU, PCMA, G.722) and 48 kHz (Opus), 20 ms packets.
+ */
+export function rtpOfferSdp(codecs: readonly CodecName[], local: Omit<RtpLocal, 'crypto' | 'direction'>): string {
+  const ip = local.address.includes(':') ? 'IP6' : 'IP4';
+  const te = [...(codecs.some((c) => c !== 'opus') ? [[101, 8000]] : []), ...(codecs.includes('opus') ? [[102, 48000]] : [])] as [number, number][];
+  const lines = [
+    'v=0',
+    `o=voxgate ${local.sessionId} ${local.version} IN ${ip} ${local.address}`,
+    's=voxgate',
+    `c=IN ${ip} ${local.address}`,
+    't=0 0',
+    `m=audio ${local.port} RTP/AVP ${[...codecs.map((c) => OFFER_PT[c]), ...te.map(([pt]) => pt)].join(' ')}`,
+    ...codecs.map((c) => `a=rtpmap:${OFFER_PT[c]} ${RTPMAP[c]}`),
+    ...te.flatMap(([pt, rate]) => [`a=rtpmap:${pt} telephone-event/${rate}`, `a=fmtp:${pt} 0-16`]),
+    'a=ptime:20',
+    'a=sendrecv',
+  ];
+  return `${lines.join('\r\n')}\r\n`;
+}

@@ -72,7 +72,8 @@ export class PartyDialog {
 
   constructor(
     readonly dialog: Dialog,
-    readonly flow: SipFlow,
+    /** The flow it signals on; a carrier's new TCP/TLS connection replaces a closed one. */
+    public flow: SipFlow,
     readonly call: Call,
     readonly role: 'caller' | 'callee',
     readonly transport: MediaTransport,
@@ -207,6 +208,8 @@ export class PartyDialog {
       incoming.respond(200);
       return this.forget();
     }
+    // A carrier that opened a new connection to us: our requests go on it from now on (RFC 5923's idea).
+    if (incoming.flow !== this.flow && incoming.flow.transport === this.flow.transport && this.flow.transport.reliable) this.flow = incoming.flow;
     const contact = header(req, 'Contact');
     if (contact && (req.method === 'INVITE' || req.method === 'UPDATE')) this.dialog.remoteTarget = parseNameAddr(contact).uri;
     switch (req.method) {
@@ -248,7 +251,9 @@ export class PartyDialog {
    */
   flowClosed(): void {
     const p = this.flow.transport.protocol;
-    if (p !== 'WS' && p !== 'WSS' && this.#state !== 'detached' && this.#state !== 'ended') return;
+    // Only a carrier's: a phone registered over TCP is reachable on that connection alone.
+    const carrier = p !== 'WS' && p !== 'WSS' && this.call.kind === 'sip-trunk' && this.role === 'caller';
+    if (carrier && this.#state !== 'detached' && this.#state !== 'ended') return;
     if (this.#state === 'detached' || this.#state === 'ended') return this.forget();
     this.#left('flow-closed');
   }
@@ -322,6 +327,8 @@ export class PartyDialog {
    */
   readonly #onDtmfOut = (to: string, digit: string): void => {
     if (to !== this.role || (this.#state !== 'confirmed' && this.#state !== 'answered')) return;
+    // Bounded: a party that answers no INFO does not grow it without end.
+    if (this.#infoDigits.length >= 32) return;
     this.#infoDigits.push(digit);
     if (this.#infoDigits.length === 1) this.#sendInfoDigit();
   };
@@ -335,6 +342,8 @@ export class PartyDialog {
     const { text, branch } = this.dialog.request('INFO', [], { type: 'application/dtmf-relay', content: `Signal=${digit}\r\nDuration=160\r\n` });
     this.deps.sip.sendRequest(this.requestFlow(), 'INFO', text, branch, (res) => {
       if (res.status < 200) return;
+      // §12.2.1.2: 481 or 408 means the dialog (or the party) is gone: the rest are dropped.
+      if (res.status === 481 || res.status === 408) return void this.#infoDigits.splice(0);
       this.#infoDigits.shift();
       this.#sendInfoDigit();
     });
@@ -381,7 +390,9 @@ export class PartyDialog {
     let body: { type: string; content: string } | undefined;
     if (method === 'INVITE') {
       this.sdpVersion++;
-      body = { type: 'application/sdp', content: this.answerSdp.replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`) };
+      // The session as it is now (a plain-RTP party on hold stays on hold).
+      const current = this.transport instanceof RtpUdpTransport ? this.transport.localSdp : this.answerSdp;
+      body = { type: 'application/sdp', content: current.replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`) };
     }
     const { text, branch } = this.dialog.request(method, timerHeaders, body);
     const seq = this.dialog.localSeq;

@@ -118,6 +118,8 @@ export class CallRouter implements SipCallHandler {
   ack(req: SipRequest, flow: SipFlow): void {
     const d = this.ctx.dialogs.find(req);
     if (d) return d.acked();
+    // The ACK of a 200 that carried our offer (an INVITE without SDP) brings the answer.
+    if (this.trunks?.late.ack(req)) return;
     // A stray ACK (no dialog) is dropped: nothing can be answered to an ACK.
     this.proxy.ack(req, flow);
   }

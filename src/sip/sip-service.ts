@@ -82,6 +82,8 @@ export class SipService {
   calls: SipCallHandler | undefined;
   readonly #server = new Map<string, Incoming>();
   readonly #client = new Map<string, ClientEntry>();
+  /** BYEs sent and not yet answered finally: what a shutdown waits for. */
+  readonly #byes = new Set<string>();
   /** 2xx answers to INVITE being repeated on unreliable flows, by dialog and CSeq (§13.3.1.4). */
   readonly #awaitingAck = new Map<string, Incoming>();
   readonly #users: Set<string>;
@@ -167,6 +169,15 @@ export class SipService {
     const id = `${branch}|${method}`;
     const reliable = flow.transport.reliable;
     const tx = method === 'INVITE' ? new InviteClientTransaction(this.deps.clock, reliable, id, text) : new NonInviteClientTransaction(this.deps.clock, reliable, id, text);
+    // A BYE counts for drain() until its final answer (or its timeout).
+    if (method === 'BYE') {
+      this.#byes.add(id);
+      const answered = onResponse;
+      onResponse = (res, text) => {
+        if (res.status >= 200) this.#byes.delete(id);
+        answered(res, text);
+      };
+    }
     const entry = { tx, onResponse };
     this.#client.set(id, entry);
     tx.on('send', (t) => flow.send(t));
@@ -176,6 +187,7 @@ export class SipService {
     });
     // Deleted by identity: a newer transaction may have taken the same id (a CANCEL per INVITE).
     tx.on('terminated', () => {
+      this.#byes.delete(id);
       if (this.#client.get(id) === entry) this.#client.delete(id);
     });
     this.deps.metrics.transactions.inc({ method, side: 'client' });
@@ -206,7 +218,7 @@ export class SipService {
       }
     } catch (err) {
       this.deps.log.error({ err, flow: flow.id }, 'SIP message handling failed');
-      if (msg.kind === 'request' && msg.method !== 'ACK') flow.send(responseText(msg, 500, { reason: 'Server Internal Error' }));
+      if (msg.kind === 'request' && msg.method !== 'ACK') replyFlow(flow, msg).send(responseText(msg, 500, { reason: 'Server Internal Error' }));
     }
   }
 
@@ -423,12 +435,13 @@ export class SipService {
   }
 
   /**
-   * Waits (at most `ms`) for the requests we sent to be answered: the BYEs of a shutdown must
-   * leave before the transports close (a UDP send completes only on a later tick).
+   * Waits (at most `ms`) for our BYEs to be answered: those of a shutdown must leave before the
+   * transports close (a UDP send completes only on a later tick).
    */
   async drain(ms: number): Promise<void> {
+    // Wall-clock bounded on purpose: shutdown must end even when the signalling clock is a test's.
     const end = Date.now() + ms;
-    while (this.#client.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    while (this.#byes.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
   }
 
   close(): void {

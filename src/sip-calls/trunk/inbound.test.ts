@@ -346,6 +346,48 @@ test('without inbound.refer a transfer to a number is refused (488: no outbound 
   assert.equal(h.ends.get(sessionIdOf(agent)), undefined);
 });
 
+test('RFC 3261 §13.2.1: an INVITE without SDP gets our offer in the 200; the answer in its ACK starts the call on the codec it chose', async () => {
+  const { h, agent } = start([{ ...CARRIER_A, codecs: ['pcma', 'pcmu'] }]);
+  const c = await h.carrier(SBC);
+  const invite = c.invite({ sdp: '' });
+  const got = await c.responses();
+  const ok = find(got, 200);
+  const offer = ok.body.toString();
+  assert.match(offer, /^m=audio \d+ RTP\/AVP 8 0 101\r?$/m, `our offer, in the trunk's order:\n${offer}`);
+  assert.match(offer, /^a=rtpmap:101 telephone-event\/8000\r?$/m);
+  assert.equal(agent.sessions.length, 0, 'no call before the answer');
+  const answer = pcmuOffer(c.rtpPort);
+  c.callerRequest('ACK', invite, ok, { headers: [{ name: 'Content-Type', value: 'application/sdp' }], body: answer });
+  await settle();
+  assert.equal(agent.sessions.length, 1, 'the agent is attached once the answer came');
+  const call = h.calls.get(sessionIdOf(agent))!;
+  assert.equal(call.trunk?.to, TRUNK_NUMBER);
+  assert.match(call.describe(), /PCMU|pcmu/i, call.describe());
+  assert.equal(h.rtp.pool.portsInUse, 2);
+});
+
+test('an ACK without the answer to our offer ends the dialog with a BYE and frees the ports', async () => {
+  const { h, agent } = start([CARRIER_A]);
+  const c = await h.carrier(SBC);
+  const invite = c.invite({ sdp: '' });
+  const ok = find(await c.responses(), 200);
+  c.callerRequest('ACK', invite, ok);
+  await settle();
+  const bye = c.nextRequest('BYE');
+  assert.match(header(bye, 'Reason') ?? '', /^Q\.850;cause=41/);
+  assert.equal(agent.sessions.length, 0);
+  assert.equal(h.rtp.pool.portsInUse, 0);
+  assert.deepEqual(h.router.trunks!.active(), [{ trunk: 'carrier-a', calls: 0 }]);
+});
+
+test('an INVITE without SDP on a trunk that requires SRTP is refused 488', async () => {
+  const { h } = start([{ ...CARRIER_A, mediaEncryption: 'require' }]);
+  const c = await h.carrier(SBC);
+  c.invite({ sdp: '' });
+  assert.deepEqual(await c.statuses(), [488]);
+  assert.equal(h.rtp.pool.portsInUse, 0);
+});
+
 test('RFC 3261 §15: a BYE on the early dialog while it rings gets 200, the INVITE 487, and the call ends bye with its ports free', async () => {
   const { h, agent } = start([CARRIER_A]);
   agent.holding = true;

@@ -19,6 +19,7 @@ import type { AgentTransfers } from '../transfer.js';
 import type { SipCallsContext } from '../context.js';
 import { negotiateSessionTimer } from '../session-timer.js';
 import type { RoutingDecision } from './routing-webhook.js';
+import { LateOffers } from './late-offer.js';
 import type { TrunkMetrics } from './trunk-metrics.js';
 import { remoteHost, type Trunk, type TrunkTable } from './trunks.js';
 
@@ -87,7 +88,12 @@ export interface TrunkInboundDeps {
 export class TrunkInbound {
   readonly #pending = new Map<string, PendingTrunkInvite>();
 
-  constructor(private readonly deps: TrunkInboundDeps) {}
+  /** INVITEs without SDP answered with our offer, waiting for the ACK's answer. */
+  readonly late: LateOffers;
+
+  constructor(private readonly deps: TrunkInboundDeps) {
+    this.late = new LateOffers({ ctx: deps.ctx, agents: deps.agents, metrics: deps.metrics, audit: (i, outcome, status, extra) => this.#audit(i, outcome, status, extra) });
+  }
 
   /**
    * Takes an out-of-dialog INVITE that is a trunk call (anything over UDP, TCP or TLS that is not
@@ -164,6 +170,7 @@ export class TrunkInbound {
    */
   byeWhileRinging(bye: Incoming): boolean {
     if (bye.req.method !== 'BYE') return false;
+    if (this.late.bye(bye)) return true;
     const callId = header(bye.req, 'Call-ID');
     const fromTag = tagOf(header(bye.req, 'From'));
     const toTag = tagOf(header(bye.req, 'To'));
@@ -208,9 +215,12 @@ export class TrunkInbound {
       // The slot is held from here: INVITEs arriving while this one asks the webhook count against maxCalls.
       release = trunk.reserve();
       const type = (header(req, 'Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
-      // Deviation: an INVITE without an offer (RFC 3261 §13.2.1 late offer) is refused; carriers send one.
-      if (req.body.length === 0) throw new VoxgateError('VG_SDP_NO_AUDIO', 'Not Acceptable Here (send the SDP offer in the INVITE)');
-      if (type !== 'application/sdp') {
+      // RFC 3261 §13.2.1: no SDP in the INVITE is a late offer (ours goes in the 200).
+      const late = req.body.length === 0;
+      if (late && trunk.config.mediaEncryption === 'require') {
+        throw new VoxgateError('VG_SDP_PROFILE', 'Not Acceptable Here (this trunk requires SRTP: send the SDES offer in the INVITE)');
+      }
+      if (!late && type !== 'application/sdp') {
         pending.transition('refused');
         metrics.inbound(trunk.name, '415');
         this.#audit(incoming, 'error', 415, { trunk: trunk.name, number, reason: `Content-Type ${type}` });
@@ -223,7 +233,7 @@ export class TrunkInbound {
         this.#audit(incoming, 'error', 422, { trunk: trunk.name, number, reason: `Session-Expires below Min-SE ${st.minSe}` });
         return incoming.respond(422, { headers: [{ name: 'Min-SE', value: String(st.minSe) }] });
       }
-      const plan = planRtpAnswer(parseOffer(req.body.toString('utf8')), { codecs: trunk.config.codecs, encryption: trunk.config.mediaEncryption });
+      const plan = late ? undefined : planRtpAnswer(parseOffer(req.body.toString('utf8')), { codecs: trunk.config.codecs, encryption: trunk.config.mediaEncryption });
       const details: CallDetails = {
         from: callerId.number,
         to: number,
@@ -252,8 +262,17 @@ export class TrunkInbound {
         via: 'sip-trunk',
       };
       // The ports first: a range used up is a 503 before any ringing.
-      transport = await rtp.answer(plan, remoteHost(flow.remote));
+      transport = plan ? await rtp.answer(plan, remoteHost(flow.remote)) : await rtp.offer(trunk.config.codecs, remoteHost(flow.remote));
       if (pending.cancelled) return;
+      if (!plan) {
+        pending.transition('answered');
+        const held = release;
+        release = undefined;
+        admitted = true; // the late offer owns the transport and the slot from here
+        return this.late.offer({ incoming, trunk, number, callerId, source, details, transport, release: () => held?.(), transfer: (call, target) => this.#transfer(call, target, trunk, flow.remote) });
+      }
+      // The gateway's own limit refuses before any ringing too (startCall checks it again).
+      deps.calls.checkAdmission(source);
       // RFC 3261 §13.3.1.1: ringing until the agent is attached, so the caller never hears dead air.
       this.#ring(incoming, pending, this.deps.ctx.deps.sip.contact(flow, number));
       const opened = transport;
@@ -268,13 +287,14 @@ export class TrunkInbound {
           trunk.active.add(call.id);
           release?.();
           release = undefined;
-          admitted = true;
           call.on('ended', () => trunk.active.delete(call.id));
         },
         transfer: (call, target) => this.#transfer(call, target, trunk, flow.remote),
         logFields: { sipCallId: header(req, 'Call-ID'), trunk: trunk.name },
         details,
       });
+      // The call's caller leg owns the transport now.
+      admitted = true;
       const { call, log } = started;
       call.sipCallId = header(req, 'Call-ID');
       call.trunk = { name: trunk.name, from: callerId.number, to: number };

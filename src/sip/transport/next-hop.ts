@@ -31,11 +31,15 @@ export function nextHopFlow(routeSet: readonly string[], remoteTarget: string, f
   const maddr = uri.params.get('maddr');
   const target = { host: maddr ?? host, port: uri.port ?? (t.protocol === 'TLS' ? 5061 : 5060) };
   const source = flow.remote.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  if (isIP(target.host) === 0) return flow; // Deviation: no RFC 3263 lookup yet; a name goes back down the flow.
+  const dead = t.reliable && t.flows.get(flow.id) !== flow;
+  // Deviation: no RFC 3263 lookup yet: a name (or a NATed private address) is reached at the
+  // flow's own host, on the flow while it lives, else on a new connection to the target's port.
+  if (isIP(target.host) === 0 || (isPrivate(target.host) && target.host !== source)) {
+    return dead ? t.flowTo({ host: source, port: target.port }) ?? flow : flow;
+  }
   if (target.host === source && `${target.port}` === flow.remote.slice(flow.remote.lastIndexOf(':') + 1)) return flow;
   // A connection to that host still open is reused (RFC 5923's idea): a carrier's SBC sends from
   // an ephemeral port, and a new TLS connection to its Contact would need its certificate checked.
   if (t.reliable && target.host === source && t.flows.get(flow.id) === flow) return flow;
-  if (isPrivate(target.host) && target.host !== source) return flow;
   return t.flowTo(target) ?? flow;
 }

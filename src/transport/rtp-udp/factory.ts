@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { VoxgateError } from '../../core/errors.js';
-import { rtpSdp, type RtpAnswerPlan } from '../../sdp/profile-rtp.js';
+import type { CodecName } from '../../core/config.js';
+import { rtpOfferSdp, rtpSdp, type RtpAnswerPlan } from '../../sdp/profile-rtp.js';
 import { RtpPortPool, type RtpPortPoolOptions } from './port-pool.js';
 import { RtpUdpTransport, type SrtpContexts } from './rtp-udp-transport.js';
 
@@ -59,6 +60,30 @@ export class RtpTransports {
       signallingHost,
       direction: plan.audio.direction,
       srtp: keyed?.contexts,
+      localSdp,
+      release: (p) => {
+        this.#live.delete(transport);
+        this.pool.release(p);
+      },
+    });
+    this.#live.add(transport);
+    return transport;
+  }
+
+  /**
+   * A leg we offer (an INVITE without SDP, RFC 3261 §13.2.1): our offer on a port pair, and a
+   * transport that sends nothing until the answer (in the ACK) says where, by update().
+   */
+  async offer(codecs: readonly CodecName[], signallingHost: string): Promise<RtpUdpTransport> {
+    const pair = await this.pool.allocate();
+    const localSdp = rtpOfferSdp(codecs, { address: this.opts.announcedAddress, port: pair.port, sessionId: String(randomBytes(4).readUInt32BE(0)), version: 1 });
+    const transport = new RtpUdpTransport({
+      pair,
+      // Nowhere yet: c=0.0.0.0 sends nothing (RFC 3264 §8.4) until the answer arrives.
+      remote: { host: '0.0.0.0', port: 9, rtcpPort: 9, rtcpMux: false, held: true, ptime: undefined },
+      signallingHost,
+      direction: 'sendrecv',
+      srtp: undefined,
       localSdp,
       release: (p) => {
         this.#live.delete(transport);

@@ -310,4 +310,20 @@ describe('RtpUdpTransport', () => {
       assert.equal(transport.onHold, held, dir);
     }
   });
+
+  it('RFC 3264 §8.4: a c=0.0.0.0 hold sends neither RTP nor RTCP but keeps the latch, and the resume sends to the latched address again', async (t) => {
+    const { far, transport, sink } = await leg(t);
+    const natted = await peer(t);
+    natted.send(rtpPacket(1), transport.port);
+    await sink.count(1);
+    const held = planRtpAnswer(parseSdp(['v=0', 'o=carrier 1 2 IN IP4 0.0.0.0', 's=-', 'c=IN IP4 0.0.0.0', 't=0 0', `m=audio ${far.rtp.port} RTP/AVP 0`, 'a=rtpmap:0 PCMU/8000', 'a=recvonly', ''].join('\r\n')), { codecs: ['pcmu'], encryption: 'allow' });
+    transport.update(held.rtp, held.audio.direction, transport.localSdp);
+    assert.equal(transport.sendRtp(rtpPacket(2)), false, 'no RTP to a hold, though our answer is sendonly');
+    assert.equal(transport.sendRtcp(Buffer.from([0x81, 201, 0, 1, 0, 0, 0, 1])), false, 'no RTCP either');
+    assert.equal(transport.onHold, true);
+    const resume = offerPlan(far.rtp.port);
+    transport.update(resume.rtp, resume.audio.direction, transport.localSdp);
+    assert.equal(transport.sendRtp(rtpPacket(3)), true);
+    assert.equal((await natted.next()).data.readUInt16BE(2), 3, 'the latch outlived the hold');
+  });
 });

@@ -128,7 +128,8 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
 
   sendRtp(packet: Buffer): boolean {
     if (this.#state === 'closed' || this.#state === 'failed' || !this.#answered) return false;
-    if (this.#direction === 'recvonly' || this.#direction === 'inactive') {
+    // RFC 3264 §8.4: nothing goes to a c=0.0.0.0 hold, whatever the directions say.
+    if (this.#direction === 'recvonly' || this.#direction === 'inactive' || this.#remote.held) {
       this.counters.heldBack++;
       return false;
     }
@@ -140,7 +141,7 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
   }
 
   sendRtcp(packet: Buffer): boolean {
-    if (this.#state === 'closed' || this.#state === 'failed' || !this.#answered) return false;
+    if (this.#state === 'closed' || this.#state === 'failed' || !this.#answered || this.#remote.held) return false;
     const muxed = this.#remote.rtcpMux;
     const to = (muxed ? this.#latchedRtp : this.#latchedRtcp) ?? (this.#remote.held ? undefined : { host: this.#remote.host, port: this.#remote.rtcpPort });
     if (!to) return false;
