@@ -15,16 +15,20 @@ const CLI = ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../s
 function run(args: string[], cwd: string, env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [...CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
+  let stdout = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // The JSON log goes to stdout: kept, so a failure can show what the gateway said.
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return { child, exited, stderr: () => stderr };
+  return { child, exited, stderr: () => stderr, stdout: () => stdout };
 }
 
 test('`voxgate serve` with no configuration prints a dev token that publishes; SIGTERM drains and exits 0', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-cli-'));
+  let started: ReturnType<typeof run> | undefined;
   try {
     const udp = await freeUdpPort();
-    const p = run(['serve', '--http-port', '0', '--udp-port', String(udp)], dir, { VOXGATE_CONFIG: '' });
+    const p = (started = run(['serve', '--http-port', '0', '--udp-port', String(udp)], dir, { VOXGATE_CONFIG: '' }));
     // No config file: defaults, a development token, and the audit log in the working directory.
     const banner = await waitFor('the start-up banner', () => /listening on (http:\/\/\S+)[\s\S]*token \(source 'dev'\): (\S+)[\s\S]*admin token for \/api\/sessions: (\S+)/.exec(p.stderr()) ?? undefined);
     const [, url, devToken] = banner as unknown as [string, string, string];
@@ -32,7 +36,7 @@ test('`voxgate serve` with no configuration prints a dev token that publishes; S
     assert.match(url!, /^http:\/\/127\.0\.0\.1:\d+$/);
     const pub = await publishConnected(`${url}/whip`, devToken!).catch((err: Error) => {
       // The gateway's own log says why (it is a child process: nothing else would show it).
-      throw new Error(`${err.message}\n--- voxgate log ---\n${p.stderr().slice(-4000)}`);
+      throw new Error(`${err.message}\n--- voxgate stderr ---\n${p.stderr().slice(-2000)}\n--- voxgate log ---\n${p.stdout().slice(-4000)}`);
     });
     p.child.kill('SIGTERM');
     assert.equal(await p.exited, 0);
@@ -41,6 +45,8 @@ test('`voxgate serve` with no configuration prints a dev token that publishes; S
     const id = pub.location!.split('/').pop();
     assert.ok(audit.some((r) => r.action === 'session.ended' && r.reason === 'shutdown' && r.session === id), 'the drained session is audited as ended by shutdown');
   } finally {
+    // A failed assertion must not leave the gateway running.
+    if (started && started.child.exitCode === null) started.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });
