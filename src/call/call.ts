@@ -232,27 +232,23 @@ export class Call extends TypedEmitter<CallEvents> {
     const to = this.#partnerOf(from);
     const target = to ? this.legs.get(to) : undefined;
     if (!target) return;
-    if (target.kind === 'agent') {
-      (target as AgentParty).deliverDtmf(digit);
-      this.message(from, { type: 'dtmf', digit });
-    } else {
-      target.endpoint?.sendDtmf(digit);
-    }
+    if (target.kind !== 'agent') return void this.#sendDigit(to!, digit);
+    (target as AgentParty).deliverDtmf(digit);
+    this.message(from, { type: 'dtmf', digit });
   }
 
-  /** Digits a leg (the agent) sends to whoever it talks with, as RFC 4733 events on their media. */
+  /** Digits a leg (the agent) sends to whoever it talks with; false when some could not go. */
   sendDtmf(from: LegRole, digits: string): boolean {
     const to = this.#partnerOf(from);
-    const ep = to ? this.legs.get(to)?.endpoint : undefined;
-    if (!ep) return false;
-    let sent = true;
-    for (const d of digits) {
-      if (ep.sendDtmf(d)) continue;
-      // No telephone-event negotiated: whoever owns the party's signalling may send it (INFO).
-      if (this.hasListeners('dtmf-out')) this.emit('dtmf-out', to!, d);
-      else sent = false;
-    }
-    return sent;
+    return !!to && !!this.legs.get(to)?.endpoint && [...digits].map((d) => this.#sendDigit(to, d)).every(Boolean);
+  }
+
+  /** RFC 4733 on the party's media; without telephone-event, on its signalling (SIP INFO) if something carries it. */
+  #sendDigit(to: LegRole, digit: string): boolean {
+    if (this.legs.get(to)?.endpoint?.sendDtmf(digit)) return true;
+    if (!this.hasListeners('dtmf-out')) return false;
+    this.emit('dtmf-out', to, digit);
+    return true;
   }
 
   /** JSON to a party's data channel, if it has one. */
@@ -471,8 +467,8 @@ export class Call extends TypedEmitter<CallEvents> {
   }
 }
 
-/** The rate each codec carries audio at without resampling (Opus decodes and encodes at any). */
-const NATURAL_RATE: Record<CodecName, number> = { opus: 48000, g722: 16000, pcmu: 8000, pcma: 8000 };
+/** Each codec's own rate, where it needs no resampling (Opus decodes and encodes at any): a bridge meets at the lower; the echo runs at it. */
+export const NATURAL_RATE: Record<CodecName, 8000 | 16000 | 48000> = { opus: 48000, g722: 16000, pcmu: 8000, pcma: 8000 };
 
 /** An endpoint connected to nobody: it decodes nothing and sends nothing of its own accord. */
 function unwire(ep: MediaEndpoint): void {

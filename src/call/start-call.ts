@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import type { Agent, CallDetails } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock } from '../core/clock.js';
-import type { CodecName } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
 import { newSessionId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
@@ -10,14 +9,11 @@ import { MediaEndpoint, type MediaFormat, type MediaRuntime } from '../media/end
 import type { AnswerPlan } from '../sdp/codec-policy.js';
 import type { MediaTransport, SendStream } from '../transport/media-transport.js';
 import { AgentLeg } from './agent-leg.js';
-import { Call } from './call.js';
+import { Call, NATURAL_RATE } from './call.js';
 import type { CallTable } from './call-table.js';
 import { PartyLeg } from './party-leg.js';
 
 export type { SendStream };
-
-/** Each codec's own PCM rate: what an agent that does not care (the echo) runs at, so nothing is resampled. */
-const NATURAL_RATE: Record<CodecName, 8000 | 16000 | 48000> = { opus: 48000, g722: 16000, pcmu: 8000, pcma: 8000 };
 
 export function newSendStream(): SendStream {
   return { ssrc: randomBytes(4).readUInt32BE(0), cname: randomBytes(9).toString('base64url') };

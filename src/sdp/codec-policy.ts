@@ -57,6 +57,22 @@ export function chooseCodec(maps: readonly RtpMap[], codecs: readonly CodecName[
   return undefined;
 }
 
+/** The answer's audio: the chosen codec, and telephone-event at its clock rate (RFC 4733 §7.1.1) when offered. */
+export function audioPlanOf(mid: string, maps: readonly RtpMap[], chosen: { codec: CodecName; map: RtpMap }, direction: Direction, offered: Direction): AnswerPlan['audio'] {
+  const te = maps.find((m) => m.encoding === 'telephone-event' && m.clockRate === chosen.map.clockRate);
+  return {
+    mid,
+    codec: chosen.codec,
+    payloadType: chosen.map.payloadType,
+    clockRate: chosen.map.clockRate,
+    channels: chosen.map.channels,
+    fmtp: chosen.map.fmtp,
+    telephoneEvent: te ? { payloadType: te.payloadType, clockRate: te.clockRate } : undefined,
+    direction,
+    offered,
+  };
+}
+
 /**
  * Decides the answer for a WebRTC offer, or throws a 4xx VoxgateError before anything is allocated.
  * RFC 9725 §4.4.2: at most one audio track; RFC 3264 §6: one codec chosen from the offer.
@@ -120,7 +136,6 @@ export function planAnswer(offer: SessionDescription, policy: CodecPolicy): Answ
       { extra: accepted },
     );
   }
-  const te = maps.find((m) => m.encoding === 'telephone-event' && m.clockRate === chosen.map.clockRate);
   const inactive = live
     .filter((m) => m !== a && m.type !== 'application')
     .map((m) => {
@@ -135,17 +150,7 @@ export function planAnswer(offer: SessionDescription, policy: CodecPolicy): Answ
     });
   if (inactive.some((m) => m.mid === '')) throw new VoxgateError('VG_SDP_MALFORMED', 'Every bundled m= section needs an a=mid.');
   return {
-    audio: {
-      mid,
-      codec: chosen.codec,
-      payloadType: chosen.map.payloadType,
-      clockRate: chosen.map.clockRate,
-      channels: chosen.map.channels,
-      fmtp: chosen.map.fmtp,
-      telephoneEvent: te ? { payloadType: te.payloadType, clockRate: te.clockRate } : undefined,
-      direction,
-      offered,
-    },
+    audio: audioPlanOf(mid, maps, chosen, direction, offered),
     inactive,
     hasDataChannel: live.some((m) => m.type === 'application'),
   };

@@ -1,6 +1,6 @@
 import type { CodecName } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
-import { chooseCodec, describeCodecs, type AnswerPlan } from './codec-policy.js';
+import { audioPlanOf, chooseCodec, describeCodecs, type AnswerPlan } from './codec-policy.js';
 import { attr, attrs, directionOf, rtpMaps, type Direction, type SdpMedia, type SessionDescription } from './sdp.js';
 
 /** Whether a trunk's media is SRTP (SDES, RFC 4568): never, when the far end offers it, or always. */
@@ -97,8 +97,6 @@ export function planRtpAnswer(offer: SessionDescription, policy: RtpPolicy): Rtp
       { extra: accepted },
     );
   }
-  // RFC 4733 §7.1.1: telephone-event at the clock rate of the codec it travels with.
-  const te = maps.find((m) => m.encoding === 'telephone-event' && m.clockRate === chosen.map.clockRate);
   const held = host === '0.0.0.0' || host === '::';
   const offered: Direction = held && directionOf(offer, a) === 'sendrecv' ? 'sendonly' : directionOf(offer, a);
   // RFC 3264 §6.1: the answer's direction mirrors the offer's.
@@ -107,17 +105,7 @@ export function planRtpAnswer(offer: SessionDescription, policy: RtpPolicy): Rtp
   const rtcpAttr = /^(\d+)/.exec(attr(a.attributes, 'rtcp') ?? '')?.[1];
   const ptime = Number(attr(a.attributes, 'ptime') ?? NaN);
   return {
-    audio: {
-      mid: attr(a.attributes, 'mid') ?? '',
-      codec: chosen.codec,
-      payloadType: chosen.map.payloadType,
-      clockRate: chosen.map.clockRate,
-      channels: chosen.map.channels,
-      fmtp: chosen.map.fmtp,
-      telephoneEvent: te ? { payloadType: te.payloadType, clockRate: te.clockRate } : undefined,
-      direction,
-      offered,
-    },
+    audio: audioPlanOf(attr(a.attributes, 'mid') ?? '', maps, chosen, direction, offered),
     inactive: [],
     hasDataChannel: false,
     rtp: {
@@ -151,16 +139,9 @@ const RTPMAP: Record<CodecName, string> = { opus: 'opus/48000/2', pcmu: 'PCMU/80
 
 /** Our answer (or offer) for a plain-RTP audio stream: RFC 3264 §6 / §5, RFC 4566 syntax. */
 export function rtpSdp(plan: RtpAnswerPlan, local: RtpLocal): string {
-  const ip = local.address.includes(':') ? 'IP6' : 'IP4';
   const a = plan.audio;
   const formats = [a.payloadType, ...(a.telephoneEvent ? [a.telephoneEvent.payloadType] : [])];
-  const lines = [
-    'v=0',
-    `o=voxgate ${local.sessionId} ${local.version} IN ${ip} ${local.address}`,
-    's=voxgate',
-    `c=IN ${ip} ${local.address}`,
-    't=0 0',
-  ];
+  const lines = sessionLines(local);
   for (const s of plan.rtp.sections) {
     if (!s.audio) {
       lines.push(s.line);
@@ -192,14 +173,9 @@ const OFFER_PT: Record<CodecName, number> = { pcmu: 0, pcma: 8, g722: 9, opus: 1
  * 8 kHz (PCMU, PCMA, G.722) and 48 kHz (Opus), 20 ms packets.
  */
 export function rtpOfferSdp(codecs: readonly CodecName[], local: Omit<RtpLocal, 'crypto' | 'direction'>): string {
-  const ip = local.address.includes(':') ? 'IP6' : 'IP4';
   const te = [...(codecs.some((c) => c !== 'opus') ? [[101, 8000]] : []), ...(codecs.includes('opus') ? [[102, 48000]] : [])] as [number, number][];
   const lines = [
-    'v=0',
-    `o=voxgate ${local.sessionId} ${local.version} IN ${ip} ${local.address}`,
-    's=voxgate',
-    `c=IN ${ip} ${local.address}`,
-    't=0 0',
+    ...sessionLines(local),
     `m=audio ${local.port} RTP/AVP ${[...codecs.map((c) => OFFER_PT[c]), ...te.map(([pt]) => pt)].join(' ')}`,
     ...codecs.map((c) => `a=rtpmap:${OFFER_PT[c]} ${RTPMAP[c]}`),
     ...te.flatMap(([pt, rate]) => [`a=rtpmap:${pt} telephone-event/${rate}`, `a=fmtp:${pt} 0-16`]),
@@ -207,4 +183,10 @@ export function rtpOfferSdp(codecs: readonly CodecName[], local: Omit<RtpLocal, 
     'a=sendrecv',
   ];
   return `${lines.join('\r\n')}\r\n`;
+}
+
+/** v=, o=, s=, c=, t= of our descriptions (RFC 8866 §5): one address for the session and its audio. */
+function sessionLines(local: Pick<RtpLocal, 'address' | 'sessionId' | 'version'>): string[] {
+  const ip = local.address.includes(':') ? 'IP6' : 'IP4';
+  return ['v=0', `o=voxgate ${local.sessionId} ${local.version} IN ${ip} ${local.address}`, 's=voxgate', `c=IN ${ip} ${local.address}`, 't=0 0'];
 }

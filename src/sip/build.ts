@@ -145,3 +145,15 @@ export function salvageResponse(data: Buffer, status: number, reason: string): s
   const lines = ordered.map((h) => `${h.name}: ${h.value}`);
   return `SIP/2.0 ${status} ${reason.replace(/[\r\n]+/g, ' ').slice(0, 200)}\r\n${lines.join('\r\n')}\r\nServer: ${SERVER}\r\nContent-Length: 0\r\n\r\n`;
 }
+
+let dateSecond = NaN;
+let dateText = '';
+/** An HTTP-date for the Date header (§20.17), formatted once a second. */
+export function httpDate(now: number): string {
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}

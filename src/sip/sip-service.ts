@@ -2,7 +2,7 @@ import type { Clock } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { Incoming } from './incoming.js';
-import { ALLOW, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
+import { ALLOW, httpDate, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './auth/digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -457,18 +457,6 @@ const CAPABILITIES: readonly SipHeader[] = Object.freeze([
 
 function capabilities(): SipHeader[] {
   return [...CAPABILITIES];
-}
-
-let dateSecond = NaN;
-let dateText = '';
-/** An HTTP-date for the Date header (§20.17), formatted once a second. */
-function httpDate(now: number): string {
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(second * 1000).toUTCString();
-  }
-  return dateText;
 }
 
 function capitalise(s: string): string {

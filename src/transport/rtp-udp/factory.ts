@@ -3,7 +3,7 @@ import { VoxgateError } from '../../core/errors.js';
 import type { CodecName } from '../../core/config.js';
 import { rtpOfferSdp, rtpSdp, type RtpAnswerPlan } from '../../sdp/profile-rtp.js';
 import { RtpPortPool, type RtpPortPoolOptions } from './port-pool.js';
-import { RtpUdpTransport, type SrtpContexts } from './rtp-udp-transport.js';
+import { RtpUdpTransport, type RtpUdpTransportOptions, type SrtpContexts } from './rtp-udp-transport.js';
 
 /** Keys a SAVP leg: picks one of the offered `a=crypto` lines and answers with our own key. */
 export interface SdesKeying {
@@ -47,27 +47,8 @@ export class RtpTransports {
       }
     }
     const pair = await this.pool.allocate();
-    const localSdp = rtpSdp(plan, {
-      address: this.opts.announcedAddress,
-      port: pair.port,
-      sessionId: String(randomBytes(4).readUInt32BE(0)),
-      version: 1,
-      crypto: keyed?.answerLine,
-    });
-    const transport = new RtpUdpTransport({
-      pair,
-      remote: plan.rtp,
-      signallingHost,
-      direction: plan.audio.direction,
-      srtp: keyed?.contexts,
-      localSdp,
-      release: (p) => {
-        this.#live.delete(transport);
-        this.pool.release(p);
-      },
-    });
-    this.#live.add(transport);
-    return transport;
+    const localSdp = rtpSdp(plan, { ...this.#local(pair.port), crypto: keyed?.answerLine });
+    return this.#open({ pair, remote: plan.rtp, signallingHost, direction: plan.audio.direction, srtp: keyed?.contexts, localSdp });
   }
 
   /**
@@ -76,15 +57,20 @@ export class RtpTransports {
    */
   async offer(codecs: readonly CodecName[], signallingHost: string): Promise<RtpUdpTransport> {
     const pair = await this.pool.allocate();
-    const localSdp = rtpOfferSdp(codecs, { address: this.opts.announcedAddress, port: pair.port, sessionId: String(randomBytes(4).readUInt32BE(0)), version: 1 });
+    const localSdp = rtpOfferSdp(codecs, this.#local(pair.port));
+    // Nowhere yet: c=0.0.0.0 sends nothing (RFC 3264 §8.4) until the answer arrives.
+    const remote = { host: '0.0.0.0', port: 9, rtcpPort: 9, rtcpMux: false, held: true, ptime: undefined };
+    return this.#open({ pair, remote, signallingHost, direction: 'sendrecv', srtp: undefined, localSdp });
+  }
+
+  #local(port: number): { address: string; port: number; sessionId: string; version: number } {
+    return { address: this.opts.announcedAddress, port, sessionId: String(randomBytes(4).readUInt32BE(0)), version: 1 };
+  }
+
+  /** The leg on its pair, live until it closes (the pool then takes the pair back). */
+  #open(o: Omit<RtpUdpTransportOptions, 'release'>): RtpUdpTransport {
     const transport = new RtpUdpTransport({
-      pair,
-      // Nowhere yet: c=0.0.0.0 sends nothing (RFC 3264 §8.4) until the answer arrives.
-      remote: { host: '0.0.0.0', port: 9, rtcpPort: 9, rtcpMux: false, held: true, ptime: undefined },
-      signallingHost,
-      direction: 'sendrecv',
-      srtp: undefined,
-      localSdp,
+      ...o,
       release: (p) => {
         this.#live.delete(transport);
         this.pool.release(p);
