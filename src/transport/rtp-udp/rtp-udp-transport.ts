@@ -75,8 +75,10 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     this.#allowedHosts = new Set([opts.remote.host, opts.signallingHost]);
     this.#v6 = opts.pair.rtp.address().family === 'IPv6';
     // A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; latching compares plain addresses.
-    opts.pair.rtp.on('message', (msg, rinfo) => this.#onRtpSocket(msg, plain(rinfo)));
-    opts.pair.rtcp.on('message', (msg, rinfo) => this.#onRtcp(msg, plain(rinfo)));
+    // (Only on an IPv6 socket: the packet path of an IPv4 one does no address work.)
+    const peer = this.#v6 ? plain : (rinfo: RemoteInfo) => rinfo;
+    opts.pair.rtp.on('message', (msg, rinfo) => this.#onRtpSocket(msg, peer(rinfo)));
+    opts.pair.rtcp.on('message', (msg, rinfo) => this.#onRtcp(msg, peer(rinfo)));
     // Socket errors (an ICMP unreachable reported on send) are not fatal to a call.
     opts.pair.rtp.on('error', () => undefined);
     opts.pair.rtcp.on('error', () => undefined);
