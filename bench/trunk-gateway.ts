@@ -7,12 +7,12 @@
  * Either way with the start script's Node flags.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigInput } from '../src/core/config.js';
+import { freeUdpPort } from '../test/helpers/peers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const START_FLAGS = (/^node((?: --\S+)*) dist\/cli\/main\.js/.exec((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)?.[1] ?? '')
@@ -32,15 +32,6 @@ export function procStat(pid: number): { cpu: number; rss: number } {
   } catch {
     return { cpu: 0, rss: 0 };
   }
-}
-
-/** A UDP port free on 127.0.0.1 now (bound, read, released). */
-export async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-  const port = s.address().port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 export interface GatewayProcess {

@@ -135,17 +135,7 @@ export class PartyDialog {
 
   /** Our 2xx to the INVITE that made this dialog (§13.3.1.4): Contact, what we allow and support, the session timer, our SDP. */
   answerInvite(invite: Incoming): void {
-    invite.respond(200, {
-      recordRoute: true,
-      headers: [
-        { name: 'Contact', value: this.contact() },
-        { name: 'Allow', value: DIALOG_ALLOW },
-        { name: 'Supported', value: 'timer, replaces' },
-        ...sessionTimer(invite.req),
-        { name: 'Content-Type', value: 'application/sdp' },
-      ],
-      body: this.answerSdp,
-    });
+    answerInviteWith(invite, this.contact(), this.answerSdp);
   }
 
   /** Where our requests in this dialog go: its route set or remote target (UDP, TCP, TLS), the flow itself on WebSocket. */
@@ -433,6 +423,21 @@ export class PartyDialog {
     if (this.#graceTimer) this.deps.clock.clearTimeout(this.#graceTimer);
     this.#graceTimer = undefined;
   }
+}
+
+/** Our 2xx to a dialog-making INVITE (§13.3.1.4), whoever answers it: Contact, Allow, Supported, the session timer, our SDP. */
+export function answerInviteWith(invite: Incoming, contact: string, sdp: string): void {
+  invite.respond(200, {
+    recordRoute: true,
+    headers: [
+      { name: 'Contact', value: contact },
+      { name: 'Allow', value: DIALOG_ALLOW },
+      { name: 'Supported', value: 'timer, replaces' },
+      ...sessionTimer(invite.req),
+      { name: 'Content-Type', value: 'application/sdp' },
+    ],
+    body: sdp,
+  });
 }
 
 /** RFC 4028 §9: the Session-Expires (and Require) our 2xx carries, when the request asked for a timer. */

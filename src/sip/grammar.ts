@@ -63,12 +63,17 @@ export function splitList(value: string): string[] {
     .filter((s) => s.length > 0);
 }
 
+/** `a;b=1;c="x;y"` split at its top-level semicolons (quoted strings kept whole), as written. */
+export function splitParamText(text: string): string[] {
+  return splitAt(text, topLevel(text, ';', false));
+}
+
 /** `;name=value;flag` generic parameters; names are case-insensitive, lower-cased. */
 export function parseParams(text: string): Map<string, string | null> {
   const params = new Map<string, string | null>();
   if (!text) return params;
   if (text.includes('"')) {
-    for (const part of splitAt(text, topLevel(text, ';', false))) addParam(params, part);
+    for (const part of splitParamText(text)) addParam(params, part);
     return params;
   }
   // Without quotes every ';' separates (the usual case: branch, tag, expires, transport).

@@ -1,20 +1,11 @@
-import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway.js';
-import { waitFor } from './peers.js';
+import { freeUdpPort, waitFor } from './peers.js';
 
-/** A UDP port that was free a moment ago (the OS picked it). */
-export async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 export interface TestGateway {
   gw: Gateway;
@@ -70,7 +61,7 @@ export async function startGateway(overrides: ConfigInput = {}, opts: GatewayOpt
   };
 }
 
-export { waitFor };
+export { freeUdpPort, waitFor };
 
 export async function adminSessions(url: string): Promise<{ id: string; state: string; packets: number; codec: string; source: string; remoteAddress: string | null; sipCallId: string | null; trunk: { name: string; from: string; to: string } | null }[]> {
   const res = await fetch(`${url}/api/sessions`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });

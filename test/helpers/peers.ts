@@ -1,10 +1,20 @@
 import type { ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { rmSync } from 'node:fs';
 
 /**
  * What every test harness shares, without importing the gateway (src/): the peer harnesses
  * (baresip, SIPp) load on their own.
  */
+
+/** A UDP port on 127.0.0.1 that was free a moment ago (the OS picked it). */
+export async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
 
 /** Resolves when `check` returns a value, polling an observable state; rejects after `ms`. */
 export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {

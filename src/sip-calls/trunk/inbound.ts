@@ -373,7 +373,6 @@ export class TrunkInbound {
     const { req, flow } = incoming;
     const decision = await hook.decide({
       event: 'call.incoming',
-      callId: header(req, 'Call-ID') ?? '',
       sipCallId: header(req, 'Call-ID') ?? '',
       trunk: trunk.name,
       from: details.from ?? 'anonymous',

@@ -13,7 +13,7 @@ import type { Incoming } from '../../sip/sip-service.js';
 import type { RtpUdpTransport } from '../../transport/rtp-udp/rtp-udp-transport.js';
 import type { AgentUas } from '../agent-uas.js';
 import type { SipCallsContext } from '../context.js';
-import { DIALOG_ALLOW, reasonHeader, sessionTimer } from '../party-dialog.js';
+import { answerInviteWith, reasonHeader } from '../party-dialog.js';
 import type { TrunkMetrics } from './trunk-metrics.js';
 import type { Trunk } from './trunks.js';
 
@@ -62,20 +62,10 @@ export class LateOffers {
     const { ctx } = this.deps;
     const { incoming } = o;
     const key = keyOf(header(incoming.req, 'Call-ID'), tagOf(header(incoming.req, 'From')), incoming.toTag);
-    const timer = ctx.deps.clock.setTimeout(() => this.#fail(key, 'no-ack', 'no ACK came'), ACK_WAIT_MS);
+    const timer = ctx.deps.clock.setTimeout(() => this.#noAck(key), ACK_WAIT_MS);
     this.#waiting.set(key, { ...o, timer });
     o.transport.answered();
-    incoming.respond(200, {
-      recordRoute: true,
-      headers: [
-        { name: 'Contact', value: ctx.deps.sip.contact(incoming.flow, o.number) },
-        { name: 'Allow', value: DIALOG_ALLOW },
-        { name: 'Supported', value: 'timer, replaces' },
-        ...sessionTimer(incoming.req),
-        { name: 'Content-Type', value: 'application/sdp' },
-      ],
-      body: o.transport.localSdp,
-    });
+    answerInviteWith(incoming, ctx.deps.sip.contact(incoming.flow, o.number), o.transport.localSdp);
     ctx.deps.log.info({ trunk: o.trunk.name, number: o.number }, 'trunk INVITE without SDP answered with our offer');
   }
 
@@ -170,11 +160,11 @@ export class LateOffers {
     this.#drop(undefined, w);
   }
 
-  #fail(key: string, _reason: 'no-ack', why: string): void {
+  #noAck(key: string): void {
     const w = this.#waiting.get(key);
     if (!w) return;
     this.#waiting.delete(key);
-    this.#bye(w, why);
+    this.#bye(w, 'no ACK came');
   }
 
   #drop(key: string | undefined, w: Waiting): void {

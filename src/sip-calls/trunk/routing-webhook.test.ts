@@ -10,7 +10,6 @@ const SECRET = 'whsec_test';
 function request(over: Partial<RoutingRequest> = {}): RoutingRequest {
   return {
     event: 'call.incoming',
-    callId: 'vg_1',
     sipCallId: 'a84b4c76e66710@pc33.carrier.example',
     trunk: 'carrier-a',
     from: '+15550100',

@@ -5,8 +5,7 @@ import { REASONS } from '../../sip/build.js';
 /** What voxgate POSTs for a carrier's INVITE on a trunk with `inbound.webhook`. */
 export interface RoutingRequest {
   event: 'call.incoming';
-  /** voxgate's session id for the call. */
-  callId: string;
+  /** The INVITE's Call-ID (the voxgate session is made only once the call is routed). */
   sipCallId: string;
   trunk: string;
   /** E.164 or SIP URI of the caller. */

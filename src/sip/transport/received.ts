@@ -1,5 +1,5 @@
 import { isIP, isIPv6 } from 'node:net';
-import { parseVia, splitList, type Via } from '../grammar.js';
+import { parseVia, splitList, splitParamText, type Via } from '../grammar.js';
 import { TOP_VIA, type SipRequest } from '../message.js';
 
 /**
@@ -63,26 +63,6 @@ function sameIp(viaHost: string, source: string): boolean {
   return isIP(a) !== 0 && a === canonicalHost(source);
 }
 
-/** The `;`-separated parameters of a Via value, split outside quoted strings (§25.1). */
-function splitParams(text: string): string[] {
-  const parts: string[] = [];
-  let quoted = false;
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '\\') i++;
-      else if (c === '"') quoted = false;
-    } else if (c === '"') quoted = true;
-    else if (c === ';') {
-      parts.push(text.slice(start, i));
-      start = i + 1;
-    }
-  }
-  parts.push(text.slice(start));
-  return parts;
-}
-
 const paramName = (part: string) => part.split('=')[0]!.trim().toLowerCase();
 
 /** One Via value with `received` set and, when given, `rport` filled; other parameters kept as written. */
@@ -90,7 +70,7 @@ function stampValue(value: string, received: string, rport: number | undefined):
   // The protocol and sent-by hold no `;` and no quote, so the first `;` starts the parameters.
   const semi = value.indexOf(';');
   const head = semi < 0 ? value : value.slice(0, semi);
-  const params = semi < 0 ? [] : splitParams(value.slice(semi + 1)).filter((p) => p.trim() !== '');
+  const params = semi < 0 ? [] : splitParamText(value.slice(semi + 1)).filter((p) => p.trim() !== '');
   let placed = false;
   const out: string[] = [];
   for (const p of params) {

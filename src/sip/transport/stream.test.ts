@@ -11,6 +11,7 @@ import { FakeClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { StreamTransport, type StreamTransportOptions } from './stream.js';
 import type { SipFlow, SipTransportListener } from './transport.js';
+import { Waiter } from '../../testing/waiter.js';
 
 const log = createLogger('silent');
 
@@ -29,30 +30,6 @@ function options(branch = 'z9hG4bK1', body = ''): string {
 }
 
 const OK = 'SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n';
-
-/** Resolves when `ready()` holds, checked after every call to `poke()`; rejects after the timeout. */
-class Waiter {
-  #wake: (() => void) | undefined;
-
-  poke(): void {
-    this.#wake?.();
-  }
-
-  async until(ready: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!ready()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-}
 
 /** What the transport handed the stack. */
 class Inbox implements SipTransportListener {

@@ -7,6 +7,7 @@ import { FakeClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import type { SipFlow, SipTransportListener } from './transport.js';
 import { isStun, stunBindingSuccess, UdpTransport } from './udp.js';
+import { Waiter } from '../../testing/waiter.js';
 
 const log = createLogger('silent');
 
@@ -27,11 +28,11 @@ class Inbox implements SipTransportListener {
   readonly received: { flow: SipFlow; text: string }[] = [];
   closedCount = 0;
   #read = 0;
-  #wake: (() => void) | undefined;
+  readonly #waiter = new Waiter();
 
   message(flow: SipFlow, data: Buffer): void {
     this.received.push({ flow, text: data.toString('utf8') });
-    this.#wake?.();
+    this.#waiter.poke();
   }
 
   closed(): void {
@@ -39,18 +40,7 @@ class Inbox implements SipTransportListener {
   }
 
   async next(timeoutMs = 2000): Promise<{ flow: SipFlow; text: string }> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.#read >= this.received.length) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('no message arrived in time');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+    await this.#waiter.until(() => this.#read < this.received.length, 'a message', timeoutMs);
     return this.received[this.#read++]!;
   }
 }

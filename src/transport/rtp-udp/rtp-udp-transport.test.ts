@@ -7,17 +7,18 @@ import { parseSdp } from '../../sdp/sdp.js';
 import type { MediaTransportEvents } from '../media-transport.js';
 import { RtpTransports } from './factory.js';
 import type { RtpUdpTransport } from './rtp-udp-transport.js';
+import { Waiter } from '../../testing/waiter.js';
 
 /** A UDP socket on 127.0.0.1 whose datagrams the test awaits in order. */
 class Peer {
   readonly received: { data: Buffer; from: RemoteInfo }[] = [];
   #read = 0;
-  #wake: (() => void) | undefined;
+  readonly #waiter = new Waiter();
 
   constructor(readonly socket: Socket) {
     socket.on('message', (data, from) => {
       this.received.push({ data, from });
-      this.#wake?.();
+      this.#waiter.poke();
     });
   }
 
@@ -30,18 +31,7 @@ class Peer {
   }
 
   async next(timeoutMs = 2000): Promise<{ data: Buffer; from: RemoteInfo }> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.#read >= this.received.length) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`nothing arrived on port ${this.port} in time`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+    await this.#waiter.until(() => this.#read < this.received.length, `a datagram on port ${this.port}`, timeoutMs);
     return this.received[this.#read++]!;
   }
 }
@@ -110,26 +100,15 @@ function rtcpPacket(type = 201): Buffer {
 /** An RtpSink whose packets the test awaits. */
 class Sink implements RtpSink {
   readonly packets: Buffer[] = [];
-  #wake: (() => void) | undefined;
+  readonly #waiter = new Waiter();
 
   writeRtp(packet: Buffer): void {
     this.packets.push(packet);
-    this.#wake?.();
+    this.#waiter.poke();
   }
 
-  async count(n: number, timeoutMs = 2000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.packets.length < n) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.packets.length} RTP packets reached the sink, not ${n}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+  count(n: number, timeoutMs = 2000): Promise<void> {
+    return this.#waiter.until(() => this.packets.length >= n, `${n} RTP packets at the sink`, timeoutMs);
   }
 }
 

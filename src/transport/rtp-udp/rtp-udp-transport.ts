@@ -176,16 +176,9 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     if (this.#remote.rtcpMux && msg.length >= 2 && msg[1]! >= 192 && msg[1]! <= 223) return this.#onRtcp(msg, rinfo);
     if (this.#state === 'closed' || msg.length < 12 || msg[0]! >> 6 !== 2) return;
     if (!this.#allowed(rinfo, 'rtp')) return;
-    let packet = msg;
-    if (this.opts.srtp) {
-      // Authenticated before it may latch: a forged packet must not steer our media elsewhere.
-      const plain = this.opts.srtp.unprotectRtp(msg);
-      if (typeof plain === 'string') {
-        this.counters.unprotectFailed++;
-        return;
-      }
-      packet = plain;
-    }
+    // Authenticated before it may latch: a forged packet must not steer our media elsewhere.
+    const packet = this.#plain(msg, false);
+    if (!packet) return;
     this.#latch(rinfo, 'rtp');
     if (this.#state === 'connecting') {
       this.#state = 'connected';
@@ -198,17 +191,20 @@ export class RtpUdpTransport extends TypedEmitter<MediaTransportEvents> implemen
     if (this.#state === 'closed' || msg.length < 8 || msg[0]! >> 6 !== 2) return;
     const which = this.#remote.rtcpMux ? 'rtp' : 'rtcp';
     if (!this.#allowed(rinfo, which)) return;
-    let packet = msg;
-    if (this.opts.srtp) {
-      const plain = this.opts.srtp.unprotectRtcp(msg);
-      if (typeof plain === 'string') {
-        this.counters.unprotectFailed++;
-        return;
-      }
-      packet = plain;
-    }
+    const packet = this.#plain(msg, true);
+    if (!packet) return;
     this.#latch(rinfo, which);
     this.emit('rtcp', packet);
+  }
+
+  /** The packet as sent: SRTP checked and decrypted when the leg has it; undefined (counted) when that fails. */
+  #plain(msg: Buffer, rtcp: boolean): Buffer | undefined {
+    const srtp = this.opts.srtp;
+    if (!srtp) return msg;
+    const plain = rtcp ? srtp.unprotectRtcp(msg) : srtp.unprotectRtp(msg);
+    if (typeof plain !== 'string') return plain;
+    this.counters.unprotectFailed++;
+    return undefined;
   }
 
   /** RFC 4961 latching: once latched only that address:port; before, any allowed host. Others are dropped. */
