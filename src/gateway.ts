@@ -46,6 +46,10 @@ import type { SipTransport } from './sip/transport/transport.js';
 import { TrunkTable } from './sip-calls/trunk/trunks.js';
 import { TrunkMetrics } from './sip-calls/trunk/trunk-metrics.js';
 import { sdesKeying } from './sip-calls/trunk/sdes.js';
+import { trunkRouting, trunkViews } from './sip-calls/trunk/setup.js';
+import type { TrunkRegistration } from './sip-calls/trunk/registration.js';
+import type { TrunkView } from './call/outbound-types.js';
+import { callsPlugin } from './http/plugins/calls.js';
 
 /** Ends that are someone hanging up or an operator's act, not a failure (the audit's outcome). */
 const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred']);
@@ -104,6 +108,9 @@ export class Gateway {
   readonly rtp: RtpTransports;
   /** SIP over UDP, TCP and TLS (`sip.listen`), once listening. */
   sipTransports: SipTransport[] = [];
+  /** Trunks' registrations with their carriers (`outbound.register`), started once SIP listens. */
+  registrations: TrunkRegistration[] = [];
+  #trunkViews: () => TrunkView[] = () => [];
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -270,20 +277,27 @@ export class Gateway {
     service.addTransport(ws);
     const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));
     const trunks = config.sip.trunks.length
-      ? {
+      ? trunkRouting(config.sip, {
           trunks: new TrunkTable(config.sip.trunks, config.sip.domain, () => this.clock.now(), config.sip.nonceTtlSeconds * 1000),
           rtp: this.rtp,
           metrics: new TrunkMetrics(this.metrics.registry, { active: () => calls.trunks?.active() ?? [], rtpPortsInUse: () => this.rtp.pool.portsInUse }),
-          users: new Set(config.sip.users.map((u) => u.user)),
-        }
+          stack: service,
+          clock: this.clock,
+          log,
+          audit: (entry) => service.audit(entry),
+        })
       : undefined;
     const calls: CallRouter = new CallRouter(
       { ...callDeps, sip: service, log, transports: webRtcTransports(media), domain: config.sip.domain, maxCalls },
       config.sip.agents,
       new SipProxy(service, log),
       trunks,
+      () => this.draining,
     );
     service.calls = calls;
+    this.calls.dialer = calls.outbound;
+    this.registrations = trunks?.registrations ?? [];
+    this.#trunkViews = () => (trunks ? trunkViews(trunks.trunks, trunks.registrations) : []);
     return { service, ws, calls };
   }
 
@@ -323,6 +337,14 @@ export class Gateway {
       registrations: () => this.sip.registrar.all(),
       clock: this.clock,
     }));
+    router.use(callsPlugin({
+      adminToken: this.adminToken,
+      authenticateSource: (authorization) => this.auth.authenticate(authorization),
+      calls: this.sipCalls.outbound,
+      trunks: () => this.#trunkViews(),
+      audit: this.audit,
+      log: this.log,
+    }));
     router.use(pagesPlugin());
     return router;
   }
@@ -352,6 +374,7 @@ export class Gateway {
     await listen(this.#server, port, host);
     this.sipTransports = await openSipListeners(this.config.sip, this.log.child({ component: 'sip' }));
     for (const t of this.sipTransports) this.sip.addTransport(t);
+    for (const r of this.registrations) r.start();
   }
 
   /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */
@@ -359,6 +382,8 @@ export class Gateway {
     if (this.draining) return;
     this.draining = true;
     this.calls.closeAll('shutdown');
+    // Un-REGISTER (Expires: 0) while the transports are still open; each waits at most 2 s.
+    await Promise.all(this.registrations.map((r) => r.stop()));
     // Their BYEs go out and are answered (or 2 s pass) before the SIP transports close.
     if (this.sipTransports.length) await this.sip.drain(2000);
     this.sip.close();

@@ -29,6 +29,14 @@ export class TransferError extends Error {
   }
 }
 
+/** Who to transfer to: a registered user (`alice`, `sip:alice@domain`), a phone number, or several rung at once. */
+export type TransferTarget = string | readonly string[];
+
+export interface TransferOptions {
+  /** How long the targets may ring before the transfer fails with 408 (default 30 s). */
+  timeoutSeconds?: number;
+}
+
 /** What voxgate does on the agent's behalf; implemented by the call's agent leg. */
 export interface AgentControl {
   play(samples: Int16Array): void;
@@ -36,7 +44,7 @@ export interface AgentControl {
   mark(name: string): Promise<MarkResult>;
   send(data: unknown): void;
   hangup(reason: string): void;
-  transfer(target: string): Promise<void>;
+  transfer(target: TransferTarget, opts?: TransferOptions): Promise<void>;
   sendDtmf(digits: string): boolean;
   /** Audio queued and not yet played, ms. */
   queuedMs(): number;
@@ -113,8 +121,13 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
     if (!this.#ended) this.control.hangup(reason);
   }
 
-  transfer(target: string): Promise<void> {
-    return this.control.transfer(target);
+  /**
+   * Hands the caller to a person: a SIP user or a phone number (dialled on a trunk), or a list
+   * rung at once where the first to answer gets the caller. Rejects with a TransferError (the
+   * caller then stays with the agent).
+   */
+  transfer(target: TransferTarget, opts?: TransferOptions): Promise<void> {
+    return this.control.transfer(target, opts);
   }
 
   /**

@@ -11,6 +11,8 @@ export interface SourceIdentity {
   codecs: CodecName[];
   maxSessions: number | undefined;
   via: 'token' | 'jwt' | 'sip-digest' | 'sip-trunk';
+  /** May place calls (`POST /api/calls`): only ever from `sources[].outbound` in the config, never from a JWT's claims. */
+  outbound?: boolean;
 }
 
 const DEFAULT_CODECS: CodecName[] = ['opus'];
@@ -107,7 +109,8 @@ export class SourceAuthenticator {
 }
 
 function identityOf(s: SourceConfig, via: 'token' | 'jwt'): SourceIdentity {
-  return { name: s.name, kind: s.kind, agent: s.agent, codecs: s.codecs ?? DEFAULT_CODECS, maxSessions: s.maxSessions, via };
+  // Present only when granted, so an identity without it reads the same as before the field existed.
+  return { name: s.name, kind: s.kind, agent: s.agent, codecs: s.codecs ?? DEFAULT_CODECS, maxSessions: s.maxSessions, via, ...(s.outbound ? { outbound: true } : {}) };
 }
 
 /** Signs an HS256 JWT; used by `voxgate token` and tests. */

@@ -43,7 +43,7 @@ function control(clock: FakeClock): Control {
     send: (data) => c.sent.push(data),
     hangup: (reason) => c.hangups.push(reason),
     transfer: async (target) => {
-      c.transfers.push(target);
+      c.transfers.push(String(target));
       if (target === 'busy') throw new Error('486 Busy Here');
     },
   };

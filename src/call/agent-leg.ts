@@ -1,4 +1,4 @@
-import { AgentSession, type Agent, type CallDetails } from '../agent/agent.js';
+import { AgentSession, type Agent, type CallDetails, type TransferOptions, type TransferTarget } from '../agent/agent.js';
 import type { AudioFrame } from '../audio/frame.js';
 import { Pacer } from '../audio/pacer.js';
 import type { Clock } from '../core/clock.js';
@@ -9,7 +9,7 @@ export interface AgentLegControl {
   /** The agent hung up (reason as the agent gave it). */
   hangup(reason: string): void;
   /** The agent's transfer(target): resolves when the caller is with the target, rejects with why not. */
-  transfer(target: string): Promise<void>;
+  transfer(target: TransferTarget, opts?: TransferOptions): Promise<void>;
   /** JSON from the agent to the caller (its data channel) and, for turns and text, to listeners. */
   send(data: unknown): void;
   /** Digits to whoever the agent talks with (RFC 4733); false when their media cannot carry them. */
@@ -60,7 +60,7 @@ export class AgentLeg implements AgentParty {
       mark: (name) => this.pacer.mark(name),
       send: (data) => control.send(data),
       hangup: (reason) => control.hangup(reason),
-      transfer: (target) => control.transfer(target),
+      transfer: (target, opts) => control.transfer(target, opts),
       sendDtmf: (digits) => control.sendDtmf(digits),
       queuedMs: () => this.pacer.queuedMs,
     }, details);

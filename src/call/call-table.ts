@@ -1,3 +1,4 @@
+import type { DialRequest, OutboundCallsApi, OutboundCallView } from './outbound-types.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import { TypedEmitter } from '../core/events.js';
 import { VoxgateError } from '../core/errors.js';
@@ -34,8 +35,21 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
   readonly #calls = new Map<string, Call>();
   readonly #perSource = new Map<string, number>();
 
+  /** What places calls (`dial`): set by the gateway once SIP is built. */
+  dialer: OutboundCallsApi | undefined;
+
   constructor(private readonly opts: CallTableOptions) {
     super();
+  }
+
+  /**
+   * Places a call (the TypeScript form of `POST /api/calls`): a phone number through a trunk or
+   * a registered user, the agent attached when they answer. Returns at once, state `dialing`;
+   * `dialer.get(id)` follows it. Throws VoxgateError for a bad request (see OutboundCallsApi).
+   */
+  dial(req: DialRequest): OutboundCallView {
+    if (!this.dialer) throw new Error('this gateway places no calls (no SIP)');
+    return this.dialer.dial(req, {});
   }
 
   get size(): number {

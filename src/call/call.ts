@@ -1,3 +1,4 @@
+import type { TransferOptions, TransferTarget } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { TypedEmitter } from '../core/events.js';
@@ -113,7 +114,7 @@ export class Call extends TypedEmitter<CallEvents> {
   /** A phone call through a SIP trunk: which trunk, and the numbers. */
   trunk: { name: string; from: string; to: string } | undefined;
   /** What the agent's transfer(target) does for this call (set by whoever set the call up). */
-  transferHandler: ((target: string) => Promise<void>) | undefined;
+  transferHandler: ((target: TransferTarget, opts?: TransferOptions) => Promise<void>) | undefined;
   #state: CallState = 'connecting';
   #idleTimer: TimerHandle | undefined;
   /** Legs stamp media arrivals on the media clock, which may not be the signalling clock. */

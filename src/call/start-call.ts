@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Agent, CallDetails } from '../agent/agent.js';
+import type { Agent, CallDetails, TransferOptions, TransferTarget } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock } from '../core/clock.js';
 import { VoxgateError } from '../core/errors.js';
@@ -31,6 +31,10 @@ export interface StartCallDeps {
 }
 
 export interface StartCallRequest {
+  /** The session id, when it was handed out before the call existed (a call voxgate places). */
+  id?: string;
+  /** The stream the caller's transport already sends as (a transport made before the call). */
+  out?: SendStream;
   source: SourceIdentity;
   /** How the caller reached us, as its leg's kind: `whip`, `sip-ws`. */
   kind: string;
@@ -40,7 +44,7 @@ export interface StartCallRequest {
   open(id: string, out: SendStream): Promise<MediaTransport & { localSdp: string }>;
   signalingRemote: string;
   /** What the agent's transfer(target) does for this call; without it, transfer() is refused. */
-  transfer?(call: Call, target: string): Promise<void>;
+  transfer?(call: Call, target: TransferTarget, opts?: TransferOptions): Promise<void>;
   /** The call exists (admitted, in the table) and its transport is being opened. */
   onCreated?(call: Call): void;
   logFields?: Record<string, unknown>;
@@ -73,12 +77,12 @@ export function formatOf(plan: AnswerPlan): MediaFormat {
 export async function startCall(deps: StartCallDeps, req: StartCallRequest): Promise<StartedCall> {
   deps.calls.checkAdmission(req.source);
   const agent = deps.resolveAgent(req.source.agent, { naturalRate: NATURAL_RATE[req.plan.audio.codec] });
-  const id = newSessionId();
+  const id = req.id ?? newSessionId();
   const call = new Call(id, req.source, deps.clock, deps.idleTimeoutMs, { pcmRate: agent.sampleRate, kind: req.kind, mediaNow: () => deps.runtime.clock.now() });
   call.signalingRemote = req.signalingRemote;
   deps.calls.add(call);
   req.onCreated?.(call);
-  const out = newSendStream();
+  const out = req.out ?? newSendStream();
   let transport: MediaTransport & { localSdp: string };
   try {
     transport = await req.open(id, out);
@@ -101,7 +105,7 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
       log.info({ reason }, 'agent hung up');
       call.closeByAgent(reason);
     },
-    transfer: (target) => (call.transferHandler ? call.transferHandler(target) : Promise.reject(new Error('this call cannot be transferred'))),
+    transfer: (target, opts) => (call.transferHandler ? call.transferHandler(target, opts) : Promise.reject(new Error('this call cannot be transferred'))),
     send: (data) => {
       call.message('caller', data);
       const type = (data as { type?: unknown } | null)?.type;
@@ -110,7 +114,7 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
     sendDtmf: (digits) => call.sendDtmf('agent', digits),
   }, req.details);
   call.addLeg('agent', agentLeg);
-  if (req.transfer) call.transferHandler = (target) => req.transfer!(call, target);
+  if (req.transfer) call.transferHandler = (target, opts) => req.transfer!(call, target, opts);
   call.on('dtmf', (from, digit) => log.info({ from, digit }, 'dtmf'));
   return {
     call,

@@ -28,6 +28,8 @@ const sourceSchema = z
     agent: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
     codecs: z.array(z.enum(CODECS)).min(1).optional(),
     maxSessions: z.number().int().positive().optional(),
+    /** This source's token may place calls (`POST /api/calls`). */
+    outbound: z.boolean().optional(),
   })
   .strict();
 
@@ -53,6 +55,8 @@ const sipUserSchema = z
     displayName: z.string().optional(),
     /** Calls this user may have with agents at once; one more gets 486 Busy Here. */
     maxCalls: z.number().int().positive().optional(),
+    /** Trunks this user may call phone numbers through (`sip.outboundRoutes` picks one); none: no calls out. */
+    trunks: z.array(z.string().min(1)).optional(),
   })
   .strict()
   .refine((u) => u.password !== undefined || u.ha1 !== undefined || u.ha1Sha256 !== undefined, { message: 'give a password, ha1 or ha1Sha256' });
@@ -103,20 +107,70 @@ const trunkInboundSchema = z
       .strict()
       .optional(),
   })
+  .strict();
+
+/** `host:port`, `host` (the transport's default port), `[v6]:port`. */
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
+const hostPortSchema = z.string().regex(HOST_PORT, 'host:port, e.g. carrier.example.net:5060 or 192.0.2.10:5060');
+const e164Schema = z.string().regex(E164, 'an E.164 number: + then up to 15 digits, e.g. +15551230000');
+
+const trunkOutboundSchema = z
+  .object({
+    /** The carrier's SIP address, or several tried in order (failover on 408, 5xx and transport errors). */
+    address: z.union([hostPortSchema, z.array(hostPortSchema).min(1)]),
+    transport: z.enum(['udp', 'tcp', 'tls']).default('udp'),
+    /** Digest credentials for the carrier's 401/407; the user is the account, apart from From. */
+    auth: z.object({ user: z.string().min(1), password: z.string().min(1) }).strict().optional(),
+    /** The From user when the caller ID travels in PAI/PPI (default: the caller's number). */
+    fromUser: z.string().regex(/^[A-Za-z0-9._~!$&'()*+,;=%-]+$/, 'a SIP user part').optional(),
+    /** The host of From, PAI and PPI (default: the carrier address's host). */
+    fromHost: z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)$/, 'a host name or address').optional(),
+    /** The caller IDs (E.164) this trunk may present. */
+    numbers: z.array(e164Schema).default([]),
+    /** Where the caller ID goes: From, P-Asserted-Identity (RFC 3325) or P-Preferred-Identity. */
+    callerIdHeader: z.enum(['from', 'pai', 'ppi']).default('from'),
+    /** `;user=phone` on URIs that carry a number (RFC 3261 §19.1.1). */
+    userPhone: z.boolean().default(true),
+    /** Keep a registration with the carrier (a trunk without a static IP); its calls come in on it. */
+    register: z
+      .object({
+        expires: z.number().int().min(60).max(86_400).default(600),
+        /** The AOR user (default: auth.user, else fromUser). */
+        user: z.string().regex(/^[A-Za-z0-9._~!$&'()*+,;=%-]+$/, 'a SIP user part').optional(),
+      })
+      .strict()
+      .optional(),
+    /** Outbound calls at once on this trunk; one more gets 429 with Retry-After. */
+    maxCalls: z.number().int().positive().optional(),
+    /** New outbound calls per second on this trunk (a carrier's CPS limit); more get 429. */
+    callsPerSecond: z.number().positive().optional(),
+    /** How long an address may answer nothing at all (not even 100) before the next one is tried. */
+    failoverAfterSeconds: z.number().min(0.5).max(32).default(4),
+  })
   .strict()
-  .refine((i) => i.allowedAddresses.length > 0 || i.auth !== undefined, { message: 'give allowedAddresses, auth or both: an inbound trunk open to anyone is refused', path: ['allowedAddresses'] });
+  .refine((o) => !o.register || o.register.user !== undefined || o.auth !== undefined || o.fromUser !== undefined, {
+    message: 'a registration needs a user: give register.user, auth.user or fromUser',
+    path: ['register'],
+  });
 
 const trunkSchema = z
   .object({
     name: z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash and underscore'),
     inbound: trunkInboundSchema.optional(),
+    outbound: trunkOutboundSchema.optional(),
     codecs: z.array(z.enum(CODECS)).min(1).default(['pcmu', 'pcma', 'g722', 'opus']),
     /** SDES-SRTP (RFC 4568): `allow` follows the offer; `require` refuses RTP/AVP; `none` refuses RTP/SAVP. */
     mediaEncryption: z.enum(['none', 'allow', 'require']).default('allow'),
     /** Calls at once on this trunk; one more gets 503 with Retry-After. */
     maxCalls: z.number().int().positive().optional(),
   })
-  .strict();
+  .strict()
+  .refine((t) => !t.inbound || t.inbound.allowedAddresses.length > 0 || t.inbound.auth !== undefined || t.outbound?.register !== undefined, {
+    message: 'give allowedAddresses, auth or both (or outbound.register: calls then come on the registration): an inbound trunk open to anyone is refused',
+    path: ['inbound', 'allowedAddresses'],
+  });
+
+export type TrunkOutboundConfig = z.infer<typeof trunkOutboundSchema>;
 
 /** Whether a string is an IPv4/IPv6 address or CIDR block. */
 export function isCidr(s: string): boolean {
@@ -159,6 +213,10 @@ const sipSchema = z
       .refine((r) => r.portMax > r.portMin, { message: 'portMax must be above portMin', path: ['portMax'] })
       .prefault({}),
     trunks: z.array(trunkSchema).default([]),
+    /** Which trunk a registered user's call to a phone number takes: the longest matching prefix. */
+    outboundRoutes: z
+      .array(z.object({ prefix: z.string().regex(/^\+?\d*$/, 'a number prefix such as +1 or +4420 (empty: every number)'), trunk: z.string().min(1) }).strict())
+      .default([]),
   })
   .strict()
   .prefault({});
@@ -319,6 +377,16 @@ function trunkProblems(sip: SipConfig): string[] {
       else owners.set(n, t.name);
     });
   });
+  const outbound = new Set(sip.trunks.filter((t) => t.outbound).map((t) => t.name));
+  const why = (name: string) => (names.has(name) ? `trunk '${name}' has no outbound section` : `there is no trunk '${name}'`);
+  sip.outboundRoutes.forEach((r, i) => {
+    if (!outbound.has(r.trunk)) problems.push(`sip.outboundRoutes.${i}.trunk: ${why(r.trunk)}`);
+  });
+  sip.users.forEach((u, i) =>
+    u.trunks?.forEach((name, j) => {
+      if (!outbound.has(name)) problems.push(`sip.users.${i}.trunks.${j}: ${why(name)}`);
+    }),
+  );
   if (sip.trunks.length && !sip.listen.length) problems.push('sip.listen: trunks need a udp, tcp or tls listener (e.g. { "transport": "udp", "port": 5060 })');
   const seen = new Set<string>();
   sip.listen.forEach((l, i) => {

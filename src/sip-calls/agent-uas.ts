@@ -102,7 +102,7 @@ export class AgentUas {
         open: async (id, out) => (peer = await deps.transports.answer(id, text, plan, out)),
         onCreated: (call) => (pending.call = call),
         // The agent transfers whoever the call is with now.
-        transfer: (call, target) => this.transfers.transfer(call, target),
+        transfer: (call, target, opts) => this.transfers.transfer(call, target, opts),
         logFields: { sipCallId: header(req, 'Call-ID') },
       });
       const { call, log } = started;

@@ -50,6 +50,8 @@ export interface PartyDialogHooks {
   left?(reason: 'bye' | 'flow-closed'): void;
   refer?(incoming: Incoming): void;
   notify?(incoming: Incoming): void;
+  /** The party's re-INVITE or UPDATE was answered: the direction it offered (a hold is sendonly or inactive). */
+  offered?(direction: Direction): void;
 }
 
 /**
@@ -63,6 +65,8 @@ export class PartyDialog {
   byeSent = false;
   sdpVersion = 1;
   hooks: PartyDialogHooks = {};
+  /** A carrier's leg (a trunk call either way): its TCP/TLS connection closing does not end the call. */
+  carrier = false;
   #state: PartyDialogState;
   #ackTimer: TimerHandle | undefined;
   #graceTimer: TimerHandle | undefined;
@@ -242,7 +246,7 @@ export class PartyDialog {
   flowClosed(): void {
     const p = this.flow.transport.protocol;
     // Only a carrier's: a phone registered over TCP is reachable on that connection alone.
-    const carrier = p !== 'WS' && p !== 'WSS' && this.call.kind === 'sip-trunk' && this.role === 'caller';
+    const carrier = p !== 'WS' && p !== 'WSS' && (this.carrier || (this.call.kind === 'sip-trunk' && this.role === 'caller'));
     if (carrier && this.#state !== 'detached' && this.#state !== 'ended') return;
     if (this.#state === 'detached' || this.#state === 'ended') return this.forget();
     this.#left('flow-closed');
@@ -308,6 +312,37 @@ export class PartyDialog {
       recordRoute: req.method === 'INVITE',
       headers: [{ name: 'Contact', value: this.contact() }, ...sessionTimer(req), { name: 'Content-Type', value: 'application/sdp' }],
       body: answer,
+    });
+    if (req.body.length) this.hooks.offered?.(MIRROR[direction as Direction]);
+  }
+
+  /**
+   * Our re-INVITE with our session in this direction (RFC 3264 §8.4: sendonly or inactive holds
+   * the party; sendrecv resumes), e.g. to carry the other party's hold across a bridge.
+   */
+  reoffer(direction: Direction): void {
+    if (this.#state !== 'confirmed') return;
+    this.sdpVersion++;
+    const current = this.transport instanceof RtpUdpTransport ? this.transport.localSdp : this.answerSdp;
+    const sdp = current.replace(/^(o=\S+ \S+ )(\d+)/m, (_m, pre: string) => `${pre}${this.sdpVersion}`).replace(/a=(sendrecv|sendonly|recvonly|inactive)\b/g, `a=${direction}`);
+    const { text, branch } = this.dialog.request('INVITE', [{ name: 'Contact', value: this.contact() }], { type: 'application/sdp', content: sdp });
+    const seq = this.dialog.localSeq;
+    const to = this.requestFlow();
+    this.deps.log.info({ session: this.call.id, direction, role: this.role }, 'SIP re-INVITE sent');
+    this.deps.sip.sendRequest(to, 'INVITE', text, branch, (res) => {
+      if (res.status < 200) return;
+      if (res.status < 300) {
+        to.send(this.dialog.ack(seq));
+        if (this.transport instanceof RtpUdpTransport && res.body.length) {
+          try {
+            const codec = this.call.leg(this.role)?.endpoint?.format.codec;
+            const plan = planRtpAnswer(parseOffer(res.body.toString('utf8')), { codecs: codec ? [codec] : ['pcmu'], encryption: 'allow' });
+            this.transport.update(plan.rtp, plan.audio.direction, sdp);
+          } catch (err) {
+            this.deps.log.info({ err, session: this.call.id }, 'the answer to our re-INVITE was unusable; media unchanged');
+          }
+        }
+      } else if (res.status === 481 || res.status === 408) this.call.close('bye');
     });
   }
 
@@ -424,6 +459,9 @@ export class PartyDialog {
     this.#graceTimer = undefined;
   }
 }
+
+/** The direction the other side of an SDP exchange has (RFC 3264 §6.1). */
+const MIRROR: Record<Direction, Direction> = { sendonly: 'recvonly', recvonly: 'sendonly', inactive: 'inactive', sendrecv: 'sendrecv' };
 
 /** Our 2xx to a dialog-making INVITE (§13.3.1.4), whoever answers it: Contact, Allow, Supported, the session timer, our SDP. */
 export function answerInviteWith(invite: Incoming, contact: string, sdp: string): void {

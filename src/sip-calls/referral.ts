@@ -15,7 +15,7 @@ import type { OfferingTransport } from '../transport/factory.js';
 import { parseOffer } from '../sdp/offer.js';
 import { answerFromOffer, type SipCallsContext } from './context.js';
 import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
-import { answerCodecs, offerPlan, TRANSFER_RING_MS } from './transfer.js';
+import { answerCodecs, offerPlan, TRANSFER_RING_MS } from './callee.js';
 
 type ReferralState = 'calling' | 'answered' | 'failed' | 'abandoned';
 

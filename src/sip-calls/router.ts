@@ -12,6 +12,9 @@ import { TrunkInbound } from './trunk/inbound.js';
 import type { TrunkMetrics } from './trunk/trunk-metrics.js';
 import type { TrunkTable } from './trunk/trunks.js';
 import type { RtpTransports } from '../transport/rtp-udp/factory.js';
+import { OutboundCalls } from './outbound-calls.js';
+import { phoneNumberOf, type OutboundRoutes } from './trunk/routes.js';
+import { PhoneBridge } from './trunk/sbc.js';
 
 /** What inbound trunk calls need (present when `sip.trunks` has any). */
 export interface TrunkRouting {
@@ -20,6 +23,12 @@ export interface TrunkRouting {
   metrics: TrunkMetrics;
   /** Users of `sip.users`: their calls over UDP/TCP/TLS take the users' path, not a trunk's. */
   users: ReadonlySet<string>;
+  /** `sip.outboundRoutes` over the trunks that place calls. */
+  routes: OutboundRoutes;
+  /** The trunks each SIP user may call numbers through (`sip.users[].trunks`). */
+  userTrunks: ReadonlyMap<string, readonly string[]>;
+  /** Trunks' registrations with their carriers (a closed TCP/TLS connection re-registers). */
+  registrations: readonly { flowClosed(flow: SipFlow): void }[];
 }
 
 /**
@@ -34,6 +43,11 @@ export class CallRouter implements SipCallHandler {
   readonly transfers: AgentTransfers;
   readonly referrals: Referrals;
   readonly trunks: TrunkInbound | undefined;
+  /** Calls voxgate places (`POST /api/calls`). */
+  readonly outbound: OutboundCalls;
+  /** Registered users' calls to phone numbers, bridged to a trunk. */
+  readonly phones: PhoneBridge | undefined;
+  readonly #registrations: readonly { flowClosed(flow: SipFlow): void }[];
   /** INVITEs to users whose location is being looked up. */
   readonly #locating = new Set<Incoming>();
 
@@ -42,10 +56,13 @@ export class CallRouter implements SipCallHandler {
     agentUsers: Record<string, SourceConfig['agent']>,
     private readonly proxy: Proxy,
     trunk?: TrunkRouting,
+    /** The gateway is shutting down: no new calls are placed. */
+    draining: () => boolean = () => false,
   ) {
     this.ctx = new SipCallsContext(deps);
     const isAgent = (user: string | undefined) => user === 'agent' || (user !== undefined && Object.hasOwn(agentUsers, user));
-    this.transfers = new AgentTransfers(this.ctx, isAgent);
+    this.transfers = new AgentTransfers(this.ctx, isAgent, trunk ? { routes: trunk.routes, rtp: trunk.rtp } : undefined);
+    this.#registrations = trunk?.registrations ?? [];
     // The referral job hands the transferee's dialog to the agent UAS, which hands REFERs back to it.
     this.referrals = new Referrals(this.ctx, { isAgent, adopt: (d) => this.agents.adopt(d) });
     this.agents = new AgentUas(this.ctx, agentUsers, this.transfers, this.referrals);
@@ -61,7 +78,13 @@ export class CallRouter implements SipCallHandler {
           metrics: trunk.metrics,
         })
       : undefined;
+    this.outbound = new OutboundCalls({ ctx: this.ctx, routes: trunk?.routes, rtp: trunk?.rtp, agents: this.agents, metrics: trunk?.metrics, draining });
+    this.outbound.transfer = (call, target, opts) => this.transfers.bridge(call, target, opts);
+    this.phones = trunk ? new PhoneBridge({ ctx: this.ctx, routes: trunk.routes, rtp: trunk.rtp, userTrunks: trunk.userTrunks, metrics: trunk.metrics }) : undefined;
+    this.#isLocalUser = (user) => isAgent(user) || (trunk?.users.has(user) ?? false);
   }
+
+  readonly #isLocalUser: (user: string) => boolean;
 
   claimInvite(incoming: Incoming): boolean {
     return this.trunks?.claims(incoming) ?? false;
@@ -87,6 +110,15 @@ export class CallRouter implements SipCallHandler {
     if (host !== domain.toLowerCase() && !sip.isLocalHost(host)) return refuse(404, `Not Found (domain ${host ?? '?'} is not served here)`);
     if (this.agents.isAgent(user)) {
       void this.agents.invite(incoming, caller);
+      return;
+    }
+    // A number (`sip:+15557654321@domain`) that is no user of ours: out through a trunk.
+    const number = phoneNumberOf(req.uri);
+    if (number && this.phones && !this.#isLocalUser(user)) {
+      void this.phones.invite(incoming, caller, number).catch((err: unknown) => {
+        this.ctx.deps.log.error({ err }, 'the call to a phone failed');
+        refuse(500, 'Server Internal Error (the call to the phone could not be placed)');
+      });
       return;
     }
     // The lookup is async (a shared store in a cluster): a CANCEL may come while it runs.
@@ -133,12 +165,16 @@ export class CallRouter implements SipCallHandler {
     if (this.#locating.delete(invite)) return invite.respond(487);
     // §9.2: an INVITE already answered is not affected by its CANCEL.
     if (this.trunks?.cancel(invite)) return;
+    if (this.phones?.cancel(invite)) return;
     this.agents.cancel(invite);
   }
 
   flowClosed(flow: SipFlow): void {
     this.referrals.flowClosed(flow);
     this.transfers.flowClosed(flow);
+    this.outbound.flowClosed(flow);
+    this.phones?.flowClosed(flow);
+    for (const r of this.#registrations) r.flowClosed(flow);
     for (const d of this.ctx.dialogs.onFlow(flow)) d.flowClosed();
     this.proxy.flowClosed(flow);
   }

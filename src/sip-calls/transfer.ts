@@ -1,24 +1,21 @@
-import { TransferError } from '../agent/agent.js';
-import type { CodecName } from '../core/config.js';
+import { TransferError, type TransferOptions, type TransferTarget } from '../agent/agent.js';
 import { transition } from '../core/state.js';
+import type { Logger } from '../core/logger.js';
 import type { AgentLeg } from '../call/agent-leg.js';
 import type { Call, EndReason } from '../call/call.js';
 import { PartyLeg } from '../call/party-leg.js';
-import { formatOf, newSendStream } from '../call/start-call.js';
+import { formatOf } from '../call/start-call.js';
 import { MediaEndpoint, type MediaFormat } from '../media/endpoint.js';
-import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { hostOf, REASONS, userOf } from '../sip/build.js';
 import { header } from '../sip/message.js';
 import type { Incoming } from '../sip/sip-service.js';
-import { InviteUac } from '../sip/ua/invite-uac.js';
 import type { SipFlow } from '../sip/transport/transport.js';
-import type { OfferingTransport } from '../transport/factory.js';
-import { parseOffer } from '../sdp/offer.js';
-import { answerFromOffer, type SipCallsContext } from './context.js';
-import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
-
-/** How long a person voxgate calls for a transfer may ring before it gives up (408). */
-export const TRANSFER_RING_MS = 30_000;
+import type { RtpTransports } from '../transport/rtp-udp/factory.js';
+import { hangUp, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
+import type { SipCallsContext } from './context.js';
+import type { PartyDialog } from './party-dialog.js';
+import { callerIdFor, phoneNumberOf, type OutboundRoutes } from './trunk/routes.js';
+import type { Trunk } from './trunk/trunks.js';
 
 /** The agent's REFER of its SIP caller (RFC 3515), until the caller's NOTIFY says how it went. */
 type ReferState = 'sent' | 'accepted' | 'done';
@@ -32,18 +29,16 @@ interface ReferOut {
   reject(err: Error): void;
 }
 
-/** A person voxgate is calling to bridge a caller to. */
-type BridgeState = 'locating' | 'ringing' | 'bridged' | 'failed';
+/** The people voxgate is calling to bridge a caller to. */
+type BridgeState = 'ringing' | 'bridged' | 'failed';
 
 interface BridgeAttempt {
   state: BridgeState;
-  uac?: InviteUac;
-  /** Where the INVITE went: if that connection closes while it rings, the transfer fails at once. */
-  flow?: SipFlow;
+  callees: Callee[];
 }
 
-/** `locating`: their registration, our offer; `ringing`: the INVITE is out; then bridged or failed. */
-const BRIDGE_MOVES: Record<BridgeState, BridgeState[]> = { locating: ['ringing', 'failed'], ringing: ['bridged', 'failed'], bridged: [], failed: [] };
+/** `ringing`: the INVITEs are out (or being made); then bridged or failed. */
+const BRIDGE_MOVES: Record<BridgeState, BridgeState[]> = { ringing: ['bridged', 'failed'], bridged: [], failed: [] };
 
 /**
  * The agent's `transfer(target)`. A SIP caller is sent a REFER and calls the target itself
@@ -61,10 +56,16 @@ export class AgentTransfers {
     private readonly ctx: SipCallsContext,
     /** User parts that reach an agent: a transfer hands the caller to a person, not back to an agent. */
     private readonly isAgent: (user: string | undefined) => boolean,
+    /** Trunks that place calls, for transfers to phone numbers. */
+    private readonly outbound?: { routes: OutboundRoutes; rtp: RtpTransports },
   ) {}
 
-  /** The call's transfer handler for SIP callers: REFER the dialog that carries the caller now. */
-  transfer(call: Call, target: string): Promise<void> {
+  /**
+   * The call's transfer handler for SIP callers: REFER the dialog that carries the caller now to
+   * a SIP target; a phone number or a list of targets is dialled and bridged by voxgate.
+   */
+  transfer(call: Call, target: TransferTarget, opts?: TransferOptions): Promise<void> {
+    if (typeof target !== 'string' || phoneNumberOf(target)) return this.bridge(call, target, opts);
     const d = this.ctx.dialogs.current(call);
     if (!d) return Promise.reject(new TransferError(481, 'the call is not set up yet'));
     return this.refer(d, target);
@@ -130,176 +131,175 @@ export class AgentTransfers {
     else out.resolve();
   }
 
-  /** A connection closed: a person being called on it for a bridge is given up at once (480). */
+  /** A connection closed: a person being called on it is given up at once (480), a carrier's next address tried. */
   flowClosed(flow: SipFlow): void {
-    for (const attempt of this.#bridging.values()) {
-      if (attempt.flow === flow && attempt.state === 'ringing') attempt.uac?.abandon(480, 'Temporarily Unavailable (the target disconnected)');
-    }
+    for (const attempt of this.#bridging.values()) for (const c of attempt.callees) c.flowClosed(flow);
   }
 
   /**
-   * The call's transfer handler for callers voxgate cannot refer (WHIP): call the target, a
-   * registered user, and bridge the caller to them when they answer.
+   * The call's transfer handler for callers voxgate cannot refer (WHIP), for phone numbers and
+   * for several targets at once: voxgate calls each (a registered user where they registered, a
+   * number through a trunk) and bridges the caller to the first who answers; the others get
+   * CANCEL (RFC 3326 Reason `Call completed elsewhere`). The agent leaves with `transferred`.
    */
-  async bridge(call: Call, target: string): Promise<void> {
+  async bridge(call: Call, target: TransferTarget, opts: TransferOptions = {}): Promise<void> {
     const { deps } = this.ctx;
-    const uri = this.ctx.targetUri(target);
+    const targets = [target].flat();
+    if (targets.length === 0 || targets.length > MAX_TARGETS) throw new TransferError(400, `give 1 to ${MAX_TARGETS} transfer targets`);
     if (call.state === 'ended') throw new TransferError(481, 'the call has ended');
     if (this.#bridging.has(call) || call.leg('callee')) throw new TransferError(491, 'a transfer is already in progress');
     const caller = call.leg('caller')?.endpoint;
     const agent = call.leg('agent') as AgentLeg | undefined;
     if (!caller || !agent) throw new TransferError(481, 'the call has no caller and agent to transfer');
-    const attempt: BridgeAttempt = { state: 'locating' };
-    this.#bridging.set(call, attempt);
-    const log = deps.log.child({ session: call.id, target: uri });
+    const ringMs = opts.timeoutSeconds !== undefined ? Math.min(Math.max(1, opts.timeoutSeconds), 600) * 1000 : TRANSFER_RING_MS;
+    const log = deps.log.child({ session: call.id, targets });
     const fail = (status: number, reason: string): never => {
-      attempt.state = transition(BRIDGE_MOVES, attempt.state, 'failed', `bridge of ${call.id}`);
-      deps.sip.audit({ action: 'sip.transfer', outcome: 'error', status, user: call.source.name, target: uri, session: call.id, reason });
+      deps.sip.audit({ action: 'sip.transfer', outcome: 'error', status, user: call.source.name, target: targets.join(', '), session: call.id, reason });
       log.info({ status, reason }, 'the transfer failed; the caller stays with the agent');
       throw new TransferError(status, reason);
     };
+    // Every target is checked before any is called: a rota with a typo rings nobody.
+    const plans = targets.map((t) => this.#plan(call, t));
+    const bad = plans.find((p) => 'status' in p);
+    if (bad && 'status' in bad) return fail(bad.status, bad.reason);
+    const attempt: BridgeAttempt = { state: 'ringing', callees: [] };
+    this.#bridging.set(call, attempt);
     try {
-      const user = userOf(uri);
-      const host = hostOf(uri);
-      if (host !== deps.domain.toLowerCase()) fail(404, `Not Found (domain ${host ?? '?'} is not served here)`);
-      if (!user || this.isAgent(user)) fail(403, 'Forbidden (a caller can be handed to a registered user only)');
-      // The caller may leave at any await: nothing is placed for a call that has ended.
-      const left = () => call.endReason !== undefined;
-      const where = await deps.sip.locate(user!);
-      if (left()) return fail(487, 'Request Terminated (the caller left)');
-      if ('status' in where) return fail(where.status, where.reason);
-      const out = newSendStream();
-      let peer: OfferingTransport;
-      try {
-        peer = await deps.transports.offer(`${call.id}-callee`, offerPlan(caller.format), out);
-      } catch (err) {
-        log.error({ err }, 'no offer could be made for the transfer');
-        return fail(500, 'Server Internal Error (no offer could be made)');
-      }
-      if (left()) {
-        peer.close();
-        return fail(487, 'Request Terminated (the caller left)');
-      }
-      const localUser = 'agent';
-      const uac = new InviteUac(deps.sip, deps.clock, {
-        flow: where.flow,
-        uri: where.binding.contact,
-        from: `<${this.ctx.aor(localUser)}>`,
-        to: `<${uri}>`,
-        contactUser: localUser,
-        sdp: peer.localSdp,
-        ringTimeoutMs: TRANSFER_RING_MS,
-        headers: [{ name: 'Allow', value: DIALOG_ALLOW }],
-      });
-      attempt.uac = uac;
-      attempt.flow = where.flow;
-      attempt.state = transition(BRIDGE_MOVES, attempt.state, 'ringing', `bridge of ${call.id}`);
-      // The caller may leave while it rings: the call we place goes with it.
-      const onEnded = () => uac.cancel(487, 'Request Terminated (the caller left)');
-      call.on('ended', onEnded);
-      deps.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: localUser, target: uri, session: call.id, by: 'voxgate', for: 'transfer', remote: where.flow.remote });
-      const outcome = await uac.start().result;
-      call.off('ended', onEnded);
-      if (!outcome.ok) {
-        peer.close();
-        return fail(outcome.status, outcome.reason);
-      }
-      const answer = outcome.response.body.toString('utf8');
-      let plan: AnswerPlan;
-      try {
-        plan = planAnswer(parseOffer(answer), { codecs: answerCodecs(caller.format), allowSendRecv: true, role: 'ingest' });
-        peer.acceptAnswer(answer);
-      } catch (err) {
-        log.info({ err }, 'the person answered with SDP we cannot use');
-        const bye = outcome.dialog.request('BYE', [{ name: 'Reason', value: 'SIP;cause=488;text="unusable answer"' }]);
-        deps.sip.sendRequest(outcome.flow, 'BYE', bye.text, bye.branch, () => undefined);
-        peer.close();
-        return fail(488, 'Not Acceptable Here (unusable answer)');
-      }
-      if (call.endReason !== undefined) {
-        const bye = outcome.dialog.request('BYE', [{ name: 'Reason', value: 'SIP;cause=487;text="the caller left"' }]);
-        deps.sip.sendRequest(outcome.flow, 'BYE', bye.text, bye.branch, () => undefined);
-        peer.close();
-        return fail(487, 'Request Terminated (the caller left)');
-      }
-      const d = this.ctx.openDialog({
-        dialog: outcome.dialog,
-        flow: outcome.flow,
-        call,
-        role: 'callee',
-        peer,
-        party: user!,
-        localUser,
-        answerSdp: answerFromOffer(peer.localSdp, answer),
-        acked: true,
-      });
-      let calleeLeft = false;
-      d.hooks = {
-        left: (reason) => {
-          calleeLeft = true;
-          call.close(reason);
-        },
+      attempt.callees = plans.map((p, i) => this.#callee(call, p as CalleePlan, caller.format, ringMs, log, i));
+      // The caller may leave while it rings: the calls we place go with it.
+      const onEnded = () => {
+        for (const c of attempt.callees) c.cancel(487, 'Request Terminated (the caller left)');
       };
-      this.ctx.watchMedia(d);
-      call.on('ended', (reason) => {
-        if (!calleeLeft) d.bye(reason);
-        d.forget();
+      call.on('ended', onEnded);
+      const won = await firstAnswer(attempt.callees, (answered, loser) => {
+        // A second answer (two phones picked up at once): it is hung up at once.
+        hangUp(this.ctx, answered, 200, 'answered elsewhere');
+        answered.transport.close();
+        log.info({ target: loser.target }, 'a second transfer target answered; hung up');
       });
-      // The person joins; the agent hears why it leaves, then leaves.
-      call.addLeg('callee', new PartyLeg('sip-uac', new MediaEndpoint(`${call.id}-callee`, peer, formatOf(plan), call.pcmRate, out, deps.runtime)));
-      agent.session.deliverTransferred(uri);
+      call.off('ended', onEnded);
+      if (!won.ok) {
+        attempt.state = transition(BRIDGE_MOVES, attempt.state, 'failed', `bridge of ${call.id}`);
+        return fail(won.status, won.reason);
+      }
+      const { answered, callee } = won;
+      if (call.endReason !== undefined) {
+        hangUp(this.ctx, answered, 487, 'the caller left');
+        answered.transport.close();
+        attempt.state = transition(BRIDGE_MOVES, attempt.state, 'failed', `bridge of ${call.id}`);
+        return fail(487, 'Request Terminated (the caller left)');
+      }
+      this.#join(call, answered, callee);
+      const to = callee instanceof UserCallee ? this.ctx.aor(callee.target) : callee.target;
+      agent.session.deliverTransferred(to);
       call.removeLeg('agent', 'transferred');
       attempt.state = transition(BRIDGE_MOVES, attempt.state, 'bridged', `bridge of ${call.id}`);
       deps.sip.metricsCall('agent', 'transferred');
-      deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: call.source.name, target: uri, session: call.id, mode: call.mode, remote: outcome.flow.remote });
-      log.info({ mode: call.mode, pipeline: call.describe() }, 'the caller was bridged to the transfer target');
+      deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: call.source.name, target: to, session: call.id, mode: call.mode, remote: answered.flow.remote });
+      log.info({ mode: call.mode, pipeline: call.describe(), target: to }, 'the caller was bridged to the transfer target');
     } finally {
       this.#bridging.delete(call);
     }
   }
+
+  /** Where a target is reached: a user of our domain (not an agent), or a number on a trunk. */
+  #plan(call: Call, target: string): CalleePlan | { status: number; reason: string } {
+    const number = phoneNumberOf(target);
+    if (number) {
+      const out = this.outbound;
+      const own = call.trunk ? out?.routes.trunks.byName(call.trunk.name) : undefined;
+      const trunk = own?.config.outbound ? own : out?.routes.trunkFor(number);
+      if (!out || !trunk) return { status: 404, reason: `Not Found (no outbound trunk routes ${number}: configure sip.outboundRoutes)` };
+      const from = callerIdFor(trunk, undefined, call.trunk?.to);
+      if (!from) return { status: 403, reason: `Forbidden (trunk ${trunk.name} has no outbound.numbers to present as caller ID)` };
+      const wait = trunk.admitOutbound(this.ctx.deps.clock.now());
+      if (wait > 0) return { status: 503, reason: `Service Unavailable (trunk ${trunk.name} is at its outbound call limit)` };
+      return { kind: 'number', number, trunk, from };
+    }
+    const uri = this.ctx.targetUri(target);
+    const user = userOf(uri);
+    const host = hostOf(uri);
+    if (host !== this.ctx.deps.domain.toLowerCase()) return { status: 404, reason: `Not Found (domain ${host ?? '?'} is not served here)` };
+    if (!user || this.isAgent(user)) return { status: 403, reason: 'Forbidden (a caller can be handed to a registered user or a phone number only)' };
+    return { kind: 'user', user };
+  }
+
+  #callee(call: Call, p: CalleePlan, format: MediaFormat, ringTimeoutMs: number, log: Logger, i: number): Callee {
+    if (p.kind === 'user') return new UserCallee(this.ctx, p.user, { id: `${call.id}-callee-${i}`, format, ringTimeoutMs, localUser: 'agent', log });
+    const callee = new NumberCallee(this.ctx, this.outbound!.rtp, p.trunk, p.number, { from: p.from, ringTimeoutMs, codecs: trunkOfferCodecs(p.trunk.config.codecs, format.codec), log });
+    p.trunk.outbound.add(`${call.id}-callee-${i}`);
+    void callee.result.then((o) => {
+      if (!o.ok) p.trunk.outbound.delete(`${call.id}-callee-${i}`);
+      else call.on('ended', () => p.trunk.outbound.delete(`${call.id}-callee-${i}`));
+    });
+    return callee;
+  }
+
+  /** The person who answered joins as the callee; their dialog ends the call when they hang up. */
+  #join(call: Call, answered: Answered, callee: Callee): void {
+    const { deps } = this.ctx;
+    const d = this.ctx.openDialog({
+      dialog: answered.dialog,
+      flow: answered.flow,
+      call,
+      role: 'callee',
+      peer: answered.transport,
+      party: answered.party,
+      localUser: answered.localUser,
+      answerSdp: answered.answerSdp,
+      acked: true,
+    });
+    let calleeLeft = false;
+    d.hooks = {
+      left: (reason) => {
+        calleeLeft = true;
+        call.close(reason);
+      },
+    };
+    this.ctx.watchMedia(d);
+    call.on('ended', (reason) => {
+      if (!calleeLeft) d.bye(reason);
+      d.forget();
+    });
+    call.addLeg('callee', new PartyLeg(answered.kind === 'sip-trunk' ? 'sip-trunk' : 'sip-uac', new MediaEndpoint(`${call.id}-callee`, answered.transport, formatOf(answered.plan), call.pcmRate, answered.out, deps.runtime)));
+    void callee;
+  }
 }
 
-/** The codecs a person's leg may use, in the order we prefer them after the caller's own. */
-export const BRIDGE_CODECS: readonly CodecName[] = ['opus', 'g722', 'pcmu', 'pcma'];
+/** Targets rung at once for one transfer. */
+const MAX_TARGETS = 10;
 
-/** RFC 3551's static payload types, and Opus where browsers put it. */
-const PAYLOAD_TYPE: Record<CodecName, number> = { opus: 111, g722: 9, pcmu: 0, pcma: 8 };
-const CLOCK_RATE: Record<CodecName, number> = { opus: 48000, g722: 8000, pcmu: 8000, pcma: 8000 };
+type CalleePlan = { kind: 'user'; user: string } | { kind: 'number'; number: string; trunk: Trunk; from: string };
 
 /**
- * Our offer for a call we place for an existing caller: the caller's codec first (so both legs
- * can be forwarded without transcoding), then the others we can transcode to, with
- * telephone-event at each clock rate offered.
+ * The first callee to answer, the others cancelled; when nobody answers, the most telling
+ * failure (a busy or declined target over one that rang out or was cancelled).
  */
-export function offerPlan(format: MediaFormat): AnswerPlan {
-  const teFor = (rate: number) => ({ payloadType: rate === 48000 ? 101 : 126, clockRate: rate });
-  const first = format.codec;
-  const seen = new Set<number>([CLOCK_RATE[first]]);
-  const alternatives = BRIDGE_CODECS.filter((c) => c !== first).map((codec) => {
-    const rate = CLOCK_RATE[codec];
-    const te = seen.has(rate) ? undefined : teFor(rate);
-    seen.add(rate);
-    return { codec, payloadType: PAYLOAD_TYPE[codec], clockRate: rate, ...(te ? { telephoneEvent: te } : {}) };
+async function firstAnswer(
+  callees: Callee[],
+  extra: (answered: Answered, callee: Callee) => void,
+): Promise<{ ok: true; answered: Answered; callee: Callee } | { ok: false; status: number; reason: string }> {
+  return new Promise((resolve) => {
+    let won = false;
+    let left = callees.length;
+    const failures: { status: number; reason: string }[] = [];
+    for (const c of callees) {
+      void c.result.then((o) => {
+        left--;
+        if (o.ok) {
+          if (won) return extra(o, c);
+          won = true;
+          for (const other of callees) if (other !== c) other.cancel(487, 'Call completed elsewhere');
+          return resolve({ ok: true, answered: o, callee: c });
+        }
+        failures.push({ status: o.status, reason: o.reason });
+        if (left === 0 && !won) resolve({ ok: false, ...mostTelling(failures) });
+      });
+    }
   });
-  return {
-    audio: {
-      mid: '0',
-      codec: first,
-      payloadType: PAYLOAD_TYPE[first],
-      clockRate: CLOCK_RATE[first],
-      channels: first === 'opus' ? 2 : 1,
-      fmtp: undefined,
-      telephoneEvent: teFor(CLOCK_RATE[first]),
-      direction: 'sendrecv',
-      offered: 'sendrecv',
-      alternatives,
-    },
-    inactive: [],
-    hasDataChannel: false,
-  };
 }
 
-/** The codecs an answer to offerPlan(format) may pick, the caller's first. */
-export function answerCodecs(format: MediaFormat): CodecName[] {
-  return [format.codec, ...BRIDGE_CODECS.filter((c) => c !== format.codec)];
+function mostTelling(failures: { status: number; reason: string }[]): { status: number; reason: string } {
+  const rank = (s: number) => (s === 486 || s === 600 || s === 603 ? 0 : s === 487 ? 3 : s === 408 || s === 480 ? 2 : 1);
+  return [...failures].sort((a, b) => rank(a.status) - rank(b.status))[0] ?? { status: 480, reason: 'Temporarily Unavailable' };
 }

@@ -121,6 +121,15 @@ export class SipService {
     return undefined;
   }
 
+  /**
+   * A flow to a peer's address over our transport of that protocol (UDP, TCP, TLS): the UDP peer,
+   * or the open connection (reused, RFC 3261 §18.1.1), else a new one. Undefined without such a
+   * transport (no `sip.listen` entry for it), or when no connection can be had.
+   */
+  flowTo(protocol: 'UDP' | 'TCP' | 'TLS', address: { host: string; port: number }): SipFlow | undefined {
+    return this.transports.find((t) => t.protocol === protocol)?.flowTo?.(address);
+  }
+
   get flowCount(): number {
     return this.transports.reduce((n, t) => n + t.flows.size, 0);
   }

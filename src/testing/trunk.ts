@@ -3,6 +3,7 @@
  * and a fake clock, with real plain-RTP legs (sockets on 127.0.0.1, a small random port range),
  * and carriers that send INVITEs from the address a test chooses (the trunk ACL reads it).
  */
+import { trunkRouting } from '../sip-calls/trunk/setup.js';
 import { createSocket, type Socket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -286,7 +287,7 @@ export function trunkHarness(opts: TrunkHarnessOptions): TrunkHarness<Agent> {
     },
     config.agents,
     new SipProxy(sip, log),
-    { trunks, rtp, metrics, users: new Set(config.users.map((u) => u.user)) },
+    trunkRouting(config, { trunks, rtp, metrics, stack: sip, clock, log, audit: (e) => sip.audit(e) }),
   );
   sip.calls = router;
   const ends = new Map<string, string>();

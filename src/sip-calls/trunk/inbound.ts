@@ -1,4 +1,4 @@
-import { TransferError, type CallDetails } from '../../agent/agent.js';
+import { TransferError, type CallDetails, type TransferOptions, type TransferTarget } from '../../agent/agent.js';
 import type { SourceIdentity } from '../../auth/source-auth.js';
 import type { Call } from '../../call/call.js';
 import { startCall } from '../../call/start-call.js';
@@ -7,7 +7,7 @@ import type { TimerHandle } from '../../core/clock.js';
 import { VoxgateError } from '../../core/errors.js';
 import { parseOffer } from '../../sdp/offer.js';
 import { planRtpAnswer } from '../../sdp/profile-rtp.js';
-import { tagOf, userOf } from '../../sip/build.js';
+import { tagOf, uriOf, userOf } from '../../sip/build.js';
 import { Dialog } from '../../sip/dialog.js';
 import { header, type SipRequest } from '../../sip/message.js';
 import { callerIdOf, carrierHeaders, diversionOf, e164Of } from '../../sip/phone-number.js';
@@ -21,6 +21,7 @@ import { negotiateSessionTimer } from '../session-timer.js';
 import type { RoutingDecision } from './routing-webhook.js';
 import { LateOffers } from './late-offer.js';
 import type { TrunkMetrics } from './trunk-metrics.js';
+import { phoneNumberOf } from './routes.js';
 import { remoteHost, type Trunk, type TrunkTable } from './trunks.js';
 
 /** An inbound trunk INVITE from its arrival to its answer. */
@@ -131,6 +132,14 @@ export class TrunkInbound {
       return true;
     };
 
+    // A call on our registration with the carrier (T18): the called number is in To (or the trunk's own).
+    const registered = fromAcl.length === 0 ? trunks.byRegistration(user, source) : undefined;
+    if (registered) {
+      const called = e164Of(uriOf(header(req, 'To') ?? '')) ?? number ?? registered.inbound.numbers[0] ?? registered.config.outbound?.numbers[0];
+      if (!called) return refuse(404, `Not Found (no called number in the Request-URI or To, and trunk ${registered.name} has no numbers)`, registered);
+      void this.#invite(incoming, registered, called);
+      return true;
+    }
     if (fromAcl.length === 0) {
       // RFC 3261 §22.3 / the trunk's ACL: a source outside every list may only prove a trunk's password.
       if (trunks.authOnly.length === 0) return refuse(403, `Forbidden (source address ${source} is not allowed)`);
@@ -203,7 +212,7 @@ export class TrunkInbound {
     const pending = new PendingTrunkInvite(trunk, incoming);
     this.#pending.set(key, pending);
     incoming.scheduleTrying();
-    const inbound = trunk.config.inbound!;
+    const inbound = trunk.inbound;
     const callerId = callerIdOf(req);
     let admitted = false;
     let transport: RtpUdpTransport | undefined;
@@ -269,7 +278,7 @@ export class TrunkInbound {
         const held = release;
         release = undefined;
         admitted = true; // the late offer owns the transport and the slot from here
-        return this.late.offer({ incoming, trunk, number, callerId, source, details, transport, release: () => held?.(), transfer: (call, target) => this.#transfer(call, target, trunk, flow.remote) });
+        return this.late.offer({ incoming, trunk, number, callerId, source, details, transport, release: () => held?.(), transfer: (call, target, opts) => this.#transfer(call, target, opts, trunk, flow.remote) });
       }
       // The gateway's own limit refuses before any ringing too (startCall checks it again).
       deps.calls.checkAdmission(source);
@@ -289,7 +298,7 @@ export class TrunkInbound {
           release = undefined;
           call.on('ended', () => trunk.active.delete(call.id));
         },
-        transfer: (call, target) => this.#transfer(call, target, trunk, flow.remote),
+        transfer: (call, target, opts) => this.#transfer(call, target, opts, trunk, flow.remote),
         logFields: { sipCallId: header(req, 'Call-ID'), trunk: trunk.name },
         details,
       });
@@ -350,10 +359,12 @@ export class TrunkInbound {
   /**
    * The agent's transfer(target) on a trunk call: a blind REFER to the carrier when the trunk
    * takes them (`inbound.refer`, RFC 3515), numbers as `sip:+E164@carrier;user=phone`; otherwise
-   * voxgate bridges the caller to the target itself (a registered SIP user).
+   * voxgate bridges the caller to the target itself (a registered SIP user, a number dialled on
+   * this trunk's outbound side or the route's trunk), as it does for a list of targets.
    */
-  #transfer(call: Call, target: string, trunk: Trunk, carrier: string): Promise<void> {
-    const number = /^[+\d][\d\-. ()]*$/.test(target.trim()) ? e164Of(`sip:${target.trim()}@x`) : undefined;
+  #transfer(call: Call, target: TransferTarget, opts: TransferOptions | undefined, trunk: Trunk, carrier: string): Promise<void> {
+    if (typeof target !== 'string') return this.deps.transfers.bridge(call, target, opts);
+    const number = phoneNumberOf(target);
     if (trunk.config.inbound?.refer) {
       const d = this.deps.ctx.dialogs.current(call);
       if (!d) return Promise.reject(new TransferError(481, 'the call is not set up yet'));
@@ -361,14 +372,13 @@ export class TrunkInbound {
       const uri = number ? `sip:${number}@${host.includes(':') ? `[${host}]` : host};user=phone` : target;
       return this.deps.transfers.refer(d, uri);
     }
-    if (number) return Promise.reject(new TransferError(488, `calling ${number} needs a trunk that takes REFER (inbound.refer) or an outbound trunk`));
-    return this.deps.transfers.bridge(call, target);
+    return this.deps.transfers.bridge(call, target, opts);
   }
 
   /** The routing webhook's decision, or the trunk's default when there is no webhook or it failed. */
   async #route(trunk: Trunk, incoming: Incoming, details: CallDetails): Promise<Exclude<RoutingDecision, { kind: 'fallback' }>> {
     const hook = trunk.webhook;
-    const inbound = trunk.config.inbound!;
+    const inbound = trunk.inbound;
     if (!hook) return { kind: 'accept', agent: undefined, customParameters: {}, by: 'webhook' };
     const { req, flow } = incoming;
     const decision = await hook.decide({

@@ -1,3 +1,4 @@
+import type { TransferOptions, TransferTarget } from '../../agent/agent.js';
 import type { CallDetails } from '../../agent/agent.js';
 import type { SourceIdentity } from '../../auth/source-auth.js';
 import type { Call } from '../../call/call.js';
@@ -31,7 +32,7 @@ export interface LateOffer {
   transport: RtpUdpTransport;
   /** Gives the trunk's reserved slot back (once). */
   release(): void;
-  transfer(call: Call, target: string): Promise<void>;
+  transfer(call: Call, target: TransferTarget, opts?: TransferOptions): Promise<void>;
 }
 
 interface Waiting extends LateOffer {
@@ -122,7 +123,7 @@ export class LateOffers {
         w.release();
         call.on('ended', () => w.trunk.active.delete(call.id));
       },
-      transfer: (call, target) => w.transfer(call, target),
+      transfer: (call, target, opts) => w.transfer(call, target, opts),
       logFields: { sipCallId: header(req, 'Call-ID'), trunk: w.trunk.name },
       details: w.details,
     });

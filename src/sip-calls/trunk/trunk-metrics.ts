@@ -36,4 +36,9 @@ export class TrunkMetrics {
   inbound(trunk: string, outcome: string): void {
     this.calls.inc({ trunk, direction: 'inbound', outcome });
   }
+
+  /** Calls voxgate placed: answered, or the SIP status they failed with (429: refused at the trunk's limit). */
+  outbound(trunk: string, outcome: string): void {
+    this.calls.inc({ trunk, direction: 'outbound', outcome });
+  }
 }

@@ -27,6 +27,8 @@ export class AddressList {
   }
 }
 
+const DEFAULT_INBOUND: NonNullable<TrunkConfig['inbound']> = { numbers: [], allowedAddresses: [], refer: false, ringTimeoutSeconds: 30 };
+
 /** One configured trunk as calls use it: its ACL, its credentials, its webhook and its live calls. */
 export class Trunk {
   readonly acl: AddressList | undefined;
@@ -42,6 +44,36 @@ export class Trunk {
 
   get name(): string {
     return this.config.name;
+  }
+
+  /** Its registration with the carrier (`outbound.register`), once the gateway started it. */
+  registration: { readonly contactUser: string; registrarHost(): string | undefined } | undefined;
+
+  /** The inbound settings (a trunk that only registers takes its calls with the defaults). */
+  get inbound(): NonNullable<TrunkConfig['inbound']> {
+    return this.config.inbound ?? DEFAULT_INBOUND;
+  }
+
+  /** Outbound calls on this trunk now (ringing or answered), by session id. */
+  readonly outbound = new Set<string>();
+  /** When the last outbound call was let through, for `outbound.callsPerSecond`. */
+  #lastDial = -Infinity;
+
+  /**
+   * Whether one more outbound call may go now (`outbound.maxCalls`, `outbound.callsPerSecond`):
+   * 0 when it may (and it is counted), else the seconds to wait before trying again.
+   */
+  admitOutbound(now: number): number {
+    const o = this.config.outbound;
+    if (!o) return 0;
+    if (o.maxCalls !== undefined && this.outbound.size >= o.maxCalls) return 5;
+    if (o.callsPerSecond !== undefined) {
+      const gap = 1000 / o.callsPerSecond;
+      const wait = this.#lastDial + gap - now;
+      if (wait > 0) return Math.max(1, Math.ceil(wait / 1000));
+    }
+    this.#lastDial = now;
+    return 0;
   }
 
   #reserved = 0;
@@ -85,6 +117,18 @@ export class TrunkTable {
   /** Trunks whose ACL holds this source address. */
   byAddress(host: string): Trunk[] {
     return this.all.filter((t) => t.acl?.has(host));
+  }
+
+  byName(name: string): Trunk | undefined {
+    return this.all.find((t) => t.name === name);
+  }
+
+  /**
+   * The trunk whose registration an INVITE arrived on: its Request-URI user is the Contact user
+   * we registered, and it comes from the registrar we registered with.
+   */
+  byRegistration(user: string | undefined, host: string): Trunk | undefined {
+    return user === undefined ? undefined : this.all.find((t) => t.registration?.contactUser === user && t.registration.registrarHost() === host);
   }
 
   /** Trunks that take calls from any address that proves their digest credentials. */

@@ -72,6 +72,22 @@ export class FakeSipTransport implements SipTransport {
     if (this.reliable) this.#listener?.closed(flow);
   }
 
+  /** Set by dialable(): the far end at an address, as UDP and TCP transports give one. */
+  flowTo: ((address: { host: string; port: number }) => FakeFlow | undefined) | undefined;
+
+  /**
+   * Lets the stack open flows to addresses (calls and registrations voxgate places). Off by
+   * default: with it, the stack also answers and routes by address, as a real UDP or TCP
+   * transport does, rather than down the flow a request came on.
+   */
+  dialable(): this {
+    this.flowTo = (address) => {
+      const remote = `${address.host}:${address.port}`;
+      return [...this.flows.values()].find((f) => f.remote === remote) ?? this.connect(remote);
+    };
+    return this;
+  }
+
   sendTo(address: { host: string; port: number }, text: string): SipFlow | undefined {
     if (this.reliable && (this.protocol === 'WS' || this.protocol === 'WSS')) return undefined;
     const remote = `${address.host}:${address.port}`;

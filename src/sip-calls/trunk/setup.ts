@@ -1,0 +1,48 @@
+import type { SipConfig } from '../../core/config.js';
+import type { Clock } from '../../core/clock.js';
+import type { Logger } from '../../core/logger.js';
+import type { RtpTransports } from '../../transport/rtp-udp/factory.js';
+import type { TrunkView } from '../../call/outbound-types.js';
+import type { TrunkRouting } from '../router.js';
+import { TrunkRegistration, type RegistrationStack, type TrunkRegistrationDeps } from './registration.js';
+import { OutboundRoutes } from './routes.js';
+import type { TrunkMetrics } from './trunk-metrics.js';
+import type { TrunkTable } from './trunks.js';
+
+/** What the router needs for trunks, built from `sip` once: routes, who may call out, registrations (not yet started). */
+export function trunkRouting(
+  sip: SipConfig,
+  deps: { trunks: TrunkTable; rtp: RtpTransports; metrics: TrunkMetrics; stack: RegistrationStack; clock: Clock; log: Logger; audit: TrunkRegistrationDeps['audit'] },
+): TrunkRouting & { registrations: TrunkRegistration[] } {
+  const registrations: TrunkRegistration[] = [];
+  for (const t of deps.trunks.all) {
+    if (!t.config.outbound?.register) continue;
+    const reg = new TrunkRegistration({ stack: deps.stack, clock: deps.clock, log: deps.log.child({ trunk: t.name }), audit: deps.audit }, { trunk: t.name, config: t.config.outbound });
+    t.registration = reg;
+    registrations.push(reg);
+  }
+  return {
+    trunks: deps.trunks,
+    rtp: deps.rtp,
+    metrics: deps.metrics,
+    users: new Set(sip.users.map((u) => u.user)),
+    routes: new OutboundRoutes(deps.trunks, sip.outboundRoutes),
+    userTrunks: new Map(sip.users.map((u) => [u.user, u.trunks ?? []])),
+    registrations,
+  };
+}
+
+/** The trunks as `GET /api/trunks` shows them. */
+export function trunkViews(trunks: TrunkTable, registrations: readonly TrunkRegistration[]): TrunkView[] {
+  return trunks.all.map((t) => {
+    const o = t.config.outbound;
+    const reg = registrations.find((r) => t.registration === r);
+    return {
+      name: t.name,
+      inbound: t.config.inbound ? { numbers: [...t.config.inbound.numbers] } : null,
+      outbound: o ? { addresses: [o.address].flat(), transport: o.transport, numbers: [...o.numbers] } : null,
+      calls: { inbound: t.active.size, outbound: t.outbound.size },
+      registration: reg ? reg.view() : null,
+    };
+  });
+}
