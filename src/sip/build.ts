@@ -49,7 +49,20 @@ export function buildResponse(
   headers.push(...(opts.headers ?? []));
   headers.push({ name: 'Server', value: SERVER });
   const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
-  return { kind: 'response', version: 'SIP/2.0', status, reason: opts.reason ?? REASONS[status] ?? 'Unknown', headers, body };
+  return { kind: 'response', version: 'SIP/2.0', status, reason: reasonPhrase(opts.reason ?? REASONS[status] ?? 'Unknown'), headers, body };
+}
+
+/**
+ * A Reason-Phrase as RFC 3261 §25.1 allows it (reserved, unreserved, escaped, UTF-8, SP, HTAB):
+ * brackets become parentheses, other ASCII it forbids (`"<>#%{}|\^` and controls) a space.
+ * JsSIP drops a response whose phrase breaks the grammar, and the call then hangs until Timer B.
+ */
+export function reasonPhrase(text: string): string {
+  return text
+    .replace(/\[/g, '(')
+    .replace(/]/g, ')')
+    .replace(/[\x00-\x08\x0a-\x1f\x7f"<>#%{}|\\^`]/g, ' ')
+    .slice(0, 200);
 }
 
 export function responseText(req: SipRequest, status: number, opts: Parameters<typeof buildResponse>[2] = {}): string {

@@ -85,6 +85,8 @@ export interface SippResult {
   errors: string;
   /** The `-trace_screen` dump (per-message counters, statistics) SIPp writes at a normal end; may be empty. */
   screen: string;
+  /** The `-trace_logs` file: what the scenario's `<log message="..."/>` actions wrote, one line each. */
+  logs: string;
 }
 
 export interface SippProcess {
@@ -94,6 +96,8 @@ export interface SippProcess {
   readonly done: Promise<SippResult>;
   /** SIGTERM now (SIPp flushes its logs; exits 0 unless a call failed); resolves with the result. */
   stop(): Promise<SippResult>;
+  /** The `-trace_msg` log as written so far (SIPp writes each message as it goes), for waiting on a message. */
+  messagesSoFar(): string;
 }
 
 async function freeSippPort(): Promise<number> {
@@ -171,6 +175,8 @@ export async function startSipp(opts: SippOptions): Promise<SippProcess> {
     '-trace_msg', '-message_file', join(dir, 'messages.log'),
     '-trace_err', '-error_file', join(dir, 'errors.log'),
     '-trace_screen', '-screen_file', join(dir, 'screen.log'),
+    // The scenario's <log/> actions (none in most: the file then stays empty).
+    '-trace_logs', '-log_file', join(dir, 'logs.log'),
   );
   if (opts.service !== undefined) args.push('-s', opts.service);
   if (opts.rate !== undefined) args.push('-r', String(opts.rate));
@@ -194,6 +200,7 @@ export async function startSipp(opts: SippOptions): Promise<SippProcess> {
 
   let timedOut = false;
   let exited = false;
+  let final: SippResult | undefined;
   const killTimers: NodeJS.Timeout[] = [];
   const terminate = () => {
     if (exited) return;
@@ -219,8 +226,10 @@ export async function startSipp(opts: SippOptions): Promise<SippProcess> {
         messages: readOr(join(dir, 'messages.log')),
         errors,
         screen: readOr(join(dir, 'screen.log')),
+        logs: readOr(join(dir, 'logs.log')),
       };
       rmSync(dir, { recursive: true, force: true });
+      final = result;
       resolveDone(result);
     };
     proc.once('exit', (code) => finish(code));
@@ -251,10 +260,71 @@ export async function startSipp(opts: SippOptions): Promise<SippProcess> {
       terminate();
       return done;
     },
+    messagesSoFar() {
+      return final ? final.messages : readOr(join(dir, 'messages.log'));
+    },
   };
 }
 
 /** Runs SIPp to its end (or until timeoutMs) and resolves with what it did. */
 export async function runSipp(opts: SippOptions): Promise<SippResult> {
   return (await startSipp({ waitListening: false, ...opts })).done;
+}
+
+/** One SIP message of a `-trace_msg` log. */
+export interface SippWireMessage {
+  /** When SIPp logged it, ms since the epoch (local time; for differences). */
+  at: number;
+  dir: 'sent' | 'received';
+  text: string;
+  /** The start line. */
+  first: string;
+  /** A response's status, else undefined. */
+  status: number | undefined;
+  /** A request's method, else undefined. */
+  method: string | undefined;
+  /** CSeq as `n METHOD`. */
+  cseq: string;
+}
+
+/** The messages of a `-trace_msg` log (SippResult.messages), in order. */
+export function sippWire(trace: string): SippWireMessage[] {
+  const banner = /^-{20,} (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,6})\r?\n(?:UDP|TCP) message (sent|received)[^\n]*\n/gm;
+  const marks = [...trace.matchAll(banner)];
+  return marks.map((m, i) => {
+    const start = m.index + m[0].length;
+    const end = i + 1 < marks.length ? marks[i + 1]!.index : trace.length;
+    const text = trace.slice(start, end).replace(/^\s*\r?\n/, '');
+    const [y, mo, d, h, mi, s, frac] = m.slice(1, 8).map((x) => x!);
+    const at = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)).getTime() + Number(frac.padEnd(6, '0')) / 1000;
+    const first = text.split(/\r?\n/)[0]!.trim();
+    const status = /^SIP\/2\.0 (\d{3})/.exec(first)?.[1];
+    return {
+      at,
+      dir: m[8] as 'sent' | 'received',
+      text,
+      first,
+      status: status === undefined ? undefined : Number(status),
+      method: status === undefined ? first.split(' ')[0] : undefined,
+      cseq: sipHeader(text, 'CSeq') ?? '',
+    };
+  });
+}
+
+/** Every value of a header in a message's text (its header part only; compact forms are not expanded). */
+export function sipHeaders(text: string, name: string): string[] {
+  const head = text.split(/\r?\n\r?\n/)[0]!;
+  const re = new RegExp(`^${name}\\s*:\\s*(.*?)\\s*$`, 'gim');
+  return [...head.matchAll(re)].map((m) => m[1]!);
+}
+
+/** The first value of a header, or undefined. */
+export function sipHeader(text: string, name: string): string | undefined {
+  return sipHeaders(text, name)[0];
+}
+
+/** A message's body (after the blank line), trimmed. */
+export function sipBody(text: string): string {
+  const i = text.search(/\r?\n\r?\n/);
+  return i < 0 ? '' : text.slice(i).trim();
 }

@@ -65,7 +65,7 @@ export class PhoneBridge {
       incoming.respond(status, { reason, headers });
     };
     const allowed = this.deps.userTrunks.get(caller) ?? [];
-    if (allowed.length === 0) return refuse(403, `Forbidden (user ${caller} may not call phone numbers: list trunks in sip.users[].trunks)`);
+    if (allowed.length === 0) return refuse(403, `Forbidden (user ${caller} may not call phone numbers: give the user trunks in sip.users)`);
     const trunk = routes.trunkFor(number, allowed);
     if (!trunk) return refuse(404, `Not Found (no outbound route for ${number} among ${caller}'s trunks)`);
     const from = callerIdFor(trunk);
