@@ -231,9 +231,10 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
     ctx.deps.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, by: 'voxgate', for: 'api', session: oc.id, target: oc.req.to, trunk: oc.trunk?.name ?? null, from: oc.from ?? null, user: oc.source.name });
     const outcome = await callee.result;
     if (!outcome.ok) {
-      oc.call?.close('setup-failed');
       const endReason = oc.endReason ?? (outcome.status === 408 ? 'timeout' : 'failed');
+      // The call's status is the carrier's final answer, not the early call's own end.
       this.#end(oc, outcome.status, outcome.reason, outcome.cause, endReason);
+      oc.call?.close('setup-failed');
       log.info({ status: outcome.status, reason: outcome.reason, cause: outcome.cause }, 'outbound call not answered');
       return;
     }
@@ -294,7 +295,7 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
     });
     oc.call = started.call;
     if (oc.trunk) started.call.trunk = { name: oc.trunk.name, from: oc.from ?? '', to: oc.req.to };
-    started.call.on('ended', (reason: EndReason) => this.#end(oc, oc.status ?? 487, oc.reason ?? 'ended', oc.cause, oc.endReason ?? reason));
+    started.call.on('ended', (reason: EndReason) => this.#end(oc, oc.status ?? 487, oc.reason ?? 'Request Terminated', oc.cause, oc.endReason ?? reason));
     started.begin();
     log.info({ agent: started.agent.agent.name }, 'agent attached to the outbound call');
   }
