@@ -65,7 +65,8 @@ export interface CalleeEvents extends Record<string, unknown[]> {
  */
 export abstract class Callee extends TypedEmitter<CalleeEvents> {
   abstract readonly result: Promise<CalleeOutcome>;
-  abstract cancel(status?: number, reason?: string): void;
+  /** `why`: an RFC 3326 Reason for the CANCEL (a rota's `Call completed elsewhere`). */
+  abstract cancel(status?: number, reason?: string, why?: string): void;
   /** A connection closed: a call ringing on it is given up (or failed over). */
   abstract flowClosed(flow: SipFlow): void;
   abstract readonly target: string;
@@ -104,9 +105,9 @@ export class NumberCallee extends Callee {
     return this.#cancelled;
   }
 
-  cancel(status = 487, reason = 'Request Terminated'): void {
+  cancel(status = 487, reason = 'Request Terminated', why?: string): void {
     this.#cancelled ??= { status, reason };
-    this.#invite?.cancel(status, reason);
+    this.#invite?.cancel(status, reason, why);
   }
 
   flowClosed(flow: SipFlow): void {
@@ -222,9 +223,9 @@ export class UserCallee extends Callee {
     return this.#cancelled;
   }
 
-  cancel(status = 487, reason = 'Request Terminated'): void {
+  cancel(status = 487, reason = 'Request Terminated', why?: string): void {
     this.#cancelled ??= { status, reason };
-    this.#uac?.cancel(status, reason);
+    this.#uac?.cancel(status, reason, why);
   }
 
   flowClosed(flow: SipFlow): void {

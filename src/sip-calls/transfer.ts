@@ -253,6 +253,9 @@ export class AgentTransfers {
     d.hooks = {
       left: (reason) => {
         calleeLeft = true;
+        // The caller's own dialog (a SIP caller) is told here: its end handler takes a `bye` for the caller's own.
+        const caller = this.ctx.dialogs.current(call);
+        if (caller && caller !== d) caller.bye(reason);
         call.close(reason);
       },
     };
@@ -289,7 +292,7 @@ async function firstAnswer(
         if (o.ok) {
           if (won) return extra(o, c);
           won = true;
-          for (const other of callees) if (other !== c) other.cancel(487, 'Call completed elsewhere');
+          for (const other of callees) if (other !== c) other.cancel(487, 'Call completed elsewhere', 'SIP;cause=200;text="Call completed elsewhere"');
           return resolve({ ok: true, answered: o, callee: c });
         }
         failures.push({ status: o.status, reason: o.reason });

@@ -73,7 +73,7 @@ export function responseText(req: SipRequest, status: number, opts: Parameters<t
  * §9.1: the CANCEL of an INVITE we sent: its Request-URI, top Via (same branch), Route,
  * Call-ID, From, To and CSeq number.
  */
-export function cancelFor(invite: SipRequest): { text: string; branch: string } {
+export function cancelFor(invite: SipRequest, extra: SipHeader[] = []): { text: string; branch: string } {
   const via = headerList(invite, 'Via')[0]!;
   const headers: SipHeader[] = [
     { name: 'Via', value: via },
@@ -83,6 +83,7 @@ export function cancelFor(invite: SipRequest): { text: string; branch: string } 
     { name: 'To', value: header(invite, 'To')! },
     { name: 'Call-ID', value: header(invite, 'Call-ID')! },
     { name: 'CSeq', value: `${cseqOf(invite)} CANCEL` },
+    ...extra,
   ];
   const text = serializeSipMessage({ kind: 'request', method: 'CANCEL', uri: invite.uri, version: 'SIP/2.0', headers, body: Buffer.alloc(0) });
   return { text, branch: parseVia(via).params.get('branch') ?? '' };

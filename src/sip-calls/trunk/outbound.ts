@@ -81,6 +81,9 @@ function failsOver(status: number): boolean {
  * The addresses of `outbound.address` are tried in order: the next one only after 408 (or an
  * address that answers nothing, not even 100, for `failoverAfterSeconds`), a 5xx or a transport
  * error (T4, RFC 3263 §4.3), never after a 4xx or 6xx, and never once we gave up.
+ * Deviation: each address gets a new INVITE (new Call-ID, From tag, CSeq 1) where RFC 3263 §4.3
+ * resends the same request with a new branch: a slow first address that answers late then
+ * makes a dialog of its own, which is hung up, instead of a fork of ours.
  */
 export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
   readonly result: Promise<TrunkInviteOutcome>;
@@ -124,10 +127,10 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
   }
 
   /** Gives up (CANCEL once a provisional came; RFC 3261 §9.1): the outcome carries this status. */
-  cancel(status = 487, reason = 'Request Terminated'): void {
+  cancel(status = 487, reason = 'Request Terminated', why?: string): void {
     if (this.#cancelled) return;
     this.#cancelled = { status, reason };
-    this.#uac?.cancel(status, reason);
+    this.#uac?.cancel(status, reason, why);
   }
 
   /** A connection closed: the INVITE on it failed with a transport error (the next address is tried). */
@@ -191,6 +194,8 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
     this.#uac = uac;
     this.#flow = flow;
     uac.on('provisional', (res) => this.emit('provisional', res));
+    // Any answer, a 100 included, shows the address is alive.
+    uac.on('trying', () => this.#stopSilence());
     uac.on('state', (s) => {
       // The address answered: it is alive, and the ring time alone decides from here.
       if (s !== 'calling') this.#stopSilence();
@@ -202,7 +207,7 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
     // after failoverAfterSeconds when another address remains, as Kamailio's fr_timer does.
     if (more) {
       this.#silence = this.deps.clock.setTimeout(() => {
-        if (uac.state === 'calling') uac.abandon(408, `Request Timeout (${address.text} answered nothing in ${o.failoverAfterSeconds} s)`);
+        if (uac.state === 'calling') uac.abandon(408, `Request Timeout (${address.text} answered nothing in ${o.failoverAfterSeconds} s)`, { cancelLate: true });
       }, o.failoverAfterSeconds * 1000);
     }
     return uac.result.finally(() => this.#stopSilence());

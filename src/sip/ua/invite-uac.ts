@@ -59,6 +59,8 @@ export interface InviteUacEvents extends Record<string, unknown[]> {
   state: [state: InviteUacState];
   /** Every provisional response (100 excepted). */
   provisional: [response: SipResponse];
+  /** A 100 Trying: the next hop has the INVITE. */
+  trying: [];
 }
 
 /** Timer C (RFC 3261 §16.6): more than three minutes. */
@@ -90,6 +92,8 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
   /** The INVITE a CANCEL has been sent for. */
   #cancelled: SipRequest | undefined;
   #authHeader: SipHeader | undefined;
+  #cancelReason: string | undefined;
+  #cancelLate = false;
   #redirects = 0;
   /** Dialogs made by a 2xx, by remote tag (the first is ours; others are forks to hang up). */
   readonly #answered = new Map<string, Dialog>();
@@ -126,10 +130,15 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
     return this;
   }
 
-  /** Gives up on the call with this outcome: CANCEL when one may be sent, else at the first provisional. */
-  cancel(status = 487, reason = 'Request Terminated'): void {
+  /**
+   * Gives up on the call with this outcome: CANCEL when one may be sent, else at the first
+   * provisional. `why` goes into the CANCEL as an RFC 3326 Reason (e.g. a rota's
+   * `SIP;cause=200;text="Call completed elsewhere"`).
+   */
+  cancel(status = 487, reason = 'Request Terminated', why?: string): void {
     if (this.#state === 'confirmed' || this.#state === 'failed' || this.#state === 'cancelling') return;
     this.#giveUp = { status, reason };
+    this.#cancelReason = why;
     this.#stopTimer();
     this.#transition('cancelling');
     if (this.#provisional) this.#sendCancel();
@@ -141,9 +150,11 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
    * Gives up at once, without a CANCEL: there is nothing to send one on (the target's
    * connection closed). A 2xx that still arrives is ACKed and hung up.
    */
-  abandon(status: number, reason: string): void {
+  abandon(status: number, reason: string, opts: { cancelLate?: boolean } = {}): void {
     if (this.#state === 'confirmed' || this.#state === 'failed') return;
     this.#giveUp = { status, reason };
+    // A next hop that was only slow may still ring: its first provisional then gets our CANCEL (§9.1).
+    this.#cancelLate = opts.cancelLate ?? false;
     this.#fail(status, reason);
   }
 
@@ -194,9 +205,9 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
 
   #onProvisional(res: SipResponse): void {
     this.#provisional = true;
-    if (this.#state === 'cancelling') return this.#sendCancel();
+    if (this.#state === 'cancelling' || (this.#state === 'failed' && this.#cancelLate)) return this.#sendCancel();
     if (this.#state === 'confirmed' || this.#state === 'failed') return;
-    if (res.status === 100) return;
+    if (res.status === 100) return void this.emit('trying');
     // Timer C restarts with each provisional response (§16.6 step 11) unless the ring time is fixed.
     if (this.req.ringTimeoutMs === undefined) this.#armTimerC();
     if (tagOf(header(res, 'To'))) {
@@ -262,7 +273,7 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
     // One CANCEL per INVITE (§9.1): repeated 180s while cancelling must not make more.
     if (!this.#invite || this.#cancelled === this.#invite) return;
     this.#cancelled = this.#invite;
-    const { text, branch } = cancelFor(this.#invite);
+    const { text, branch } = cancelFor(this.#invite, this.#cancelReason ? [{ name: 'Reason', value: this.#cancelReason }] : []);
     this.stack.sendRequest(this.#flow, 'CANCEL', text, branch, () => undefined);
   }
 
