@@ -8,7 +8,7 @@ import { parseOffer } from '../sdp/offer.js';
 import { planRtpAnswer, type RtpAnswerPlan } from '../sdp/profile-rtp.js';
 import { REASONS } from '../sip/build.js';
 import type { Dialog } from '../sip/dialog.js';
-import type { SipResponse } from '../sip/message.js';
+import type { SipHeader, SipResponse } from '../sip/message.js';
 import { InviteUac, type InviteUacOutcome } from '../sip/ua/invite-uac.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import type { NegotiatedTransport } from '../transport/factory.js';
@@ -49,8 +49,8 @@ export interface Unanswered {
 export type CalleeOutcome = Answered | Unanswered;
 
 export interface CalleeEvents extends Record<string, unknown[]> {
-  /** 180/181/182 (and a 183 without SDP). */
-  ringing: [];
+  /** 180/181/182 (and a 183 without SDP): its status and reason phrase. */
+  ringing: [status: number, reason: string];
   /** A 183 (or 180) with SDP: their early media flows on `transport` with this plan. */
   'early-media': [transport: NegotiatedTransport, plan: AnswerPlan, out: SendStream];
   /** The INVITE went out (again, on failover): its Call-ID. */
@@ -90,7 +90,7 @@ export class NumberCallee extends Callee {
     private readonly rtp: RtpTransports,
     readonly trunk: Trunk,
     readonly target: string,
-    private readonly opts: { from: string; callerName?: string; ringTimeoutMs: number; codecs: CodecName[]; log: Logger },
+    private readonly opts: { from: string; callerName?: string; ringTimeoutMs: number; codecs: CodecName[]; log: Logger; headers?: SipHeader[] },
   ) {
     super();
     this.result = this.#run();
@@ -137,14 +137,14 @@ export class NumberCallee extends Callee {
       ...(this.opts.callerName ? { callerName: this.opts.callerName } : {}),
       sdp: transport.localSdp,
       ringTimeoutMs: this.opts.ringTimeoutMs,
-      headers: [{ name: 'Allow', value: DIALOG_ALLOW }],
+      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }],
     });
     this.#invite = invite;
     invite.on('attempt', (_address, callId) => this.emit('dialing', callId));
     let early = false;
     invite.on('provisional', (res) => {
       const sdp = res.body.length ? res.body.toString('utf8') : '';
-      if (!sdp || early) return void this.emit('ringing');
+      if (!sdp || early) return void this.emit('ringing', res.status, res.reason);
       // RFC 3261 §13.2.1 / RFC 3960: the SDP of a provisional is the answer; its media is early media.
       try {
         const plan = planRtpAnswer(parseOffer(sdp), { codecs: this.opts.codecs, encryption: 'none' });
@@ -154,7 +154,7 @@ export class NumberCallee extends Callee {
         this.emit('early-media', transport, plan, out);
       } catch (err) {
         this.opts.log.info({ err, trunk: this.trunk.name }, 'early media SDP we cannot use; waiting for the answer');
-        this.emit('ringing');
+        this.emit('ringing', res.status, res.reason);
       }
     });
     invite.start();
@@ -208,7 +208,7 @@ export class UserCallee extends Callee {
     private readonly ctx: SipCallsContext,
     /** The user part, in our domain. */
     readonly target: string,
-    private readonly opts: { id: string; format: MediaFormat | undefined; ringTimeoutMs: number; localUser: string; log: Logger },
+    private readonly opts: { id: string; format: MediaFormat | undefined; ringTimeoutMs: number; localUser: string; log: Logger; headers?: SipHeader[] },
   ) {
     super();
     this.result = this.#run();
@@ -261,11 +261,11 @@ export class UserCallee extends Callee {
       contactUser: this.opts.localUser,
       sdp: peer.localSdp,
       ringTimeoutMs: this.opts.ringTimeoutMs,
-      headers: [{ name: 'Allow', value: DIALOG_ALLOW }],
+      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }],
     });
     this.#uac = uac;
     this.#flow = where.flow;
-    uac.on('provisional', () => this.emit('ringing'));
+    uac.on('provisional', (res) => this.emit('ringing', res.status, res.reason));
     uac.start();
     this.emit('dialing', uac.callId);
     deps.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: this.opts.localUser, target: uri, by: 'voxgate', remote: where.flow.remote });

@@ -108,7 +108,7 @@ test('referrals to an unknown user, another domain or an agent fail with 404, 40
   for (const [target, frag] of [
     ['<sip:nobody@voxgate.test>', 'SIP/2.0 404 Not Found'],
     ['<sip:bob@elsewhere.example>', 'SIP/2.0 404 Not Found (domain elsewhere.example is not served here)'],
-    ['<sip:agent@voxgate.test>', 'SIP/2.0 403 Forbidden (the agent can be handed to a registered user only)'],
+    ['<sip:agent@voxgate.test>', 'SIP/2.0 403 Forbidden (the agent can be handed to a registered user or a phone number only)'],
   ] as const) {
     refer(c, target);
     assert.deepEqual(await seen(c.far), ['202 REFER', 'NOTIFY SIP/2.0 100 Trying (active;expires=60)', `NOTIFY ${frag} (terminated;reason=noresource)`], target);
@@ -331,7 +331,7 @@ test('a target answering with SDP we cannot use is hung up (BYE cause 488) and t
   await settle();
   c.bob.nextRequest('ACK');
   assert.match(header(c.bob.nextRequest('BYE'), 'Reason')!, /cause=488/);
-  assert.deepEqual(await seen(c.far), ['NOTIFY SIP/2.0 488 Not Acceptable Here (terminated;reason=noresource)']);
+  assert.deepEqual(await seen(c.far), ['NOTIFY SIP/2.0 488 Not Acceptable Here (unusable answer) (terminated;reason=noresource)']);
   assert.equal(c.call.endReason, undefined);
   assert.equal(h.router.ctx.dialogs.current(c.call), c.dialog);
 });
@@ -340,7 +340,7 @@ test('a target we cannot make an offer for fails the referral with NOTIFY 500', 
   const c = await setup();
   h.transports.failNext = true;
   refer(c, '<sip:bob@voxgate.test>');
-  assert.deepEqual(await seen(c.far), ['202 REFER', 'NOTIFY SIP/2.0 100 Trying (active;expires=60)', 'NOTIFY SIP/2.0 500 Server Internal Error (terminated;reason=noresource)']);
+  assert.deepEqual(await seen(c.far), ['202 REFER', 'NOTIFY SIP/2.0 100 Trying (active;expires=60)', 'NOTIFY SIP/2.0 500 Server Internal Error (no offer could be made) (terminated;reason=noresource)']);
   assert.deepEqual(c.bob.take(), []);
   assert.equal(c.call.endReason, undefined);
 });

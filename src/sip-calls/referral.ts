@@ -2,20 +2,19 @@ import type { AgentLeg } from '../call/agent-leg.js';
 import type { Call } from '../call/call.js';
 import { transition } from '../core/state.js';
 import { PartyLeg } from '../call/party-leg.js';
-import { formatOf, newSendStream } from '../call/start-call.js';
+import { formatOf } from '../call/start-call.js';
 import { MediaEndpoint } from '../media/endpoint.js';
-import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { hostOf, REASONS, userOf } from '../sip/build.js';
 import { parseNameAddr, SipParseError } from '../sip/grammar.js';
 import { cseqOf, header, headerList } from '../sip/message.js';
 import type { Incoming } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
-import { InviteUac, type InviteUacOutcome } from '../sip/ua/invite-uac.js';
-import type { OfferingTransport } from '../transport/factory.js';
-import { parseOffer } from '../sdp/offer.js';
-import { answerFromOffer, type SipCallsContext } from './context.js';
-import { DIALOG_ALLOW, type PartyDialog } from './party-dialog.js';
-import { answerCodecs, offerPlan, TRANSFER_RING_MS } from './callee.js';
+import type { RtpTransports } from '../transport/rtp-udp/factory.js';
+import type { SipCallsContext } from './context.js';
+import type { PartyDialog } from './party-dialog.js';
+import { dropAnswered, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
+import { callerIdFor, phoneNumberOf } from './trunk/routes.js';
+import type { Trunk } from './trunk/trunks.js';
 
 type ReferralState = 'calling' | 'answered' | 'failed' | 'abandoned';
 
@@ -28,9 +27,8 @@ interface Referral {
   target: string;
   /** The REFER's CSeq: the `id` of the `Event: refer` subscription. */
   id: number;
-  peer: OfferingTransport | undefined;
-  uac: InviteUac | undefined;
-  flow: SipFlow | undefined;
+  /** Whoever voxgate is calling for it, once the call is placed. */
+  callee: Callee | undefined;
   lastStatus: number;
   /** The transferor hung up (or its connection went) while the target was being called. */
   gone: 'bye' | 'flow-closed' | undefined;
@@ -50,7 +48,14 @@ export class Referrals {
 
   constructor(
     private readonly ctx: SipCallsContext,
-    private readonly hooks: { isAgent(user: string | undefined): boolean; adopt(d: PartyDialog): void },
+    private readonly hooks: {
+      isAgent(user: string | undefined): boolean;
+      /** A user part of ours (an agent, a SIP user): `sip:1001@domain` is them, not a number. */
+      isLocalUser(user: string): boolean;
+      adopt(d: PartyDialog): void;
+      /** Calls to numbers: the trunk a transferor may reach a number through. */
+      numbers?: { rtp: RtpTransports; trunkFor(number: string, user: string): Trunk | undefined };
+    },
   ) {}
 
   referred(d: PartyDialog, incoming: Incoming): void {
@@ -72,7 +77,7 @@ export class Referrals {
     if (!/^sip:/i.test(uri)) return refuse(416, 'Refer-To must be a sip: URI');
     if (this.#byDialog.has(d) || d.call.leg('callee')) return refuse(491, 'A transfer of this call is already in progress');
     const target = uri.split('?')[0]!;
-    const referral: Referral = { state: 'calling', target, id: cseqOf(req), peer: undefined, uac: undefined, flow: undefined, lastStatus: 100, gone: undefined };
+    const referral: Referral = { state: 'calling', target, id: cseqOf(req), callee: undefined, lastStatus: 100, gone: undefined };
     this.#byDialog.set(d, referral);
     incoming.respond(202, { headers: [{ name: 'Contact', value: d.contact() }] });
     this.ctx.deps.sip.audit({ action: 'sip.refer', outcome: 'ok', status: 202, user: d.party, session: d.call.id, target, remote: incoming.flow.remote });
@@ -104,117 +109,99 @@ export class Referrals {
     for (const [d, referral] of [...this.#byDialog]) {
       if (d.call !== call) continue;
       this.#settle(d, referral, 'abandoned');
-      referral.uac?.cancel(487, 'Request Terminated');
-      referral.peer?.close();
+      referral.callee?.cancel(487, 'Request Terminated');
       this.#sendNotify(d, referral, 487, 'Request Terminated');
     }
   }
 
-  /** A connection closed: a referral ringing there fails now, not at a timeout. */
+  /** A connection closed: a referral ringing there fails now (480), not at a timeout. */
   flowClosed(flow: SipFlow): void {
-    for (const [d, referral] of [...this.#byDialog]) {
-      if (referral.flow === flow) this.#failed(d, referral, 480, 'Temporarily Unavailable (the target disconnected)');
-    }
+    for (const referral of this.#byDialog.values()) referral.callee?.flowClosed(flow);
   }
 
-  /** Calls the referral's target as the agent: an offer from a new peer, to their newest binding. */
+  /**
+   * Calls the referral's target as the agent: a registered user at their newest binding, or a
+   * phone number through a trunk the transferor may use (`sip.users[].trunks`).
+   */
   async #call(d: PartyDialog, referral: Referral, referredBy: string | undefined): Promise<void> {
     const { deps } = this.ctx;
-    const user = userOf(referral.target);
-    const host = hostOf(referral.target);
-    if (host !== deps.domain.toLowerCase()) return this.#failed(d, referral, 404, `Not Found (domain ${host ?? '?'} is not served here)`);
-    if (!user || this.hooks.isAgent(user)) return this.#failed(d, referral, 403, 'Forbidden (the agent can be handed to a registered user only)');
-    const where = await deps.sip.locate(user);
-    if (referral.state !== 'calling') return;
-    if ('status' in where) return this.#failed(d, referral, where.status, where.reason);
     const caller = d.call.leg('caller')?.endpoint;
     if (!caller) return this.#failed(d, referral, 481, 'Call/Transaction Does Not Exist');
-    const out = newSendStream();
-    const peer = await deps.transports.offer(`${d.call.id}-refer-${referral.id}`, offerPlan(caller.format), out);
-    if (referral.state !== 'calling') return peer.close();
-    referral.peer = peer;
-    referral.flow = where.flow;
-    const uac = new InviteUac(deps.sip, deps.clock, {
-      flow: where.flow,
-      uri: where.binding.contact,
-      from: `<${this.ctx.aor(d.localUser)}>`,
-      to: `<${referral.target}>`,
-      contactUser: d.localUser,
-      sdp: peer.localSdp,
-      ringTimeoutMs: TRANSFER_RING_MS,
-      // RFC 3892: who asked for this call.
-      headers: [
-        { name: 'Referred-By', value: referredBy ?? `<${this.ctx.aor(d.party)}>` },
-        { name: 'Allow', value: DIALOG_ALLOW },
-      ],
-    });
-    referral.uac = uac;
-    uac.on('provisional', (res) => {
-      if (res.status > referral.lastStatus && referral.state === 'calling') {
-        referral.lastStatus = res.status;
-        this.#sendNotify(d, referral, res.status, res.reason);
+    const headers = [{ name: 'Referred-By', value: referredBy ?? `<${this.ctx.aor(d.party)}>` }];
+    const log = deps.log.child({ session: d.call.id, target: referral.target });
+    const number = phoneNumberOf(referral.target);
+    let callee: Callee;
+    if (number && !this.hooks.isLocalUser(userOf(referral.target) ?? '')) {
+      const trunk = this.hooks.numbers?.trunkFor(number, d.party);
+      if (!trunk || !this.hooks.numbers) return this.#failed(d, referral, 403, `Forbidden (${d.party} may not call ${number}: no route among the user's trunks)`);
+      const from = callerIdFor(trunk);
+      if (!from) return this.#failed(d, referral, 403, `Forbidden (trunk ${trunk.name} has no outbound.numbers to present)`);
+      callee = new NumberCallee(this.ctx, this.hooks.numbers.rtp, trunk, number, { from, ringTimeoutMs: TRANSFER_RING_MS, codecs: trunkOfferCodecs(trunk.config.codecs, caller.format.codec), log, headers });
+    } else {
+      const user = userOf(referral.target);
+      const host = hostOf(referral.target);
+      if (host !== deps.domain.toLowerCase()) return this.#failed(d, referral, 404, `Not Found (domain ${host ?? '?'} is not served here)`);
+      if (!user || this.hooks.isAgent(user)) return this.#failed(d, referral, 403, 'Forbidden (the agent can be handed to a registered user or a phone number only)');
+      callee = new UserCallee(this.ctx, user, { id: `${d.call.id}-refer-${referral.id}`, format: caller.format, ringTimeoutMs: TRANSFER_RING_MS, localUser: d.localUser, log, headers });
+    }
+    referral.callee = callee;
+    const progress = (status: number, reason: string) => {
+      if (status > referral.lastStatus && referral.state === 'calling') {
+        referral.lastStatus = status;
+        this.#sendNotify(d, referral, status, reason);
       }
-    });
-    deps.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: d.localUser, target: referral.target, session: d.call.id, by: 'voxgate', referredBy: d.party, remote: where.flow.remote });
-    const outcome = await uac.start().result;
+    };
+    callee.on('ringing', progress);
+    callee.on('early-media', () => progress(183, 'Session Progress'));
+    deps.sip.audit({ action: 'sip.invite', outcome: 'ok', status: 0, user: d.localUser, target: referral.target, session: d.call.id, by: 'voxgate', referredBy: d.party });
+    const outcome = await callee.result;
     if (referral.state !== 'calling') {
       // We gave up on it meanwhile (the call ended, the target's connection went): hang up a late answer.
-      if (outcome.ok) this.#hangUp(outcome, 'the transfer was abandoned');
+      if (outcome.ok) dropAnswered(this.ctx, outcome, 'the transfer was abandoned');
       return;
     }
     if (!outcome.ok) return this.#failed(d, referral, outcome.status, outcome.reason);
-    this.#answered(d, referral, outcome, out);
+    this.#answered(d, referral, outcome);
   }
 
   /** The target answered: the transferee's leg replaces the transferor's, the agent carries on with it. */
-  #answered(old: PartyDialog, referral: Referral, outcome: Extract<InviteUacOutcome, { ok: true }>, out: { ssrc: number; cname: string }): void {
+  #answered(old: PartyDialog, referral: Referral, a: Answered): void {
     const { deps } = this.ctx;
-    const peer = referral.peer!;
-    const answer = outcome.response.body.toString('utf8');
     const call = old.call;
-    let plan: AnswerPlan;
-    try {
-      plan = planAnswer(parseOffer(answer), { codecs: answerCodecs(call.leg('caller')!.endpoint!.format), allowSendRecv: true, role: 'ingest' });
-      peer.acceptAnswer(answer);
-    } catch (err) {
-      deps.log.info({ err, session: call.id }, 'the referred party answered with SDP we cannot use');
-      this.#hangUp(outcome, 'unusable answer', 488);
-      return this.#failed(old, referral, 488, 'Not Acceptable Here');
-    }
     this.#settle(old, referral, 'answered');
     const next = this.ctx.openDialog({
-      dialog: outcome.dialog,
-      flow: outcome.flow,
+      dialog: a.dialog,
+      flow: a.flow,
       call,
       role: 'caller',
-      peer,
-      party: userOf(referral.target)!,
-      localUser: old.localUser,
-      answerSdp: answerFromOffer(peer.localSdp, answer),
+      peer: a.transport,
+      party: a.party,
+      localUser: a.localUser,
+      answerSdp: a.answerSdp,
       acked: true,
     });
+    next.carrier = a.kind === 'sip-trunk';
     this.hooks.adopt(next);
     // The transferor's dialog is done: its media stops now, and it has a moment to hang up itself.
     if (old.state !== 'ended') old.transition('detached');
-    call.replaceLeg('caller', new PartyLeg('sip-ws', new MediaEndpoint(`${call.id}-refer-${referral.id}`, peer, formatOf(plan), call.pcmRate, out, deps.runtime)), 'transferred');
-    call.sipCallId = outcome.dialog.callId;
-    call.signalingRemote = outcome.flow.remote;
+    call.replaceLeg('caller', new PartyLeg(a.kind, new MediaEndpoint(`${call.id}-refer-${referral.id}`, a.transport, formatOf(a.plan), call.pcmRate, a.out, deps.runtime)), 'transferred');
+    call.sipCallId = a.dialog.callId;
+    call.signalingRemote = a.flow.remote;
     this.#sendNotify(old, referral, 200);
     if (!referral.gone) {
       old.byeAfter(TRANSFEROR_GRACE_MS, 'transferred', () => old.forget());
     }
     (call.leg('agent') as AgentLeg | undefined)?.session.deliverTransferred(referral.target);
     deps.sip.metricsCall('agent', 'transferred');
-    deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: old.party, target: referral.target, session: call.id, remote: outcome.flow.remote });
-    deps.log.info({ session: call.id, from: old.party, to: next.party, sipCallId: outcome.dialog.callId }, 'the agent was transferred');
+    deps.sip.audit({ action: 'sip.transfer', outcome: 'ok', status: 200, user: old.party, target: referral.target, session: call.id, remote: a.flow.remote });
+    deps.log.info({ session: call.id, from: old.party, to: next.party, sipCallId: a.dialog.callId }, 'the agent was transferred');
   }
 
   /** The referred call failed: the transferor hears why, and keeps the agent (if still there). */
   #failed(d: PartyDialog, referral: Referral, status: number, reason: string): void {
     if (referral.state !== 'calling') return;
     this.#settle(d, referral, 'failed');
-    referral.uac?.cancel(status, reason);
-    referral.peer?.close();
+    referral.callee?.cancel(status, reason);
     this.#sendNotify(d, referral, status, reason);
     this.ctx.deps.sip.audit({ action: 'sip.transfer', outcome: 'error', status, user: d.party, target: referral.target, session: d.call.id, reason });
     this.ctx.deps.log.info({ session: d.call.id, target: referral.target, status, reason }, 'the referred call failed');
@@ -225,11 +212,6 @@ export class Referrals {
   #settle(d: PartyDialog, referral: Referral, to: Exclude<ReferralState, 'calling'>): void {
     referral.state = transition(REFERRAL_MOVES, referral.state, to, `referral ${referral.id} of ${d.call.id}`);
     if (this.#byDialog.get(d) === referral) this.#byDialog.delete(d);
-  }
-
-  #hangUp(outcome: Extract<InviteUacOutcome, { ok: true }>, why: string, cause = 487): void {
-    const bye = outcome.dialog.request('BYE', [{ name: 'Reason', value: `SIP;cause=${cause};text="${why}"` }]);
-    this.ctx.deps.sip.sendRequest(outcome.flow, 'BYE', bye.text, bye.branch, () => undefined);
   }
 
   /** NOTIFY `message/sipfrag` (RFC 3515 §2.4.5): progress, and with a final status the end of the subscription. */

@@ -64,7 +64,13 @@ export class CallRouter implements SipCallHandler {
     this.transfers = new AgentTransfers(this.ctx, isAgent, trunk ? { routes: trunk.routes, rtp: trunk.rtp } : undefined);
     this.#registrations = trunk?.registrations ?? [];
     // The referral job hands the transferee's dialog to the agent UAS, which hands REFERs back to it.
-    this.referrals = new Referrals(this.ctx, { isAgent, adopt: (d) => this.agents.adopt(d) });
+    const isLocalUser = (user: string) => isAgent(user) || (trunk?.users.has(user) ?? false);
+    this.referrals = new Referrals(this.ctx, {
+      isAgent,
+      isLocalUser,
+      adopt: (d) => this.agents.adopt(d),
+      ...(trunk ? { numbers: { rtp: trunk.rtp, trunkFor: (number: string, user: string) => trunk.routes.trunkFor(number, trunk.userTrunks.get(user) ?? []) } } : {}),
+    });
     this.agents = new AgentUas(this.ctx, agentUsers, this.transfers, this.referrals);
     this.trunks = trunk
       ? new TrunkInbound({
@@ -81,7 +87,7 @@ export class CallRouter implements SipCallHandler {
     this.outbound = new OutboundCalls({ ctx: this.ctx, routes: trunk?.routes, rtp: trunk?.rtp, agents: this.agents, metrics: trunk?.metrics, draining });
     this.outbound.transfer = (call, target, opts) => this.transfers.bridge(call, target, opts);
     this.phones = trunk ? new PhoneBridge({ ctx: this.ctx, routes: trunk.routes, rtp: trunk.rtp, userTrunks: trunk.userTrunks, metrics: trunk.metrics }) : undefined;
-    this.#isLocalUser = (user) => isAgent(user) || (trunk?.users.has(user) ?? false);
+    this.#isLocalUser = isLocalUser;
   }
 
   readonly #isLocalUser: (user: string) => boolean;
