@@ -37,6 +37,31 @@ export interface TransferOptions {
   timeoutSeconds?: number;
 }
 
+/**
+ * A call voxgate places (`POST /api/calls`, `gateway.calls.dial`, an agent's `session.dial`):
+ * to an E.164 number through a trunk, or a registered user `sip:alice@<domain>`.
+ */
+export interface DialRequest {
+  to: string;
+  /** The caller ID (E.164), one of the trunk's `outbound.numbers`; default its first. */
+  from?: string;
+  /** The trunk for a number; default: `sip.outboundRoutes` by prefix. */
+  trunk?: string;
+  /** Who talks to whoever answers (default: the gateway's agent; for `session.dial`, this session's). */
+  agent?: string | Record<string, unknown>;
+  /** How long it may ring (1-300 s, default 30). */
+  timeoutSeconds?: number;
+  customParameters?: Record<string, string>;
+  /** The agent hears a 183's early media. */
+  earlyMedia?: boolean;
+}
+
+/** A placed call as it stands (the whole view: `GET /api/calls/{id}`). */
+export interface DialedCall {
+  id: string;
+  state: string;
+}
+
 /** What voxgate does on the agent's behalf; implemented by the call's agent leg. */
 export interface AgentControl {
   play(samples: Int16Array): void;
@@ -46,6 +71,8 @@ export interface AgentControl {
   hangup(reason: string): void;
   transfer(target: TransferTarget, opts?: TransferOptions): Promise<void>;
   sendDtmf(digits: string): boolean;
+  /** Places another call (its own session for the agent when answered). */
+  dial(req: DialRequest): DialedCall;
   /** Audio queued and not yet played, ms. */
   queuedMs(): number;
 }
@@ -128,6 +155,17 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
    */
   transfer(target: TransferTarget, opts?: TransferOptions): Promise<void> {
     return this.control.transfer(target, opts);
+  }
+
+  /**
+   * Places a call to another party (a number through a trunk, a registered user): a new session
+   * that this agent (or `req.agent`) gets when they answer, its `details.customParameters`
+   * carrying `parentSession` (this call's id). Returns at once (`state: 'dialing'`); throws a
+   * VoxgateError for a bad request, as `POST /api/calls` answers 4xx.
+   */
+  dial(req: DialRequest): DialedCall {
+    if (this.#ended) throw new Error('the session has ended');
+    return this.control.dial(req);
   }
 
   /**

@@ -12,6 +12,7 @@ function session(queued: { ms: number }, played: number[]): AgentSession {
     hangup: () => undefined,
     transfer: () => Promise.resolve(),
     sendDtmf: () => true,
+    dial: () => assert.fail('the echo agent places no calls'),
     queuedMs: () => queued.ms,
   };
   return new AgentSession('call', { name: 'test', kind: 'test' }, 8000, control);

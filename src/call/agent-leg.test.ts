@@ -37,6 +37,7 @@ function control(clock: FakeClock): Control {
   const c: Control = {
     clock,
     sendDtmf: () => true,
+    dial: (req) => ({ id: `dialled-${req.to}`, state: 'dialing' }),
     sent: [],
     hangups: [],
     transfers: [],

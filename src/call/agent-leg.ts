@@ -1,4 +1,4 @@
-import { AgentSession, type Agent, type CallDetails, type TransferOptions, type TransferTarget } from '../agent/agent.js';
+import { AgentSession, type Agent, type CallDetails, type DialedCall, type DialRequest, type TransferOptions, type TransferTarget } from '../agent/agent.js';
 import type { AudioFrame } from '../audio/frame.js';
 import { Pacer } from '../audio/pacer.js';
 import type { Clock } from '../core/clock.js';
@@ -14,6 +14,8 @@ export interface AgentLegControl {
   send(data: unknown): void;
   /** Digits to whoever the agent talks with (RFC 4733); false when their media cannot carry them. */
   sendDtmf(digits: string): boolean;
+  /** The agent places another call. */
+  dial(req: DialRequest): DialedCall;
 }
 
 /**
@@ -62,6 +64,7 @@ export class AgentLeg implements AgentParty {
       hangup: (reason) => control.hangup(reason),
       transfer: (target, opts) => control.transfer(target, opts),
       sendDtmf: (digits) => control.sendDtmf(digits),
+      dial: (req) => control.dial(req),
       queuedMs: () => this.pacer.queuedMs,
     }, details);
   }

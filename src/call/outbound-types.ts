@@ -8,22 +8,8 @@ import type { SourceIdentity } from '../auth/source-auth.js';
 export type OutboundCallState = 'dialing' | 'ringing' | 'early-media' | 'answered' | 'ended';
 
 /** What to call, from where, and who talks to them. */
-export interface DialRequest {
-  /** An E.164 number (through a trunk) or a registered user's URI, `sip:alice@<domain>`. */
-  to: string;
-  /** The caller ID to present (E.164): one of the trunk's `outbound.numbers` (default: its first). */
-  from?: string;
-  /** The trunk for a number; default: `sip.outboundRoutes` by the number's prefix. */
-  trunk?: string;
-  /** The agent that talks to whoever answers (a name or a spec such as a twilio-stream); default: the gateway's. */
-  agent?: string | Record<string, unknown>;
-  /** How long it may ring before voxgate CANCELs (408). Default 30, at most 300. */
-  timeoutSeconds?: number;
-  /** Handed to the agent (CallDetails.customParameters, a Twilio stream's `start.customParameters`). */
-  customParameters?: Record<string, string>;
-  /** The agent hears early media (a 183's audio: an announcement, a carrier's ringback). Default false. */
-  earlyMedia?: boolean;
-}
+export type { DialRequest } from '../agent/agent.js';
+import type { DialRequest } from '../agent/agent.js';
 
 /** Who asks: the admin token, or a source whose token may place calls (`sources[].outbound`). */
 export interface DialAuthority {

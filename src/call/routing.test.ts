@@ -65,6 +65,7 @@ async function agentLeg(call: Call, rt: TestRuntime): Promise<{ leg: AgentLeg; p
   const leg = new AgentLeg(probe, call.id, SOURCE, {
     clock: rt.clock,
     sendDtmf: (digits) => call.sendDtmf('agent', digits),
+    dial: () => assert.fail('no calls are placed here'),
     hangup: (reason) => call.closeByAgent(reason),
     transfer: () => Promise.reject(new Error('no transfer here')),
     send: (data) => {

@@ -112,6 +112,7 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
       if (type === 'turn' || type === 'agent-text') call.fanout.publish(type, data);
     },
     sendDtmf: (digits) => call.sendDtmf('agent', digits),
+    dial: (dial) => deps.calls.dial({ agent: req.source.agent, ...dial, customParameters: { ...dial.customParameters, parentSession: id } }),
   }, req.details);
   call.addLeg('agent', agentLeg);
   if (req.transfer) call.transferHandler = (target, opts) => req.transfer!(call, target, opts);

@@ -489,3 +489,24 @@ test('list: live calls first, then the ended ones newest first', async () => {
   h.router.outbound.hangup(two.id);
   h.router.outbound.hangup(three.id);
 });
+
+test("an agent's session.dial places another call on the trunk: its own session for the agent when answered, with parentSession", async () => {
+  const { h, a } = await start();
+  const first = h.router.outbound.dial({ to: CALLED }, {});
+  const invite = await nextInvite(a);
+  answer(a, invite);
+  await until(() => view(first.id).state === 'answered', 'the first answer');
+  const second = h.agent.last.session.dial({ to: '+15557654322', customParameters: { why: 'supervisor' } });
+  assert.equal(second.state, 'dialing');
+  assert.notEqual(second.id, first.id);
+  const again = await nextInvite(a);
+  assert.match(again.uri, /^sip:\+15557654322@203\.0\.113\.10:5060;user=phone$/);
+  answer(a, again, 'second-tag');
+  await until(() => view(second.id).state === 'answered', 'the second answer');
+  assert.equal(h.agent.sessions.length, 2, 'the agent gets the new call as a session of its own');
+  assert.deepEqual(h.agent.last.session.details.customParameters, { why: 'supervisor', parentSession: first.id });
+  h.router.outbound.hangup(second.id);
+  h.router.outbound.hangup(first.id);
+  await settle();
+  assert.equal(h.calls.size, 0);
+});

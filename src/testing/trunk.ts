@@ -392,7 +392,7 @@ export async function routingServer(reply: (req: RoutingRequest) => RoutingReply
  * Waits (real time, for what runs outside the fake clock: the routing webhook's HTTP) until
  * `ready()` holds, letting the stack's promises run between looks; fails after `ms`.
  */
-export async function until(ready: () => boolean, what: string, ms = 2_000): Promise<void> {
+export async function until(ready: () => boolean, what: string, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!ready()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -467,6 +467,7 @@ export function outboundHarness(opts: OutboundHarnessOptions): OutboundHarness<A
     trunkRouting(config, { trunks: base.trunks, rtp: base.rtp, metrics, stack: sip, clock, log, audit: (e) => sip.audit(e) }),
   );
   sip.calls = router;
+  base.calls.dialer = router.outbound;
   return {
     ...base,
     router,
