@@ -19,6 +19,16 @@ import { DIALOG_ALLOW } from './party-dialog.js';
 import { q850Of, TrunkInvite } from './trunk/outbound.js';
 import type { Trunk } from './trunk/trunks.js';
 
+/**
+ * RFC 4028 §7.1 in the INVITEs we send: we support timers and propose half an hour; the 2xx
+ * says who refreshes (carriers tear down calls whose refresh never comes).
+ */
+const SESSION_TIMER_ASK = [
+  { name: 'Supported', value: 'timer' },
+  { name: 'Session-Expires', value: '1800' },
+  { name: 'Min-SE', value: '90' },
+];
+
 /** A person voxgate calls answered: the dialog, its media and what was agreed. */
 export interface Answered {
   ok: true;
@@ -137,7 +147,7 @@ export class NumberCallee extends Callee {
       ...(this.opts.callerName ? { callerName: this.opts.callerName } : {}),
       sdp: transport.localSdp,
       ringTimeoutMs: this.opts.ringTimeoutMs,
-      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }],
+      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }, ...SESSION_TIMER_ASK],
     });
     this.#invite = invite;
     invite.on('attempt', (_address, callId) => this.emit('dialing', callId));
@@ -261,7 +271,7 @@ export class UserCallee extends Callee {
       contactUser: this.opts.localUser,
       sdp: peer.localSdp,
       ringTimeoutMs: this.opts.ringTimeoutMs,
-      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }],
+      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }, ...SESSION_TIMER_ASK],
     });
     this.#uac = uac;
     this.#flow = where.flow;

@@ -8,6 +8,7 @@ import { DialogTable } from './dialogs.js';
 import { PartyDialog, type PartyDialogDeps } from './party-dialog.js';
 import type { Dialog } from '../sip/dialog.js';
 import type { SipFlow } from '../sip/transport/transport.js';
+import type { SipResponse } from '../sip/message.js';
 
 export interface SipCallsDeps extends StartCallDeps {
   sip: SipService;
@@ -43,9 +44,12 @@ export class SipCallsContext {
     localUser: string;
     answerSdp: string;
     acked: boolean;
+    /** The 2xx to an INVITE we sent: its session timer (RFC 4028) is started from it. */
+    answer?: SipResponse;
   }): PartyDialog {
     const d = new PartyDialog(opts.dialog, opts.flow, opts.call, opts.role, opts.peer, opts.party, opts.localUser, opts.answerSdp, this.#dialogDeps, opts.acked);
     this.dialogs.add(d);
+    if (opts.answer) d.startSessionTimerFromAnswer(opts.answer);
     return d;
   }
 

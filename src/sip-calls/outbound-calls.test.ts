@@ -510,3 +510,31 @@ test("an agent's session.dial places another call on the trunk: its own session 
   await settle();
   assert.equal(h.calls.size, 0);
 });
+
+test('RFC 4028: our INVITE offers timers; a 200 naming us refresher (Session-Expires: 90;refresher=uac) gets our UPDATE at half the interval', async () => {
+  const { h, a } = await start();
+  const v = h.router.outbound.dial({ to: CALLED }, {});
+  const invite = await nextInvite(a);
+  assert.ok(headerList(invite, 'Supported').includes('timer'), 'Supported: timer');
+  assert.equal(header(invite, 'Session-Expires'), '1800');
+  a.respond(invite, 200, {
+    headers: [
+      { name: 'Contact', value: a.contact },
+      { name: 'Session-Expires', value: '90;refresher=uac' },
+      { name: 'Allow', value: 'INVITE, ACK, BYE, CANCEL, UPDATE' },
+    ],
+    body: pcmuOffer(a.rtpPort),
+  });
+  await until(() => view(v.id).state === 'answered', 'the answer');
+  a.take();
+  h.clock.advance(44_000);
+  await settle();
+  assert.deepEqual(await methods(a), [], 'nothing before half the interval');
+  h.clock.advance(2_000);
+  await settle();
+  const update = a.nextRequest('UPDATE');
+  assert.equal(header(update, 'Session-Expires'), '90;refresher=uac');
+  a.respond(update, 200, { headers: [{ name: 'Session-Expires', value: '90;refresher=uac' }] });
+  h.router.outbound.hangup(v.id);
+  await settle();
+});

@@ -265,7 +265,7 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
     }
     const call = oc.call!;
     call.sipCallId = a.dialog.callId;
-    const d = ctx.openDialog({ dialog: a.dialog, flow: a.flow, call, role: 'caller', peer: a.transport, party: a.party, localUser: a.localUser, answerSdp: a.answerSdp, acked: true });
+    const d = ctx.openDialog({ dialog: a.dialog, flow: a.flow, call, role: 'caller', peer: a.transport, party: a.party, localUser: a.localUser, answerSdp: a.answerSdp, acked: true, answer: a.response });
     this.deps.agents.adopt(d);
     call.on('ended', (reason) => this.deps.agents.callEnded(call, reason));
     if (a.transport.state === 'connected') call.markConnected();

@@ -133,6 +133,26 @@ export class PartyDialog {
     });
   }
 
+  /**
+   * RFC 4028 §7.2 from the 2xx to an INVITE we sent: its Session-Expires says the interval and
+   * who refreshes (`refresher=uac` is us); none: the carrier runs no timer.
+   */
+  startSessionTimerFromAnswer(res: SipResponse): void {
+    this.#peerAllowsUpdate = headerList(res, 'Allow').some((m) => m.toUpperCase() === 'UPDATE');
+    const se = /^\s*(\d+)\s*(?:;.*refresher\s*=\s*(uac|uas))?/i.exec(header(res, 'Session-Expires') ?? '');
+    if (!se) return;
+    const interval = Math.max(MIN_SE, Math.min(Number(se[1]), MAX_SE));
+    // SessionTimer speaks as the UAS: its `uas` refresher is us, which here is the 2xx's `uac`.
+    const weRefresh = (se[2] ?? 'uac').toLowerCase() === 'uac';
+    this.#sessionTimer = new SessionTimer(this.deps.clock, { interval, refresher: weRefresh ? 'uas' : 'uac' }, {
+      refresh: (i) => this.#refreshSession(i),
+      expired: () => {
+        this.deps.log.info({ session: this.call.id, interval }, 'SIP session timer expired');
+        this.call.close('session-expired');
+      },
+    });
+  }
+
   acked(): void {
     if (this.#state === 'answered') this.transition('confirmed');
   }

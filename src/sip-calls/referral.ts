@@ -179,6 +179,7 @@ export class Referrals {
       localUser: a.localUser,
       answerSdp: a.answerSdp,
       acked: true,
+      answer: a.response,
     });
     next.carrier = a.kind === 'sip-trunk';
     this.hooks.adopt(next);

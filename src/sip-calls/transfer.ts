@@ -248,6 +248,7 @@ export class AgentTransfers {
       localUser: answered.localUser,
       answerSdp: answered.answerSdp,
       acked: true,
+      answer: answered.response,
     });
     let calleeLeft = false;
     d.hooks = {

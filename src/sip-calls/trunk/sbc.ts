@@ -148,7 +148,7 @@ export class PhoneBridge {
     call.sipCallId = header(req, 'Call-ID');
     call.on('ended', () => trunk.outbound.delete(id));
     const browserDialog = ctx.openDialog({ dialog: Dialog.uas(req, incoming.toTag, flow.transport), flow, call, role: 'caller', peer: b, party: caller, localUser: number, answerSdp: b.localSdp, acked: false });
-    const carrierDialog = ctx.openDialog({ dialog: outcome.dialog, flow: outcome.flow, call, role: 'callee', peer: outcome.transport, party: number, localUser: outcome.localUser, answerSdp: outcome.answerSdp, acked: true });
+    const carrierDialog = ctx.openDialog({ dialog: outcome.dialog, flow: outcome.flow, call, role: 'callee', peer: outcome.transport, party: number, localUser: outcome.localUser, answerSdp: outcome.answerSdp, acked: true, answer: outcome.response });
     carrierDialog.carrier = true;
     this.#cross(call, browserDialog, carrierDialog);
     browserDialog.startSessionTimer(req);
