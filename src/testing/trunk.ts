@@ -242,8 +242,9 @@ export interface TrunkHarness<A extends Agent> extends TestStack {
 export function trunkHarness(opts: TrunkHarnessOptions & { agent?: undefined }): TrunkHarness<HeldAgent>;
 export function trunkHarness<A extends Agent>(opts: TrunkHarnessOptions & { agent: A }): TrunkHarness<A>;
 export function trunkHarness(opts: TrunkHarnessOptions): TrunkHarness<Agent> {
-  // Even, and clear of the default sip.rtp range, so parallel test files rarely meet.
-  const portMin = 40_000 + 2 * Math.floor(Math.random() * 4_000);
+  // Even, below the default sip.rtp range (20000-29999) and the kernel's ephemeral ports (32768+,
+  // which every port-0 socket of a parallel test file or benchmark may take), so files rarely meet.
+  const portMin = 12_000 + 2 * Math.floor(Math.random() * 3_900);
   const sipInput = {
     domain: 'voxgate.test',
     users: opts.users ?? [{ user: 'alice', password: 'alice-secret' }],
