@@ -46,7 +46,7 @@ import type { SipTransport } from './sip/transport/transport.js';
 import { TrunkTable } from './sip-calls/trunk/trunks.js';
 import { TrunkMetrics } from './sip-calls/trunk/trunk-metrics.js';
 import { sdesKeying } from './sip-calls/trunk/sdes.js';
-import { trunkRouting, trunkViews } from './sip-calls/trunk/setup.js';
+import { resolveCarriers, trunkRouting, trunkViews } from './sip-calls/trunk/setup.js';
 import type { TrunkRegistration } from './sip-calls/trunk/registration.js';
 import type { TrunkView } from './call/outbound-types.js';
 import { callsPlugin } from './http/plugins/calls.js';
@@ -111,6 +111,7 @@ export class Gateway {
   /** Trunks' registrations with their carriers (`outbound.register`), started once SIP listens. */
   registrations: TrunkRegistration[] = [];
   #trunkViews: () => TrunkView[] = () => [];
+  #trunkTable: TrunkTable | undefined;
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -297,6 +298,7 @@ export class Gateway {
     service.calls = calls;
     this.calls.dialer = calls.outbound;
     this.registrations = trunks?.registrations ?? [];
+    this.#trunkTable = trunks?.trunks;
     this.#trunkViews = () => (trunks ? trunkViews(trunks.trunks, trunks.registrations) : []);
     return { service, ws, calls };
   }
@@ -374,6 +376,7 @@ export class Gateway {
     await listen(this.#server, port, host);
     this.sipTransports = await openSipListeners(this.config.sip, this.log.child({ component: 'sip' }));
     for (const t of this.sipTransports) this.sip.addTransport(t);
+    if (this.registrations.length && this.sipCalls.trunks) await resolveCarriers(this.#trunkTable!, this.log);
     for (const r of this.registrations) r.start();
   }
 
@@ -381,6 +384,7 @@ export class Gateway {
   async stop(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.sipCalls.cancelOutbound();
     this.calls.closeAll('shutdown');
     // Un-REGISTER (Expires: 0) while the transports are still open; each waits at most 2 s.
     await Promise.all(this.registrations.map((r) => r.stop()));

@@ -1,4 +1,4 @@
-import type { DialRequest, OutboundCallsApi, OutboundCallView } from './outbound-types.js';
+import type { DialAuthority, DialRequest, OutboundCallsApi, OutboundCallView } from './outbound-types.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import { TypedEmitter } from '../core/events.js';
 import { VoxgateError } from '../core/errors.js';
@@ -46,10 +46,11 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
    * Places a call (the TypeScript form of `POST /api/calls`): a phone number through a trunk or
    * a registered user, the agent attached when they answer. Returns at once, state `dialing`;
    * `dialer.get(id)` follows it. Throws VoxgateError for a bad request (see OutboundCallsApi).
+   * Without `by` it has the admin's authority (the application's own code).
    */
-  dial(req: DialRequest): OutboundCallView {
+  dial(req: DialRequest, by: DialAuthority = {}): OutboundCallView {
     if (!this.dialer) throw new Error('this gateway places no calls (no SIP)');
-    return this.dialer.dial(req, {});
+    return this.dialer.dial(req, by);
   }
 
   get size(): number {

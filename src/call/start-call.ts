@@ -112,7 +112,8 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
       if (type === 'turn' || type === 'agent-text') call.fanout.publish(type, data);
     },
     sendDtmf: (digits) => call.sendDtmf('agent', digits),
-    dial: (dial) => deps.calls.dial({ agent: req.source.agent, ...dial, customParameters: { ...dial.customParameters, parentSession: id } }),
+    // With the call's own authority: only a source with `outbound` may place calls (not a phone caller's agent).
+    dial: (dial) => deps.calls.dial({ ...dial, customParameters: { ...dial.customParameters, parentSession: id } }, { source: req.source }),
   }, req.details);
   call.addLeg('agent', agentLeg);
   if (req.transfer) call.transferHandler = (target, opts) => req.transfer!(call, target, opts);

@@ -140,6 +140,11 @@ const trunkOutboundSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * The numbers this trunk may call (E.164 prefixes such as +1 or +4420); default any. What an
+     * agent talked into a transfer, or a browser, can reach: toll fraud starts with an open list.
+     */
+    allowedPrefixes: z.array(z.string().regex(/^\+\d*$/, 'an E.164 prefix such as +1 or +4420')).optional(),
     /** Outbound calls at once on this trunk; one more gets 429 with Retry-After. */
     maxCalls: z.number().int().positive().optional(),
     /** New outbound calls per second on this trunk (a carrier's CPS limit); more get 429. */

@@ -150,8 +150,12 @@ export class NumberCallee extends Callee {
       headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }, ...SESSION_TIMER_ASK],
     });
     this.#invite = invite;
-    invite.on('attempt', (_address, callId) => this.emit('dialing', callId));
     let early = false;
+    invite.on('attempt', (_address, callId) => {
+      // A new address: its own early media (if any) says where to send.
+      early = false;
+      this.emit('dialing', callId);
+    });
     invite.on('provisional', (res) => {
       const sdp = res.body.length ? res.body.toString('utf8') : '';
       if (!sdp || early) return void this.emit('ringing', res.status, res.reason);

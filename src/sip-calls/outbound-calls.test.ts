@@ -538,3 +538,48 @@ test('RFC 4028: our INVITE offers timers; a 200 naming us refresher (Session-Exp
   h.router.outbound.hangup(v.id);
   await settle();
 });
+
+test('with earlyMedia: true, the agent hanging up during the 183 CANCELs the INVITE: the phone stops ringing, the slot is free', async () => {
+  const { h, a } = await start(carrierA({ maxCalls: 1 }));
+  const v = h.router.outbound.dial({ to: CALLED, earlyMedia: true }, {});
+  const invite = await nextInvite(a);
+  a.respond(invite, 183, { body: pcmuOffer(a.rtpPort) });
+  await until(() => h.agent.sessions.length === 1, 'the agent on early media');
+  h.agent.last.session.hangup();
+  await until(() => a.flow.sent.some((t) => t.startsWith('CANCEL ')), 'the CANCEL');
+  a.respond(invite, 487);
+  await settle();
+  assert.equal(view(v.id).state, 'ended');
+  assert.equal(h.trunks.byName('carrier-a')!.outbound.size, 0);
+});
+
+test('a source token may name a configured agent, not an agent spec of its own (a twilio-stream URL would stream the callee anywhere)', async () => {
+  const { h } = await start();
+  const source = { name: 'crm', kind: 'browser', agent: undefined, codecs: ['opus' as const], maxSessions: undefined, via: 'token' as const, outbound: true };
+  const err = voxgateError(() => h.router.outbound.dial({ to: CALLED, agent: { type: 'twilio-stream', url: 'wss://elsewhere.example/' } }, { source }));
+  assert.equal(err.code, 'VG_AUTH_FORBIDDEN');
+  assert.match(err.message, /^agent:/);
+  const other = voxgateError(() => h.router.outbound.dial({ to: CALLED }, { source: { ...source, outbound: false } }));
+  assert.equal(other.code, 'VG_AUTH_FORBIDDEN');
+});
+
+test('outbound.allowedPrefixes: a number outside them is refused (403 naming the field), before anything rings', async () => {
+  const { h, a } = await start(carrierA({ allowedPrefixes: ['+1555'] }));
+  const err = voxgateError(() => h.router.outbound.dial({ to: '+19005550000' }, {}));
+  assert.equal(err.code, 'VG_AUTH_FORBIDDEN');
+  assert.match(err.message, /allowedPrefixes/);
+  assert.deepEqual(await methods(a), []);
+});
+
+test('shutdown: calls still ringing are CANCELled and end with endReason shutdown', async () => {
+  const { h, a } = await start();
+  const v = h.router.outbound.dial({ to: CALLED }, {});
+  const invite = await nextInvite(a);
+  a.respond(invite, 180);
+  await settle();
+  h.router.cancelOutbound();
+  await until(() => a.flow.sent.some((t) => t.startsWith('CANCEL ')), 'the CANCEL');
+  a.respond(invite, 487);
+  await settle();
+  assert.equal(view(v.id).endReason, 'shutdown');
+});

@@ -117,6 +117,10 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
     const now = ctx.deps.clock.now();
     if (this.deps.draining()) throw new VoxgateError('VG_HTTP_DRAINING', 'This gateway is shutting down; place the call on another node.', { headers: { 'Retry-After': '5' } });
     if (by.source && !by.source.outbound) throw new VoxgateError('VG_AUTH_FORBIDDEN', `Source ${by.source.name} may not place calls: set sources[].outbound: true for it.`);
+    // An agent spec with its own endpoint (a twilio-stream URL) would stream the callee's audio anywhere: the admin's to give.
+    if (by.source && req.agent !== undefined && typeof req.agent !== 'string') {
+      throw new VoxgateError('VG_AUTH_FORBIDDEN', `agent: source ${by.source.name} may name a configured agent only; agent specs with their own settings take the admin token.`);
+    }
     const invalid = (field: string, message: string) => new VoxgateError('VG_REQUEST_INVALID', `${field}: ${message}`, { extra: { errors: [{ field, message }] } });
     const timeout = req.timeoutSeconds ?? DEFAULT_RING_S;
     if (!(timeout >= 1 && timeout <= 300)) throw invalid('timeoutSeconds', 'between 1 and 300 seconds');
@@ -133,6 +137,7 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
         trunk = routes?.trunkFor(number);
         if (!trunk) throw invalid('trunk', `no sip.outboundRoutes entry takes ${number}; name the trunk`);
       }
+      if (!trunk.mayDial(number)) throw new VoxgateError('VG_AUTH_FORBIDDEN', `to: trunk ${trunk.name} may not call ${number} (outbound.allowedPrefixes)`);
       from = callerIdFor(trunk, req.from);
       if (req.from !== undefined && from === undefined) {
         throw new VoxgateError('VG_CALLER_ID_FORBIDDEN', `from: ${req.from} is not one of trunk ${trunk.name}'s numbers (outbound.numbers); present one of ${trunk.config.outbound!.numbers.join(', ') || 'none configured'}.`);
@@ -148,6 +153,8 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
     const source: SourceIdentity = {
       name: by.source?.name ?? 'admin',
       kind: 'outbound',
+      // Its agent may place calls too (session.dial) if whoever placed this one may.
+      outbound: by.source ? by.source.outbound === true : true,
       agent: req.agent ?? by.source?.agent,
       codecs: trunk ? [...trunk.config.codecs] : ['opus', 'g722', 'pcmu', 'pcma'],
       maxSessions: by.source?.maxSessions,
@@ -199,6 +206,17 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
       oc.call?.close('deleted');
     }
     return oc.view();
+  }
+
+  /** Shutdown: every call still ringing is given up (CANCEL), ended with endReason `shutdown`. */
+  cancelAll(): void {
+    for (const oc of this.#calls.values()) {
+      if (oc.state === 'ended' || oc.state === 'answered') continue;
+      oc.hungUp = true;
+      oc.endReason ??= 'shutdown';
+      oc.callee?.cancel(503, 'Service Unavailable (shutting down)');
+      oc.call?.close('shutdown');
+    }
   }
 
   /** A connection closed: a call ringing on it fails over or fails. */
@@ -295,7 +313,14 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
     });
     oc.call = started.call;
     if (oc.trunk) started.call.trunk = { name: oc.trunk.name, from: oc.from ?? '', to: oc.req.to };
-    started.call.on('ended', (reason: EndReason) => this.#end(oc, oc.status ?? 487, oc.reason ?? 'Request Terminated', oc.cause, oc.endReason ?? reason));
+    started.call.on('ended', (reason: EndReason) => {
+      // An early call that ends (the agent hung up, a DELETE, shutdown) ends the attempt: the phone stops ringing.
+      if (oc.state !== 'answered') {
+        oc.hungUp = true;
+        oc.callee?.cancel(487, 'Request Terminated (the call ended)');
+      }
+      this.#end(oc, oc.status ?? 487, oc.reason ?? 'Request Terminated', oc.cause, oc.endReason ?? reason);
+    });
     started.begin();
     log.info({ agent: started.agent.agent.name }, 'agent attached to the outbound call');
   }

@@ -67,6 +67,8 @@ export class PartyDialog {
   hooks: PartyDialogHooks = {};
   /** A carrier's leg (a trunk call either way): its TCP/TLS connection closing does not end the call. */
   carrier = false;
+  /** The direction the party last offered (a hold: sendonly or inactive). */
+  #theirDirection: Direction = 'sendrecv';
   #state: PartyDialogState;
   #ackTimer: TimerHandle | undefined;
   #graceTimer: TimerHandle | undefined;
@@ -333,7 +335,12 @@ export class PartyDialog {
       headers: [{ name: 'Contact', value: this.contact() }, ...sessionTimer(req), { name: 'Content-Type', value: 'application/sdp' }],
       body: answer,
     });
-    if (req.body.length) this.hooks.offered?.(MIRROR[direction as Direction]);
+    // Only a change is news (a session refresh re-offers the same; planRtpAnswer reads an old-style c=0.0.0.0 hold as sendonly).
+    const theirs: Direction = MIRROR[direction as Direction];
+    if (req.body.length && theirs !== this.#theirDirection) {
+      this.#theirDirection = theirs;
+      this.hooks.offered?.(theirs);
+    }
   }
 
   /**

@@ -133,7 +133,7 @@ export class Referrals {
     let callee: Callee;
     if (number && !this.hooks.isLocalUser(userOf(referral.target) ?? '')) {
       const trunk = this.hooks.numbers?.trunkFor(number, d.party);
-      if (!trunk || !this.hooks.numbers) return this.#failed(d, referral, 403, `Forbidden (${d.party} may not call ${number}: no route among the user's trunks)`);
+      if (!trunk || !this.hooks.numbers || !trunk.mayDial(number)) return this.#failed(d, referral, 403, `Forbidden (${d.party} may not call ${number}: no route among the user's trunks)`);
       const from = callerIdFor(trunk);
       if (!from) return this.#failed(d, referral, 403, `Forbidden (trunk ${trunk.name} has no outbound.numbers to present)`);
       callee = new NumberCallee(this.ctx, this.hooks.numbers.rtp, trunk, number, { from, ringTimeoutMs: TRANSFER_RING_MS, codecs: trunkOfferCodecs(trunk.config.codecs, caller.format.codec), log, headers });

@@ -175,6 +175,12 @@ export class CallRouter implements SipCallHandler {
     this.agents.cancel(invite);
   }
 
+  /** Shutdown: calls voxgate is placing stop ringing (CANCEL) before the calls themselves end. */
+  cancelOutbound(): void {
+    this.outbound.cancelAll();
+    this.phones?.cancelAll();
+  }
+
   flowClosed(flow: SipFlow): void {
     this.referrals.flowClosed(flow);
     this.transfers.flowClosed(flow);

@@ -25,8 +25,8 @@ const CARRIER_A: TrunkInput = {
 };
 
 /** An inbound trunk call answered by the agent; the carrier's outbound side at A. */
-async function inboundCall(): Promise<{ h: OutboundHarness<HeldAgent>; c: Carrier; a: Carrier; invite: SipRequest; ok: SipResponse; call: Call }> {
-  const harness = outboundHarness({ trunks: [CARRIER_A], outboundRoutes: [{ prefix: '+1', trunk: 'carrier-a' }] });
+async function inboundCall(trunk: TrunkInput = CARRIER_A): Promise<{ h: OutboundHarness<HeldAgent>; c: Carrier; a: Carrier; invite: SipRequest; ok: SipResponse; call: Call }> {
+  const harness = outboundHarness({ trunks: [trunk], outboundRoutes: [{ prefix: '+1', trunk: 'carrier-a' }] });
   h = harness;
   const c = await harness.carrier(SBC, '+15550001111');
   const a = await harness.carrier(A, FIRST);
@@ -227,4 +227,17 @@ test('a call voxgate placed, bridged by a transfer: when the transfer target han
   assert.equal(harness.router.outbound.get(v.id)?.state, 'ended');
   const byes = (await requests(a)).filter((r) => r.method === 'BYE');
   assert.deepEqual(byes.map((r) => header(r, 'Call-ID')), [header(placed!, 'Call-ID')], 'the placed party gets BYE');
+});
+
+test("a rota is admitted as a whole: with outbound.maxCalls 1 a two-number rota is refused (503) and rings nobody; with callsPerSecond it is one dial", async () => {
+  {
+    const { h, a } = await inboundCall({ ...CARRIER_A, outbound: { ...CARRIER_A.outbound!, maxCalls: 1 } });
+    await assert.rejects(h.agent.last.session.transfer([FIRST, SECOND]), (err: Error & { status?: number }) => err.status === 503);
+    assert.deepEqual((await requests(a)).filter((r) => r.method === 'INVITE'), []);
+    h.close();
+  }
+  const { h, a } = await inboundCall({ ...CARRIER_A, outbound: { ...CARRIER_A.outbound!, callsPerSecond: 5 } });
+  const done = h.agent.last.session.transfer([FIRST, SECOND]);
+  done.catch(() => undefined);
+  assert.equal((await invites(a, 2)).length, 2, 'both numbers ring');
 });

@@ -162,6 +162,12 @@ export class AgentTransfers {
     const plans = targets.map((t) => this.#plan(call, t));
     const bad = plans.find((p) => 'status' in p);
     if (bad && 'status' in bad) return fail(bad.status, bad.reason);
+    // The rota's calls on each trunk are admitted together (maxCalls counts them all, callsPerSecond once).
+    const perTrunk = new Map<Trunk, number>();
+    for (const p of plans as CalleePlan[]) if (p.kind === 'number') perTrunk.set(p.trunk, (perTrunk.get(p.trunk) ?? 0) + 1);
+    for (const [trunk, n] of perTrunk) {
+      if (trunk.admitOutbound(deps.clock.now(), n) > 0) return fail(503, `Service Unavailable (trunk ${trunk.name} is at its outbound call limit)`);
+    }
     const attempt: BridgeAttempt = { state: 'ringing', callees: [] };
     this.#bridging.set(call, attempt);
     try {
@@ -210,10 +216,9 @@ export class AgentTransfers {
       const own = call.trunk ? out?.routes.trunks.byName(call.trunk.name) : undefined;
       const trunk = own?.config.outbound ? own : out?.routes.trunkFor(number);
       if (!out || !trunk) return { status: 404, reason: `Not Found (no outbound trunk routes ${number}: configure sip.outboundRoutes)` };
+      if (!trunk.mayDial(number)) return { status: 403, reason: `Forbidden (trunk ${trunk.name} may not call ${number}: outbound.allowedPrefixes)` };
       const from = callerIdFor(trunk, undefined, call.trunk?.to);
       if (!from) return { status: 403, reason: `Forbidden (trunk ${trunk.name} has no outbound.numbers to present as caller ID)` };
-      const wait = trunk.admitOutbound(this.ctx.deps.clock.now());
-      if (wait > 0) return { status: 503, reason: `Service Unavailable (trunk ${trunk.name} is at its outbound call limit)` };
       return { kind: 'number', number, trunk, from };
     }
     const uri = this.ctx.targetUri(target);

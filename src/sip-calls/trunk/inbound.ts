@@ -133,7 +133,7 @@ export class TrunkInbound {
     };
 
     // A call on our registration with the carrier (T18): the called number is in To (or the trunk's own).
-    const registered = fromAcl.length === 0 ? trunks.byRegistration(user, source) : undefined;
+    const registered = trunks.byRegistration(user, source);
     if (registered) {
       const called = e164Of(uriOf(header(req, 'To') ?? '')) ?? number ?? registered.inbound.numbers[0] ?? registered.config.outbound?.numbers[0];
       if (!called) return refuse(404, `Not Found (no called number in the Request-URI or To, and trunk ${registered.name} has no numbers)`, registered);

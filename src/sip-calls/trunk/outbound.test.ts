@@ -91,7 +91,7 @@ test('the INVITE: Request-URI sip:+E164@address;user=phone, From the account use
   t.cancel();
 });
 
-test("callerIdHeader 'from': the caller ID is the From user (with user=phone), no PAI; 'ppi': P-Preferred-Identity; anonymous: Privacy: id", async () => {
+test("callerIdHeader 'from': the caller ID is the From user (with user=phone), no PAI; 'ppi': P-Preferred-Identity", async () => {
   const { s, a } = carriers();
   invite(s, outbound({ callerIdHeader: 'from' })).cancel();
   await settle();
@@ -106,12 +106,6 @@ test("callerIdHeader 'from': the caller ID is the From user (with user=phone), n
   assert.match(header(ppiInv!, 'From')!, /^<sip:acct-123@carrier\.example\.net>;tag=/);
   assert.equal(header(ppiInv!, 'P-Preferred-Identity'), '<sip:+15551230000@carrier.example.net;user=phone>');
   assert.equal(header(ppiInv!, 'P-Asserted-Identity'), undefined);
-
-  invite(s, outbound(), { from: 'anonymous' }).cancel();
-  await settle();
-  const [anon] = requests(a);
-  assert.equal(header(anon!, 'Privacy'), 'id');
-  assert.equal(header(anon!, 'P-Asserted-Identity'), '<sip:anonymous@carrier.example.net>', 'anonymous is no number: no user=phone');
 
   invite(s, outbound({ userPhone: false, fromHost: undefined })).cancel();
   await settle();
@@ -310,20 +304,33 @@ test('the last address is not given up on silence: its own transaction timeout (
   void a;
 });
 
-test("a 302's Contact is followed (new Request-URI, same Call-ID, CSeq+1) over the trunk's transport", async () => {
-  const { s, a } = carriers();
-  const c = new FarEnd(s.transport.flowTo!({ host: '203.0.113.30', port: 5070 })!, CALLED, '203.0.113.30:5070');
-  invite(s, outbound());
+test("a 302's Contact at one of the trunk's addresses is followed (new Request-URI, same Call-ID, CSeq+1)", async () => {
+  const { s, a, b } = carriers();
+  const t = invite(s, outbound());
   await settle();
   const [first] = requests(a);
-  a.respond(first!, 302, { headers: [{ name: 'Contact', value: '<sip:+15557654399@203.0.113.30:5070;user=phone>' }] });
+  a.respond(first!, 302, { headers: [{ name: 'Contact', value: `<sip:+15557654399@${B};user=phone>` }] });
   await settle();
   assert.deepEqual(requests(a).map((r) => r.method), ['ACK']);
-  const [next] = requests(c);
+  const [next] = requests(b);
   assert.equal(next?.method, 'INVITE');
-  assert.equal(next!.uri, 'sip:+15557654399@203.0.113.30:5070;user=phone');
+  assert.equal(next!.uri, `sip:+15557654399@${B};user=phone`);
   assert.equal(header(next!, 'Call-ID'), header(first!, 'Call-ID'));
   assert.equal(header(next!, 'CSeq'), '2 INVITE');
+  t.cancel();
+});
+
+test("a 302 to a host outside the trunk's addresses is not followed: the call ends 302 and nothing (no INVITE, no digest) goes there", async () => {
+  const { s, a } = carriers();
+  const c = new FarEnd(s.transport.flowTo!({ host: '10.0.0.5', port: 5060 })!, CALLED, '10.0.0.5:5060');
+  const t = invite(s, outbound());
+  await settle();
+  const [first] = requests(a);
+  a.respond(first!, 302, { headers: [{ name: 'Contact', value: '<sip:+19005550000@10.0.0.5:5060>' }] });
+  await settle();
+  assert.deepEqual(requests(c), [], 'nothing to the redirect target');
+  const outcome = await settled(t.result);
+  assert.equal(outcome && !outcome.ok ? outcome.status : outcome, 302);
 });
 
 test('cancel() before any provisional sends no CANCEL until one comes (§9.1); then CANCEL, and the 487 ends it with our status', async () => {
@@ -374,4 +381,18 @@ test('an address with no transport of the trunk protocol (tcp, no TCP listener) 
   assert.equal(outcome?.ok, false);
   assert.equal(outcome && !outcome.ok && outcome.status, 503);
   assert.match(outcome && !outcome.ok ? outcome.reason : '', /no TCP transport to 203\.0\.113\.11:5060: add a sip\.listen entry/);
+});
+
+test('a 503 after the callee rang through the first address is final: the second address would ring them again', async () => {
+  const { s, a, b } = carriers();
+  const t = invite(s, outbound());
+  await settle();
+  const [inv] = requests(a);
+  a.respond(inv!, 180);
+  await settle();
+  a.respond(inv!, 503);
+  await settle();
+  assert.deepEqual(requests(b), [], 'no INVITE to the second address');
+  const outcome = await settled(t.result);
+  assert.equal(outcome && !outcome.ok ? outcome.status : outcome, 503);
 });

@@ -42,7 +42,7 @@ function numberUri(number: string, host: string, userPhone: boolean, params = ''
 export interface TrunkInviteRequest {
   /** The called number (E.164). */
   to: string;
-  /** The caller ID presented (E.164, one of the trunk's numbers), or `anonymous`. */
+  /** The caller ID presented (E.164, one of the trunk's numbers). */
   from: string;
   callerName?: string;
   /** Our SDP offer. */
@@ -154,18 +154,19 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
         last = { ok: false, status: 503, reason: `Service Unavailable (no ${protocol} transport to ${address.text}: add a sip.listen entry)`, cause: undefined };
         continue;
       }
-      const outcome = await this.#try(flow, address, remaining, i < this.#addresses.length - 1);
+      const { outcome, rang } = await this.#try(flow, address, remaining, i < this.#addresses.length - 1);
       if (outcome.ok) return this.#resolve({ ...outcome, address });
       const cause = q850Of(outcome.response);
       last = { ok: false, status: outcome.status, reason: outcome.reason, cause, ...(outcome.response ? { response: outcome.response } : {}) };
-      if (this.#cancelled || !failsOver(outcome.status)) break;
+      // Once the callee rang through this address, another would ring them again (RFC 3263 §4.3 is about reaching the next hop).
+      if (this.#cancelled || !failsOver(outcome.status) || rang) break;
       this.deps.log.info({ trunk: this.trunk.name, address: address.text, status: outcome.status, reason: outcome.reason }, 'carrier address failed; trying the next');
     }
     if (this.#cancelled && last.ok === false && !last.response) last = { ok: false, ...this.#cancelled, cause: undefined };
     this.#resolve(last);
   }
 
-  #try(flow: SipFlow, address: CarrierAddress, ringTimeoutMs: number, more: boolean): Promise<InviteUacOutcome> {
+  #try(flow: SipFlow, address: CarrierAddress, ringTimeoutMs: number, more: boolean): Promise<{ outcome: InviteUacOutcome; rang: boolean }> {
     const o = this.trunk.outbound;
     const { req } = this;
     const host = uriHost(address.host);
@@ -178,7 +179,6 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
     const headers: SipHeader[] = [];
     if (o.callerIdHeader === 'pai') headers.push({ name: 'P-Asserted-Identity', value: `${name}${identity}` });
     if (o.callerIdHeader === 'ppi') headers.push({ name: 'P-Preferred-Identity', value: `${name}${identity}` });
-    if (req.from === 'anonymous') headers.push({ name: 'Privacy', value: 'id' });
     const uac = new InviteUac(this.deps.stack, this.deps.clock, {
       flow,
       uri,
@@ -193,7 +193,11 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
     });
     this.#uac = uac;
     this.#flow = flow;
-    uac.on('provisional', (res) => this.emit('provisional', res));
+    let rang = false;
+    uac.on('provisional', (res) => {
+      rang = true;
+      this.emit('provisional', res);
+    });
     // Any answer, a 100 included, shows the address is alive.
     uac.on('trying', () => this.#stopSilence());
     uac.on('state', (s) => {
@@ -210,16 +214,25 @@ export class TrunkInvite extends TypedEmitter<TrunkInviteEvents> {
         if (uac.state === 'calling') uac.abandon(408, `Request Timeout (${address.text} answered nothing in ${o.failoverAfterSeconds} s)`, { cancelLate: true });
       }, o.failoverAfterSeconds * 1000);
     }
-    return uac.result.finally(() => this.#stopSilence());
+    return uac.result.then((outcome) => ({ outcome, rang })).finally(() => this.#stopSilence());
   }
 
-  /** A 3xx's Contact (§8.1.3.4): another number or carrier host, over the trunk's transport. */
+  /**
+   * A 3xx's Contact (§8.1.3.4), followed only to one of the trunk's own addresses (another
+   * number there, or its other SBC): a redirect elsewhere would carry our INVITE, and our digest
+   * answer to whatever challenge that host sends, anywhere. Anything else ends the call with the 3xx.
+   */
   #redirect(contact: string): { flow: SipFlow; uri: string } | undefined {
     try {
       const uri = parseNameAddr(contact).uri;
       const parsed = parseSipUri(uri);
       const fallback = this.trunk.outbound.transport === 'tls' ? 5061 : 5060;
-      const flow = this.deps.stack.flowTo(PROTOCOL[this.trunk.outbound.transport], { host: parsed.host.replace(/^\[|\]$/g, ''), port: parsed.port ?? fallback });
+      const target = { host: parsed.host.replace(/^\[|\]$/g, '').toLowerCase(), port: parsed.port ?? fallback };
+      if (!this.#addresses.some((a) => a.host.toLowerCase() === target.host && a.port === target.port)) {
+        this.deps.log.warn({ trunk: this.trunk.name, contact: uri }, 'a redirect outside the trunk\'s addresses is not followed');
+        return undefined;
+      }
+      const flow = this.deps.stack.flowTo(PROTOCOL[this.trunk.outbound.transport], target);
       return flow ? { flow, uri } : undefined;
     } catch {
       return undefined;

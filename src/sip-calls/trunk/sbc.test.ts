@@ -300,3 +300,29 @@ test('a 503 from the first carrier address fails over to the second; the browser
   assert.deepEqual((await responses(alice)).map((r) => r.status), [200]);
   assert.equal(h.calls.size, 1);
 });
+
+test('the early call ending before the answer (an operator, shutdown) CANCELs the carrier and answers the browser 487', async () => {
+  const { h, alice, a } = await start();
+  dial(alice);
+  const out = await nextInvite(a);
+  a.respond(out, 183, { body: pcmuOffer(a.rtpPort) });
+  await until(() => alice.flow.sent.length > 0, 'the 183');
+  await responses(alice);
+  const [call] = [...h.calls.values()];
+  call!.close('deleted');
+  await until(() => a.flow.sent.some((t) => t.startsWith('CANCEL ')), 'the CANCEL');
+  await until(() => alice.flow.sent.length > 0, 'the 487');
+  assert.deepEqual((await responses(alice)).map((r) => r.status), [487]);
+  a.respond(out, 487);
+  await settle();
+  assert.equal(h.trunks.byName('carrier-a')!.outbound.size, 0);
+  assert.equal(h.rtp.pool.portsInUse, 0);
+});
+
+test("a carrier's 503 reaches the browser as 502, a 407 to our account as 403 (RFC 3261 §16.7 step 6)", async () => {
+  const { browserStatus } = await import('./sbc.js');
+  assert.equal(browserStatus(503, 'Service Unavailable').status, 502);
+  assert.equal(browserStatus(407, 'Proxy Authentication Required').status, 403);
+  assert.equal(browserStatus(302, 'Moved Temporarily').status, 480);
+  assert.deepEqual(browserStatus(486, 'Busy Here'), { status: 486, reason: 'Busy Here' });
+});

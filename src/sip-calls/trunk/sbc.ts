@@ -25,9 +25,12 @@ const RING_MS = 120_000;
 
 /** A browser's INVITE to a number, from its arrival to the carrier's answer. */
 interface Pending {
+  incoming: Incoming;
   callee: NumberCallee;
   call: Call | undefined;
   cancelled: boolean;
+  /** The carrier's final answer came: the early call's end is no longer a CANCEL of the attempt. */
+  settled: boolean;
 }
 
 export interface PhoneBridgeDeps {
@@ -68,6 +71,7 @@ export class PhoneBridge {
     if (allowed.length === 0) return refuse(403, `Forbidden (user ${caller} may not call phone numbers: give the user trunks in sip.users)`);
     const trunk = routes.trunkFor(number, allowed);
     if (!trunk) return refuse(404, `Not Found (no outbound route for ${number} among ${caller}'s trunks)`);
+    if (!trunk.mayDial(number)) return refuse(403, `Forbidden (trunk ${trunk.name} may not call ${number})`);
     const from = callerIdFor(trunk);
     if (!from) return refuse(403, `Forbidden (trunk ${trunk.name} has no outbound.numbers to present as caller ID)`);
     if (req.body.length === 0) return refuse(488, 'Not Acceptable Here (send the SDP offer in the INVITE)');
@@ -92,13 +96,14 @@ export class PhoneBridge {
     const log = deps.log.child({ session: id, caller, number, trunk: trunk.name });
     const callee = new NumberCallee(ctx, this.deps.rtp, trunk, number, { from, ringTimeoutMs: RING_MS, codecs: trunkOfferCodecs(trunk.config.codecs, plan.audio.codec), log });
     const key = pendingKey(req);
-    const pending: Pending = { callee, call: undefined, cancelled: false };
+    const pending: Pending = { incoming, callee, call: undefined, cancelled: false, settled: false };
     this.#pending.set(key, pending);
     trunk.outbound.add(id);
     // The browser's answer is made while the carrier rings: its ICE gathering costs no ringing time.
     const out = newSendStream();
     const browser = deps.transports.answer(id, req.body.toString('utf8'), plan, out);
-    browser.catch(() => undefined);
+    // A browser leg that cannot be made: the phone is not left ringing for nobody.
+    browser.catch(() => callee.cancel(500, 'Server Internal Error (the browser leg failed)'));
     const contact = deps.sip.contact(flow, number);
     let early = false;
     callee.on('ringing', () => {
@@ -112,6 +117,13 @@ export class PhoneBridge {
           if (pending.cancelled || pending.call) return;
           pending.call = this.#call(id, source, b, plan, out, trunk.name, from, number);
           this.#addCallee(pending.call, transport, calleePlan, calleeOut);
+          // The early call ending before the answer (shutdown, an operator's DELETE, idle) ends the attempt: CANCEL there, 487 here.
+          pending.call.on('ended', () => {
+            if (pending.settled || pending.cancelled) return;
+            pending.cancelled = true;
+            callee.cancel(487, 'Request Terminated (the call ended)');
+            incoming.respond(487);
+          });
           incoming.respond(183, { headers: [{ name: 'Contact', value: contact }, { name: 'Content-Type', value: 'application/sdp' }], body: b.localSdp });
           log.info({ pipeline: pending.call.describe() }, 'early media from the carrier reaches the browser');
         })
@@ -119,17 +131,20 @@ export class PhoneBridge {
     });
     audit('ok', 0, { trunk: trunk.name, session: id, from, state: 'dialing' });
     const outcome = await callee.result;
-    this.#pending.delete(key);
+    pending.settled = true;
     let b: NegotiatedTransport;
     try {
       b = await browser;
     } catch (err) {
+      this.#pending.delete(key);
       log.error({ err }, 'the browser leg could not be answered');
       if (outcome.ok) dropAnswered(ctx, outcome, 'setup-failed');
       trunk.outbound.delete(id);
       if (!pending.cancelled) refuse(500, 'Server Internal Error (the WebRTC stack could not answer this offer)');
       return;
     }
+    // Deleted only now: a CANCEL while the browser's answer was still being made must find it.
+    this.#pending.delete(key);
     if (!outcome.ok || pending.cancelled) {
       trunk.outbound.delete(id);
       pending.call?.close(pending.cancelled ? 'cancelled' : 'setup-failed');
@@ -140,7 +155,8 @@ export class PhoneBridge {
       // The carrier's answer is the browser's (RFC 3261 §16.7's spirit for a B2BUA): 486 stays 486.
       audit('error', outcome.status, { trunk: trunk.name, session: id, reason: outcome.reason, cause: outcome.cause ?? null });
       const reasonHeader = outcome.cause !== undefined ? [{ name: 'Reason', value: `Q.850;cause=${outcome.cause}` }] : [];
-      incoming.respond(outcome.status >= 300 && outcome.status < 700 ? outcome.status : 500, { reason: outcome.reason.replace(/[\r\n]+/g, ' ').slice(0, 120), headers: reasonHeader });
+      const relayed = browserStatus(outcome.status, outcome.reason);
+      incoming.respond(relayed.status, { reason: relayed.reason.replace(/[\r\n]+/g, ' ').slice(0, 120), headers: reasonHeader });
       return;
     }
     const call = pending.call ?? this.#call(id, source, b, plan, out, trunk.name, from, number);
@@ -171,6 +187,18 @@ export class PhoneBridge {
 
   flowClosed(flow: SipFlow): void {
     for (const p of this.#pending.values()) p.callee.flowClosed(flow);
+  }
+
+  /** Shutdown: every call still ringing is given up (CANCEL to the carrier, 503 to the browser). */
+  cancelAll(): void {
+    for (const [key, p] of this.#pending) {
+      if (p.cancelled) continue;
+      p.cancelled = true;
+      p.callee.cancel(503, 'Service Unavailable (shutting down)');
+      p.incoming.respond(503, { reason: 'Service Unavailable (shutting down)', headers: [{ name: 'Retry-After', value: '5' }] });
+      p.call?.close('shutdown');
+      this.#pending.delete(key);
+    }
   }
 
   /** The call, with the browser as its caller; its callee joins at early media or the answer. */
@@ -218,6 +246,19 @@ export class PhoneBridge {
       ctx.deps.sip.audit({ action: 'sip.call.ended', outcome: 'ok', user: browser.party, session: call.id, reason, remote: browser.flow.remote, sourceKind: 'sip-ws' });
     });
   }
+}
+
+/**
+ * The carrier's failure as the browser gets it (RFC 3261 §16.7 step 6's rules for what a middle
+ * box passes on): a challenge to our account is no challenge the browser can answer (403), a
+ * redirect we did not follow no Contact it can use (480), and the carrier's 503 is not ours (502).
+ */
+export function browserStatus(status: number, reason: string): { status: number; reason: string } {
+  if (status === 401 || status === 407) return { status: 403, reason: `Forbidden (the carrier refused the trunk's credentials: ${status})` };
+  if (status >= 300 && status < 400) return { status: 480, reason: `Temporarily Unavailable (the carrier redirected the call: ${status})` };
+  if (status === 503) return { status: 502, reason: `Bad Gateway (the carrier answered 503 ${reason})` };
+  if (status < 300 || status >= 700) return { status: 500, reason: 'Server Internal Error' };
+  return { status, reason };
 }
 
 function pendingKey(req: SipRequest): string {

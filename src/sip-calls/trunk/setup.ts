@@ -1,3 +1,5 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import type { SipConfig } from '../../core/config.js';
 import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
@@ -5,6 +7,7 @@ import type { RtpTransports } from '../../transport/rtp-udp/factory.js';
 import type { TrunkView } from '../../call/outbound-types.js';
 import type { TrunkRouting } from '../router.js';
 import { TrunkRegistration, type RegistrationStack, type TrunkRegistrationDeps } from './registration.js';
+import { carrierAddresses } from './outbound.js';
 import { OutboundRoutes } from './routes.js';
 import type { TrunkMetrics } from './trunk-metrics.js';
 import type { TrunkTable } from './trunks.js';
@@ -30,6 +33,28 @@ export function trunkRouting(
     userTrunks: new Map(sip.users.map((u) => [u.user, u.trunks ?? []])),
     registrations,
   };
+}
+
+/**
+ * Resolves each registering trunk's carrier addresses (names by the system resolver), so the
+ * calls it sends to our registration are known by their source address. Failures are logged:
+ * the trunk then knows its registrar by the address registered with alone.
+ */
+export async function resolveCarriers(trunks: TrunkTable, log: Logger): Promise<void> {
+  await Promise.all(
+    trunks.all
+      .filter((t) => t.registration && t.config.outbound)
+      .flatMap((t) =>
+        carrierAddresses(t.config.outbound!).map(async ({ host }) => {
+          if (isIP(host)) return void t.carrierAddresses.add(host);
+          try {
+            for (const a of await lookup(host, { all: true })) t.carrierAddresses.add(a.address);
+          } catch (err) {
+            log.warn({ err, trunk: t.name, host }, 'the carrier address does not resolve; calls on the registration are taken from the registrar address only');
+          }
+        }),
+      ),
+  );
 }
 
 /** The trunks as `GET /api/trunks` shows them. */

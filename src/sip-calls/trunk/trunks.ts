@@ -48,6 +48,8 @@ export class Trunk {
 
   /** Its registration with the carrier (`outbound.register`), once the gateway started it. */
   registration: { readonly contactUser: string; registrarHost(): string | undefined } | undefined;
+  /** The addresses its `outbound.address` names resolve to (a registration's calls come from them). */
+  readonly carrierAddresses = new Set<string>();
 
   /** The inbound settings (a trunk that only registers takes its calls with the defaults). */
   get inbound(): NonNullable<TrunkConfig['inbound']> {
@@ -59,14 +61,21 @@ export class Trunk {
   /** When the last outbound call was let through, for `outbound.callsPerSecond`. */
   #lastDial = -Infinity;
 
+  /** Whether this trunk may call the number (`outbound.allowedPrefixes`). */
+  mayDial(number: string): boolean {
+    const allowed = this.config.outbound?.allowedPrefixes;
+    return !allowed || allowed.some((p) => number.startsWith(p));
+  }
+
   /**
-   * Whether one more outbound call may go now (`outbound.maxCalls`, `outbound.callsPerSecond`):
-   * 0 when it may (and it is counted), else the seconds to wait before trying again.
+   * Whether `count` more outbound calls may go now (`outbound.maxCalls`, `outbound.callsPerSecond`;
+   * a rota's calls go together, as one): 0 when they may (and the rate slot is taken), else the
+   * seconds to wait before trying again.
    */
-  admitOutbound(now: number): number {
+  admitOutbound(now: number, count = 1): number {
     const o = this.config.outbound;
     if (!o) return 0;
-    if (o.maxCalls !== undefined && this.outbound.size >= o.maxCalls) return 5;
+    if (o.maxCalls !== undefined && this.outbound.size + count > o.maxCalls) return 5;
     if (o.callsPerSecond !== undefined) {
       const gap = 1000 / o.callsPerSecond;
       const wait = this.#lastDial + gap - now;
@@ -128,7 +137,8 @@ export class TrunkTable {
    * we registered, and it comes from the registrar we registered with.
    */
   byRegistration(user: string | undefined, host: string): Trunk | undefined {
-    return user === undefined ? undefined : this.all.find((t) => t.registration?.contactUser === user && t.registration.registrarHost() === host);
+    if (user === undefined) return undefined;
+    return this.all.find((t) => t.registration?.contactUser === user && (t.registration.registrarHost() === host || t.carrierAddresses.has(host) || t.acl?.has(host)));
   }
 
   /** Trunks that take calls from any address that proves their digest credentials. */

@@ -91,7 +91,8 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
   #giveUp: { status: number; reason: string } | undefined;
   /** The INVITE a CANCEL has been sent for. */
   #cancelled: SipRequest | undefined;
-  #authHeader: SipHeader | undefined;
+  /** Our answers to challenges, by header: a proxy's 407 and the UAS's 401 may both need one (§22.3). */
+  readonly #authHeaders = new Map<string, SipHeader>();
   #cancelReason: string | undefined;
   #cancelLate = false;
   #redirects = 0;
@@ -178,7 +179,7 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
       { name: 'Call-ID', value: this.#callId },
       { name: 'CSeq', value: `${this.#cseq} INVITE` },
       { name: 'Contact', value: this.stack.contact(flow, this.req.contactUser) },
-      ...(this.#authHeader ? [this.#authHeader] : []),
+      ...this.#authHeaders.values(),
       ...(this.req.headers ?? []),
       { name: 'User-Agent', value: SERVER },
       { name: 'Content-Type', value: 'application/sdp' },
@@ -242,10 +243,11 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
     if (!this.#digest) return false;
     const name = res.status === 401 ? 'WWW-Authenticate' : 'Proxy-Authenticate';
     const challenges = headerList(res, name);
-    if (!this.#digest.shouldRetry(challenges, this.#authHeader?.value)) return false;
+    const name401 = res.status === 401 ? 'Authorization' : 'Proxy-Authorization';
+    if (!this.#digest.shouldRetry(challenges, this.#authHeaders.get(name401)?.value)) return false;
     const answer = this.#digest.answer(challenges, { method: 'INVITE', uri: this.#uri, body: this.req.sdp });
     if (!answer) return false;
-    this.#authHeader = { name: res.status === 401 ? 'Authorization' : 'Proxy-Authorization', value: answer.value };
+    this.#authHeaders.set(name401, { name: name401, value: answer.value });
     this.#transition('calling');
     this.#send();
     return true;
@@ -264,7 +266,7 @@ export class InviteUac extends TypedEmitter<InviteUacEvents> {
     this.#redirects++;
     this.#flow = next.flow;
     this.#uri = next.uri;
-    this.#authHeader = undefined;
+    this.#authHeaders.clear();
     this.#transition('calling');
     this.#send();
   }
