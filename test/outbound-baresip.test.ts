@@ -14,6 +14,7 @@ import { analyseRemoteAudio, launchChromium, publishFromPage, type TestBrowser }
 import { startBaresip, type Baresip } from './helpers/baresip.js';
 import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, within, type TestGateway } from './helpers/gateway.js';
 import { toneWav } from './helpers/media.js';
+import { listenConnected } from './helpers/ndc-publisher.js';
 import { pageEvents, preparePage } from './helpers/sip-browser.js';
 
 const DOMAIN = 'voxgate.test';
@@ -155,6 +156,13 @@ describe('Browsers and agents call phones through an outbound trunk (baresip as 
     assert.ok(listed, 'the bridged call is a session in /api/sessions');
     assert.equal(listed.trunk?.to, PHONE);
     await hears(page, PHONE_HZ, "the browser to hear the phone's tone");
+    // A WHEP listener hears the bridged call like any other session.
+    const listener = await listenConnected(`${tg.url}/whep/${listed.id}`, ADMIN_TOKEN);
+    try {
+      await waitFor('the WHEP listener to get packets', () => listener.received.length > 20, 10_000);
+    } finally {
+      listener.close();
+    }
     const since = phone.events.length;
     await page.evaluate(() => (window as unknown as Sip).vgSip.dtmf('5', 'RFC2833'));
     const digit = await phoneEvent(phone, 'CALL_DTMF_START', 5000, since);
@@ -260,6 +268,5 @@ describe('Browsers and agents call phones through an outbound trunk (baresip as 
       await pub.close();
     }
     void agentSessions;
-    void ADMIN_TOKEN;
   });
 });

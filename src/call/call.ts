@@ -107,13 +107,12 @@ export class Call extends TypedEmitter<CallEvents> {
   readonly kind: string;
   connectedAt: number | undefined;
   endReason: EndReason | undefined;
-  /** Where its signalling came from, for /api/sessions. */
+  /** Where its signalling came from, and the SIP Call-ID of the caller's dialog, for /api/sessions. */
   signalingRemote: string | undefined;
-  /** The SIP Call-ID of the caller's dialog, for a SIP call. */
   sipCallId: string | undefined;
   /** A phone call through a SIP trunk: which trunk, and the numbers. */
   trunk: { name: string; from: string; to: string } | undefined;
-  /** What the agent's transfer(target) does for this call (set by whoever set the call up). */
+  /** What the agent's transfer(target) does (set by whoever set the call up). */
   transferHandler: ((target: TransferTarget, opts?: TransferOptions) => Promise<void>) | undefined;
   #state: CallState = 'connecting';
   #idleTimer: TimerHandle | undefined;

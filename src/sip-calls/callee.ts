@@ -15,7 +15,7 @@ import type { NegotiatedTransport } from '../transport/factory.js';
 import type { RtpTransports } from '../transport/rtp-udp/factory.js';
 import type { RtpUdpTransport } from '../transport/rtp-udp/rtp-udp-transport.js';
 import { answerFromOffer, type SipCallsContext } from './context.js';
-import { DIALOG_ALLOW } from './party-dialog.js';
+import { DIALOG_ALLOW } from './dialog-messages.js';
 import { q850Of, TrunkInvite } from './trunk/outbound.js';
 import type { Trunk } from './trunk/trunks.js';
 

@@ -1,7 +1,8 @@
 import type { Call } from '../call/call.js';
 import type { SipRequest } from '../sip/message.js';
 import type { SipFlow } from '../sip/transport/transport.js';
-import { dialogKeyOf, type PartyDialog } from './party-dialog.js';
+import { dialogKeyOf } from './dialog-messages.js';
+import type { PartyDialog } from './party-dialog.js';
 
 /**
  * The dialogs voxgate is a party to, by Call-ID and our tag, and for each call the dialog of

@@ -5,7 +5,8 @@ import { VoxgateError } from '../core/errors.js';
 import { DigestAuthenticator, parseAuthParams } from '../sip/auth/digest.js';
 import { tagOf } from '../sip/build.js';
 import type { SipRequest } from '../sip/message.js';
-import { header, headerList, outboundHarness, pcmuOffer, settle, until, type Carrier, type OutboundHarness, type TrunkInput, type HeldAgent } from '../testing/trunk.js';
+import { header, headerList, pcmuOffer, settle, until, type Carrier, type TrunkInput, type HeldAgent } from '../testing/trunk.js';
+import { outboundHarness, type OutboundHarness } from '../testing/outbound.js';
 
 let h: OutboundHarness<HeldAgent> | undefined;
 afterEach(() => {

@@ -3,7 +3,8 @@ import { afterEach, test } from 'node:test';
 import { TransferError } from '../agent/agent.js';
 import type { Call } from '../call/call.js';
 import type { SipRequest, SipResponse } from '../sip/message.js';
-import { header, outboundHarness, pcmuOffer, settle, TRUNK_NUMBER, until, type Carrier, type HeldAgent, type OutboundHarness, type TrunkInput } from '../testing/trunk.js';
+import { header, pcmuOffer, settle, TRUNK_NUMBER, until, type Carrier, type HeldAgent, type TrunkInput } from '../testing/trunk.js';
+import { outboundHarness, type OutboundHarness } from '../testing/outbound.js';
 
 let h: OutboundHarness<HeldAgent> | undefined;
 afterEach(() => {

@@ -121,11 +121,7 @@ export class SipService {
     return undefined;
   }
 
-  /**
-   * A flow to a peer's address over our transport of that protocol (UDP, TCP, TLS): the UDP peer,
-   * or the open connection (reused, RFC 3261 §18.1.1), else a new one. Undefined without such a
-   * transport (no `sip.listen` entry for it), or when no connection can be had.
-   */
+  /** A flow to an address on our UDP, TCP or TLS transport (a connection reused, §18.1.1); undefined without one. */
   flowTo(protocol: 'UDP' | 'TCP' | 'TLS', address: { host: string; port: number }): SipFlow | undefined {
     return this.transports.find((t) => t.protocol === protocol)?.flowTo?.(address);
   }

@@ -14,7 +14,7 @@ import type { Incoming } from '../../sip/sip-service.js';
 import type { RtpUdpTransport } from '../../transport/rtp-udp/rtp-udp-transport.js';
 import type { AgentUas } from '../agent-uas.js';
 import type { SipCallsContext } from '../context.js';
-import { answerInviteWith, reasonHeader } from '../party-dialog.js';
+import { answerInviteWith, reasonHeader } from '../dialog-messages.js';
 import type { TrunkMetrics } from './trunk-metrics.js';
 import type { Trunk } from './trunks.js';
 

@@ -3,7 +3,8 @@ import { afterEach, test } from 'node:test';
 import type { SipRequest, SipResponse } from '../../sip/message.js';
 import type { FarEnd } from '../../testing/sip.js';
 import { browserOffer } from '../../testing/sip-calls.js';
-import { header, outboundHarness, pcmuOffer, settle, until, type Carrier, type HeldAgent, type OutboundHarness, type TrunkInput } from '../../testing/trunk.js';
+import { header, pcmuOffer, settle, until, type Carrier, type HeldAgent, type TrunkInput } from '../../testing/trunk.js';
+import { outboundHarness, type OutboundHarness } from '../../testing/outbound.js';
 
 let h: OutboundHarness<HeldAgent> | undefined;
 afterEach(() => {
