@@ -49,7 +49,17 @@ export interface GatewayProcess {
 /** BENCH_ECHO_RATE=16000: the echo at a fixed rate, as a 16 kHz agent would run (PCMU is then resampled both ways). */
 export const ECHO_RATE = ((r) => (r === 16000 || r === 24000 || r === 48000 ? r : undefined))(Number(process.env.BENCH_ECHO_RATE));
 
-export async function startGateway(): Promise<GatewayProcess> {
+type SipInput = NonNullable<ConfigInput['sip']>;
+
+/** More for the config, for bench/trunk-bridge.ts: SIP-over-WebSocket users, their outbound routes, trunks beside `bench`. */
+export interface GatewayExtras {
+  domain?: SipInput['domain'];
+  users?: SipInput['users'];
+  outboundRoutes?: SipInput['outboundRoutes'];
+  trunks?: SipInput['trunks'];
+}
+
+export async function startGateway(extras: GatewayExtras = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-bench-trunk-'));
   const sipPort = await freeUdpPort();
   const udpPort = await freeUdpPort();
@@ -61,7 +71,10 @@ export async function startGateway(): Promise<GatewayProcess> {
     sip: {
       listen: [{ transport: 'udp', host: '127.0.0.1', port: sipPort }],
       rtp: { portMin: 20000, portMax: 29999 },
-      trunks: [{ name: 'bench', inbound: { numbers: [TRUNK_NUMBER], allowedAddresses: ['127.0.0.1/32'], agent: ECHO_RATE ? { type: 'echo', sampleRate: ECHO_RATE } : 'echo' }, codecs: ['pcmu'] }],
+      trunks: [{ name: 'bench', inbound: { numbers: [TRUNK_NUMBER], allowedAddresses: ['127.0.0.1/32'], agent: ECHO_RATE ? { type: 'echo', sampleRate: ECHO_RATE } : 'echo' }, codecs: ['pcmu'] }, ...(extras.trunks ?? [])],
+      ...(extras.domain !== undefined ? { domain: extras.domain } : {}),
+      ...(extras.users ? { users: extras.users } : {}),
+      ...(extras.outboundRoutes ? { outboundRoutes: extras.outboundRoutes } : {}),
     },
     audit: { path: join(dir, 'audit.jsonl') },
     log: { level: 'silent' },

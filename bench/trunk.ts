@@ -18,6 +18,12 @@
  *                             of media, then BYE (0: BYE right after the ACK, signalling alone).
  *                             A failure: a non-2xx, or no 200 in BENCH_SETUP_TIMEOUT_MS (5000).
  *   BENCH_GATEWAY=dist        run dist/cli/main.js (as npm start) instead of src/ through tsx
+ *
+ * BENCH_BRIDGE=1 (or the argv word `bridge`) runs the other trunk bench instead, browsers calling
+ * phones through voxgate's outbound trunk: N WebRTC calls bridged to plain-RTP phones, voxgate
+ * transcoding and passing Opus through, beside rtpengine bridging the same calls; its knobs
+ * (BENCH_CALLS default 50,100,150,250, BENCH_SECONDS, BENCH_RAMP_CPS default 10,
+ * BENCH_BRIDGE_RUNS, BENCH_SETUP_TIMEOUT_MS) are in bench/trunk-bridge.ts.
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { Resampler } from '../src/audio/resampler.js';
@@ -421,4 +427,8 @@ setup rate    the highest ramp step (calls/s) in which every call was answered: 
   process.exit(0);
 }
 
-await main();
+if (process.env.BENCH_BRIDGE === '1' || process.argv.slice(2).includes('bridge')) {
+  const { runBridgeBench } = await import('./trunk-bridge.js');
+  await runBridgeBench();
+  process.exit(0);
+} else await main();
