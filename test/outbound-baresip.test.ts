@@ -13,7 +13,7 @@ import { toneShare } from '../src/audio/test-signals.js';
 import { analyseRemoteAudio, launchChromium, publishFromPage, type TestBrowser } from './helpers/chromium.js';
 import { startBaresip, type Baresip } from './helpers/baresip.js';
 import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, within, type TestGateway } from './helpers/gateway.js';
-import { toneWav } from './helpers/media.js';
+import { readWav, toneWav } from './helpers/media.js';
 import { listenConnected } from './helpers/ndc-publisher.js';
 import { pageEvents, preparePage } from './helpers/sip-browser.js';
 
@@ -37,27 +37,6 @@ type Sip = {
   };
 };
 
-/** A 16-bit PCM WAV's first channel and its rate. */
-function readWav(path: string): { rate: number; samples: Int16Array } {
-  const buf = readFileSync(path);
-  let rate = 0;
-  let channels = 1;
-  for (let off = 12; off + 8 <= buf.length; ) {
-    const id = buf.toString('ascii', off, off + 4);
-    const size = buf.readUInt32LE(off + 4);
-    if (id === 'fmt ') {
-      channels = buf.readUInt16LE(off + 10);
-      rate = buf.readUInt32LE(off + 12);
-    } else if (id === 'data') {
-      const frames = Math.floor(Math.min(size, buf.length - off - 8) / (2 * channels));
-      const samples = new Int16Array(frames);
-      for (let i = 0; i < frames; i++) samples[i] = buf.readInt16LE(off + 8 + i * 2 * channels);
-      return { rate, samples };
-    }
-    off += 8 + size + (size & 1);
-  }
-  throw new Error(`${path} has no data chunk`);
-}
 
 /** The share of `hz` in the last `seconds` of what a phone heard (its newest `dec` recording). */
 async function phoneHeard(b: Baresip, hz: number, seconds = 2): Promise<number> {

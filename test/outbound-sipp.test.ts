@@ -10,6 +10,7 @@ import { concatPcm, tone, toneShare } from '../src/audio/test-signals.js';
 import type { OutboundCallState, OutboundCallView, TrunkView } from '../src/call/outbound-types.js';
 import type { ConfigInput } from '../src/core/config.js';
 import { ADMIN_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { onCleanup } from './helpers/cleanup.js';
 import { sipBody, sipHeader, sippWire, SIPP_EXIT, startSipp, type SippOptions, type SippProcess, type SippResult, type SippWireMessage } from './helpers/sipp.js';
 
 /**
@@ -67,18 +68,6 @@ class ProbeAgent implements Agent {
 // Per-test cleanups, last registered first (SIPp after the gateway that calls it: the gateway's
 // BYE or un-REGISTER then still has somewhere to go), whatever order node:test runs hooks in.
 
-const cleanups = new WeakMap<TestContext, (() => unknown)[]>();
-function onCleanup(t: TestContext, fn: () => unknown): void {
-  let list = cleanups.get(t);
-  if (!list) {
-    const fns: (() => unknown)[] = [];
-    cleanups.set(t, (list = fns));
-    t.after(async () => {
-      for (const f of fns.splice(0).reverse()) await f();
-    });
-  }
-  list.push(fn);
-}
 
 async function carrier(t: TestContext, opts: SippOptions): Promise<SippProcess> {
   const p = await startSipp(opts);

@@ -8,9 +8,11 @@ import type { Agent, AgentSession } from '../src/agent/agent.js';
 import { decodeG711 } from '../src/audio/g711.js';
 import { toneShare } from '../src/audio/test-signals.js';
 import type { ConfigInput } from '../src/core/config.js';
+import { readWav } from './helpers/media.js';
 import { startBaresip, type Baresip, type BaresipOptions } from './helpers/baresip.js';
 import { listenConnected } from './helpers/ndc-publisher.js';
 import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { onCleanup } from './helpers/cleanup.js';
 
 /**
  * baresip 1.0 as the carrier's side of a SIP trunk: it dials voxgate's UDP and TLS listeners
@@ -95,22 +97,6 @@ async function established(b: Baresip, ms = 10_000): Promise<void> {
   }
 }
 
-/**
- * Per-test cleanups, run last-registered first (baresip before the gateway it calls, the
- * gateway before the certificate it serves), whatever order node:test runs after hooks in.
- */
-const cleanups = new WeakMap<TestContext, (() => unknown)[]>();
-function onCleanup(t: TestContext, fn: () => unknown): void {
-  let list = cleanups.get(t);
-  if (!list) {
-    const fns: (() => unknown)[] = [];
-    cleanups.set(t, (list = fns));
-    t.after(async () => {
-      for (const f of fns.splice(0).reverse()) await f();
-    });
-  }
-  list.push(fn);
-}
 
 /** After a call: no session, SIP dialog, trunk call or RTP port is left behind. */
 async function nothingLeft(tg: TestGateway): Promise<void> {
@@ -145,31 +131,6 @@ async function theCall(tg: TestGateway): Promise<string> {
   return waitFor('the trunk call in the call table', () => [...tg.gw.calls.values()].find((c) => c.trunk?.name === 'carrier-a')?.id);
 }
 
-/** A 16-bit PCM WAV as one mono signal (channel 0) and its rate. */
-function readWav(path: string): { rate: number; samples: Int16Array } {
-  const buf = readFileSync(path);
-  assert.equal(buf.toString('ascii', 0, 4), 'RIFF', `${path} is a RIFF file`);
-  let rate = 0;
-  let channels = 0;
-  let bits = 0;
-  for (let off = 12; off + 8 <= buf.length; ) {
-    const id = buf.toString('ascii', off, off + 4);
-    const size = buf.readUInt32LE(off + 4);
-    if (id === 'fmt ') {
-      channels = buf.readUInt16LE(off + 10);
-      rate = buf.readUInt32LE(off + 12);
-      bits = buf.readUInt16LE(off + 22);
-    } else if (id === 'data') {
-      assert.equal(bits, 16, `${path}: 16-bit PCM`);
-      const frames = Math.floor(Math.min(size, buf.length - off - 8) / (2 * channels));
-      const samples = new Int16Array(frames);
-      for (let i = 0; i < frames; i++) samples[i] = buf.readInt16LE(off + 8 + i * 2 * channels);
-      return { rate, samples };
-    }
-    off += 8 + size + (size & 1);
-  }
-  throw new Error(`${path} has no data chunk`);
-}
 
 /** The share of the 1 kHz tone in the last `seconds` of what baresip heard. */
 async function toneHeardBack(b: Baresip, seconds: number): Promise<{ share: number; heardSeconds: number }> {

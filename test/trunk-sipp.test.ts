@@ -15,7 +15,7 @@ import { FakeClock } from '../src/core/clock.js';
 import type { ConfigInput } from '../src/core/config.js';
 import { startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { writeRtpPcap, type RtpPcap } from './helpers/pcap.js';
-import { runSipp, SIPP_EXIT, startSipp, type SippResult } from './helpers/sipp.js';
+import { runSipp, sipBody, sipHeader, sipHeaders, SIPP_EXIT, sippWire, startSipp, type SippResult, type SippWireMessage } from './helpers/sipp.js';
 
 /**
  * Inbound SIP trunk calls (src/sip-calls/trunk/inbound.ts) from SIPp playing a carrier, over
@@ -79,60 +79,8 @@ class ProbeAgent implements Agent {
 // ---------------------------------------------------------------------------------------------
 // What went over the wire, from SIPp's -trace_msg log.
 
-interface WireMessage {
-  /** ms (local time, for differences). */
-  at: number;
-  dir: 'sent' | 'received';
-  text: string;
-  /** The start line. */
-  first: string;
-  status: number | undefined;
-  method: string | undefined;
-  /** CSeq as `n METHOD`. */
-  cseq: string;
-}
-
-function wire(trace: string): WireMessage[] {
-  const banner = /^-{20,} (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,6})\r?\n(?:UDP|TCP) message (sent|received)[^\n]*\n/gm;
-  const marks = [...trace.matchAll(banner)];
-  return marks.map((m, i) => {
-    const start = m.index! + m[0].length;
-    const end = i + 1 < marks.length ? marks[i + 1]!.index! : trace.length;
-    const text = trace.slice(start, end).replace(/^\s*\r?\n/, '');
-    const [y, mo, d, h, mi, s, frac] = m.slice(1, 8).map((x) => x!);
-    const at = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)).getTime() + Number(frac.padEnd(6, '0')) / 1000;
-    const first = text.split(/\r?\n/)[0]!.trim();
-    const status = /^SIP\/2\.0 (\d{3})/.exec(first)?.[1];
-    return {
-      at,
-      dir: m[8] as 'sent' | 'received',
-      text,
-      first,
-      status: status === undefined ? undefined : Number(status),
-      method: status === undefined ? first.split(' ')[0] : undefined,
-      cseq: headerOf(text, 'CSeq') ?? '',
-    };
-  });
-}
-
-/** The first value of a header in a message's text (its header part only), or undefined. */
-function headerOf(text: string, name: string): string | undefined {
-  return headersOf(text, name)[0];
-}
-
-function headersOf(text: string, name: string): string[] {
-  const head = text.split(/\r?\n\r?\n/)[0]!;
-  const re = new RegExp(`^${name}\\s*:\\s*(.*?)\\s*$`, 'gim');
-  return [...head.matchAll(re)].map((m) => m[1]!);
-}
-
-function bodyOf(text: string): string {
-  const i = text.search(/\r?\n\r?\n/);
-  return i < 0 ? '' : text.slice(i).trim();
-}
-
 /** The responses SIPp received to its requests of one method (by CSeq). */
-function responses(msgs: WireMessage[], cseqMethod: string): WireMessage[] {
+function responses(msgs: SippWireMessage[], cseqMethod: string): SippWireMessage[] {
   return msgs.filter((m) => m.dir === 'received' && m.status !== undefined && m.cseq.endsWith(` ${cseqMethod}`));
 }
 
@@ -416,9 +364,9 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
     const { remote } = sipListener(tg, 'UDP');
     const r = await runSipp({ scenario: 'uac-late-offer.xml', remote, service: CARRIER_A, pauseMs: 500, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const msgs = wire(r.messages);
+    const msgs = sippWire(r.messages);
     const ok = responses(msgs, 'INVITE').find((m) => m.status === 200)!;
-    assert.match(bodyOf(ok.text), /^m=audio \d+ RTP\/AVP 0 8 101\s*$/m, 'the trunk\'s codecs in its order, then telephone-event');
+    assert.match(sipBody(ok.text), /^m=audio \d+ RTP\/AVP 0 8 101\s*$/m, 'the trunk\'s codecs in its order, then telephone-event');
     assert.deepEqual(responses(msgs, 'BYE').map((m) => m.status), [200]);
     const invited = await auditRecord(tg, 'the late-offer sip.invite record', (a) => a.action === 'sip.invite' && a.outcome === 'ok' && a.offer === 'late');
     assert.equal(invited.codec, 'pcmu', 'the codec the answer chose');
@@ -432,15 +380,15 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
       const { remote } = sipListener(tg, name);
       const r = await runSipp({ scenario: 'uac-call-bye.xml', remote, transport, service: CARRIER_A, pauseMs: 700, timeoutMs: 10_000 });
       assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-      const msgs = wire(r.messages);
+      const msgs = sippWire(r.messages);
       assert.ok(msgs.length > 0 && r.messages.includes(`${name} message received`), `SIPp talked over ${name}`);
       const invite = responses(msgs, 'INVITE');
       const ringing = invite.findIndex((m) => m.status === 180);
       const ok = invite.findIndex((m) => m.status === 200);
       assert.ok(ringing >= 0, 'a 180 came');
       assert.ok(ok > ringing, `the 180 came before the 200: ${invite.map((m) => m.status).join(', ')}`);
-      const answer = bodyOf(invite[ok]!.text);
-      assert.equal(headerOf(invite[ok]!.text, 'Content-Type'), 'application/sdp');
+      const answer = sipBody(invite[ok]!.text);
+      assert.equal(sipHeader(invite[ok]!.text, 'Content-Type'), 'application/sdp');
       assert.match(answer, /^c=IN IP4 127\.0\.0\.1\s*$/m);
       assert.match(answer, /^m=audio (\d+) RTP\/AVP 0(?: \d+)*\s*$/m, 'PCMU (0) is the answer’s first format');
       assert.match(answer, /^a=rtpmap:0 PCMU\/8000\s*$/m);
@@ -478,7 +426,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   test('an unknown number from the listed address gets 404 naming the number, audited', async () => {
     const r = await runSipp({ scenario: 'uac-invite-refused.xml', remote: sipListener(tg, 'UDP').remote, service: UNKNOWN_NUMBER, keys: PLAIN_OFFER, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const finals = responses(wire(r.messages), 'INVITE').filter((m) => m.status! >= 200);
+    const finals = responses(sippWire(r.messages), 'INVITE').filter((m) => m.status! >= 200);
     assert.equal(finals[0]?.status, 404, describeRun(r));
     assert.match(finals[0]!.first, /^SIP\/2\.0 404 Not Found.*\+15550000000/);
     const rec = await auditRecord(tg, 'the 404 audit record', (a) => a.action === 'sip.invite' && a.status === 404);
@@ -489,7 +437,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   test('an offer of G.729 only gets 488 (no common codec), audited', async () => {
     const r = await runSipp({ scenario: 'uac-invite-refused.xml', remote: sipListener(tg, 'UDP').remote, service: CARRIER_A, keys: { ...PLAIN_OFFER, offer_pt: '18', offer_rtpmap: 'G729/8000' }, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const final = responses(wire(r.messages), 'INVITE').find((m) => m.status! >= 200);
+    const final = responses(sippWire(r.messages), 'INVITE').find((m) => m.status! >= 200);
     assert.equal(final?.status, 488, describeRun(r));
     assert.match(final!.first, /g729/i, 'the reason says what was offered');
     const rec = await auditRecord(tg, 'the 488 audit record', (a) => a.action === 'sip.invite' && a.status === 488);
@@ -505,9 +453,9 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
       timeoutMs: 10_000,
     });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const final = responses(wire(r.messages), 'INVITE').find((m) => m.status! >= 200);
+    const final = responses(sippWire(r.messages), 'INVITE').find((m) => m.status! >= 200);
     assert.equal(final?.status, 422, describeRun(r));
-    assert.equal(headerOf(final!.text, 'Min-SE'), '90');
+    assert.equal(sipHeader(final!.text, 'Min-SE'), '90');
     // RFC 4028 §6 names it; voxgate's reason table (src/sip/build.ts REASONS) has no 422, so it says "Unknown".
     assert.equal(final!.first, 'SIP/2.0 422 Session Interval Too Small');
   });
@@ -515,7 +463,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   test('the caller hears 180 until the agent is ready: the 200 comes only after its 1.5 s attach', async () => {
     const r = await runSipp({ scenario: 'uac-call-bye.xml', remote: sipListener(tg, 'UDP').remote, service: SLOW_NUMBER, pauseMs: 200, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const msgs = wire(r.messages);
+    const msgs = sippWire(r.messages);
     const invite = msgs.find((m) => m.dir === 'sent' && m.method === 'INVITE')!;
     const ringing = responses(msgs, 'INVITE').find((m) => m.status === 180);
     const ok = responses(msgs, 'INVITE').find((m) => m.status === 200);
@@ -530,7 +478,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   test('CANCEL while the agent is still attaching: 200 to the CANCEL, 487 to the INVITE, the session ends cancelled', async () => {
     const r = await runSipp({ scenario: 'uac-cancel.xml', remote: sipListener(tg, 'UDP').remote, service: HELD_NUMBER, pauseMs: 500, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const msgs = wire(r.messages);
+    const msgs = sippWire(r.messages);
     assert.deepEqual(responses(msgs, 'CANCEL').map((m) => m.status), [200]);
     const finals = responses(msgs, 'INVITE').filter((m) => m.status! >= 200);
     assert.deepEqual(finals.map((m) => m.status), [487]);
@@ -546,10 +494,10 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   test('hold and resume by re-INVITE: sendonly is answered recvonly, sendrecv is answered sendrecv', async () => {
     const r = await runSipp({ scenario: 'uac-reinvite-hold.xml', remote: sipListener(tg, 'UDP').remote, service: CARRIER_A, pauseMs: 800, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const msgs = wire(r.messages);
+    const msgs = sippWire(r.messages);
     const okTo = (cseq: string) => msgs.filter((m) => m.dir === 'received' && m.status === 200 && m.cseq === cseq);
-    const direction = (m: WireMessage) => /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(bodyOf(m.text))?.[1];
-    const version = (m: WireMessage) => Number(/^o=\S+ \S+ (\d+)/m.exec(bodyOf(m.text))?.[1]);
+    const direction = (m: SippWireMessage) => /^a=(sendrecv|sendonly|recvonly|inactive)\s*$/m.exec(sipBody(m.text))?.[1];
+    const version = (m: SippWireMessage) => Number(/^o=\S+ \S+ (\d+)/m.exec(sipBody(m.text))?.[1]);
     const [first, hold, resume] = [okTo('1 INVITE')[0], okTo('2 INVITE')[0], okTo('3 INVITE')[0]];
     assert.ok(first && hold && resume, describeRun(r));
     assert.equal(direction(first), 'sendrecv');
@@ -569,7 +517,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
   test('a lost ACK over UDP: the 200 is repeated (T1, then doubling) while no ACK comes; BYE still ends the call', async () => {
     const r = await runSipp({ scenario: 'uac-no-ack-bye.xml', remote: sipListener(tg, 'UDP').remote, service: CARRIER_A, pauseMs: 2000, timeoutMs: 10_000 });
     assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-    const msgs = wire(r.messages);
+    const msgs = sippWire(r.messages);
     const byeAt = msgs.find((m) => m.dir === 'sent' && m.method === 'BYE')!.at;
     const copies = responses(msgs, 'INVITE').filter((m) => m.status === 200 && m.at < byeAt);
     assert.ok(copies.length >= 2, `${copies.length} copies of the 200 in the 2 s without an ACK`);
@@ -664,7 +612,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
       await peer.send(udpRequest('OPTIONS', uri, `SIP/2.0/UDP 203.0.113.9:5060;branch=${forged};rport`), port);
       const reply = await peer.next('the 200 to the forged-Via OPTIONS', (t) => t.includes(forged));
       assert.match(reply, /^SIP\/2\.0 200 /);
-      assert.equal(headerOf(reply, 'Via'), `SIP/2.0/UDP 203.0.113.9:5060;branch=${forged};received=127.0.0.1;rport=${peer.port}`);
+      assert.equal(sipHeader(reply, 'Via'), `SIP/2.0/UDP 203.0.113.9:5060;branch=${forged};received=127.0.0.1;rport=${peer.port}`);
 
       const forgedInvite = `z9hG4bK${randomBytes(6).toString('hex')}`;
       const invite = udpRequest('INVITE', `sip:${UNKNOWN_NUMBER}@127.0.0.1:${port}`, `SIP/2.0/UDP 203.0.113.9:5060;branch=${forgedInvite};rport`);
@@ -675,7 +623,7 @@ describe('trunk calls from SIPp to an address-listed trunk (carrier-a, 127.0.0.1
       const ack = invite
         .replace(/^INVITE /, 'ACK ')
         .replace(/^CSeq: 1 INVITE/m, 'CSeq: 1 ACK')
-        .replace(/^To: .*$/m, `To: ${headerOf(refused, 'To')}`);
+        .replace(/^To: .*$/m, `To: ${sipHeader(refused, 'To')}`);
       await peer.send(ack, port);
     } finally {
       await peer.close();
@@ -697,7 +645,7 @@ describe('trunk calls from outside the address lists', () => {
     try {
       const r = await runSipp({ scenario: 'uac-invite-refused.xml', remote: sipListener(tg, 'UDP').remote, service: CARRIER_A, keys: PLAIN_OFFER, timeoutMs: 10_000 });
       assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-      const final = responses(wire(r.messages), 'INVITE').find((m) => m.status! >= 200);
+      const final = responses(sippWire(r.messages), 'INVITE').find((m) => m.status! >= 200);
       assert.equal(final?.status, 403, describeRun(r));
       assert.match(final!.first, /^SIP\/2\.0 403 Forbidden \(source address 127\.0\.0\.1 is not allowed\)$/);
       const rec = await auditRecord(tg, 'the 403 audit record', (a) => a.action === 'sip.invite' && a.status === 403);
@@ -731,14 +679,14 @@ describe('trunk calls from outside the address lists', () => {
       // What voxgate itself sent (before the relay dropped the SHA-256 challenge for SIPp).
       const challenge = relay.fromVoxgate.find((t) => /^SIP\/2\.0 407 /.test(t));
       assert.ok(challenge, 'a 407 came');
-      const offered = headersOf(challenge, 'Proxy-Authenticate');
+      const offered = sipHeaders(challenge, 'Proxy-Authenticate');
       assert.equal(offered.length, 2);
       assert.match(offered[0]!, /^Digest realm="voxgate\.local", nonce="[^"]+", algorithm=SHA-256, qop="auth"$/);
       assert.match(offered[1]!, /algorithm=MD5/);
 
-      const msgs = wire(r.messages);
+      const msgs = sippWire(r.messages);
       const second = msgs.find((m) => m.dir === 'sent' && m.cseq === '2 INVITE')!;
-      assert.match(headerOf(second.text, 'Proxy-Authorization') ?? '', /^Digest username="carrier-b",.*algorithm=MD5/);
+      assert.match(sipHeader(second.text, 'Proxy-Authorization') ?? '', /^Digest username="carrier-b",.*algorithm=MD5/);
       const answered = responses(msgs, 'INVITE').filter((m) => m.cseq === '2 INVITE' && m.status! >= 200);
       assert.deepEqual(answered.map((m) => m.status), [200]);
       assert.deepEqual(responses(msgs, 'BYE').map((m) => m.status), [200]);
@@ -749,7 +697,7 @@ describe('trunk calls from outside the address lists', () => {
     test('a wrong password gets 403, audited', async () => {
       const r = await runSipp({ scenario: 'uac-auth-call-bye.xml', remote: relay.remote, service: CARRIER_B, auth: { user: 'carrier-b', password: 'not-b-secret' }, timeoutMs: 10_000 });
       assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-      const finals = responses(wire(r.messages), 'INVITE').filter((m) => m.status! >= 200);
+      const finals = responses(sippWire(r.messages), 'INVITE').filter((m) => m.status! >= 200);
       assert.deepEqual(finals.map((m) => m.status), [407, 403]);
       assert.match(finals[1]!.first, /^SIP\/2\.0 403 Forbidden/);
       const rec = await auditRecord(tg, 'the 403 record', (a) => a.action === 'sip.invite' && a.status === 403);
@@ -803,15 +751,15 @@ describe('trunk timers on a fake signalling clock', () => {
       await waitFor('the agent to be attaching', () => held.calls.length === 1);
       const second = await runSipp({ scenario: 'uac-invite-refused.xml', remote, service: HELD_NUMBER, keys: PLAIN_OFFER, timeoutMs: 10_000 });
       assert.equal(second.code, SIPP_EXIT.ok, describeRun(second));
-      const busy = responses(wire(second.messages), 'INVITE').find((m) => m.status! >= 200);
+      const busy = responses(sippWire(second.messages), 'INVITE').find((m) => m.status! >= 200);
       assert.equal(busy?.status, 503, describeRun(second));
-      assert.equal(headerOf(busy!.text, 'Retry-After'), '5');
+      assert.equal(sipHeader(busy!.text, 'Retry-After'), '5');
       assert.match(busy!.first, /carrier-small/);
 
       for (let s = 0; s < 30; s += 5) clock.advance(5_000);
       const r = await first.done;
       assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-      const invite = responses(wire(r.messages), 'INVITE');
+      const invite = responses(sippWire(r.messages), 'INVITE');
       const rings = invite.filter((m) => m.status === 180);
       // At 0, 5, 10, 15, 20 and 25 s (and maybe at 30 s, the moment the ring timeout fires).
       assert.ok(rings.length >= 6 && rings.length <= 7, `${rings.length} x 180 in 30 s`);
@@ -840,15 +788,15 @@ describe('trunk timers on a fake signalling clock', () => {
 
       const r = await sipp.done;
       assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-      const msgs = wire(r.messages);
+      const msgs = sippWire(r.messages);
       const ok = responses(msgs, 'INVITE').find((m) => m.status === 200)!;
-      assert.equal(headerOf(ok.text, 'Session-Expires'), '90;refresher=uas');
+      assert.equal(sipHeader(ok.text, 'Session-Expires'), '90;refresher=uas');
       // §9: a UAC that did not say Supported: timer must not be sent Require: timer.
-      assert.equal(headerOf(ok.text, 'Require'), undefined);
+      assert.equal(sipHeader(ok.text, 'Require'), undefined);
       const update = msgs.find((m) => m.dir === 'received' && m.method === 'UPDATE');
       assert.ok(update, describeRun(r));
-      assert.equal(headerOf(update.text, 'Session-Expires'), '90;refresher=uac');
-      assert.equal(bodyOf(update.text), '', 'a refresh without a body (RFC 4028 §7.4)');
+      assert.equal(sipHeader(update.text, 'Session-Expires'), '90;refresher=uac');
+      assert.equal(sipBody(update.text), '', 'a refresh without a body (RFC 4028 §7.4)');
       assert.deepEqual(responses(msgs, 'BYE').map((m) => m.status), [200]);
       const ended = await auditRecord(tg, 'the session.ended record', (a) => a.action === 'session.ended' && a.session === session);
       assert.equal(ended.reason, 'bye', 'the BYE ended it, not the session timer');
@@ -869,13 +817,13 @@ describe('trunk timers on a fake signalling clock', () => {
 
       const r = await sipp.done;
       assert.equal(r.code, SIPP_EXIT.ok, describeRun(r));
-      const msgs = wire(r.messages);
+      const msgs = sippWire(r.messages);
       const copies = responses(msgs, 'INVITE').filter((m) => m.status === 200);
       // §13.3.1.4: at 0, then T1 doubling to T2 (0.5, 1.5, 3.5, 7.5, 11.5, ... 31.5 s): 11 in all.
       assert.equal(copies.length, 11, `${copies.length} copies of the 200`);
       const bye = msgs.find((m) => m.dir === 'received' && m.method === 'BYE');
       assert.ok(bye, describeRun(r));
-      assert.equal(headerOf(bye.text, 'Reason'), 'Q.850;cause=102;text="no-ack"');
+      assert.equal(sipHeader(bye.text, 'Reason'), 'Q.850;cause=102;text="no-ack"');
       const ended = await auditRecord(tg, 'the session.ended record', (a) => a.action === 'session.ended' && a.reason === 'no-ack');
       assert.equal(ended.durationMs, 32_000);
     } finally {

@@ -9,11 +9,10 @@ import { createLogger } from '../core/logger.js';
 import { CallRouter } from '../sip-calls/router.js';
 import { trunkRouting } from '../sip-calls/trunk/setup.js';
 import { TrunkMetrics } from '../sip-calls/trunk/trunk-metrics.js';
-import { headerList, type SipResponse } from '../sip/message.js';
 import { Proxy as SipProxy } from '../sip/proxy.js';
 import { FakeSipTransport } from '../sip/transport/fake.js';
 import { FakeTransportFactory } from '../transport/fake.js';
-import { digestAnswer, FarEnd, settle } from './sip.js';
+import { FarEnd, registerWithDigest } from './sip.js';
 import { HeldAgent, trunkHarness, type TrunkHarness, type TrunkHarnessOptions } from './trunk.js';
 
 /** `sip.outboundRoutes` entries and SIP users who may call numbers (`sip.users[].trunks`). */
@@ -97,22 +96,7 @@ export function outboundHarness(opts: OutboundHarnessOptions): OutboundHarness<A
     },
     async browser(user, password) {
       const far = new FarEnd(ws.connect(), user);
-      const reg = (auth?: string) =>
-        far.send('REGISTER', 'sip:voxgate.test', [
-          { name: 'To', value: `<sip:${user}@voxgate.test>` },
-          { name: 'From', value: `<sip:${user}@voxgate.test>;tag=${far.tag}` },
-          { name: 'Call-ID', value: `reg-${far.tag}` },
-          { name: 'Contact', value: `${far.contact};expires=600` },
-          ...(auth ? [{ name: 'Authorization', value: auth }] : []),
-        ]);
-      reg();
-      await settle();
-      const challenge = far.next<SipResponse>('401');
-      const md5 = headerList(challenge, 'WWW-Authenticate').find((v) => /algorithm=MD5/i.test(v)) ?? headerList(challenge, 'WWW-Authenticate').at(-1)!;
-      reg(digestAnswer(md5, user, password, 'REGISTER', 'sip:voxgate.test'));
-      await settle();
-      const ok = far.next<SipResponse>('200');
-      if (ok.status !== 200) throw new Error(`REGISTER answered ${ok.status}`);
+      await registerWithDigest(far, user, password);
       return far;
     },
   };

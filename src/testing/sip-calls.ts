@@ -19,7 +19,7 @@ import { FakeTransportFactory, fakeSdp, type FakeNegotiatedTransport } from '../
 import type { SendStream } from '../transport/media-transport.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
 import { parseSdp } from '../sdp/sdp.js';
-import { digestAnswer, FarEnd, settle, testStack, type TestStack } from './sip.js';
+import { FarEnd, registerWithDigest, settle, testStack, type TestStack } from './sip.js';
 
 /** An agent that records what it gets and can be told what to do. */
 export class TestAgent implements Agent {
@@ -148,22 +148,7 @@ export function harness(opts: { maxSessions?: number; agents?: Record<string, So
     runtime,
     async browser(user) {
       const far = new FarEnd(stack.transport.connect(), user);
-      const reg = (auth?: string) =>
-        far.send('REGISTER', 'sip:voxgate.test', [
-          { name: 'To', value: `<sip:${user}@voxgate.test>` },
-          { name: 'From', value: `<sip:${user}@voxgate.test>;tag=${far.tag}` },
-          { name: 'Call-ID', value: `reg-${far.tag}` },
-          { name: 'Contact', value: `${far.contact};expires=600` },
-          ...(auth ? [{ name: 'Authorization', value: auth }] : []),
-        ]);
-      reg();
-      await settle();
-      const challenge = far.next<SipResponse>('401');
-      const md5 = challenge.headers.filter((h) => h.name === 'WWW-Authenticate').at(-1)!.value;
-      reg(digestAnswer(md5, user, PASSWORDS[user], 'REGISTER', 'sip:voxgate.test'));
-      await settle();
-      const ok = far.next<SipResponse>('200');
-      if (ok.status !== 200) throw new Error(`REGISTER answered ${ok.status}`);
+      await registerWithDigest(far, user, PASSWORDS[user]);
       return far;
     },
     call(from, to = 'agent', o = {}) {

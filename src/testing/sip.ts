@@ -220,3 +220,27 @@ export function digestAnswer(challenge: string, user: string, password: string, 
 }
 
 export { tagOf };
+
+/**
+ * A far end REGISTERs as `user` in voxgate.test, answering the 401 with digest (MD5, the
+ * challenge JsSIP and SIP.js take); throws unless it ends 200.
+ */
+export async function registerWithDigest(far: FarEnd, user: string, password: string): Promise<void> {
+  const reg = (auth?: string) =>
+    far.send('REGISTER', 'sip:voxgate.test', [
+      { name: 'To', value: `<sip:${user}@voxgate.test>` },
+      { name: 'From', value: `<sip:${user}@voxgate.test>;tag=${far.tag}` },
+      { name: 'Call-ID', value: `reg-${far.tag}` },
+      { name: 'Contact', value: `${far.contact};expires=600` },
+      ...(auth ? [{ name: 'Authorization', value: auth }] : []),
+    ]);
+  reg();
+  await settle();
+  const challenge = far.next<SipResponse>('401');
+  const offered = headerList(challenge, 'WWW-Authenticate');
+  const md5 = offered.find((v) => /algorithm=MD5/i.test(v)) ?? offered.at(-1)!;
+  reg(digestAnswer(md5, user, password, 'REGISTER', 'sip:voxgate.test'));
+  await settle();
+  const ok = far.next<SipResponse>('200');
+  if (ok.status !== 200) throw new Error(`REGISTER answered ${ok.status}`);
+}

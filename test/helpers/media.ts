@@ -1,8 +1,9 @@
+import assert from 'node:assert/strict';
 import opus from '@discordjs/opus';
 import { concatPcm } from '../../src/audio/test-signals.js';
 import { parseRtp } from '../../src/rtp/packet.js';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -60,4 +61,30 @@ export function decodeOpusStream(packets: readonly Buffer[]): Int16Array {
       return new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
     }),
   );
+}
+
+/** A 16-bit PCM WAV as one mono signal (channel 0) and its rate. */
+export function readWav(path: string): { rate: number; samples: Int16Array } {
+  const buf = readFileSync(path);
+  assert.equal(buf.toString('ascii', 0, 4), 'RIFF', `${path} is a RIFF file`);
+  let rate = 0;
+  let channels = 0;
+  let bits = 0;
+  for (let off = 12; off + 8 <= buf.length; ) {
+    const id = buf.toString('ascii', off, off + 4);
+    const size = buf.readUInt32LE(off + 4);
+    if (id === 'fmt ') {
+      channels = buf.readUInt16LE(off + 10);
+      rate = buf.readUInt32LE(off + 12);
+      bits = buf.readUInt16LE(off + 22);
+    } else if (id === 'data') {
+      assert.equal(bits, 16, `${path}: 16-bit PCM`);
+      const frames = Math.floor(Math.min(size, buf.length - off - 8) / (2 * channels));
+      const samples = new Int16Array(frames);
+      for (let i = 0; i < frames; i++) samples[i] = buf.readInt16LE(off + 8 + i * 2 * channels);
+      return { rate, samples };
+    }
+    off += 8 + size + (size & 1);
+  }
+  throw new Error(`${path} has no data chunk`);
 }
