@@ -74,7 +74,6 @@ describe('Browsers and agents call phones through an outbound trunk (baresip as 
   let wsUrl: string;
   /** What the agent should do with each new call. */
   let onCall: (s: AgentSession) => void = () => undefined;
-  const agentSessions: AgentSession[] = [];
 
   before(async () => {
     [phone, ...rota] = await Promise.all([
@@ -86,7 +85,6 @@ describe('Browsers and agents call phones through an outbound trunk (baresip as 
       name: 'probe',
       sampleRate: 16000,
       attach(session) {
-        agentSessions.push(session);
         onCall(session);
       },
     };
@@ -246,6 +244,5 @@ describe('Browsers and agents call phones through an outbound trunk (baresip as 
       onCall = () => undefined;
       await pub.close();
     }
-    void agentSessions;
   });
 });

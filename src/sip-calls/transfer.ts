@@ -195,7 +195,7 @@ export class AgentTransfers {
         attempt.state = transition(BRIDGE_MOVES, attempt.state, 'failed', `bridge of ${call.id}`);
         return fail(487, 'Request Terminated (the caller left)');
       }
-      this.#join(call, answered, callee);
+      this.#join(call, answered);
       const to = callee instanceof UserCallee ? this.ctx.aor(callee.target) : callee.target;
       agent.session.deliverTransferred(to);
       call.removeLeg('agent', 'transferred');
@@ -241,7 +241,7 @@ export class AgentTransfers {
   }
 
   /** The person who answered joins as the callee; their dialog ends the call when they hang up. */
-  #join(call: Call, answered: Answered, callee: Callee): void {
+  #join(call: Call, answered: Answered): void {
     const { deps } = this.ctx;
     const d = this.ctx.openDialog({
       dialog: answered.dialog,
@@ -271,7 +271,6 @@ export class AgentTransfers {
       d.forget();
     });
     call.addLeg('callee', new PartyLeg(answered.kind === 'sip-trunk' ? 'sip-trunk' : 'sip-uac', new MediaEndpoint(`${call.id}-callee`, answered.transport, formatOf(answered.plan), call.pcmRate, answered.out, deps.runtime)));
-    void callee;
   }
 }
 
