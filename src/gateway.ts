@@ -50,6 +50,7 @@ import { resolveCarriers, trunkRouting, trunkViews } from './sip-calls/trunk/set
 import type { TrunkRegistration } from './sip-calls/trunk/registration.js';
 import type { TrunkView } from './call/outbound-types.js';
 import { callsPlugin } from './http/plugins/calls.js';
+import { loadStirShaken } from './sip/identity/stir.js';
 
 /** Ends that are someone hanging up or an operator's act, not a failure (the audit's outcome). */
 const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred']);
@@ -112,6 +113,7 @@ export class Gateway {
   registrations: TrunkRegistration[] = [];
   #trunkViews: () => TrunkView[] = () => [];
   #trunkTable: TrunkTable | undefined;
+  readonly #stir: ReturnType<typeof loadStirShaken>;
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
@@ -155,6 +157,8 @@ export class Gateway {
       ...config.sip.trunks.flatMap((t, i): [string, SourceConfig['agent']][] => (t.inbound?.agent === undefined ? [] : [[`sip.trunks.${i}.inbound.agent`, t.inbound.agent]])),
     ]);
     if (badAgents.length) throw new ConfigError(badAgents);
+    // Keys and trust anchors are read now: a missing file stops start-up, naming its field.
+    this.#stir = loadStirShaken(config.stirShaken);
     this.frameClock = new FrameClock(this.mediaClock, (err) => this.log.error({ err }, 'media tick failed'));
     const codecThreads = config.media.codecThreads ?? Math.min(8, availableParallelism() - 1);
     this.codecs = new CodecPool(codecThreads, (err, what) => this.log.error({ err }, what));
@@ -289,7 +293,7 @@ export class Gateway {
         })
       : undefined;
     const calls: CallRouter = new CallRouter(
-      { ...callDeps, sip: service, log, transports: webRtcTransports(media), domain: config.sip.domain, maxCalls },
+      { ...callDeps, sip: service, log, transports: webRtcTransports(media), domain: config.sip.domain, maxCalls, stir: this.#stir },
       config.sip.agents,
       new SipProxy(service, log),
       trunks,

@@ -95,6 +95,10 @@ export interface CallDetails {
   diversion?: string[];
   /** The carrier's X-* headers. */
   headers?: Record<string, string>;
+  /** STIR/SHAKEN (RFC 8224) on a trunk that verifies: the verdict, the claimed attestation and calling number. */
+  verstat?: 'TN-Validation-Passed' | 'TN-Validation-Failed' | 'No-TN-Validation';
+  attest?: 'A' | 'B' | 'C';
+  origTn?: string;
   customParameters: Record<string, string>;
 }
 
@@ -117,6 +121,12 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
 
   get ended(): boolean {
     return this.#ended;
+  }
+
+  /** Who called, and how far to trust it: the caller ID and, on a verifying trunk, its STIR/SHAKEN verdict. */
+  get caller(): { number: string | undefined; name: string | undefined; verstat: CallDetails['verstat']; attest: CallDetails['attest']; origTn: string | undefined } {
+    const d = this.details;
+    return { number: d.from, name: d.callerName, verstat: d.verstat, attest: d.attest, origTn: d.origTn };
   }
 
   /** Queues audio (any length, 16-bit mono at `sampleRate`); voxgate paces it in real time. */

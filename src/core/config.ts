@@ -166,6 +166,8 @@ const trunkSchema = z
     codecs: z.array(z.enum(CODECS)).min(1).default(['pcmu', 'pcma', 'g722', 'opus']),
     /** SDES-SRTP (RFC 4568): `allow` follows the offer; `require` refuses RTP/AVP; `none` refuses RTP/SAVP. */
     mediaEncryption: z.enum(['none', 'allow', 'require']).default('allow'),
+    /** STIR/SHAKEN on this trunk: sign its outbound INVITEs, verify its inbound ones (the top-level `stirShaken` says how). */
+    stirShaken: z.object({ sign: z.boolean().default(false), verify: z.boolean().default(false) }).strict().optional(),
     /** Calls at once on this trunk; one more gets 503 with Retry-After. */
     maxCalls: z.number().int().positive().optional(),
   })
@@ -287,6 +289,47 @@ export const configSchema = z
     audit: z.object({ path: z.string().default('voxgate-audit.jsonl') }).strict().prefault({}),
     /** Load-balancer mode: answer WHIP POSTs with 307 to these endpoints in turn (RFC 9725 §4.5). */
     redirect: z.object({ targets: z.array(z.url()).min(1) }).strict().optional(),
+    /** STIR/SHAKEN (RFC 8224/8225/8588): how trunks with `stirShaken.sign` sign and with `stirShaken.verify` verify. */
+    stirShaken: z
+      .object({
+        sign: z
+          .object({
+            /** PEM file: the EC P-256 key of our STI certificate. */
+            privateKey: z.string().min(1),
+            /** Where verifiers fetch that certificate (and its chain), HTTPS. */
+            certificateUrl: z.url().refine((u) => u.startsWith('https://'), 'an https:// URL (RFC 8226 §9)'),
+            attestation: z
+              .object({
+                /** For caller IDs not listed in `numbers` (ATIS-1000074: B, we know the customer but not its right to the number). */
+                default: z.enum(['A', 'B', 'C']).default('B'),
+                numbers: z.record(z.string().regex(E164, 'an E.164 number'), z.enum(['A', 'B', 'C'])).default({}),
+              })
+              .strict()
+              .prefault({}),
+            /** Our origination identifier (a UUID); default a new one per call. */
+            origId: z.uuid().optional(),
+          })
+          .strict()
+          .optional(),
+        verify: z
+          .object({
+            /** PEM files: the STI-CA roots a signer's chain must end at (apart from the web PKI). */
+            trustAnchors: z.array(z.string().min(1)).min(1),
+            /** observe: the call goes on whatever the verdict; enforce: failures get RFC 8224's 428/436/437/438/403. */
+            mode: z.enum(['observe', 'enforce']).default('observe'),
+            maxAgeSeconds: z.number().int().positive().max(3600).default(60),
+            certificateCache: z
+              .object({ ttlSeconds: z.number().int().positive().default(3600), maxBytes: z.number().int().min(1024).max(1 << 20).default(65_536), timeoutMs: z.number().int().positive().max(30_000).default(5000) })
+              .strict()
+              .prefault({}),
+            /** PEM files the certificate fetch's HTTPS trusts instead of the system CAs (a lab's web CA). */
+            fetchCa: z.array(z.string().min(1)).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -326,6 +369,10 @@ export function parseConfig(input: unknown): Config {
     names.add(s.name);
   });
   problems.push(...trunkProblems(cfg.sip));
+  cfg.sip.trunks.forEach((t, i) => {
+    if (t.stirShaken?.sign && !cfg.stirShaken?.sign) problems.push(`sip.trunks.${i}.stirShaken.sign: signing needs stirShaken.sign (privateKey, certificateUrl)`);
+    if (t.stirShaken?.verify && !cfg.stirShaken?.verify) problems.push(`sip.trunks.${i}.stirShaken.verify: verification needs stirShaken.verify (trustAnchors)`);
+  });
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }

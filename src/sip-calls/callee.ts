@@ -141,13 +141,24 @@ export class NumberCallee extends Callee {
       transport.close();
       return { ok: false, ...gaveUp, cause: undefined };
     }
+    // RFC 8224: a trunk that signs never sends a call unsigned.
+    let identity: SipHeader[] = [];
+    if (this.trunk.config.stirShaken?.sign) {
+      try {
+        identity = await deps.stir!.signer!.headers(this.opts.from, this.target, deps.clock.now());
+      } catch (err) {
+        transport.close();
+        this.opts.log.error({ err, trunk: this.trunk.name }, 'the INVITE could not be signed');
+        return { ok: false, status: 500, reason: 'Server Internal Error (the call could not be signed)', cause: undefined };
+      }
+    }
     const invite = new TrunkInvite({ stack: deps.sip, clock: deps.clock, log: this.opts.log }, { name: this.trunk.name, outbound }, {
       to: this.target,
       from: this.opts.from,
       ...(this.opts.callerName ? { callerName: this.opts.callerName } : {}),
       sdp: transport.localSdp,
       ringTimeoutMs: this.opts.ringTimeoutMs,
-      headers: [...(this.opts.headers ?? []), { name: 'Allow', value: DIALOG_ALLOW }, ...SESSION_TIMER_ASK],
+      headers: [...(this.opts.headers ?? []), ...identity, { name: 'Allow', value: DIALOG_ALLOW }, ...SESSION_TIMER_ASK],
     });
     this.#invite = invite;
     let early = false;

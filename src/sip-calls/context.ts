@@ -8,6 +8,7 @@ import { DialogTable } from './dialogs.js';
 import { PartyDialog, type PartyDialogDeps } from './party-dialog.js';
 import type { Dialog } from '../sip/dialog.js';
 import type { SipFlow } from '../sip/transport/transport.js';
+import type { StirSigner, StirVerifier } from '../sip/identity/stir.js';
 import type { SipResponse } from '../sip/message.js';
 
 export interface SipCallsDeps extends StartCallDeps {
@@ -19,6 +20,8 @@ export interface SipCallsDeps extends StartCallDeps {
   /** How the media of SIP calls is carried (WebRTC for browsers; a fake in tests). */
   transports: TransportFactory;
   domain: string;
+  /** STIR/SHAKEN: signs the INVITEs of trunks with `stirShaken.sign`, verifies those with `verify`. */
+  stir?: { signer: StirSigner | undefined; verifier: StirVerifier | undefined };
 }
 
 /**

@@ -13,6 +13,7 @@ import { Proxy as SipProxy } from '../sip/proxy.js';
 import { FakeSipTransport } from '../sip/transport/fake.js';
 import { FakeTransportFactory } from '../transport/fake.js';
 import { FarEnd, registerWithDigest } from './sip.js';
+import { loadStirShaken } from '../sip/identity/stir.js';
 import { HeldAgent, trunkHarness, type TrunkHarness, type TrunkHarnessOptions } from './trunk.js';
 
 /** `sip.outboundRoutes` entries and SIP users who may call numbers (`sip.users[].trunks`). */
@@ -45,7 +46,7 @@ export function outboundHarness(opts: OutboundHarnessOptions): OutboundHarness<A
   base.transport.dialable();
   const ws = new FakeSipTransport('WS');
   base.sip.addTransport(ws);
-  const config = parseConfig({
+  const full = parseConfig({
     sip: {
       domain: 'voxgate.test',
       users,
@@ -55,7 +56,9 @@ export function outboundHarness(opts: OutboundHarnessOptions): OutboundHarness<A
       trunks: opts.trunks,
       outboundRoutes: opts.outboundRoutes ?? [],
     },
-  }).sip;
+    stirShaken: opts.stirShaken,
+  });
+  const config = full.sip;
   const log = createLogger(process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent');
   const agents = opts.agents ?? {};
   const transports = new FakeTransportFactory();
@@ -73,6 +76,7 @@ export function outboundHarness(opts: OutboundHarnessOptions): OutboundHarness<A
       resolveAgent: (spec) => (typeof spec === 'string' && Object.hasOwn(agents, spec) ? agents[spec]! : base.agent),
       transports,
       domain: config.domain,
+      stir: loadStirShaken(full.stirShaken),
     },
     config.agents,
     new SipProxy(sip, log),

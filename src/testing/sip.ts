@@ -29,12 +29,12 @@ export interface TestStack {
 }
 
 /** A SipService with one fake transport (reliable unless UDP), a fresh audit file and a FakeClock. */
-export function testStack(opts: { protocol?: SipProtocol; sip?: ConfigInput['sip']; clock?: FakeClock } = {}): TestStack {
+export function testStack(opts: { protocol?: SipProtocol; sip?: ConfigInput['sip']; stirShaken?: ConfigInput['stirShaken']; clock?: FakeClock } = {}): TestStack {
   const clock = opts.clock ?? new FakeClock();
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-sip-test-'));
   const auditPath = join(dir, 'audit.jsonl');
   const audit = new AuditLog(auditPath, clock);
-  const config = parseConfig({ sip: opts.sip ?? { domain: 'voxgate.test', users: [{ user: 'alice', password: 'alice-secret' }, { user: 'bob', password: 'bob-secret' }] } });
+  const config = parseConfig({ sip: opts.sip ?? { domain: 'voxgate.test', users: [{ user: 'alice', password: 'alice-secret' }, { user: 'bob', password: 'bob-secret' }] }, stirShaken: opts.stirShaken });
   const sip = new SipService({
     config: config.sip,
     locations: new MemoryLocationStore(),

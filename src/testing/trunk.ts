@@ -16,6 +16,7 @@ import { CallTable } from '../call/call-table.js';
 import { parseConfig, type ConfigInput, type SourceConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import type { MediaRuntime } from '../media/endpoint.js';
+import { loadStirShaken } from '../sip/identity/stir.js';
 import { CallRouter } from '../sip-calls/router.js';
 import type { RoutingRequest } from '../sip-calls/trunk/routing-webhook.js';
 import { sdesKeying } from '../sip-calls/trunk/sdes.js';
@@ -209,6 +210,8 @@ export interface TrunkHarnessOptions {
   maxSessions?: number;
   /** The calls' idle timeout (no media from the carrier); long by default, as the fake clock runs far. */
   idleTimeoutMs?: number;
+  /** The top-level `stirShaken` config (its signer and verifier are loaded for the router). */
+  stirShaken?: ConfigInput['stirShaken'];
 }
 
 export interface TrunkHarness<A extends Agent> extends TestStack {
@@ -252,8 +255,9 @@ export function trunkHarness(opts: TrunkHarnessOptions): TrunkHarness<Agent> {
     rtp: { portMin, portMax: portMin + 19, bindAddress: '127.0.0.1', quarantineSeconds: 0 },
     trunks: opts.trunks,
   };
-  const config = parseConfig({ sip: sipInput }).sip;
-  const stack = testStack({ protocol: 'UDP', sip: sipInput });
+  const full = parseConfig({ sip: sipInput, stirShaken: opts.stirShaken });
+  const config = full.sip;
+  const stack = testStack({ protocol: 'UDP', sip: sipInput, stirShaken: opts.stirShaken });
   const { clock, sip } = stack;
   const log = createLogger(process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent');
   const calls = new CallTable({ maxSessions: opts.maxSessions ?? 10, retryAfterSeconds: 5, now: () => clock.now() });
@@ -285,6 +289,7 @@ export function trunkHarness(opts: TrunkHarnessOptions): TrunkHarness<Agent> {
       // Trunk calls are plain RTP; WebRTC transports are only for SIP over WebSocket.
       transports: new FakeTransportFactory(),
       domain: config.domain,
+      stir: loadStirShaken(full.stirShaken),
     },
     config.agents,
     new SipProxy(sip, log),

@@ -253,6 +253,19 @@ export class TrunkInbound {
         headers: carrierHeaders(req),
         customParameters: {},
       };
+      // RFC 8224 §6.2: verified before routing, against the caller ID presented and the number called.
+      const stir = trunk.config.stirShaken?.verify ? await deps.stir?.verifier?.verify(header(req, 'Identity'), callerId.number, number, deps.clock.now()) : undefined;
+      if (pending.cancelled) return;
+      if (stir) {
+        Object.assign(details, { verstat: stir.verstat, ...(stir.attest ? { attest: stir.attest } : {}), ...(stir.origTn ? { origTn: stir.origTn } : {}) });
+        if (stir.reason) deps.log.info({ trunk: trunk.name, verstat: stir.verstat, reason: stir.reason }, 'STIR/SHAKEN verification failed');
+        if (stir.refuse) {
+          pending.transition('refused');
+          metrics.inbound(trunk.name, String(stir.refuse.status));
+          this.#audit(incoming, 'rejected', stir.refuse.status, { trunk: trunk.name, number, reason: stir.refuse.reason, verstat: stir.verstat, by: 'stir-shaken' });
+          return incoming.respond(stir.refuse.status, { reason: stir.refuse.reason });
+        }
+      }
       const decision = await this.#route(trunk, incoming, details);
       if (pending.cancelled) return;
       if (decision.kind === 'reject') {
@@ -261,7 +274,8 @@ export class TrunkInbound {
         this.#audit(incoming, 'rejected', decision.status, { trunk: trunk.name, number, reason: decision.reason, by: 'webhook' });
         return incoming.respond(decision.status, { reason: decision.reason });
       }
-      details.customParameters = decision.customParameters;
+      // Twilio's own webhook names the verdict StirVerstat; a Twilio-protocol agent finds it there.
+      details.customParameters = { ...decision.customParameters, ...(stir ? { StirVerstat: stir.verstat } : {}) };
       const source: SourceIdentity = {
         name: `trunk:${trunk.name}`,
         kind: 'sip-trunk',
@@ -331,7 +345,7 @@ export class TrunkInbound {
       transport!.answered();
       d.answerInvite(incoming);
       metrics.inbound(trunk.name, 'answered');
-      this.#audit(incoming, 'ok', 200, { trunk: trunk.name, number, session: call.id, codec: plan.audio.codec, from: callerId.number, media: transport!.remoteAddress(), srtp: plan.rtp.profile === 'RTP/SAVP' });
+      this.#audit(incoming, 'ok', 200, { trunk: trunk.name, number, session: call.id, codec: plan.audio.codec, from: callerId.number, media: transport!.remoteAddress(), srtp: plan.rtp.profile === 'RTP/SAVP', ...(stir ? { verstat: stir.verstat, attest: stir.attest ?? null } : {}) });
       log.info({ pipeline: call.describe(), agent: started.agent.agent.name, from: callerId.number, to: number }, 'trunk call answered');
     } catch (err) {
       this.#stopRinging(pending);

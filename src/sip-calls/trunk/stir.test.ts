@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, afterEach, before, test } from 'node:test';
+import { identityHeader, signPassport } from '../../sip/identity/passport.js';
+import type { SipRequest, SipResponse } from '../../sip/message.js';
+import { outboundHarness, type OutboundHarness } from '../../testing/outbound.js';
+import { stiLab, type StiLab } from '../../testing/stir.js';
+import { CALLER_NUMBER, header, HeldAgent, settle, TRUNK_NUMBER, trunkHarness, until, type TrunkHarness, type TrunkInput } from '../../testing/trunk.js';
+
+/**
+ * STIR/SHAKEN on trunk calls: inbound INVITEs verified before routing (the verdict to the
+ * agent, the Twilio-style StirVerstat parameter, the audit; RFC 8224's answers in enforce mode),
+ * outbound INVITEs signed (checked by Debian's secsipidx).
+ */
+
+let lab: StiLab;
+before(async () => (lab = await stiLab()));
+after(() => lab.close());
+let h: TrunkHarness<HeldAgent> | OutboundHarness<HeldAgent> | undefined;
+afterEach(() => {
+  h?.close();
+  h = undefined;
+});
+
+const SBC = '192.0.2.10:5060';
+const VERIFYING: TrunkInput = { name: 'carrier-a', inbound: { numbers: [TRUNK_NUMBER], allowedAddresses: ['192.0.2.0/24'] }, codecs: ['pcmu'], stirShaken: { verify: true } };
+
+function verifying(mode: 'observe' | 'enforce') {
+  return { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode } };
+}
+
+async function identity(opts: { orig?: string; dest?: string; iat?: number; x5u?: string } = {}): Promise<string> {
+  const x5u = opts.x5u ?? lab.x5u;
+  const { jws } = await signPassport({ key: createPrivateKey(readFileSync(lab.signerKey)), x5u, attest: 'A', orig: opts.orig ?? CALLER_NUMBER, dest: opts.dest ?? TRUNK_NUMBER, iat: opts.iat ?? Math.floor(h!.clock.now() / 1000) });
+  return identityHeader(jws, x5u);
+}
+
+/** An inbound call with these extra headers: the statuses the carrier got once it settled. */
+async function inbound(mode: 'observe' | 'enforce', headers: (h: TrunkHarness<HeldAgent>) => Promise<{ name: string; value: string }[]>): Promise<{ h: TrunkHarness<HeldAgent>; statuses: number[]; got: SipResponse[] }> {
+  const harness = trunkHarness({ trunks: [VERIFYING], stirShaken: verifying(mode) });
+  h = harness;
+  const c = await harness.carrier(SBC);
+  c.invite({ headers: await headers(harness) });
+  const got: SipResponse[] = [];
+  await until(() => {
+    got.push(...c.take().filter((m): m is SipResponse => m.kind === 'response'));
+    return got.some((r) => r.status >= 200);
+  }, 'a final answer', 8000);
+  return { h: harness, statuses: got.map((r) => r.status), got };
+}
+
+test('observe: a valid Identity reaches the agent as TN-Validation-Passed, attest A, origTn, and StirVerstat in customParameters', async () => {
+  const { h, statuses } = await inbound('observe', async () => [{ name: 'Identity', value: await identity() }]);
+  assert.ok(statuses.includes(200), String(statuses));
+  const s = h.agent.last.session;
+  assert.deepEqual(s.caller, { number: CALLER_NUMBER, name: undefined, verstat: 'TN-Validation-Passed', attest: 'A', origTn: '15557654321' });
+  assert.equal(s.details.customParameters.StirVerstat, 'TN-Validation-Passed');
+  assert.match(readFileSync(h.auditPath, 'utf8'), /"verstat":"TN-Validation-Passed","attest":"A"/);
+});
+
+test('observe: no Identity is No-TN-Validation, a bad one TN-Validation-Failed; both calls go on', async () => {
+  const none = await inbound('observe', () => Promise.resolve([]));
+  assert.ok(none.statuses.includes(200));
+  assert.equal(none.h.agent.last.session.caller.verstat, 'No-TN-Validation');
+  none.h.close();
+  const wrongOrig = await inbound('observe', async () => [{ name: 'Identity', value: await identity({ orig: '+15550009999' }) }]);
+  assert.ok(wrongOrig.statuses.includes(200));
+  assert.equal(wrongOrig.h.agent.last.session.caller.verstat, 'TN-Validation-Failed');
+});
+
+test('enforce: no Identity is 428, a stale iat 403 Stale Date, a certificate URL that is not served 436, a claim for another number 438', async () => {
+  const cases: [string, (h: TrunkHarness<HeldAgent>) => Promise<{ name: string; value: string }[]>, number, RegExp][] = [
+    ['none', () => Promise.resolve([]), 428, /Use Identity Header/],
+    ['stale', async (x) => [{ name: 'Identity', value: await identity({ iat: Math.floor(x.clock.now() / 1000) - 3600 }) }], 403, /Stale Date/],
+    ['unserved', async () => [{ name: 'Identity', value: await identity({ x5u: lab.x5u.replace('/sp.pem', '/gone.pem') }) }], 436, /Bad Identity Info/],
+    ['dest', async () => [{ name: 'Identity', value: await identity({ dest: '+15550000000' }) }], 438, /Invalid Identity Header/],
+  ];
+  for (const [what, headers, status, reason] of cases) {
+    const r = await inbound('enforce', headers);
+    const final = r.got.find((x) => x.status >= 200)!;
+    assert.equal(final.status, status, what);
+    assert.match(final.reason, reason, what);
+    assert.equal(r.h.agent.sessions.length, 0, `${what}: no agent`);
+    r.h.close();
+    h = undefined;
+  }
+});
+
+test('outbound: a signing trunk puts Identity and a Date equal to iat on its INVITE; secsipidx verifies it; attestation A for a number configured as ours', async () => {
+  const harness = outboundHarness({
+    trunks: [{ name: 'carrier-a', codecs: ['pcmu'], stirShaken: { sign: true }, outbound: { address: '203.0.113.10:5060', transport: 'udp', numbers: [TRUNK_NUMBER] } }],
+    outboundRoutes: [{ prefix: '+1', trunk: 'carrier-a' }],
+    stirShaken: { sign: { privateKey: lab.signerKey, certificateUrl: lab.x5u, attestation: { default: 'B', numbers: { [TRUNK_NUMBER]: 'A' } } } },
+  });
+  h = harness;
+  const a = await harness.carrier('203.0.113.10:5060', CALLER_NUMBER);
+  harness.router.outbound.dial({ to: CALLER_NUMBER }, {});
+  await until(() => a.flow.sent.some((t) => t.startsWith('INVITE ')), 'the INVITE');
+  const invite = a.nextRequest('INVITE') as SipRequest;
+  const id = header(invite, 'Identity')!;
+  assert.ok(id, 'an Identity header');
+  const payload = JSON.parse(Buffer.from(id.split('.')[1]!, 'base64url').toString()) as { attest: string; iat: number; orig: { tn: string }; dest: { tn: string[] } };
+  assert.deepEqual([payload.attest, payload.orig.tn, payload.dest.tn], ['A', '15551230000', ['15557654321']]);
+  assert.equal(Date.parse(header(invite, 'Date')!) / 1000, payload.iat, 'Date is iat');
+  const pub = `${lab.signerCert}.pub.pem`;
+  const spki = spawnSync('openssl', ['x509', '-in', lab.signerCert, '-pubkey', '-noout'], { encoding: 'utf8' }).stdout;
+  writeFileSync(pub, spki);
+  const check = spawnSync('secsipidx', ['-check', '-identity', id, '-fpubkey', pub, '-expire', '999999999'], { encoding: 'utf8' });
+  assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  await settle();
+});
