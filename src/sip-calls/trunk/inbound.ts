@@ -258,6 +258,7 @@ export class TrunkInbound {
       if (pending.cancelled) return;
       if (stir) {
         Object.assign(details, { verstat: stir.verstat, ...(stir.attest ? { attest: stir.attest } : {}), ...(stir.origTn ? { origTn: stir.origTn } : {}) });
+        metrics.stir(trunk.name, stir.verstat);
         if (stir.reason) deps.log.info({ trunk: trunk.name, verstat: stir.verstat, reason: stir.reason }, 'STIR/SHAKEN verification failed');
         if (stir.refuse) {
           pending.transition('refused');
@@ -320,7 +321,7 @@ export class TrunkInbound {
       admitted = true;
       const { call, log } = started;
       call.sipCallId = header(req, 'Call-ID');
-      call.trunk = { name: trunk.name, from: callerId.number, to: number };
+      call.trunk = { name: trunk.name, from: callerId.number, to: number, ...(stir ? { verstat: stir.verstat } : {}) };
       await this.#attachAgent(started.agent.start(), inbound.ringTimeoutSeconds * 1000, pending);
       if (pending.cancelled) return;
       if (call.state === 'ended') throw new VoxgateError('VG_AGENT_NOT_READY', `Temporarily Unavailable (the call ended while the agent started: ${call.endReason ?? 'unknown'})`);

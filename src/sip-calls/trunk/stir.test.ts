@@ -58,6 +58,8 @@ test('observe: a valid Identity reaches the agent as TN-Validation-Passed, attes
   assert.deepEqual(s.caller, { number: CALLER_NUMBER, name: undefined, verstat: 'TN-Validation-Passed', attest: 'A', origTn: '15557654321' });
   assert.equal(s.details.customParameters.StirVerstat, 'TN-Validation-Passed');
   assert.match(readFileSync(h.auditPath, 'utf8'), /"verstat":"TN-Validation-Passed","attest":"A"/);
+  assert.equal([...h.calls.values()][0]?.trunk?.verstat, 'TN-Validation-Passed', 'in /api/sessions (the call\'s trunk)');
+  assert.match(await h.registry.metrics(), /^voxgate_stir_verifications_total\{trunk="carrier-a",verstat="TN-Validation-Passed"\} 1$/m);
 });
 
 test('observe: no Identity is No-TN-Validation, a bad one TN-Validation-Failed; both calls go on', async () => {

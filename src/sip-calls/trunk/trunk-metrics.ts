@@ -3,6 +3,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 /** Per-trunk Prometheus metrics: calls by outcome, calls now, and the RTP ports they hold. */
 export class TrunkMetrics {
   readonly calls: Counter<'trunk' | 'direction' | 'outcome'>;
+  readonly verifications: Counter<'trunk' | 'verstat'>;
 
   constructor(registry: Registry, live: { active(): { trunk: string; calls: number }[]; rtpPortsInUse(): number }) {
     const registers = [registry];
@@ -10,6 +11,12 @@ export class TrunkMetrics {
       name: 'voxgate_sip_trunk_calls_total',
       help: 'Trunk calls by trunk, direction (inbound, outbound) and outcome (answered, cancelled, or the refusal status)',
       labelNames: ['trunk', 'direction', 'outcome'],
+      registers,
+    });
+    this.verifications = new Counter({
+      name: 'voxgate_stir_verifications_total',
+      help: 'Inbound INVITEs verified on STIR/SHAKEN trunks, by trunk and verstat (TN-Validation-Passed, TN-Validation-Failed, No-TN-Validation)',
+      labelNames: ['trunk', 'verstat'],
       registers,
     });
     new Gauge({
@@ -35,6 +42,10 @@ export class TrunkMetrics {
   /** `trunk` is `unknown` for refusals before a trunk was identified. */
   inbound(trunk: string, outcome: string): void {
     this.calls.inc({ trunk, direction: 'inbound', outcome });
+  }
+
+  stir(trunk: string, verstat: string): void {
+    this.verifications.inc({ trunk, verstat });
   }
 
   /** Calls voxgate placed: answered, or the SIP status they failed with (429: refused at the trunk's limit). */
