@@ -23,17 +23,28 @@ export interface StiLab {
   close(): Promise<void>;
 }
 
+/**
+ * openssl in `dir`: `root(name)` a self-signed EC P-256 CA (`name.pem`, `name.key`), valid 2 days;
+ * `leaf(name, ca, ext)` an EC P-256 certificate that CA issued, valid a day, with `-addext`-style lines.
+ */
+export function certificateMaker(dir: string): { root(name: string): void; leaf(name: string, ca: string, ext?: string[]): void } {
+  const f = (n: string) => join(dir, n);
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  return {
+    root: (name) =>
+      void openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`), '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'),
+    leaf: (name, ca, ext = []) => {
+      openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name}`);
+      writeFileSync(f(`${name}.ext`), `${ext.join('\n')}\n`);
+      openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.pem`), '-CAkey', f(`${ca}.key`), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
+    },
+  };
+}
+
 export async function stiLab(): Promise<StiLab> {
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-sti-lab-'));
   const f = (n: string) => join(dir, n);
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const root = (name: string) =>
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`), '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
-  const leaf = (name: string, ca: string, ext: string[] = []) => {
-    openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name}`);
-    writeFileSync(f(`${name}.ext`), `${ext.join('\n')}\n`);
-    openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.pem`), '-CAkey', f(`${ca}.key`), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
-  };
+  const { root, leaf } = certificateMaker(dir);
   root('sti-root');
   root('web-ca');
   leaf('signer', 'sti-root');
