@@ -4,6 +4,7 @@ import { verifyAuditFile } from '../audit/audit-log.js';
 import { signJwt } from '../auth/source-auth.js';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { Gateway } from '../gateway.js';
+import { stirCommand } from './stir.js';
 
 const USAGE = `voxgate: the gateway between live audio and AI voice agents
 
@@ -11,6 +12,7 @@ usage:
   voxgate serve [--config FILE] [--host H] [--http-port N] [--udp-port N]
   voxgate audit verify FILE
   voxgate token --secret S --sub SOURCE [--ttl SECONDS]
+  voxgate stir keygen|sign|verify ...   STIR/SHAKEN: development keys, sign a PASSporT, check an Identity header
 
 serve reads VOXGATE_CONFIG when --config is not given; with neither it runs with defaults
 (HTTP on 127.0.0.1:8080, media on UDP 50000) and prints a development source token.`;
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
     if (cmd === 'serve' || cmd === undefined) await serve(rest);
     else if (cmd === 'audit') process.exitCode = auditCommand(rest);
     else if (cmd === 'token') process.exitCode = tokenCommand(rest);
+    else if (cmd === 'stir') process.exitCode = await stirCommand(rest);
     else {
       process.stderr.write(USAGE + '\n');
       process.exitCode = cmd === 'help' || cmd === '--help' ? 0 : 2;

@@ -3,11 +3,11 @@
  * STI root, a signer certificate it issued (EC P-256) and a separate web CA for the HTTPS
  * server that serves the signer's chain at `x5u`, as the STI and web PKIs are apart in the field.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import { certificateMaker } from '../sip/identity/dev-certificates.js';
 import { join } from 'node:path';
 
 export interface StiLab {
@@ -21,24 +21,6 @@ export interface StiLab {
   /** Paths under `x5u`'s directory the server was asked for. */
   hits: string[];
   close(): Promise<void>;
-}
-
-/**
- * openssl in `dir`: `root(name)` a self-signed EC P-256 CA (`name.pem`, `name.key`), valid 2 days;
- * `leaf(name, ca, ext)` an EC P-256 certificate that CA issued, valid a day, with `-addext`-style lines.
- */
-export function certificateMaker(dir: string): { root(name: string): void; leaf(name: string, ca: string, ext?: string[]): void } {
-  const f = (n: string) => join(dir, n);
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  return {
-    root: (name) =>
-      void openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`), '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign'),
-    leaf: (name, ca, ext = []) => {
-      openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name}`);
-      writeFileSync(f(`${name}.ext`), `${ext.join('\n')}\n`);
-      openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.pem`), '-CAkey', f(`${ca}.key`), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
-    },
-  };
 }
 
 export async function stiLab(): Promise<StiLab> {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { certificateMaker } from '../../testing/stir.js';
+import { certificateMaker } from './dev-certificates.js';
 import { CertificateCache } from './certificates.js';
 import { identityHeader, signPassport, verifyIdentity } from './passport.js';
 
