@@ -7,13 +7,25 @@ import { rmSync } from 'node:fs';
  * (baresip, SIPp) load on their own.
  */
 
-/** A UDP port on 127.0.0.1 that was free a moment ago (the OS picked it). */
+/**
+ * A UDP port free on 127.0.0.1 now, in 30000-31999: below the kernel's ephemeral range
+ * (32768+), above the default sip.rtp range, clear of the e2e tests' own RTP ranges (32000+).
+ * A port-0 socket opened meanwhile (a WebRTC client gathering, a peer) cannot take it before
+ * the gateway binds it: libdatachannel binds the media port only at the first call, and a port
+ * taken by then failed every call of that gateway with a 500 (agent-twilio, once in CI).
+ */
 export async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (let tries = 0; tries < 200; tries++) {
+    const port = 30_000 + Math.floor(Math.random() * 2_000);
+    const s = createSocket('udp4');
+    const ok = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.bind(port, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => s.close(() => r()));
+    if (ok) return port;
+  }
+  throw new Error('no free UDP port in 30000-31999');
 }
 
 /** Resolves when `check` returns a value, polling an observable state; rejects after `ms`. */
