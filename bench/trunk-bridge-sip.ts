@@ -13,8 +13,8 @@
  * rtpengine, not voxgate, carries the offer.
  */
 import { randomBytes } from 'node:crypto';
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { parseSip, type SipMessage } from './trunk-sip.js';
+import type { RemoteInfo, Socket } from 'node:dgram';
+import { openSipSocket, parseSip, type SipMessage } from './trunk-sip.js';
 
 const T1 = 500;
 const T2 = 4000;
@@ -150,17 +150,7 @@ export class PhoneUas {
   }
 
   static async open(): Promise<PhoneUas> {
-    const socket = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(0, '127.0.0.1', () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    socket.setRecvBufferSize(8 << 20);
-    socket.setSendBufferSize(8 << 20);
-    return new PhoneUas(socket);
+    return new PhoneUas(await openSipSocket());
   }
 
   get port(): number {

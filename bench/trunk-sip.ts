@@ -104,6 +104,24 @@ interface ClientTx {
   onResponse(res: SipMessage): void;
 }
 
+/**
+ * A UDP socket on 127.0.0.1 for a bench SIP peer, with room for bursts of 180/200 when hundreds
+ * of calls a second ramp up (capped by net.core.rmem_max).
+ */
+export async function openSipSocket(): Promise<Socket> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, '127.0.0.1', () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+  socket.setRecvBufferSize(8 << 20);
+  socket.setSendBufferSize(8 << 20);
+  return socket;
+}
+
 export class TrunkUac {
   readonly counters: UacCounters = { inviteRetransmits: 0, byeRetransmits: 0, reAcks: 0, gatewayRequests: 0, strays: 0, foreignContacts: [] };
   /** Called when the gateway ends a dialog (its BYE). */
@@ -122,18 +140,7 @@ export class TrunkUac {
   }
 
   static async open(gateway: { host: string; port: number }): Promise<TrunkUac> {
-    const socket = createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(0, '127.0.0.1', () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    // A ramp of hundreds of calls a second: room for bursts of 180/200 (capped by net.core.rmem_max).
-    socket.setRecvBufferSize(8 << 20);
-    socket.setSendBufferSize(8 << 20);
-    return new TrunkUac(socket, gateway);
+    return new TrunkUac(await openSipSocket(), gateway);
   }
 
   get dialogs(): number {
