@@ -10,8 +10,12 @@ const USAGE = `usage:
   voxgate stir keygen --dir DIR                 a development STI root and a signer key and certificate it issued (openssl)
   voxgate stir sign --key KEY.pem --x5u URL --orig +E164 --dest +E164 [--attest A|B|C]
                                                 prints an Identity header value
-  voxgate stir verify --identity VALUE --orig +E164 --dest +E164 (--cert CHAIN.pem | --anchor ROOT.pem [--fetch-ca CA.pem])
-                      [--max-age SECONDS]       prints each check; exit 0 when it passes`;
+  voxgate stir verify --identity VALUE --orig +E164 --dest +E164 (--cert CHAIN.pem [--anchor ROOT.pem] | --anchor ROOT.pem [--fetch-ca CA.pem])
+                      [--max-age SECONDS] [--at SECONDS|ISO-DATE]
+                                                prints each check; exit 0 when it passes. --cert: the
+                                                certificate (chain) from a file, checked to --anchor if
+                                                given; else fetched from the header's x5u. --at: verify
+                                                as of the moment of the call (default now)`;
 
 type Out = { out(text: string): void; err(text: string): void };
 const std: Out = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
@@ -33,6 +37,7 @@ export async function stirCommand(argv: string[], io: Out = std): Promise<number
       anchor: { type: 'string' },
       'fetch-ca': { type: 'string' },
       'max-age': { type: 'string' },
+      at: { type: 'string' },
     },
   });
   const usage = () => (io.err(`${USAGE}\n`), 2);
@@ -54,16 +59,18 @@ export async function stirCommand(argv: string[], io: Out = std): Promise<number
   }
   if (sub === 'verify') {
     if (!values.identity || !values.orig || !values.dest || (!values.cert && !values.anchor)) return usage();
+    const atMs = values.at === undefined ? Date.now() : /^\d+$/.test(values.at) ? Number(values.at) * 1000 : Date.parse(values.at);
+    if (Number.isNaN(atMs)) return usage();
     let key;
-    if (values.cert) key = new X509Certificate(readFileSync(values.cert)).publicKey;
+    const x5u = /;\s*info\s*=\s*<([^>]*)>/i.exec(values.identity)?.[1] ?? '';
+    if (values.cert && !values.anchor) key = new X509Certificate(readFileSync(values.cert)).publicKey;
     else {
-      const x5u = /;\s*info\s*=\s*<([^>]*)>/i.exec(values.identity)?.[1] ?? '';
-      const cache = new CertificateCache({ trustAnchors: [readFileSync(values.anchor!, 'utf8')], ttlMs: 0, maxBytes: 65_536, timeoutMs: 5000, ...(values['fetch-ca'] ? { fetchCa: [readFileSync(values['fetch-ca'], 'utf8')] } : {}) });
-      const got = await cache.keyFor(x5u);
-      io.out(`certificate ${got.ok ? 'ok' : `FAILED (${got.status}): ${got.reason}`} ${x5u}\n`);
+      const cache = new CertificateCache({ trustAnchors: [readFileSync(values.anchor!, 'utf8')], ttlMs: 0, maxBytes: 65_536, timeoutMs: 5000, now: () => atMs, ...(values['fetch-ca'] ? { fetchCa: [readFileSync(values['fetch-ca'], 'utf8')] } : {}) });
+      const got = values.cert ? cache.checkChain(readFileSync(values.cert, 'utf8'), values.cert) : await cache.keyFor(x5u);
+      io.out(`certificate ${got.ok ? 'ok' : `FAILED (${got.status}): ${got.reason}`} ${values.cert ?? x5u}\n`);
       if (got.ok) key = got.key;
     }
-    const v = await verifyIdentity({ identity: values.identity, key, now: Math.floor(Date.now() / 1000), maxAgeSeconds: Number(values['max-age'] ?? 60), origTn: values.orig, destTn: values.dest });
+    const v = await verifyIdentity({ identity: values.identity, key, now: Math.floor(atMs / 1000), maxAgeSeconds: Number(values['max-age'] ?? 60), origTn: values.orig, destTn: values.dest });
     for (const c of v.checks) io.out(`${c.ok ? 'ok    ' : 'FAILED'} ${c.name.padEnd(9)} ${c.detail}\n`);
     io.out(`${v.verstat}${v.sipStatus ? ` (enforce mode would answer ${v.reason})` : ''}\n`);
     return v.verstat === 'TN-Validation-Passed' ? 0 : 1;

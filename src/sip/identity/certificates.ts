@@ -70,7 +70,7 @@ export class CertificateCache {
     } catch (err) {
       return { ok: false, status: 436, reason: `x5u ${x5u} could not be fetched: ${(err as Error).message}` };
     }
-    return this.#check(pem, x5u);
+    return this.checkChain(pem, x5u);
   }
 
   #fetch(url: URL): Promise<string> {
@@ -106,8 +106,12 @@ export class CertificateCache {
     });
   }
 
-  /** The chain as served (leaf first): each certificate issued by the next, the last by a trust anchor, all valid now; an EC P-256 leaf. */
-  #check(pem: string, x5u: string): CertificateResult {
+  /**
+   * The chain as served (leaf first): each certificate issued by the next, the last by a trust
+   * anchor, all valid at `nowMs` (default the cache's clock); an EC P-256 leaf. Public for
+   * `voxgate stir verify --cert` and for checking a published vector on a fixed clock.
+   */
+  checkChain(pem: string, x5u: string, nowMs = this.#now()): CertificateResult {
     const blocks = splitPem(pem);
     if (blocks.length === 0) return { ok: false, status: 436, reason: `x5u ${x5u} served no PEM certificate` };
     let chain: X509Certificate[];
@@ -116,9 +120,8 @@ export class CertificateCache {
     } catch (err) {
       return { ok: false, status: 436, reason: `x5u ${x5u} served an unreadable certificate: ${(err as Error).message}` };
     }
-    const now = this.#now();
     for (const c of chain) {
-      if (Date.parse(c.validFrom) > now || Date.parse(c.validTo) < now) return { ok: false, status: 437, reason: `certificate ${c.subject.replace(/\n/g, ', ')} is not valid now (${c.validFrom} - ${c.validTo})` };
+      if (Date.parse(c.validFrom) > nowMs || Date.parse(c.validTo) < nowMs) return { ok: false, status: 437, reason: `certificate ${c.subject.replace(/\n/g, ', ')} is not valid now (${c.validFrom} - ${c.validTo})` };
     }
     for (let i = 0; i + 1 < chain.length; i++) {
       if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) return { ok: false, status: 437, reason: `certificate ${i} of ${x5u} is not issued by the next one` };
