@@ -213,7 +213,7 @@ describe('SIP trunk calls from baresip (a carrier) to an agent', () => {
     const share = toneShare(pcm, TONE_HZ, 8000);
     assert.ok(share > 0.5, `the 1 kHz tone is ${(share * 100).toFixed(0)} % of what the listener heard`);
     const row = (await adminSessions(tg.url)).find((r) => r.id === id);
-    assert.deepEqual(row?.trunk, { name: 'carrier-a', from: CALLER, to: NUMBER });
+    assert.deepEqual(row?.trunk, { name: 'carrier-a', direction: 'inbound', from: CALLER, to: NUMBER });
     assert.equal(row?.codec, 'pcmu');
     assert.match(row?.remoteAddress ?? '', /^127\.0\.0\.1:\d+$/, 'the latched media address');
     await b.hangup();

@@ -35,6 +35,13 @@ export type TransferTarget = string | readonly string[];
 export interface TransferOptions {
   /** How long the targets may ring before the transfer fails with 408 (default 30 s). */
   timeoutSeconds?: number;
+  /**
+   * The caller ID a phone-number target sees. `ours` (default): the trunk's number (or the number
+   * the call came in on). `caller`: the transferred phone caller's own number, passed through as
+   * Twilio's `<Dial>` does when forwarding; signed with STIR/SHAKEN attestation C (voxgate is the
+   * gateway, not the originator, and cannot vouch for it). A caller without a number gets `ours`.
+   */
+  callerId?: 'ours' | 'caller';
 }
 
 /**

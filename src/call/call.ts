@@ -110,8 +110,11 @@ export class Call extends TypedEmitter<CallEvents> {
   /** Where its signalling came from, and the SIP Call-ID of the caller's dialog, for /api/sessions. */
   signalingRemote: string | undefined;
   sipCallId: string | undefined;
-  /** A phone call through a SIP trunk: which trunk, the numbers, the STIR/SHAKEN verdict on a verifying trunk. */
-  trunk: { name: string; from: string; to: string; verstat?: string } | undefined;
+  /**
+   * A phone call through a SIP trunk: which trunk, which way (a carrier's call to us, or ours
+   * out), the numbers, the STIR/SHAKEN verdict on a verifying trunk.
+   */
+  trunk: { name: string; direction: 'inbound' | 'outbound'; from: string; to: string; verstat?: string } | undefined;
   /** What the agent's transfer(target) does (set by whoever set the call up). */
   transferHandler: ((target: TransferTarget, opts?: TransferOptions) => Promise<void>) | undefined;
   #state: CallState = 'connecting';

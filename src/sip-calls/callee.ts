@@ -1,6 +1,7 @@
 import type { CodecName } from '../core/config.js';
 import { TypedEmitter } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
+import type { Call } from '../call/call.js';
 import { newSendStream, type SendStream } from '../call/start-call.js';
 import type { MediaFormat } from '../media/endpoint.js';
 import { planAnswer, type AnswerPlan } from '../sdp/codec-policy.js';
@@ -8,6 +9,7 @@ import { parseOffer } from '../sdp/offer.js';
 import { planRtpAnswer, type RtpAnswerPlan } from '../sdp/profile-rtp.js';
 import { REASONS } from '../sip/build.js';
 import type { Dialog } from '../sip/dialog.js';
+import type { Attestation } from '../sip/identity/passport.js';
 import type { SipHeader, SipResponse } from '../sip/message.js';
 import { InviteUac, type InviteUacOutcome } from '../sip/ua/invite-uac.js';
 import type { SipFlow } from '../sip/transport/transport.js';
@@ -100,7 +102,7 @@ export class NumberCallee extends Callee {
     private readonly rtp: RtpTransports,
     readonly trunk: Trunk,
     readonly target: string,
-    private readonly opts: { from: string; callerName?: string; ringTimeoutMs: number; codecs: CodecName[]; log: Logger; headers?: SipHeader[] },
+    private readonly opts: { from: string; callerName?: string; ringTimeoutMs: number; codecs: CodecName[]; log: Logger; headers?: SipHeader[]; attest?: Attestation },
   ) {
     super();
     this.result = this.#run();
@@ -145,7 +147,7 @@ export class NumberCallee extends Callee {
     let identity: SipHeader[] = [];
     if (this.trunk.config.stirShaken?.sign) {
       try {
-        identity = await deps.stir!.signer!.headers(this.opts.from, this.target, deps.clock.now());
+        identity = await deps.stir!.signer!.headers(this.opts.from, this.target, deps.clock.now(), ...(this.opts.attest ? [this.opts.attest] : []));
       } catch (err) {
         transport.close();
         this.opts.log.error({ err, trunk: this.trunk.name }, 'the INVITE could not be signed');
@@ -223,6 +225,17 @@ export class NumberCallee extends Callee {
 }
 
 /** A registered user (a browser on SIP over WebSocket, a phone), called where they registered. */
+/**
+ * What a registered user is told about the phone caller handed to them, as terminating carriers
+ * present it: RFC 3325's P-Asserted-Identity with the caller's number and the STIR/SHAKEN verdict
+ * as `verstat` (3GPP TS 24.229 §7.2A.20), when the trunk verified. Only for a carrier's call with
+ * a number (not a withheld one, not a call we placed).
+ */
+export function assertedPhoneCaller(ctx: SipCallsContext, trunk: Call['trunk']): SipHeader[] {
+  if (trunk?.direction !== 'inbound' || !/^\+\d{3,15}$/.test(trunk.from)) return [];
+  return [{ name: 'P-Asserted-Identity', value: `<sip:${trunk.from}@${ctx.deps.domain};user=phone${trunk.verstat ? `;verstat=${trunk.verstat}` : ''}>` }];
+}
+
 export class UserCallee extends Callee {
   readonly result: Promise<CalleeOutcome>;
   #uac: InviteUac | undefined;

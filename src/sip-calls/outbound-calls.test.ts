@@ -160,7 +160,7 @@ test('180 rings; the 200 is ACKed, the call is answered and the agent gets it wi
   const call = h.calls.get(v.id)!;
   assert.ok(call, 'the call is a session under the same id');
   assert.equal(call.sipCallId, header(invite, 'Call-ID'));
-  assert.deepEqual(call.trunk, { name: 'carrier-a', from: '+15551230000', to: CALLED });
+  assert.deepEqual(call.trunk, { name: 'carrier-a', direction: 'outbound', from: '+15551230000', to: CALLED });
   assert.equal(h.trunks.byName('carrier-a')!.outbound.size, 1);
 
   h.router.outbound.hangup(v.id);

@@ -312,7 +312,7 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
       details,
     });
     oc.call = started.call;
-    if (oc.trunk) started.call.trunk = { name: oc.trunk.name, from: oc.from ?? '', to: oc.req.to };
+    if (oc.trunk) started.call.trunk = { name: oc.trunk.name, direction: 'outbound', from: oc.from ?? '', to: oc.req.to };
     started.call.on('ended', (reason: EndReason) => {
       // An early call that ends (the agent hung up, a DELETE, shutdown) ends the attempt: the phone stops ringing.
       if (oc.state !== 'answered') {

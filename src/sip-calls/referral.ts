@@ -12,7 +12,7 @@ import type { SipFlow } from '../sip/transport/transport.js';
 import type { RtpTransports } from '../transport/rtp-udp/factory.js';
 import type { SipCallsContext } from './context.js';
 import type { PartyDialog } from './party-dialog.js';
-import { dropAnswered, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
+import { assertedPhoneCaller, dropAnswered, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
 import { callerIdFor, phoneNumberOf } from './trunk/routes.js';
 import type { Trunk } from './trunk/trunks.js';
 
@@ -142,7 +142,7 @@ export class Referrals {
       const host = hostOf(referral.target);
       if (host !== deps.domain.toLowerCase()) return this.#failed(d, referral, 404, `Not Found (domain ${host ?? '?'} is not served here)`);
       if (!user || this.hooks.isAgent(user)) return this.#failed(d, referral, 403, 'Forbidden (the agent can be handed to a registered user or a phone number only)');
-      callee = new UserCallee(this.ctx, user, { id: `${d.call.id}-refer-${referral.id}`, format: caller.format, ringTimeoutMs: TRANSFER_RING_MS, localUser: d.localUser, log, headers });
+      callee = new UserCallee(this.ctx, user, { id: `${d.call.id}-refer-${referral.id}`, format: caller.format, ringTimeoutMs: TRANSFER_RING_MS, localUser: d.localUser, log, headers: [...headers, ...assertedPhoneCaller(this.ctx, d.call.trunk)] });
     }
     referral.callee = callee;
     const progress = (status: number, reason: string) => {

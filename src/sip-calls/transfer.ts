@@ -7,11 +7,12 @@ import { PartyLeg } from '../call/party-leg.js';
 import { formatOf } from '../call/start-call.js';
 import { MediaEndpoint, type MediaFormat } from '../media/endpoint.js';
 import { hostOf, REASONS, userOf } from '../sip/build.js';
+import type { Attestation } from '../sip/identity/passport.js';
 import { header } from '../sip/message.js';
 import type { Incoming } from '../sip/sip-service.js';
 import type { SipFlow } from '../sip/transport/transport.js';
 import type { RtpTransports } from '../transport/rtp-udp/factory.js';
-import { hangUp, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
+import { assertedPhoneCaller, hangUp, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
 import type { SipCallsContext } from './context.js';
 import type { PartyDialog } from './party-dialog.js';
 import { callerIdFor, phoneNumberOf, type OutboundRoutes } from './trunk/routes.js';
@@ -159,7 +160,7 @@ export class AgentTransfers {
       throw new TransferError(status, reason);
     };
     // Every target is checked before any is called: a rota with a typo rings nobody.
-    const plans = targets.map((t) => this.#plan(call, t));
+    const plans = targets.map((t) => this.#plan(call, t, opts));
     const bad = plans.find((p) => 'status' in p);
     if (bad && 'status' in bad) return fail(bad.status, bad.reason);
     // The rota's calls on each trunk are admitted together (maxCalls counts them all, callsPerSecond once).
@@ -209,7 +210,7 @@ export class AgentTransfers {
   }
 
   /** Where a target is reached: a user of our domain (not an agent), or a number on a trunk. */
-  #plan(call: Call, target: string): CalleePlan | { status: number; reason: string } {
+  #plan(call: Call, target: string, opts: TransferOptions): CalleePlan | { status: number; reason: string } {
     const number = phoneNumberOf(target);
     if (number) {
       const out = this.outbound;
@@ -217,7 +218,11 @@ export class AgentTransfers {
       const trunk = own?.config.outbound ? own : out?.routes.trunkFor(number);
       if (!out || !trunk) return { status: 404, reason: `Not Found (no outbound trunk routes ${number}: configure sip.outboundRoutes)` };
       if (!trunk.mayDial(number)) return { status: 403, reason: `Forbidden (trunk ${trunk.name} may not call ${number}: outbound.allowedPrefixes)` };
-      const from = callerIdFor(trunk, undefined, call.trunk?.to);
+      // Passing the phone caller's own number on: voxgate is a gateway for it (ATIS-1000074 §5.2.3: C).
+      const inbound = call.trunk?.direction === 'inbound' ? call.trunk : undefined;
+      const passOn = opts.callerId === 'caller' && inbound && /^\+\d{6,15}$/.test(inbound.from) ? inbound.from : undefined;
+      if (passOn) return { kind: 'number', number, trunk, from: passOn, attest: 'C' };
+      const from = callerIdFor(trunk, undefined, inbound?.to);
       if (!from) return { status: 403, reason: `Forbidden (trunk ${trunk.name} has no outbound.numbers to present as caller ID)` };
       return { kind: 'number', number, trunk, from };
     }
@@ -230,8 +235,8 @@ export class AgentTransfers {
   }
 
   #callee(call: Call, p: CalleePlan, format: MediaFormat, ringTimeoutMs: number, log: Logger, i: number): Callee {
-    if (p.kind === 'user') return new UserCallee(this.ctx, p.user, { id: `${call.id}-callee-${i}`, format, ringTimeoutMs, localUser: 'agent', log });
-    const callee = new NumberCallee(this.ctx, this.outbound!.rtp, p.trunk, p.number, { from: p.from, ringTimeoutMs, codecs: trunkOfferCodecs(p.trunk.config.codecs, format.codec), log });
+    if (p.kind === 'user') return new UserCallee(this.ctx, p.user, { id: `${call.id}-callee-${i}`, format, ringTimeoutMs, localUser: 'agent', log, headers: assertedPhoneCaller(this.ctx, call.trunk) });
+    const callee = new NumberCallee(this.ctx, this.outbound!.rtp, p.trunk, p.number, { from: p.from, ringTimeoutMs, codecs: trunkOfferCodecs(p.trunk.config.codecs, format.codec), log, ...(p.attest ? { attest: p.attest } : {}) });
     p.trunk.outbound.add(`${call.id}-callee-${i}`);
     void callee.result.then((o) => {
       if (!o.ok) p.trunk.outbound.delete(`${call.id}-callee-${i}`);
@@ -277,7 +282,7 @@ export class AgentTransfers {
 /** Targets rung at once for one transfer. */
 const MAX_TARGETS = 10;
 
-type CalleePlan = { kind: 'user'; user: string } | { kind: 'number'; number: string; trunk: Trunk; from: string };
+type CalleePlan = { kind: 'user'; user: string } | { kind: 'number'; number: string; trunk: Trunk; from: string; attest?: Attestation };
 
 /**
  * The first callee to answer, the others cancelled; when nobody answers, the most telling

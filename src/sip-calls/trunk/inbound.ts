@@ -321,7 +321,7 @@ export class TrunkInbound {
       admitted = true;
       const { call, log } = started;
       call.sipCallId = header(req, 'Call-ID');
-      call.trunk = { name: trunk.name, from: callerId.number, to: number, ...(stir ? { verstat: stir.verstat } : {}) };
+      call.trunk = { name: trunk.name, direction: 'inbound', from: callerId.number, to: number, ...(stir ? { verstat: stir.verstat } : {}) };
       await this.#attachAgent(started.agent.start(), inbound.ringTimeoutSeconds * 1000, pending);
       if (pending.cancelled) return;
       if (call.state === 'ended') throw new VoxgateError('VG_AGENT_NOT_READY', `Temporarily Unavailable (the call ended while the agent started: ${call.endReason ?? 'unknown'})`);

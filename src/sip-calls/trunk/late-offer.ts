@@ -129,7 +129,7 @@ export class LateOffers {
     });
     const { call } = started;
     call.sipCallId = header(req, 'Call-ID');
-    call.trunk = { name: w.trunk.name, from: w.callerId.number, to: w.number, ...(w.details.verstat ? { verstat: w.details.verstat } : {}) };
+    call.trunk = { name: w.trunk.name, direction: 'inbound', from: w.callerId.number, to: w.number, ...(w.details.verstat ? { verstat: w.details.verstat } : {}) };
     const d = ctx.openDialog({
       dialog: Dialog.uas(req, w.incoming.toTag, flow.transport),
       flow,

@@ -132,7 +132,7 @@ test('the carrier’s 200 answers the browser 200 with our WebRTC SDP; one call 
   assert.equal(h.calls.size, 1);
   const call = [...h.calls.values()][0]!;
   assert.deepEqual([...call.legs.keys()].sort(), ['callee', 'caller']);
-  assert.deepEqual(call.trunk, { name: 'carrier-a', from: '+15551230000', to: CALLED });
+  assert.deepEqual(call.trunk, { name: 'carrier-a', direction: 'outbound', from: '+15551230000', to: CALLED });
   assert.equal(call.sipCallId, header(invite, 'Call-ID'));
   assert.equal(h.agent.sessions.length, 0, 'no agent: a bridge');
   alice.callerRequest('BYE', invite, ok);

@@ -207,7 +207,7 @@ export class PhoneBridge {
     const { deps } = this.deps.ctx;
     const call = new Call(id, source, deps.clock, deps.idleTimeoutMs, { kind: 'sip-ws', mediaNow: () => deps.runtime.clock.now() });
     call.signalingRemote = undefined;
-    call.trunk = { name: trunk, from, to: number };
+    call.trunk = { name: trunk, direction: 'outbound', from, to: number };
     deps.calls.add(call);
     call.addLeg('caller', new PartyLeg('sip-ws', new MediaEndpoint(id, browser, formatOf(plan), call.pcmRate, out, deps.runtime)));
     browser.on('state', (state) => {

@@ -113,3 +113,59 @@ test('outbound: a signing trunk puts Identity and a Date equal to iat on its INV
   assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
   await settle();
 });
+
+/** A carrier's call in on a trunk that verifies and signs, answered by the agent; the carrier's outbound side at 203.0.113.10. */
+async function transferable(): Promise<{ h: OutboundHarness<HeldAgent>; out: Awaited<ReturnType<OutboundHarness<HeldAgent>['carrier']>> }> {
+  const harness = outboundHarness({
+    trunks: [{ ...VERIFYING, stirShaken: { verify: true, sign: true }, outbound: { address: '203.0.113.10:5060', transport: 'udp', numbers: [TRUNK_NUMBER], callerIdHeader: 'pai', fromHost: 'carrier.example.net' } }],
+    outboundRoutes: [{ prefix: '+1', trunk: 'carrier-a' }],
+    stirShaken: { ...verifying('observe'), sign: { privateKey: lab.signerKey, certificateUrl: lab.x5u, attestation: { default: 'B', numbers: { [TRUNK_NUMBER]: 'A' } } } },
+  });
+  h = harness;
+  const c = await harness.carrier(SBC);
+  const out = await harness.carrier('203.0.113.10:5060', '+15550002222');
+  const { jws } = await signPassport({ key: createPrivateKey(readFileSync(lab.signerKey)), x5u: lab.x5u, attest: 'A', orig: CALLER_NUMBER, dest: TRUNK_NUMBER, iat: Math.floor(harness.clock.now() / 1000) });
+  const invite = c.invite({ headers: [{ name: 'Identity', value: identityHeader(jws, lab.x5u) }] });
+  let ok: SipResponse | undefined;
+  await until(() => (ok = c.take().find((m): m is SipResponse => m.kind === 'response' && m.status === 200)) !== undefined, 'the 200');
+  c.ack(invite, ok!);
+  await settle();
+  assert.equal(harness.agent.last.session.caller.verstat, 'TN-Validation-Passed');
+  return { h: harness, out };
+}
+
+function claimsOf(invite: SipRequest): { attest: string; orig: { tn: string } } {
+  return JSON.parse(Buffer.from(header(invite, 'Identity')!.split('.')[1]!, 'base64url').toString()) as { attest: string; orig: { tn: string } };
+}
+
+test("a transfer to a number presents our number attested A; with callerId 'caller' it passes the phone caller's number on, attested C (gateway)", async () => {
+  const first = await transferable();
+  const ourTransfer = first.h.agent.last.session.transfer('+15550002222');
+  await until(() => first.out.flow.sent.some((t) => t.startsWith('INVITE ')), 'the INVITE');
+  const ours = first.out.nextRequest('INVITE');
+  assert.equal(header(ours, 'P-Asserted-Identity'), `<sip:${TRUNK_NUMBER}@carrier.example.net;user=phone>`);
+  assert.deepEqual([claimsOf(ours).attest, claimsOf(ours).orig.tn], ['A', TRUNK_NUMBER.slice(1)]);
+  first.out.respond(ours, 486);
+  await assert.rejects(ourTransfer, /486/);
+  first.h.close();
+
+  const second = await transferable();
+  const passing = second.h.agent.last.session.transfer('+15550002222', { callerId: 'caller' });
+  await until(() => second.out.flow.sent.some((t) => t.startsWith('INVITE ')), 'the INVITE');
+  const passed = second.out.nextRequest('INVITE');
+  assert.equal(header(passed, 'P-Asserted-Identity'), `<sip:${CALLER_NUMBER}@carrier.example.net;user=phone>`);
+  assert.deepEqual([claimsOf(passed).attest, claimsOf(passed).orig.tn], ['C', CALLER_NUMBER.slice(1)]);
+  second.out.respond(passed, 486);
+  await assert.rejects(passing, /486/);
+});
+
+test('a verified phone call handed to a registered browser carries the caller and its verdict: P-Asserted-Identity <sip:+E164@domain;user=phone;verstat=TN-Validation-Passed>', async () => {
+  const { h } = await transferable();
+  const alice = await h.browser('alice', 'alice-secret');
+  const handing = h.agent.last.session.transfer('sip:alice@voxgate.test');
+  let invite: SipRequest | undefined;
+  await until(() => (invite = alice.take().find((m): m is SipRequest => m.kind === 'request' && m.method === 'INVITE')) !== undefined, "the browser's INVITE");
+  assert.equal(header(invite!, 'P-Asserted-Identity'), `<sip:${CALLER_NUMBER}@voxgate.test;user=phone;verstat=TN-Validation-Passed>`);
+  alice.respond(invite!, 486);
+  await assert.rejects(handing, /486/);
+});

@@ -19,9 +19,10 @@ export class StirSigner {
     return this.cfg.attestation.numbers[from] ?? this.cfg.attestation.default;
   }
 
-  async headers(from: string, to: string, nowMs = Date.now()): Promise<{ name: string; value: string }[]> {
+  /** `attest` overrides the level for calls we pass on rather than originate (C, gateway attestation). */
+  async headers(from: string, to: string, nowMs = Date.now(), attest: Attestation = this.attestationOf(from)): Promise<{ name: string; value: string }[]> {
     const iat = Math.floor(nowMs / 1000);
-    const { jws } = await signPassport({ key: this.key, x5u: this.cfg.certificateUrl, attest: this.attestationOf(from), orig: from, dest: to, iat, ...(this.cfg.origId ? { origid: this.cfg.origId } : {}) });
+    const { jws } = await signPassport({ key: this.key, x5u: this.cfg.certificateUrl, attest, orig: from, dest: to, iat, ...(this.cfg.origId ? { origid: this.cfg.origId } : {}) });
     return [
       { name: 'Date', value: httpDate(iat * 1000) },
       { name: 'Identity', value: identityHeader(jws, this.cfg.certificateUrl) },

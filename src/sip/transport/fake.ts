@@ -56,7 +56,8 @@ export class FakeSipTransport implements SipTransport {
 
   /** A new far end (a connection, or a UDP peer address). */
   connect(remote = `198.51.100.${this.#next}:${5000 + this.#next}`): FakeFlow {
-    const flow = new FakeFlow(`fake-${this.#next++}`, this, remote);
+    // Unique across transports, as real flow ids are: the stack finds a flow by id among all of them.
+    const flow = new FakeFlow(`fake-${this.protocol.toLowerCase()}-${this.#next++}`, this, remote);
     this.flows.set(flow.id, flow);
     return flow;
   }
