@@ -59,7 +59,7 @@ async function startStirGateway(lab: StiLab): Promise<{ pid: number; sipPort: nu
       rtp: { portMin: 20000, portMax: 29999 },
       trunks: [{ ...trunk('verify'), stirShaken: { verify: true } }, trunk('plain')],
     },
-    stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'observe', maxAgeSeconds: 60 } },
+    stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'observe', maxAgeSeconds: 60, allowPrivateAddresses: true } },
     audit: { path: join(dir, 'audit.jsonl') },
     log: { level: 'silent' },
   };

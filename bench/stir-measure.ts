@@ -164,6 +164,7 @@ export function stirFor(input: WorkerInput): { signer: StirSigner; verifier: Sti
       mode: 'observe',
       maxAgeSeconds: input.maxAgeSeconds,
       certificateCache: { ttlSeconds: 3600, maxBytes: 65_536, timeoutMs: 5000 },
+      allowPrivateAddresses: true,
     },
   };
   const { signer, verifier } = loadStirShaken(cfg);

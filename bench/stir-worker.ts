@@ -26,7 +26,7 @@ const WARMUP_S = 0.5;
 
 async function warmCache(verifier: StirVerifier, x5u: string): Promise<void> {
   const cert = await verifier.cache.keyFor(x5u);
-  if (!cert.ok) throw new Error(`the lab's certificate did not load: ${cert.reason}`);
+  if (!cert.ok) throw new Error(`the lab's certificate did not load: ${cert.detail}`);
 }
 
 async function loops(input: WorkerInput): Promise<void> {
@@ -52,7 +52,7 @@ async function loops(input: WorkerInput): Promise<void> {
       op: 'verify: StirVerifier.verify (cached cert)',
       run: async (i) => {
         const c = calls[i % POOL]!;
-        const r = await verifier.verify(c.identity, c.from, c.to);
+        const r = await verifier.verify({ identities: [c.identity], origTn: c.from, destTn: [c.to], date: undefined });
         return passed(r.verstat) && `${r.verstat}: ${r.reason ?? ''}`;
       },
     },
@@ -115,7 +115,7 @@ async function serve(input: WorkerInput): Promise<void> {
               } catch {
                 // A body that does not decode fails the verification below.
               }
-              const r = await verifier.verify(body, claims.orig?.tn, claims.dest?.tn?.[0]);
+              const r = await verifier.verify({ identities: [body], origTn: claims.orig?.tn, destTn: claims.dest?.tn ?? [], date: undefined });
               return r.verstat === 'TN-Validation-Passed' ? reply(200, 'OK\n') : reply(500, 'FAILED\n');
             })()
           : req.url === '/v1/sign-csv'

@@ -124,7 +124,7 @@ describe('STIR/SHAKEN against Kamailio secsipid as the carrier', () => {
         },
         stirShaken: {
           sign: { privateKey: lab.signerKey, certificateUrl: lab.x5u, attestation: { default: 'B', numbers: { [OUR_NUMBER]: 'A' } } },
-          verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'enforce' },
+          verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'enforce', allowPrivateAddresses: true },
         },
       },
       { agents: { probe: () => probe } },

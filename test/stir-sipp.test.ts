@@ -201,7 +201,7 @@ describe('inbound STIR/SHAKEN in observe mode (trunk carrier-a verifies, the cal
           agents: { [TWILIO_CALLED]: { type: 'twilio-stream', url: twilio.url } },
           trunks: [{ name: 'carrier-a', inbound: { numbers: [CALLED, TWILIO_CALLED], allowedAddresses: ['127.0.0.1/32'], agent: 'probe' }, codecs: ['pcmu'], stirShaken: { verify: true } }],
         },
-        stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'observe' } },
+        stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'observe', allowPrivateAddresses: true } },
       },
       { agents: { probe: () => probe }, log: pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l) as Record<string, unknown>) }) },
     );
@@ -248,7 +248,7 @@ describe('inbound STIR/SHAKEN in observe mode (trunk carrier-a verifies, the cal
     }
   });
 
-  test('a stale iat, a wrong key and a tampered claim still reach the agent, as TN-Validation-Failed (the claimed attest kept)', async () => {
+  test('a stale iat, a wrong key and a tampered claim still reach the agent, as TN-Validation-Failed without the claims (attest A is only logged as claimed)', async () => {
     const failedBefore = await stirCount(tg, 'TN-Validation-Failed');
     const cases: [string, Signed, RegExp][] = [
       ['stale iat', secsipidxSign({ dest: CALLED, iat: now() - 3600 }), /^Stale Date \(iat: /],
@@ -262,9 +262,10 @@ describe('inbound STIR/SHAKEN in observe mode (trunk carrier-a verifies, the cal
       assert.deepEqual(finals(r).map((m) => m.status), [200], what);
       assert.equal(probe.sessions.length, before + 1, `${what}: one agent session`);
       const s = probe.sessions.at(-1)!;
-      assert.deepEqual([s.caller.verstat, s.caller.attest, s.details.customParameters.StirVerstat], ['TN-Validation-Failed', 'A', 'TN-Validation-Failed'], what);
+      assert.deepEqual([s.caller.verstat, s.caller.attest, s.details.customParameters.StirVerstat], ['TN-Validation-Failed', undefined, 'TN-Validation-Failed'], what);
       const failure = logged.filter((l) => l.msg === 'STIR/SHAKEN verification failed').at(-1);
       assert.match(String(failure?.reason), why, `${what}: failed for its own reason`);
+      assert.equal((failure?.claimed as { attest?: string } | undefined)?.attest, 'A', `${what}: the claim logged`);
     }
     assert.equal(await stirCount(tg, 'TN-Validation-Failed'), failedBefore + cases.length);
   });
@@ -274,6 +275,7 @@ describe('inbound STIR/SHAKEN in observe mode (trunk carrier-a verifies, the cal
 
 describe('inbound STIR/SHAKEN in enforce mode: RFC 8224 §6.2.2 answers on the wire, no agent', () => {
   let tg: TestGateway;
+  const logged: Record<string, unknown>[] = [];
   const probe = new ProbeAgent();
 
   before(async () => {
@@ -285,9 +287,9 @@ describe('inbound STIR/SHAKEN in enforce mode: RFC 8224 §6.2.2 answers on the w
           trunks: [{ name: 'carrier-a', inbound: { numbers: [ENFORCED], allowedAddresses: ['127.0.0.1/32'], agent: 'probe' }, codecs: ['pcmu'], stirShaken: { verify: true } }],
         },
         // Small bounds so the slow and oversized certificate URLs fail fast.
-        stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'enforce', maxAgeSeconds: 60, certificateCache: { timeoutMs: 500, maxBytes: 8192, ttlSeconds: 60 } } },
+        stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'enforce', allowPrivateAddresses: true, maxAgeSeconds: 60, certificateCache: { timeoutMs: 500, maxBytes: 8192, ttlSeconds: 60 } } },
       },
-      { agents: { probe: () => probe } },
+      { agents: { probe: () => probe }, log: pino({ level: 'info' }, { write: (l: string) => void logged.push(JSON.parse(l) as Record<string, unknown>) }) },
     );
   });
   after(() => tg?.stop());
@@ -305,7 +307,8 @@ describe('inbound STIR/SHAKEN in enforce mode: RFC 8224 §6.2.2 answers on the w
   });
 
   const elsewhere = () => lab.x5u.replace('/sp.pem', '/elsewhere.pem');
-  const cases: { what: string; sign: () => Signed | undefined; status: number; reason: RegExp }[] = [
+  /** What the carrier is told is fixed text (no socket error, no address: RFC 8224's answer is not a port scanner); the log says what happened. */
+  const cases: { what: string; sign: () => Signed | undefined; status: number; reason: RegExp; logged?: RegExp }[] = [
     { what: 'no Identity header', sign: () => undefined, status: 428, reason: /^Use Identity Header$/ },
     { what: 'a stale iat (secsipidx -iat now-3600)', sign: () => secsipidxSign({ dest: ENFORCED, iat: now() - 3600 }), status: 403, reason: /^Stale Date \(iat: 3[56]\d\d s old/ },
     { what: 'a future iat (secsipidx -iat now+3600)', sign: () => secsipidxSign({ dest: ENFORCED, iat: now() + 3600 }), status: 403, reason: /^Stale Date \(iat: 3[56]\d\d s in the future/ },
@@ -313,11 +316,11 @@ describe('inbound STIR/SHAKEN in enforce mode: RFC 8224 §6.2.2 answers on the w
     { what: 'a tampered claim (dest re-encoded, signature kept)', sign: () => tamperedDest(ENFORCED), status: 438, reason: /^Invalid Identity Header \(signature:/ },
     { what: 'a claim for another caller (orig)', sign: () => secsipidxSign({ dest: ENFORCED, orig: '+15550009999' }), status: 438, reason: /^Invalid Identity Header \(orig: orig 15550009999 vs presented 15551230000\)$/ },
     { what: 'info that is not the signed x5u', sign: () => secsipidxSign({ dest: ENFORCED, x5u: elsewhere(), info: lab.x5u }), status: 436, reason: /^Bad Identity Info \(info: info https:\S+\/sp\.pem is not x5u https:\S+\/elsewhere\.pem\)$/ },
-    { what: 'a certificate URL that is not served (404)', sign: () => secsipidxSign({ dest: ENFORCED, x5u: elsewhere() }), status: 436, reason: /^Bad Identity Info \(x5u \S+ could not be fetched: HTTP 404\)$/ },
-    { what: 'a chain to another root', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.untrusted, key: refusals.untrustedKey }), status: 437, reason: /^Unsupported Credential \(the chain of \S+ does not end at a configured STI trust anchor/ },
-    { what: 'an oversized certificate (200 000 bytes, maxBytes 8192)', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.oversized }), status: 436, reason: /^Bad Identity Info \(x5u \S+ could not be fetched: more than 8192 bytes\)$/ },
-    { what: 'a certificate URL that never answers (timeoutMs 500)', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.slow }), status: 436, reason: /^Bad Identity Info \(x5u \S+ could not be fetched: no certificate within 500 ms\)$/ },
-    { what: 'a certificate URL that redirects', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.redirect }), status: 436, reason: /^Bad Identity Info \(x5u \S+ could not be fetched: HTTP 302 \(redirects are not followed\)\)$/ },
+    { what: 'a certificate URL that is not served (404)', sign: () => secsipidxSign({ dest: ENFORCED, x5u: elsewhere() }), status: 436, reason: /^Bad Identity Info \(certificate: the x5u certificate could not be fetched\)$/, logged: /HTTP 404/ },
+    { what: 'a chain to another root', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.untrusted, key: refusals.untrustedKey }), status: 437, reason: /^Unsupported Credential \(certificate: the certificate chain does not end at a trusted STI root\)$/, logged: /does not end at a configured STI trust anchor/ },
+    { what: 'an oversized certificate (200 000 bytes, maxBytes 8192)', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.oversized }), status: 436, reason: /^Bad Identity Info \(certificate: the x5u certificate could not be fetched\)$/, logged: /more than 8192 bytes/ },
+    { what: 'a certificate URL that never answers (timeoutMs 500)', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.slow }), status: 436, reason: /^Bad Identity Info \(certificate: the x5u certificate could not be fetched\)$/, logged: /no certificate within 500 ms/ },
+    { what: 'a certificate URL that redirects', sign: () => secsipidxSign({ dest: ENFORCED, x5u: refusals.redirect }), status: 436, reason: /^Bad Identity Info \(certificate: the x5u certificate could not be fetched\)$/, logged: /HTTP 302 \(redirects are not followed\)/ },
   ];
   for (const c of cases) {
     test(`${c.what}: ${c.status}, ACKed, no agent session, audited`, async () => {
@@ -336,6 +339,7 @@ describe('inbound STIR/SHAKEN in enforce mode: RFC 8224 §6.2.2 answers on the w
       const rec = await auditRecord(tg, `the ${c.status} audit record`, (a) => a.action === 'sip.invite' && a.remote === sippAddress(r));
       assert.deepEqual([rec.outcome, rec.status, rec.by, rec.verstat], ['rejected', c.status, 'stir-shaken', signed ? 'TN-Validation-Failed' : 'No-TN-Validation']);
       assert.ok(Date.now() - t0 < 3000, `answered within 3 s (${Date.now() - t0} ms)`);
+      if (c.logged) assert.match(String(logged.filter((l) => l.msg === 'STIR/SHAKEN verification failed').at(-1)?.certificate), c.logged, 'the log says what happened');
     });
   }
 });

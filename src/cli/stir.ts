@@ -44,8 +44,8 @@ export async function stirCommand(argv: string[], io: Out = std): Promise<number
   if (sub === 'keygen') {
     if (!values.dir) return usage();
     const make = certificateMaker(values.dir);
-    make.root('sti-root');
-    make.leaf('signer', 'sti-root');
+    make.root('sti-root', { days: 365 });
+    make.leaf('signer', 'sti-root', [], { days: 90 });
     io.out(`${join(values.dir, 'signer.key')}: the signing key (stirShaken.sign.privateKey)\n${join(values.dir, 'signer.pem')}: its certificate; serve it with sti-root.pem appended at certificateUrl\n${join(values.dir, 'sti-root.pem')}: the root verifiers trust (stirShaken.verify.trustAnchors)\n`);
     return 0;
   }
@@ -65,13 +65,13 @@ export async function stirCommand(argv: string[], io: Out = std): Promise<number
     const x5u = /;\s*info\s*=\s*<([^>]*)>/i.exec(values.identity)?.[1] ?? '';
     if (values.cert && !values.anchor) key = new X509Certificate(readFileSync(values.cert)).publicKey;
     else {
-      const cache = new CertificateCache({ trustAnchors: [readFileSync(values.anchor!, 'utf8')], ttlMs: 0, maxBytes: 65_536, timeoutMs: 5000, now: () => atMs, ...(values['fetch-ca'] ? { fetchCa: [readFileSync(values['fetch-ca'], 'utf8')] } : {}) });
+      const cache = new CertificateCache({ trustAnchors: [readFileSync(values.anchor!, 'utf8')], ttlMs: 0, maxBytes: 65_536, timeoutMs: 5000, now: () => atMs, allowPrivateAddresses: true, ...(values['fetch-ca'] ? { fetchCa: [readFileSync(values['fetch-ca'], 'utf8')] } : {}) });
       const got = values.cert ? cache.checkChain(readFileSync(values.cert, 'utf8'), values.cert) : await cache.keyFor(x5u);
       io.out(`certificate ${got.ok ? 'ok' : `FAILED (${got.status}): ${got.reason}`} ${values.cert ?? x5u}\n`);
       if (got.ok) key = got.key;
     }
     const v = await verifyIdentity({ identity: values.identity, key, now: Math.floor(atMs / 1000), maxAgeSeconds: Number(values['max-age'] ?? 60), origTn: values.orig, destTn: values.dest });
-    for (const c of v.checks) io.out(`${c.ok ? 'ok    ' : 'FAILED'} ${c.name.padEnd(9)} ${c.detail}\n`);
+    for (const c of v.checks) io.out(`${c.ok ? 'ok    ' : c.skipped ? 'skip  ' : 'FAILED'} ${c.name.padEnd(9)} ${c.detail}\n`);
     io.out(`${v.verstat}${v.sipStatus ? ` (enforce mode would answer ${v.reason})` : ''}\n`);
     return v.verstat === 'TN-Validation-Passed' ? 0 : 1;
   }

@@ -324,6 +324,12 @@ export const configSchema = z
               .prefault({}),
             /** PEM files the certificate fetch's HTTPS trusts instead of the system CAs (a lab's web CA). */
             fetchCa: z.array(z.string().min(1)).optional(),
+            /**
+             * Whether an x5u may name a loopback, private, link-local or unique-local address (a lab
+             * on one machine). Off: the x5u is chosen by whoever signed the call, and must not make
+             * the gateway reach into its own network.
+             */
+            allowPrivateAddresses: z.boolean().default(false),
           })
           .strict()
           .optional(),

@@ -10,6 +10,7 @@ import { planRtpAnswer, type RtpAnswerPlan } from '../sdp/profile-rtp.js';
 import { REASONS } from '../sip/build.js';
 import type { Dialog } from '../sip/dialog.js';
 import type { Attestation } from '../sip/identity/passport.js';
+import { isE164 } from '../sip/phone-number.js';
 import type { SipHeader, SipResponse } from '../sip/message.js';
 import { InviteUac, type InviteUacOutcome } from '../sip/ua/invite-uac.js';
 import type { SipFlow } from '../sip/transport/transport.js';
@@ -224,18 +225,20 @@ export class NumberCallee extends Callee {
   }
 }
 
-/** A registered user (a browser on SIP over WebSocket, a phone), called where they registered. */
 /**
  * What a registered user is told about the phone caller handed to them, as terminating carriers
  * present it: RFC 3325's P-Asserted-Identity with the caller's number and the STIR/SHAKEN verdict
- * as `verstat` (3GPP TS 24.229 §7.2A.20), when the trunk verified. Only for a carrier's call with
- * a number (not a withheld one, not a call we placed).
+ * as `verstat` (3GPP TS 24.229 §7.2A.20), when the trunk verified. `verstat` is a tel URI
+ * parameter, so it goes in the user part of a `user=phone` SIP URI (RFC 3261 §19.1.6):
+ * `<sip:+15557654321;verstat=TN-Validation-Passed@domain;user=phone>`. Only for a carrier's call
+ * with a number (not a withheld one, not a call we placed).
  */
 export function assertedPhoneCaller(ctx: SipCallsContext, trunk: Call['trunk']): SipHeader[] {
-  if (trunk?.direction !== 'inbound' || !/^\+\d{3,15}$/.test(trunk.from)) return [];
-  return [{ name: 'P-Asserted-Identity', value: `<sip:${trunk.from}@${ctx.deps.domain};user=phone${trunk.verstat ? `;verstat=${trunk.verstat}` : ''}>` }];
+  if (trunk?.direction !== 'inbound' || !isE164(trunk.from)) return [];
+  return [{ name: 'P-Asserted-Identity', value: `<sip:${trunk.from}${trunk.verstat ? `;verstat=${trunk.verstat}` : ''}@${ctx.deps.domain};user=phone>` }];
 }
 
+/** A registered user (a browser on SIP over WebSocket, a phone), called where they registered. */
 export class UserCallee extends Callee {
   readonly result: Promise<CalleeOutcome>;
   #uac: InviteUac | undefined;

@@ -15,6 +15,7 @@ import type { RtpTransports } from '../transport/rtp-udp/factory.js';
 import { assertedPhoneCaller, hangUp, NumberCallee, TRANSFER_RING_MS, trunkOfferCodecs, UserCallee, type Answered, type Callee } from './callee.js';
 import type { SipCallsContext } from './context.js';
 import type { PartyDialog } from './party-dialog.js';
+import { isE164 } from '../sip/phone-number.js';
 import { callerIdFor, phoneNumberOf, type OutboundRoutes } from './trunk/routes.js';
 import type { Trunk } from './trunk/trunks.js';
 
@@ -220,7 +221,7 @@ export class AgentTransfers {
       if (!trunk.mayDial(number)) return { status: 403, reason: `Forbidden (trunk ${trunk.name} may not call ${number}: outbound.allowedPrefixes)` };
       // Passing the phone caller's own number on: voxgate is a gateway for it (ATIS-1000074 §5.2.3: C).
       const inbound = call.trunk?.direction === 'inbound' ? call.trunk : undefined;
-      const passOn = opts.callerId === 'caller' && inbound && /^\+\d{6,15}$/.test(inbound.from) ? inbound.from : undefined;
+      const passOn = opts.callerId === 'caller' && inbound && isE164(inbound.from) ? inbound.from : undefined;
       if (passOn) return { kind: 'number', number, trunk, from: passOn, attest: 'C' };
       const from = callerIdFor(trunk, undefined, inbound?.to);
       if (!from) return { status: 403, reason: `Forbidden (trunk ${trunk.name} has no outbound.numbers to present as caller ID)` };

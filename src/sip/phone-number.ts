@@ -30,6 +30,9 @@ export function e164Of(uri: string): string | undefined {
   return undefined;
 }
 
+/** A number in E.164 form with its `+` (ITU-T E.164: up to 15 digits, no leading zero). */
+export const isE164 = (n: string): boolean => /^\+[1-9]\d{1,14}$/.test(n);
+
 /** Where the caller's identity was read from, in the order a terminating gateway trusts them. */
 export type CallerIdSource = 'P-Asserted-Identity' | 'P-Preferred-Identity' | 'Remote-Party-ID' | 'From';
 
@@ -99,4 +102,26 @@ export function carrierHeaders(req: SipRequest): Record<string, string> {
     n++;
   }
   return out;
+}
+
+/**
+ * The numbers a STIR/SHAKEN verifier compares a PASSporT with (RFC 8224 §6.2, ATIS-1000074
+ * §5.3.1): the calling number as presented, P-Asserted-Identity's else From's, before any
+ * privacy is applied (a withheld caller's PASSporT still names them); and the called number,
+ * the Request-URI's and To's (a retargeted call keeps the number it was signed for in To).
+ */
+export function stirNumbersOf(req: SipRequest): { orig: string | undefined; dest: string[] } {
+  const numberIn = (values: string[]) =>
+    values
+      .flatMap((v) => {
+        try {
+          return [e164Of(parseNameAddr(v).uri)];
+        } catch {
+          return [];
+        }
+      })
+      .find((n) => n !== undefined);
+  const orig = numberIn(headerList(req, 'P-Asserted-Identity').flatMap((v) => splitList(v))) ?? numberIn(headerList(req, 'From'));
+  const dest = [e164Of(req.uri), numberIn(headerList(req, 'To'))].filter((n): n is string => n !== undefined);
+  return { orig, dest: [...new Set(dest)] };
 }

@@ -10,6 +10,7 @@ import { planRtpAnswer } from '../../sdp/profile-rtp.js';
 import { tagOf, uriOf, userOf } from '../../sip/build.js';
 import { Dialog } from '../../sip/dialog.js';
 import { header, type SipRequest } from '../../sip/message.js';
+import { stirInputOf } from '../../sip/identity/stir.js';
 import { callerIdOf, carrierHeaders, diversionOf, e164Of } from '../../sip/phone-number.js';
 import type { Incoming } from '../../sip/sip-service.js';
 import type { RtpTransports } from '../../transport/rtp-udp/factory.js';
@@ -254,16 +255,16 @@ export class TrunkInbound {
         customParameters: {},
       };
       // RFC 8224 §6.2: verified before routing, against the caller ID presented and the number called.
-      const stir = trunk.config.stirShaken?.verify ? await deps.stir?.verifier?.verify(header(req, 'Identity'), callerId.number, number, deps.clock.now()) : undefined;
+      const stir = trunk.config.stirShaken?.verify ? await deps.stir?.verifier?.verify(stirInputOf(req, number), deps.clock.now()) : undefined;
       if (pending.cancelled) return;
       if (stir) {
         Object.assign(details, { verstat: stir.verstat, ...(stir.attest ? { attest: stir.attest } : {}), ...(stir.origTn ? { origTn: stir.origTn } : {}) });
         metrics.stir(trunk.name, stir.verstat);
-        if (stir.reason) deps.log.info({ trunk: trunk.name, verstat: stir.verstat, reason: stir.reason }, 'STIR/SHAKEN verification failed');
+        if (stir.reason) deps.log.info({ trunk: trunk.name, verstat: stir.verstat, reason: stir.reason, claimed: stir.claimed, certificate: stir.certificateDetail }, 'STIR/SHAKEN verification failed');
         if (stir.refuse) {
           pending.transition('refused');
           metrics.inbound(trunk.name, String(stir.refuse.status));
-          this.#audit(incoming, 'rejected', stir.refuse.status, { trunk: trunk.name, number, reason: stir.refuse.reason, verstat: stir.verstat, by: 'stir-shaken' });
+          this.#audit(incoming, 'rejected', stir.refuse.status, { trunk: trunk.name, number, reason: stir.refuse.reason, verstat: stir.verstat, by: 'stir-shaken', check: stir.refuse.check });
           return incoming.respond(stir.refuse.status, { reason: stir.refuse.reason });
         }
       }

@@ -28,7 +28,7 @@ const SBC = '192.0.2.10:5060';
 const VERIFYING: TrunkInput = { name: 'carrier-a', inbound: { numbers: [TRUNK_NUMBER], allowedAddresses: ['192.0.2.0/24'] }, codecs: ['pcmu'], stirShaken: { verify: true } };
 
 function verifying(mode: 'observe' | 'enforce') {
-  return { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode } };
+  return { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode, allowPrivateAddresses: true } };
 }
 
 async function identity(opts: { orig?: string; dest?: string; iat?: number; x5u?: string } = {}): Promise<string> {
@@ -88,6 +88,27 @@ test('enforce: no Identity is 428, a stale iat 403 Stale Date, a certificate URL
     r.h.close();
     h = undefined;
   }
+});
+
+test('several Identity headers: a diversion PASSporT (ppt=div) first does not hide the SHAKEN one that passes; a failed PASSporT\'s claims do not reach the agent', async () => {
+  const { h, statuses } = await inbound('enforce', async () => [
+    { name: 'Identity', value: (await identity()).replace('ppt=shaken', 'ppt=div') },
+    { name: 'Identity', value: await identity() },
+  ]);
+  assert.ok(statuses.includes(200), String(statuses));
+  assert.equal(h.agent.last.session.caller.verstat, 'TN-Validation-Passed');
+  h.close();
+  const failed = await inbound('observe', async () => [{ name: 'Identity', value: await identity({ dest: '+15550000000' }) }]);
+  assert.deepEqual(failed.h.agent.last.session.caller, { number: CALLER_NUMBER, name: undefined, verstat: 'TN-Validation-Failed', attest: undefined, origTn: undefined }, 'no attest or origTn from a PASSporT that failed');
+});
+
+test('a withheld caller (Privacy: id) whose PASSporT names them is verified against the number presented, and stays withheld from the agent', async () => {
+  const { h, statuses } = await inbound('enforce', async () => [
+    { name: 'Privacy', value: 'id' },
+    { name: 'Identity', value: await identity() },
+  ]);
+  assert.ok(statuses.includes(200), String(statuses));
+  assert.deepEqual([h.agent.last.session.caller.number, h.agent.last.session.caller.verstat], ['anonymous', 'TN-Validation-Passed']);
 });
 
 test('outbound: a signing trunk puts Identity and a Date equal to iat on its INVITE; secsipidx verifies it; attestation A for a number configured as ours', async () => {
@@ -165,7 +186,7 @@ test('a verified phone call handed to a registered browser carries the caller an
   const handing = h.agent.last.session.transfer('sip:alice@voxgate.test');
   let invite: SipRequest | undefined;
   await until(() => (invite = alice.take().find((m): m is SipRequest => m.kind === 'request' && m.method === 'INVITE')) !== undefined, "the browser's INVITE");
-  assert.equal(header(invite!, 'P-Asserted-Identity'), `<sip:${CALLER_NUMBER}@voxgate.test;user=phone;verstat=TN-Validation-Passed>`);
+  assert.equal(header(invite!, 'P-Asserted-Identity'), `<sip:${CALLER_NUMBER};verstat=TN-Validation-Passed@voxgate.test;user=phone>`);
   alice.respond(invite!, 486);
   await assert.rejects(handing, /486/);
 });

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { CompactSign } from 'jose';
 import { canonicalJson, canonicalTn, identityHeader, parseIdentity, signPassport, verifyIdentity } from './passport.js';
 
 /**
@@ -77,7 +78,7 @@ describe('PASSporT (RFC 8225/8588) and Identity (RFC 8224)', () => {
   test('we verify what secsipidx signs: every check passes, TN-Validation-Passed', async () => {
     const v = await verify(secsipidxSign());
     assert.equal(v.verstat, 'TN-Validation-Passed', JSON.stringify(v.checks));
-    assert.deepEqual(v.checks.map((c) => [c.name, c.ok]), [['format', true], ['header', true], ['info', true], ['signature', true], ['iat', true], ['orig', true], ['dest', true]]);
+    assert.deepEqual(v.checks.map((c) => [c.name, c.ok]), [['format', true], ['header', true], ['info', true], ['claims', true], ['iat', true], ['orig', true], ['dest', true], ['signature', true]]);
     assert.equal(v.claims?.attest, 'A');
     assert.equal(v.x5u, X5U);
     assert.equal(v.sipStatus, undefined);
@@ -87,7 +88,7 @@ describe('PASSporT (RFC 8225/8588) and Identity (RFC 8224)', () => {
     const failed = async (identity: string, o: Parameters<typeof verify>[1] = {}) => {
       const v = await verify(identity, o);
       assert.equal(v.verstat, 'TN-Validation-Failed');
-      return { names: v.checks.filter((c) => !c.ok).map((c) => c.name), status: v.sipStatus, reason: v.reason };
+      return { names: v.checks.filter((c) => !c.ok && !c.skipped).map((c) => c.name), status: v.sipStatus, reason: v.reason };
     };
     const good = secsipidxSign();
     assert.deepEqual(await failed(good, { key: other.publicKey }), { names: ['signature'], status: 438, reason: (await verify(good, { key: other.publicKey })).reason });
@@ -115,5 +116,53 @@ describe('PASSporT (RFC 8225/8588) and Identity (RFC 8224)', () => {
     assert.equal(v.verstat, 'TN-Validation-Passed', JSON.stringify(v.checks));
     const wrongPpt = await verify(identityHeader(jws, X5U).replace('ppt=shaken', 'ppt=div'));
     assert.equal(wrongPpt.sipStatus, 437);
+  });
+
+  /** A PASSporT with these claims, signed by us (canonical or not: the verifier must not care). */
+  const signed = async (claims: Record<string, unknown>, x5u = X5U): Promise<string> => {
+    const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(claims))).setProtectedHeader({ alg: 'ES256', ppt: 'shaken', typ: 'passport', x5u }).sign(ours.privateKey);
+    return identityHeader(jws, x5u);
+  };
+  const base = () => ({ attest: 'A', dest: { tn: [canonicalTn(DEST)] }, iat: now(), orig: { tn: canonicalTn(ORIG) }, origid: randomUUID() });
+
+  test('claims RFC 8588 requires: attest other than A/B/C, no origid, a null payload are 438; a + in a claimed number still matches (compared as numbers)', async () => {
+    const zed = await verify(await signed({ ...base(), attest: 'Z' }));
+    assert.deepEqual([zed.sipStatus, zed.checks.find((c) => !c.ok)?.name], [438, 'claims']);
+    const noOrigid: Record<string, unknown> = base();
+    delete noOrigid.origid;
+    assert.equal((await verify(await signed(noOrigid))).sipStatus, 438);
+    const nullJws = await new CompactSign(new TextEncoder().encode('null')).setProtectedHeader({ alg: 'ES256', ppt: 'shaken', typ: 'passport', x5u: X5U }).sign(ours.privateKey);
+    const nul = await verify(identityHeader(nullJws, X5U));
+    assert.deepEqual([nul.sipStatus, nul.checks[0]], [438, { name: 'format', ok: false, detail: 'the PASSporT payload is not a JSON object' }]);
+    assert.equal((await verify(await signed({ ...base(), orig: { tn: ORIG } }))).verstat, 'TN-Validation-Passed');
+  });
+
+  test('the certificate is looked up last, only for a header that passed every other check, and only at the x5u the signature covers; two info parameters are 436', async () => {
+    const asked: string[] = [];
+    const keyFor = (x5u: string) => (asked.push(x5u), Promise.resolve({ ok: true as const, key: ours.publicKey }));
+    const good = await signed(base());
+    const passed = await verifyIdentity({ identity: good, keyFor, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST });
+    assert.equal(passed.verstat, 'TN-Validation-Passed');
+    assert.deepEqual(asked, [X5U]);
+    const stale = await verifyIdentity({ identity: await signed({ ...base(), iat: now() - 3600 }), keyFor, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST });
+    assert.deepEqual([stale.sipStatus, asked.length], [403, 1], 'a stale PASSporT makes no fetch');
+    assert.deepEqual(stale.checks.at(-1), { name: 'signature', ok: false, skipped: true, detail: 'not checked (the certificate is fetched only for a header that passes the other checks)' });
+    const twice = await verifyIdentity({ identity: good.replace(`;info=<${X5U}>`, `;info=<https://attacker.example/a.pem>;info=<${X5U}>`), keyFor, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST });
+    assert.deepEqual([twice.sipStatus, twice.checks.find((c) => !c.ok)?.detail, asked.length], [436, 'info given 2 times', 1]);
+    const unbracketed = await verify(good.replace(`info=<${X5U}>`, `info=${X5U}`));
+    assert.match(unbracketed.reason!, /^Bad Identity Info \(info: info missing \(or not in <>\)/);
+    const untrusted = await verifyIdentity({ identity: good, keyFor: () => Promise.resolve({ ok: false, status: 437, reason: 'the certificate chain does not end at a trusted STI root' }), now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST });
+    assert.deepEqual([untrusted.sipStatus, untrusted.reason], [437, 'Unsupported Credential (certificate: the certificate chain does not end at a trusted STI root)']);
+  });
+
+  test('dest may match any called number (Request-URI or To); a Date header outside the window is 403 as a stale iat is', async () => {
+    const good = await signed(base());
+    assert.equal((await verifyIdentity({ identity: good, key: ours.publicKey, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: ['+15550000000', DEST] })).verstat, 'TN-Validation-Passed');
+    const fresh = await verifyIdentity({ identity: good, key: ours.publicKey, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST, date: new Date().toUTCString() });
+    assert.equal(fresh.verstat, 'TN-Validation-Passed');
+    const old = await verifyIdentity({ identity: good, key: ours.publicKey, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST, date: new Date(Date.now() - 3_600_000).toUTCString() });
+    assert.deepEqual([old.sipStatus, old.checks.find((c) => !c.ok)?.name], [403, 'date']);
+    const junk = await verifyIdentity({ identity: good, key: ours.publicKey, now: now(), maxAgeSeconds: 60, origTn: ORIG, destTn: DEST, date: 'yesterday' });
+    assert.equal(junk.sipStatus, 403);
   });
 });

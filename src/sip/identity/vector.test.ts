@@ -30,7 +30,7 @@ test('the libstirshaken README Identity header verifies on a clock 5 s after its
   const v = await verifyIdentity({ identity: IDENTITY, key: cert.key, now: IAT + 5, maxAgeSeconds: 60, origTn: ORIG, destTn: DEST });
   assert.deepEqual(
     v.checks.map((c) => [c.name, c.ok]),
-    [['format', true], ['header', true], ['info', true], ['signature', true], ['iat', true], ['orig', true], ['dest', true]],
+    [['format', true], ['header', true], ['info', true], ['claims', true], ['iat', true], ['orig', true], ['dest', true], ['signature', true]],
   );
   assert.equal(v.verstat, 'TN-Validation-Passed');
   assert.deepEqual(v.claims, { attest: 'B', dest: { tn: [DEST] }, iat: IAT, orig: { tn: ORIG }, origid: 'e32f4189-cb86-460f-bb92-bd3acb89f29c' });
