@@ -13,23 +13,15 @@
  * grows by the verified calls, and by nothing else.
  */
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import type { RemoteInfo, Socket } from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { ConfigInput } from '../src/core/config.js';
 import type { StirSigner } from '../src/sip/identity/stir.js';
 import type { StiLab } from '../src/testing/stir.js';
-import { freeUdpPort } from '../test/helpers/peers.js';
-import { scrapeMetrics } from './trunk-gateway.js';
+import { scrapeMetrics, startGateway, type GatewayProcess } from './trunk-gateway.js';
 import { openSipSocket, parseSip, pcmuOffer, type SipMessage } from './trunk-sip.js';
 import { callerNumber } from './stir-measure.js';
 
 export const TRUNKS = { verify: '+15550000001', plain: '+15550000002' } as const;
 export type TrunkName = keyof typeof TRUNKS;
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const T1 = 500;
 const WARMUP_CALLS = 5;
 
@@ -45,63 +37,13 @@ export interface CallTiming {
   byeStatus: number;
 }
 
-async function startStirGateway(lab: StiLab): Promise<{ pid: number; sipPort: number; url: string; stop(): Promise<void>; stderr(): string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'voxgate-bench-stir-'));
-  const sipPort = await freeUdpPort();
-  const udpPort = await freeUdpPort();
+/** A gateway (bench/trunk-gateway.ts) with two trunks from 127.0.0.1 that differ only in whether they verify. */
+function startStirGateway(lab: StiLab): Promise<GatewayProcess> {
   const trunk = (name: TrunkName) => ({ name, inbound: { numbers: [TRUNKS[name]], allowedAddresses: ['127.0.0.1/32'], agent: 'echo' }, codecs: ['pcmu' as const] });
-  const config: ConfigInput = {
-    http: { host: '127.0.0.1', port: 0 },
-    media: { udpPort },
-    limits: { maxSessions: 10_000, requestsPerSecond: 1e6, requestBurst: 1e6 },
-    sip: {
-      listen: [{ transport: 'udp', host: '127.0.0.1', port: sipPort }],
-      rtp: { portMin: 20000, portMax: 29999 },
-      trunks: [{ ...trunk('verify'), stirShaken: { verify: true } }, trunk('plain')],
-    },
+  return startGateway({
+    trunks: [{ ...trunk('verify'), stirShaken: { verify: true } }, trunk('plain')],
     stirShaken: { verify: { trustAnchors: [lab.stiRoot], fetchCa: [lab.webCa], mode: 'observe', maxAgeSeconds: 60, allowPrivateAddresses: true } },
-    audit: { path: join(dir, 'audit.jsonl') },
-    log: { level: 'silent' },
-  };
-  const file = join(dir, 'config.json');
-  writeFileSync(file, JSON.stringify(config));
-  // The start script's Node flags (as bench/trunk-gateway.ts runs it).
-  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const flags = (/^node((?: --\S+)*) dist\/cli\/main\.js/.exec(start)?.[1] ?? '').trim().split(' ').filter(Boolean);
-  const entry = process.env.BENCH_GATEWAY === 'dist' ? [join(ROOT, 'dist/cli/main.js')] : ['--import', 'tsx', join(ROOT, 'src/cli/main.ts')];
-  const child = spawn(process.execPath, [...flags, ...entry, 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`voxgate did not start within 60 s:\n${err.slice(-2000)}`)), 60_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-20_000);
-      const m = /voxgate listening on (\S+)\s/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`voxgate exited (${code}) before listening:\n${err.slice(-2000)}`));
-    });
   });
-  return {
-    pid: child.pid!,
-    sipPort,
-    url,
-    stderr: () => err.slice(-2000),
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(t);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 const first = (m: SipMessage, name: string) => m.headers.get(name)?.[0] ?? '';

@@ -51,12 +51,13 @@ export const ECHO_RATE = ((r) => (r === 16000 || r === 24000 || r === 48000 ? r 
 
 type SipInput = NonNullable<ConfigInput['sip']>;
 
-/** More for the config, for bench/trunk-bridge.ts: SIP-over-WebSocket users, their outbound routes, trunks beside `bench`. */
+/** More for the config: SIP-over-WebSocket users, their outbound routes, trunks beside `bench` (bench/trunk-bridge.ts); STIR/SHAKEN (bench/stir-calls.ts). */
 export interface GatewayExtras {
   domain?: SipInput['domain'];
   users?: SipInput['users'];
   outboundRoutes?: SipInput['outboundRoutes'];
   trunks?: SipInput['trunks'];
+  stirShaken?: ConfigInput['stirShaken'];
 }
 
 export async function startGateway(extras: GatewayExtras = {}): Promise<GatewayProcess> {
@@ -76,6 +77,7 @@ export async function startGateway(extras: GatewayExtras = {}): Promise<GatewayP
       ...(extras.users ? { users: extras.users } : {}),
       ...(extras.outboundRoutes ? { outboundRoutes: extras.outboundRoutes } : {}),
     },
+    ...(extras.stirShaken ? { stirShaken: extras.stirShaken } : {}),
     audit: { path: join(dir, 'audit.jsonl') },
     log: { level: 'silent' },
   };
