@@ -44,3 +44,23 @@ test('flags override the file; a bad file says what is wrong with it', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('cluster: a node id, NATS servers and where this node is reached; each problem names its field', () => {
+  const ok = parseConfig({ cluster: { nodeId: 'node-a', nats: { servers: ['nats://127.0.0.1:4222', 'tls://nats.example:4443'] }, publicUrl: 'https://node-a.example' } });
+  assert.deepEqual([ok.cluster?.nodeId, ok.cluster?.nats.prefix, ok.cluster?.publicUrl], ['node-a', 'voxgate', 'https://node-a.example']);
+  assert.equal(parseConfig({}).cluster, undefined, 'no cluster: one node, in memory');
+  const problems = (input: unknown) => {
+    try {
+      parseConfig(input);
+      return '';
+    } catch (e) {
+      return (e as ConfigError).problems.join('\n');
+    }
+  };
+  assert.match(problems({ cluster: { nodeId: 'node a', nats: { servers: ['nats://x:1'] }, publicUrl: 'https://a.example' } }), /^cluster\.nodeId: letters, digits/m);
+  assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: [] }, publicUrl: 'https://a.example' } }), /^cluster\.nats\.servers: /m);
+  assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: ['http://x:1'] }, publicUrl: 'https://a.example' } }), /^cluster\.nats\.servers\.0: nats:\/\/host:port/m);
+  assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'], user: 'u' }, publicUrl: 'https://a.example' } }), /^cluster\.nats\.password: user and password go together/m);
+  assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'] } } }), /^cluster\.publicUrl: other nodes redirect clients/m);
+  assert.equal(parseConfig({ publicUrl: 'https://a.example', cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'] } } }).cluster?.publicUrl, undefined, 'the top-level publicUrl serves');
+});

@@ -287,6 +287,35 @@ export const configSchema = z
     cors: z.object({ origins: z.array(z.string()).default(['*']) }).strict().prefault({}),
     sip: sipSchema,
     audit: z.object({ path: z.string().default('voxgate-audit.jsonl') }).strict().prefault({}),
+    /**
+     * Several nodes on NATS JetStream (issue 17): sessions, registrations and events shared through
+     * the server; absent, one node keeps everything in memory, as before.
+     */
+    cluster: z
+      .object({
+        /** This node's name in the fleet (KV keys, event subjects, /api/sessions). */
+        nodeId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, - and _ (at most 64): it is part of NATS subjects and KV keys'),
+        nats: z
+          .object({
+            servers: z.array(z.string().regex(/^(nats|tls):\/\/[^\s]+$|^[^\s:/]+:\d+$/, 'nats://host:port, tls://host:port or host:port')).min(1),
+            user: z.string().optional(),
+            password: z.string().optional(),
+            token: z.string().optional(),
+            /** PEM file paths: the CA that signed the servers' certificates; a client certificate and key for mutual TLS. */
+            tls: z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
+            /** Bucket and stream names start with this (several fleets on one NATS). */
+            prefix: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default('voxgate'),
+          })
+          .strict(),
+        /** Where clients reach this node itself (redirects from other nodes); default the top-level publicUrl. */
+        publicUrl: z.url().optional(),
+      })
+      .strict()
+      .superRefine((c, ctx) => {
+        if ((c.nats.user === undefined) !== (c.nats.password === undefined)) ctx.addIssue({ code: 'custom', message: 'user and password go together', path: ['nats', c.nats.user === undefined ? 'user' : 'password'] });
+        if ((c.nats.tls?.cert === undefined) !== (c.nats.tls?.key === undefined)) ctx.addIssue({ code: 'custom', message: 'a client certificate needs its key (and the key its certificate)', path: ['nats', 'tls', c.nats.tls?.cert === undefined ? 'cert' : 'key'] });
+      })
+      .optional(),
     /** Load-balancer mode: answer WHIP POSTs with 307 to these endpoints in turn (RFC 9725 §4.5). */
     redirect: z.object({ targets: z.array(z.url()).min(1) }).strict().optional(),
     /** STIR/SHAKEN (RFC 8224/8225/8588): how trunks with `stirShaken.sign` sign and with `stirShaken.verify` verify. */
@@ -379,6 +408,7 @@ export function parseConfig(input: unknown): Config {
     if (t.stirShaken?.sign && !cfg.stirShaken?.sign) problems.push(`sip.trunks.${i}.stirShaken.sign: signing needs stirShaken.sign (privateKey, certificateUrl)`);
     if (t.stirShaken?.verify && !cfg.stirShaken?.verify) problems.push(`sip.trunks.${i}.stirShaken.verify: verification needs stirShaken.verify (trustAnchors)`);
   });
+  if (cfg.cluster && !cfg.cluster.publicUrl && !cfg.publicUrl) problems.push('cluster.publicUrl: other nodes redirect clients to this node there (e.g. "https://node-a.voice.example.com"); or set the top-level publicUrl');
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }
