@@ -1,4 +1,5 @@
 import type { KV } from '@nats-io/kv';
+import { kvKeys } from './kv-keys.js';
 import type { Logger } from '../../core/logger.js';
 
 /**
@@ -112,7 +113,7 @@ export class NatsNodes {
 
   async #entries(): Promise<{ info: NodeInfo; revision: number }[]> {
     const out: { info: NodeInfo; revision: number }[] = [];
-    for await (const key of await this.#o.kv.keys('node.*')) {
+    for (const key of await kvKeys(this.#o.kv, 'node.*')) {
       const e = await this.#o.kv.get(key);
       if (!e || e.operation !== 'PUT') continue;
       try {
