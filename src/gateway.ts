@@ -13,6 +13,8 @@ import type { SessionDirectory } from './call/session-directory.js';
 import type { EventBus } from './call/session-events.js';
 import { MemorySessionDirectory } from './cluster/memory/session-directory.js';
 import { MemoryEventBus } from './cluster/memory/event-bus.js';
+import { openCluster, type Cluster } from './cluster/nats/cluster.js';
+import { NatsNodes } from './cluster/nats/nodes.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import { ConfigError, type Config, type SourceConfig } from './core/config.js';
 import { TypedEmitter } from './core/events.js';
@@ -118,6 +120,8 @@ export class Gateway {
   readonly devToken: string | undefined;
   readonly adminToken: string;
   draining = false;
+  #nodes: NatsNodes | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
   readonly #router: Router;
   #server: Server | undefined;
   #redirectNext = 0;
@@ -126,6 +130,8 @@ export class Gateway {
   private constructor(
     readonly config: Config,
     opts: GatewayOptions,
+    /** The fleet's shared state on NATS, when `cluster` is configured. */
+    readonly cluster?: Cluster,
   ) {
     this.clock = opts.clock ?? new SystemClock();
     this.mediaClock = opts.mediaClock ?? new SystemClock();
@@ -138,10 +144,11 @@ export class Gateway {
     }
     this.adminToken = config.admin.token ?? newToken();
     this.auth = new SourceAuthenticator(sources, config.auth.jwtSecret, this.clock);
-    this.directory = new MemorySessionDirectory({ now: () => this.clock.now() });
-    this.events = new MemoryEventBus({ onError: (err) => this.log.error({ err }, 'session event subscriber threw') });
+    this.directory = cluster?.directory ?? new MemorySessionDirectory({ now: () => this.clock.now() });
+    this.events = cluster?.events ?? new MemoryEventBus({ onError: (err) => this.log.error({ err }, 'session event subscriber threw') });
     this.calls = new CallTable({
       ...config.limits,
+      ...(cluster ? { node: cluster.nodeId } : {}),
       directory: this.directory,
       events: this.events,
       now: () => this.clock.now(),
@@ -207,7 +214,11 @@ export class Gateway {
   }
 
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
-    const gw = new Gateway(config, opts);
+    const log = opts.log ?? createLogger(config.log.level);
+    const clock = opts.clock ?? new SystemClock();
+    // A cluster that cannot be reached stops start-up before anything listens.
+    const cluster = config.cluster ? await openCluster(config.cluster, config.cluster.publicUrl ?? config.publicUrl!, { now: () => clock.now(), log }) : undefined;
+    const gw = new Gateway(config, { ...opts, log, clock }, cluster);
     try {
       await gw.#listen();
     } catch (err) {
@@ -277,7 +288,7 @@ export class Gateway {
       flows: () => service.flowCount,
       dialogs: () => calls.dialogs,
     });
-    const service: SipService = new SipService({ config: config.sip, locations: new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics });
+    const service: SipService = new SipService({ config: config.sip, locations: this.cluster?.locations ?? new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics });
     const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log });
     service.addTransport(ws);
     const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));
@@ -382,6 +393,31 @@ export class Gateway {
     for (const t of this.sipTransports) this.sip.addTransport(t);
     if (this.registrations.length && this.sipCalls.trunks) await resolveCarriers(this.#trunkTable!, this.log);
     for (const r of this.registrations) r.start();
+    if (this.cluster) await this.#joinFleet(this.cluster);
+  }
+
+  /**
+   * Heartbeats this node's load into the nodes bucket; ends the sessions of a node that stopped
+   * heartbeating (`node-lost`, when this node wins its reap); sweeps expired tombstones.
+   */
+  async #joinFleet(cluster: Cluster): Promise<void> {
+    this.#nodes = new NatsNodes({
+      kv: cluster.nodesKv,
+      self: { nodeId: cluster.nodeId, publicUrl: cluster.publicUrl },
+      load: () => this.calls.size,
+      now: () => this.clock.now(),
+      log: this.log.child({ component: 'cluster' }),
+      onLost: async (node) => {
+        const at = this.clock.now();
+        for (const rec of await this.directory.list({ node })) {
+          await this.directory.release(rec.id, 'node-lost', at);
+          await this.events.publish({ type: 'ended', at, id: rec.id, kind: rec.kind, node: rec.node, source: rec.source, sourceKind: rec.sourceKind, reason: 'node-lost', durationMs: at - rec.createdAt, summary: null });
+        }
+      },
+    });
+    await this.#nodes.start();
+    this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => this.log.warn({ err }, 'session directory sweep failed')), 30_000);
+    this.#sweeper.unref();
   }
 
   /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */
@@ -400,7 +436,10 @@ export class Gateway {
     this.audit.close();
     await this.codecs.stop();
     this.agents.close();
+    clearInterval(this.#sweeper);
+    await this.#nodes?.close();
     await this.directory.close();
     await this.events.close();
+    await this.cluster?.close();
   }
 }

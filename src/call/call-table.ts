@@ -110,7 +110,7 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
       const at = call.connectedAt ?? call.createdAt;
       then('connected', async () => {
         await this.opts.directory?.update(call.id, { state: 'connected', connectedAt: at });
-        await this.opts.events?.publish({ type: 'connected', at, id: call.id, setupMs: at - call.createdAt });
+        await this.opts.events?.publish({ type: 'connected', at, id: call.id, kind: record.kind, node: record.node, setupMs: at - call.createdAt });
       });
     });
     call.on('ended', (reason) => {
@@ -123,7 +123,7 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
       this.emit('ended', call, reason);
       then('ended', async () => {
         await this.opts.directory?.release(call.id, reason, at);
-        await this.opts.events?.publish({ type: 'ended', at, id: call.id, source: call.source.name, sourceKind: call.source.kind, reason, durationMs: at - call.createdAt, summary });
+        await this.opts.events?.publish({ type: 'ended', at, id: call.id, kind: record.kind, node: record.node, source: call.source.name, sourceKind: call.source.kind, reason, durationMs: at - call.createdAt, summary });
       });
     });
     this.emit('created', call);

@@ -122,7 +122,7 @@ test('the table claims each call in the session directory and publishes created,
   assert.deepEqual(seen.map((e) => e.type), ['created', 'connected', 'ended']);
   assert.equal((seen[1] as Extract<SessionEvent, { type: 'connected' }>).setupMs, 250);
   const end = seen[2] as Extract<SessionEvent, { type: 'ended' }>;
-  assert.deepEqual([end.reason, end.durationMs, end.summary.packetsReceived, end.summary.mos], ['deleted', 1250, 42, null]);
+  assert.deepEqual([end.reason, end.durationMs, end.summary?.packetsReceived, end.summary?.mos], ['deleted', 1250, 42, null]);
   // A second claim of the same id is refused by the directory: reported, never thrown at the call.
   table.add(new Call('c9', source, clock, 60_000));
   await settleTurns();

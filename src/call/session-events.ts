@@ -16,10 +16,15 @@ export interface QualitySummary {
   rttMs: number | null;
 }
 
+/**
+ * `kind` and `node` are the session's (as in its SessionRecord) on every event, so a subscriber
+ * to one kind's subject sees its whole life; `summary` is null when the node holding the call
+ * was lost (another node ended it, `node-lost`, and nobody measured its end).
+ */
 export type SessionEvent =
   | { type: 'created'; at: number; session: SessionRecord }
-  | { type: 'connected'; at: number; id: string; setupMs: number }
-  | { type: 'ended'; at: number; id: string; source: string; sourceKind: string; reason: string; durationMs: number; summary: QualitySummary };
+  | { type: 'connected'; at: number; id: string; kind: string; node: string; setupMs: number }
+  | { type: 'ended'; at: number; id: string; kind: string; node: string; source: string; sourceKind: string; reason: string; durationMs: number; summary: QualitySummary | null };
 
 export interface EventBus {
   /**

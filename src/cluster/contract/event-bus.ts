@@ -82,9 +82,9 @@ function event(i: number): SessionEvent {
     case 0:
       return { type: 'created', at, session: session(i) };
     case 1:
-      return { type: 'connected', at, id: `call-${i}`, setupMs: 120 + i };
+      return { type: 'connected', at, id: `call-${i}`, kind: 'sip-trunk', node: 'node-a', setupMs: 120 + i };
     default:
-      return { type: 'ended', at, id: `call-${i}`, source: 'carrier-1', sourceKind: 'trunk', reason: 'remote-bye', durationMs: 60_000 + i, summary: { ...summary } };
+      return { type: 'ended', at, id: `call-${i}`, kind: 'sip-trunk', node: 'node-a', source: 'carrier-1', sourceKind: 'trunk', reason: 'remote-bye', durationMs: 60_000 + i, summary: { ...summary } };
   }
 }
 

@@ -7,7 +7,7 @@ import { encodeSessionEvent, MemoryEventBus } from './event-bus.js';
 eventBusContract('MemoryEventBus', async ({ onError }) => ({ bus: new MemoryEventBus({ onError }) }));
 
 const T0 = 1_700_000_000_000;
-const connected = (i: number): SessionEvent => ({ type: 'connected', at: T0 + i, id: `call-${i}`, setupMs: 100 });
+const connected = (i: number): SessionEvent => ({ type: 'connected', at: T0 + i, id: `call-${i}`, kind: 'whip', node: 'local', setupMs: 100 });
 /** Gets a value that is not plain data past the types, as a careless publisher could. */
 const smuggled = (v: object) => v as SessionEvent;
 
@@ -22,6 +22,8 @@ const ended = (over: Record<string, unknown>): SessionEvent =>
     type: 'ended',
     at: T0,
     id: 'call-1',
+    kind: 'whip',
+    node: 'local',
     source: 'studio',
     sourceKind: 'whip',
     reason: 'remote-bye',

@@ -60,11 +60,13 @@ function collector<T>(label: string) {
 
 const record = (id: string, kind: string): SessionRecord => ({ id, kind, node: 'node-a', source: 'carrier-1', sourceKind: 'trunk', state: 'connecting', createdAt: T0 });
 const created = (id: string, kind: string): SessionEvent => ({ type: 'created', at: T0, session: record(id, kind) });
-const connected = (id: string): SessionEvent => ({ type: 'connected', at: T0 + 80, id, setupMs: 80 });
-const ended = (id: string): SessionEvent => ({
+const connected = (id: string, kind = 'sip-trunk'): SessionEvent => ({ type: 'connected', at: T0 + 80, id, kind, node: 'node-a', setupMs: 80 });
+const ended = (id: string, kind = 'sip-trunk'): SessionEvent => ({
   type: 'ended',
   at: T0 + 60_000,
   id,
+  kind,
+  node: 'node-a',
   source: 'carrier-1',
   sourceKind: 'trunk',
   reason: 'remote-bye',
@@ -134,25 +136,26 @@ test('publish resolves once the server has routed the event: another node\'s nex
   }
 });
 
-test('each session kind has its subject token; a connected or ended for a session this bus did not announce goes under unknown', async () => {
+test('each session kind has its subject token, on every event of its life (each carries its kind), a lost node\'s end included', async () => {
   const { ncB, a, errors, close } = await twoNodes();
   try {
     const raw = await wire(ncB, 'voxgate.events.*.created');
     const ends = await wire(ncB, 'voxgate.events.*.ended');
     const kinds = ['whip', 'whep', 'sip-ws', 'sip-trunk', 'outbound', 'fax.relay >*'];
     for (const [i, kind] of kinds.entries()) await a.publish(created(`k${i}`, kind));
-    await a.publish(ended('k0'));
-    await a.publish(ended('k0')); // its kind was forgotten at the first end
-    await a.publish(ended('never-created'));
-    await Promise.all([raw.until(kinds.length), ends.until(3)]);
+    await a.publish(ended('k0', 'whip'));
+    // A survivor ending a lost node's call: no measurement, and the kind from the directory's record.
+    await a.publish({ ...(ended('k4', 'outbound') as Extract<SessionEvent, { type: 'ended' }>), reason: 'node-lost', summary: null });
+    await Promise.all([raw.until(kinds.length), ends.until(2)]);
     assert.deepEqual(
       raw.items.map((m) => m.subject),
       ['whip', 'whep', 'sip', 'trunk', 'outbound', 'fax_relay___'].map((k) => `voxgate.events.${k}.created`),
     );
     assert.deepEqual(
       ends.items.map((m) => m.subject),
-      ['voxgate.events.whip.ended', 'voxgate.events.unknown.ended', 'voxgate.events.unknown.ended'],
+      ['voxgate.events.whip.ended', 'voxgate.events.outbound.ended'],
     );
+    assert.equal((ends.items[1]!.json as { summary: unknown }).summary, null);
     assert.deepEqual(errors.items, []);
   } finally {
     await close();

@@ -11,9 +11,7 @@ import { encodeSessionEvent } from '../memory/event-bus.js';
  *
  * <kind> is the session's kind in the issue's words: `whip`, `whep`, `sip` (SIP over WebSocket,
  * `sip-ws`), `trunk` (`sip-trunk`), `outbound`; any other kind passes through with each character
- * outside [A-Za-z0-9_-] made `_`. Only `created` carries the kind, so `connected` and `ended` go
- * under the kind of the `created` this bus published for that id; one for a session this bus did
- * not announce (a survivor ending a lost node's calls) goes under `unknown`.
+ * outside [A-Za-z0-9_-] made `_`. Every event carries its session's kind and node.
  * Subscribe to `voxgate.events.>` for everything, `voxgate.events.trunk.>` for phone calls through
  * trunks, `voxgate.events.*.ended` for every end.
  *
@@ -25,14 +23,16 @@ import { encodeSessionEvent } from '../memory/event-bus.js';
  *                 "sourceKind": string, "state": "connecting" | "connected" | "ended",
  *                 "createdAt": number, "connectedAt"?: number, "endedAt"?: number,
  *                 "endReason"?: string, "parent"?: string (a listener's call) } }
- *   connected { "type": "connected", "at": number, "id": string, "setupMs": number }
- *   ended     { "type": "ended", "at": number, "id": string, "source": string,
- *               "sourceKind": string, "reason": string, "durationMs": number, "summary": {
+ *   connected { "type": "connected", "at": number, "id": string, "kind": string, "node": string,
+ *               "setupMs": number }
+ *   ended     { "type": "ended", "at": number, "id": string, "kind": string, "node": string,
+ *               "source": string, "sourceKind": string, "reason": string, "durationMs": number,
+ *               "summary": null (its node was lost: reason "node-lost") | {
  *                 "packetsReceived": number, "bytesReceived": number, "mos": number | null,
  *                 "lossPercent": number | null, "jitterMs": number | null, "rttMs": number | null } }
  *
  * Example, on voxgate.events.whip.ended:
- *   {"type":"ended","at":1700000060000,"id":"Qm9iLXdoaXAtMDAwMDE","source":"studio","sourceKind":"browser",
+ *   {"type":"ended","at":1700000060000,"id":"Qm9iLXdoaXAtMDAwMDE","kind":"whip","node":"node-a","source":"studio","sourceKind":"browser",
  *    "reason":"deleted","durationMs":60000,"summary":{"packetsReceived":3000,"bytesReceived":480000,
  *    "mos":4.3,"lossPercent":0.2,"jitterMs":3.1,"rttMs":null}}
  *
@@ -45,13 +45,6 @@ export const EVENT_TYPES = ['created', 'connected', 'ended'] as const;
 /** Session kinds (`Call.kind`) as issue 17 names them in subjects. */
 const SUBJECT_KIND: Readonly<Record<string, string>> = { whip: 'whip', whep: 'whep', 'sip-ws': 'sip', 'sip-trunk': 'trunk', outbound: 'outbound' };
 
-/**
- * The kinds of the sessions this bus announced, until their `ended`. Bounded: a node holds far
- * fewer live sessions than this, and one whose `ended` never came is evicted oldest-first rather
- * than kept for the process's life (its later events would then go under `unknown`).
- */
-const MAX_KINDS_REMEMBERED = 65_536;
-
 /** A session kind as one subject token: never empty, never a `.`, `*`, `>` or space. */
 export function subjectKind(kind: string): string {
   return SUBJECT_KIND[kind] ?? (kind.replace(/[^A-Za-z0-9_-]/g, '_') || 'unknown');
@@ -60,8 +53,8 @@ export function subjectKind(kind: string): string {
 /** What a received event must have before a subscriber is given it, by type. */
 const REQUIRED: Record<SessionEvent['type'], readonly [field: string, type: 'string' | 'number' | 'object'][]> = {
   created: [['session', 'object']],
-  connected: [['id', 'string'], ['setupMs', 'number']],
-  ended: [['id', 'string'], ['source', 'string'], ['sourceKind', 'string'], ['reason', 'string'], ['durationMs', 'number'], ['summary', 'object']],
+  connected: [['id', 'string'], ['kind', 'string'], ['node', 'string'], ['setupMs', 'number']],
+  ended: [['id', 'string'], ['kind', 'string'], ['node', 'string'], ['source', 'string'], ['sourceKind', 'string'], ['reason', 'string'], ['durationMs', 'number']],
 };
 const SESSION_REQUIRED = ['id', 'kind', 'node', 'source', 'sourceKind', 'state'] as const;
 
@@ -87,6 +80,8 @@ export function decodeSessionEvent(type: string, text: string): SessionEvent | E
     const got = v[field];
     if (want === 'object' ? !isObject(got) : typeof got !== want) return new Error(`'${type}' whose '${field}' is not ${want === 'object' ? 'an object' : `a ${want}`}`);
   }
+  // A lost node's calls end with no measurement: summary null.
+  if (type === 'ended' && v.summary !== null && !isObject(v.summary)) return new Error("'ended' whose 'summary' is not an object or null");
   if (type === 'created') {
     const s = v.session as Record<string, unknown>;
     for (const field of SESSION_REQUIRED) if (typeof s[field] !== 'string') return new Error(`'created' whose 'session.${field}' is not a string`);
@@ -127,7 +122,6 @@ export class NatsEventBus implements EventBus {
   /** Replaced, never changed in place: a delivery keeps the subscribers there were when it began. */
   #handlers: readonly Handler[] = [];
   #sub: Subscription | undefined;
-  readonly #kinds = new Map<string, string>();
   #closed = false;
 
   constructor(opts: NatsEventBusOptions) {
@@ -139,20 +133,10 @@ export class NatsEventBus implements EventBus {
     this.#log = opts.log;
   }
 
-  /** The subject this event goes to (and remembers or forgets its session's kind). */
+  /** The subject this event goes to: its session's kind and the event's type. */
   #subjectOf(event: SessionEvent): string {
     if (!(EVENT_TYPES as readonly string[]).includes(event.type)) throw new TypeError(`session event type '${String(event.type)}' is not one of ${EVENT_TYPES.join(', ')}`);
-    let kind: string;
-    if (event.type === 'created') {
-      kind = subjectKind(event.session.kind);
-      this.#kinds.delete(event.session.id);
-      this.#kinds.set(event.session.id, kind);
-      if (this.#kinds.size > MAX_KINDS_REMEMBERED) this.#kinds.delete(this.#kinds.keys().next().value as string);
-    } else {
-      kind = this.#kinds.get(event.id) ?? 'unknown';
-      if (event.type === 'ended') this.#kinds.delete(event.id);
-    }
-    return `${this.#prefix}.${kind}.${event.type}`;
+    return `${this.#prefix}.${subjectKind(event.type === 'created' ? event.session.kind : event.kind)}.${event.type}`;
   }
 
   /** Resolves after a server round trip: the server has routed it to everyone subscribed by then. */
@@ -186,7 +170,6 @@ export class NatsEventBus implements EventBus {
     for (const h of this.#handlers) h.active = false;
     this.#handlers = [];
     this.#unsubscribe();
-    this.#kinds.clear();
     // Our PUBs and the UNSUB leave before close resolves; the connection's owner may close it.
     if (!this.#nc.isClosed() && !this.#nc.isDraining()) await this.#nc.flush().catch((err: unknown) => this.#report(err));
   }

@@ -1,0 +1,72 @@
+import { Kvm, type KV } from '@nats-io/kv';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { ConfigError, type Config } from '../../core/config.js';
+import type { Logger } from '../../core/logger.js';
+import { NatsEventBus } from './event-bus.js';
+import { NatsLocationStore } from './location-store.js';
+import { NatsSessionDirectory } from './session-directory.js';
+
+type ClusterConfig = NonNullable<Config['cluster']>;
+
+/**
+ * One node's share of the fleet (issue 17): its NATS connection and the shared state built on
+ * it, all named from `cluster.nats.prefix` so several fleets can share a server: the session
+ * directory (`<prefix>_sessions`), the SIP location store (`<prefix>_locations`), the nodes
+ * bucket (`<prefix>_nodes`, see nodes.ts) and the event subjects (`<prefix>.events.>`).
+ */
+export interface Cluster {
+  nodeId: string;
+  /** Where clients reach this node (other nodes redirect there). */
+  publicUrl: string;
+  nc: NatsConnection;
+  directory: NatsSessionDirectory;
+  events: NatsEventBus;
+  locations: NatsLocationStore;
+  nodesKv: KV;
+  /** Drains the connection (the parts' own close() runs first, by their owners). */
+  close(): Promise<void>;
+}
+
+/** NATS connection options from the config (servers, credentials, TLS files). */
+export function natsOptions(cfg: ClusterConfig): ConnectionOptions {
+  const { nats } = cfg;
+  return {
+    servers: nats.servers,
+    name: `voxgate-${cfg.nodeId}`,
+    ...(nats.user !== undefined ? { user: nats.user, pass: nats.password } : {}),
+    ...(nats.token !== undefined ? { token: nats.token } : {}),
+    ...(nats.tls ? { tls: { ...(nats.tls.ca ? { caFile: nats.tls.ca } : {}), ...(nats.tls.cert ? { certFile: nats.tls.cert, keyFile: nats.tls.key } : {}) } } : {}),
+    // A fleet keeps trying: a NATS restart must not end the node.
+    maxReconnectAttempts: -1,
+  };
+}
+
+/**
+ * Connects and opens the buckets; a server that cannot be reached, refuses the credentials or
+ * has no JetStream stops start-up with one line naming the field.
+ */
+export async function openCluster(cfg: ClusterConfig, publicUrl: string, opts: { now: () => number; log: Logger }): Promise<Cluster> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect({ ...natsOptions(cfg), timeout: 5000 });
+  } catch (err) {
+    throw new ConfigError([`cluster.nats.servers: cannot connect to ${cfg.nats.servers.join(', ')} (${(err as Error).message}); is nats-server running, and are the credentials right?`]);
+  }
+  const log = opts.log.child({ component: 'cluster' });
+  const { prefix } = cfg.nats;
+  try {
+    const kvm = new Kvm(nc);
+    const nodesKv = await kvm.create(`${prefix}_nodes`, { history: 1 });
+    const directory = await NatsSessionDirectory.open({ nc, bucket: `${prefix}_sessions`, now: opts.now, log });
+    const locations = await NatsLocationStore.open({ nc, bucket: `${prefix}_locations` });
+    const events = new NatsEventBus({ nc, prefix: `${prefix}.events`, onError: (err) => log.error({ err }, 'session event subscriber threw, or a bad event arrived'), log });
+    void (async () => {
+      for await (const s of nc.status()) log.info({ status: s.type }, 'NATS connection');
+    })();
+    return { nodeId: cfg.nodeId, publicUrl, nc, directory, events, locations, nodesKv, close: () => nc.drain() };
+  } catch (err) {
+    await nc.close();
+    const msg = (err as Error).message;
+    throw new ConfigError([`cluster.nats.servers: ${/jetstream/i.test(msg) ? 'the server has no JetStream (start nats-server with -js)' : 'the buckets could not be opened'} (${msg})`]);
+  }
+}

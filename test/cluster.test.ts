@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { SessionEvent } from '../src/call/session-events.js';
+import { natsServer, type NatsServer } from '../src/testing/nats.js';
+import { freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { trackPeer } from './helpers/peers.js';
+
+/**
+ * Two voxgate nodes on one nats-server -js (issue 17): node A a real `voxgate serve` process,
+ * node B in this process. A WHIP session on A is in the fleet's directory (B finds it, with its
+ * node) and its life is broadcast on NATS; A killed with SIGKILL: B marks A's sessions ended
+ * (`node-lost`, within 15 s) and keeps its own call flowing.
+ */
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+interface NodeProcess {
+  url: string;
+  child: ChildProcess;
+  stderr(): string;
+}
+
+/** `voxgate serve` on a config file, as an operator runs a node; resolves once it listens. */
+async function startNode(dir: string, config: object): Promise<NodeProcess> {
+  const file = join(dir, 'node-a.json');
+  writeFileSync(file, JSON.stringify(config));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  trackPeer(child, dir);
+  let err = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node A did not start within 60 s:\n${err.slice(-2000)}`)), 60_000);
+    child.stderr!.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-20_000);
+      const m = /voxgate listening on (\S+)\s/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node A exited (${code}) before listening:\n${err.slice(-2000)}`));
+    });
+  });
+  return { url, child, stderr: () => err.slice(-4000) };
+}
+
+describe('a fleet of two nodes on NATS JetStream', () => {
+  let nats: NatsServer;
+  let watcher: NatsConnection;
+  const events: { subject: string; event: SessionEvent }[] = [];
+  let a: NodeProcess;
+  let b: TestGateway;
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-cluster-'));
+  const publishers: NdcPublisher[] = [];
+
+  before(async () => {
+    nats = await natsServer();
+    watcher = await connect({ servers: nats.url });
+    watcher.subscribe('voxgate.events.>', { callback: (_e, m) => void events.push({ subject: m.subject, event: m.json<SessionEvent>() }) });
+    await watcher.flush();
+    const cluster = (nodeId: string) => ({ nodeId, nats: { servers: [nats.url] }, publicUrl: `https://${nodeId}.voice.example` });
+    a = await startNode(dir, {
+      http: { host: '127.0.0.1', port: 0 },
+      media: { udpPort: await freeUdpPort() },
+      sources: [{ name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, codecs: ['opus', 'pcmu'] }],
+      audit: { path: join(dir, 'audit-a.jsonl') },
+      log: { level: 'warn' },
+      cluster: cluster('node-a'),
+    });
+    b = await startGateway({ cluster: cluster('node-b') });
+  });
+
+  after(async () => {
+    for (const p of publishers) p.close();
+    a?.child.kill('SIGKILL');
+    await b?.stop();
+    await watcher?.drain();
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const idOf = (p: NdcPublisher) => p.location!.split('/').pop()!;
+  const eventsOf = (id: string) => events.filter((e) => (e.event.type === 'created' ? e.event.session.id : e.event.id) === id);
+
+  test('a WHIP session on node A is in the fleet directory as node-a\'s, seen from node B, and its created and connected are broadcast on voxgate.events.whip.*', async () => {
+    const pub = await publishConnected(`${a.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
+    publishers.push(pub);
+    const id = idOf(pub);
+    const rec = await waitFor('the session in B\'s view of the directory', async () => (await b.gw.directory.lookup(id))?.state === 'connected' && b.gw.directory.lookup(id));
+    assert.deepEqual([rec!.node, rec!.kind, rec!.source], ['node-a', 'whip', 'browser-widget']);
+    await waitFor('created and connected on NATS', () => eventsOf(id).length >= 2);
+    assert.deepEqual(eventsOf(id).map((e) => e.subject), ['voxgate.events.whip.created', 'voxgate.events.whip.connected']);
+    const connected = eventsOf(id)[1]!.event as Extract<SessionEvent, { type: 'connected' }>;
+    assert.deepEqual([connected.node, connected.kind], ['node-a', 'whip']);
+    assert.ok(connected.setupMs >= 0);
+  });
+
+  test('node A killed (SIGKILL): B ends A\'s sessions as node-lost within 15 s and broadcasts it; B\'s own call keeps flowing', async () => {
+    const ours = await publishConnected(`${b.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
+    publishers.push(ours);
+    ours.startRtp();
+    const onA = (await b.gw.directory.list({ node: 'node-a' })).map((r) => r.id);
+    assert.equal(onA.length, 1, 'the session of the first test');
+    const killedAt = Date.now();
+    a.child.kill('SIGKILL');
+    await waitFor('A\'s session ended node-lost', async () => (await b.gw.directory.lookup(onA[0]!))?.endReason === 'node-lost', 15_000);
+    assert.ok(Date.now() - killedAt <= 15_000, `within 15 s (${Date.now() - killedAt} ms)`);
+    await waitFor('the node-lost end on NATS', () => eventsOf(onA[0]!).some((e) => e.event.type === 'ended'));
+    const end = eventsOf(onA[0]!).find((e) => e.event.type === 'ended')!;
+    assert.equal(end.subject, 'voxgate.events.whip.ended');
+    assert.deepEqual([(end.event as Extract<SessionEvent, { type: 'ended' }>).reason, (end.event as Extract<SessionEvent, { type: 'ended' }>).node, (end.event as Extract<SessionEvent, { type: 'ended' }>).summary], ['node-lost', 'node-a', null]);
+    // B's own call: still in the directory as live, its packets still rising.
+    const mine = b.gw.calls.get(idOf(ours))!;
+    assert.equal((await b.gw.directory.lookup(idOf(ours)))?.state, 'connected');
+    const before = mine.totals().packetsReceived;
+    await waitFor('B\'s call to keep receiving', () => mine.totals().packetsReceived > before + 10);
+    assert.deepEqual((await b.gw.directory.list()).map((r) => r.id), [idOf(ours)]);
+  });
+});
