@@ -14,7 +14,10 @@ import type { EventBus } from './call/session-events.js';
 import { MemorySessionDirectory } from './cluster/memory/session-directory.js';
 import { MemoryEventBus } from './cluster/memory/event-bus.js';
 import { openCluster, type Cluster } from './cluster/nats/cluster.js';
+import { forward, serveForwarded, type ForwardOp } from './cluster/nats/forward.js';
 import { NatsNodes } from './cluster/nats/nodes.js';
+import type { Subscription } from '@nats-io/transport-node';
+import type { EndpointReply, EndpointRequest } from './wish/resource.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import { ConfigError, type Config, type SourceConfig } from './core/config.js';
 import { TypedEmitter } from './core/events.js';
@@ -122,6 +125,7 @@ export class Gateway {
   draining = false;
   #nodes: NatsNodes | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  #forwarded: Subscription | undefined;
   readonly #router: Router;
   #server: Server | undefined;
   #redirectNext = 0;
@@ -342,6 +346,7 @@ export class Gateway {
       nextRedirect: () => this.#nextRedirect(),
       retryAfterSeconds: config.limits.retryAfterSeconds,
       audit: this.audit,
+      ...(this.cluster ? { elsewhere: (op, id, req) => this.#forwardIfElsewhere(op, id, req) } : {}),
     }));
     router.use(whepPlugin({ whep: this.whep }));
     router.use(ssePlugin({ whep: this.whep }));
@@ -396,6 +401,14 @@ export class Gateway {
     if (this.cluster) await this.#joinFleet(this.cluster);
   }
 
+  /** A session another live node holds: its answer; else undefined (this node answers). */
+  async #forwardIfElsewhere(op: ForwardOp, id: string, req: EndpointRequest): Promise<EndpointReply | undefined> {
+    const cluster = this.cluster!;
+    const rec = await this.directory.lookup(id);
+    if (!rec || rec.state === 'ended' || rec.node === cluster.nodeId) return undefined;
+    return forward(cluster.nc, cluster.prefix, rec.node, op, id, req);
+  }
+
   /**
    * Heartbeats this node's load into the nodes bucket; ends the sessions of a node that stopped
    * heartbeating (`node-lost`, when this node wins its reap); sweeps expired tombstones.
@@ -416,6 +429,8 @@ export class Gateway {
       },
     });
     await this.#nodes.start();
+    // Other nodes' requests for the sessions this node holds, answered by the same handlers.
+    this.#forwarded = serveForwarded(cluster.nc, cluster.prefix, cluster.nodeId, { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req) }, this.log.child({ component: 'cluster' }));
     this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => this.log.warn({ err }, 'session directory sweep failed')), 30_000);
     this.#sweeper.unref();
   }
@@ -437,6 +452,7 @@ export class Gateway {
     await this.codecs.stop();
     this.agents.close();
     clearInterval(this.#sweeper);
+    this.#forwarded?.unsubscribe();
     await this.#nodes?.close();
     await this.directory.close();
     await this.events.close();

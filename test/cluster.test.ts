@@ -10,6 +10,7 @@ import type { SessionEvent } from '../src/call/session-events.js';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
 import { freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { trickleFor } from './helpers/offers.js';
 import { trackPeer } from './helpers/peers.js';
 
 /**
@@ -101,6 +102,30 @@ describe('a fleet of two nodes on NATS JetStream', () => {
     const connected = eventsOf(id)[1]!.event as Extract<SessionEvent, { type: 'connected' }>;
     assert.deepEqual([connected.node, connected.kind], ['node-a', 'whip']);
     assert.ok(connected.setupMs >= 0);
+  });
+
+  test('PATCH and DELETE of a session A holds, sent to B, are carried to A over NATS and answered as A answers (status, body, ETag); the DELETE ends it', async () => {
+    const pub = await publishConnected(`${a.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
+    publishers.push(pub);
+    const id = idOf(pub);
+    await waitFor('the session in the directory', async () => (await b.gw.directory.lookup(id))?.state === 'connected');
+    const via = (base: string) => `${base}/whip/${id}`;
+    const auth = { Authorization: `Bearer ${SOURCE_TOKEN}`, 'Content-Type': 'application/trickle-ice-sdpfrag' };
+    const ask = async (base: string, headers: Record<string, string>) => {
+      const r = await fetch(via(base), { method: 'PATCH', headers, body: trickleFor(pub.offer) });
+      return { status: r.status, type: r.headers.get('content-type'), etag: r.headers.get('etag'), body: await r.text() };
+    };
+    const direct = await ask(a.url, auth);
+    const forwarded = await ask(b.url, auth);
+    assert.equal(direct.status, 428, 'no If-Match: 428 from A itself');
+    assert.deepEqual(forwarded, direct, 'and the same answer through B');
+    const ok = await ask(b.url, { ...auth, 'If-Match': pub.headers.get('etag')! });
+    assert.equal(ok.status, 204, ok.body);
+    const del = await fetch(via(b.url), { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } });
+    assert.equal(del.status, 200, await del.text());
+    await waitFor('the session ended on A, as the directory says', async () => (await b.gw.directory.lookup(id))?.endReason === 'deleted');
+    const gone = await fetch(via(b.url), { method: 'DELETE', headers: { Authorization: `Bearer ${SOURCE_TOKEN}` } });
+    assert.equal(gone.status, 404, 'an ended session is nobody\'s: B answers itself');
   });
 
   test('node A killed (SIGKILL): B ends A\'s sessions as node-lost within 15 s and broadcasts it; B\'s own call keeps flowing', async () => {

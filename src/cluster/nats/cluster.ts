@@ -16,6 +16,8 @@ type ClusterConfig = NonNullable<Config['cluster']>;
  */
 export interface Cluster {
   nodeId: string;
+  /** `cluster.nats.prefix`: of the buckets, the event subjects and the nodes' request subjects. */
+  prefix: string;
   /** Where clients reach this node (other nodes redirect there). */
   publicUrl: string;
   nc: NatsConnection;
@@ -63,7 +65,7 @@ export async function openCluster(cfg: ClusterConfig, publicUrl: string, opts: {
     void (async () => {
       for await (const s of nc.status()) log.info({ status: s.type }, 'NATS connection');
     })();
-    return { nodeId: cfg.nodeId, publicUrl, nc, directory, events, locations, nodesKv, close: () => nc.drain() };
+    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, close: () => nc.drain() };
   } catch (err) {
     await nc.close();
     const msg = (err as Error).message;

@@ -5,7 +5,7 @@ import type { IceServerConfig } from '../../core/config.js';
 import { VoxgateError } from '../../core/errors.js';
 import { iceServerLinks } from '../../transport/webrtc/ice-servers.js';
 import type { WhipEndpoint } from '../../whip/whip-endpoint.js';
-import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply } from '../../wish/resource.js';
+import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../../wish/resource.js';
 import type { PluginRoutes } from '../router.js';
 import { noContent, notFound } from '../replies.js';
 
@@ -24,6 +24,11 @@ export interface WhipPluginDeps {
   nextRedirect: () => string | undefined;
   retryAfterSeconds: number;
   audit: Pick<AuditLog, 'write'>;
+  /**
+   * In a fleet: a PATCH or DELETE of a session another node holds, carried to that node and
+   * answered as it answers (undefined: no other node holds it, so this node answers, 404).
+   */
+  elsewhere?: (op: 'whip.patch' | 'whip.delete', id: string, req: EndpointRequest) => Promise<EndpointReply | undefined>;
 }
 
 /** WHIP (RFC 9725): the endpoint `/whip` and its session resources `/whip/:id`. */
@@ -72,8 +77,14 @@ export function whipPlugin(deps: WhipPluginDeps): PluginRoutes {
       optionsHeaders: { 'Accept-Patch': TRICKLE_TYPE },
       auditRefusals: { action: 'whip', sessionParam: 'id' },
       methods: {
-        PATCH: async ({ params, endpointRequest }) => whip.patch(params.id!, await endpointRequest()),
-        DELETE: async ({ params, endpointRequest }) => whip.delete(params.id!, await endpointRequest()),
+        PATCH: async ({ params, endpointRequest }) => {
+          const req = await endpointRequest();
+          return (!whip.resources.has(params.id!) && (await deps.elsewhere?.('whip.patch', params.id!, req))) || whip.patch(params.id!, req);
+        },
+        DELETE: async ({ params, endpointRequest }) => {
+          const req = await endpointRequest();
+          return (!whip.resources.has(params.id!) && (await deps.elsewhere?.('whip.delete', params.id!, req))) || whip.delete(params.id!, req);
+        },
         GET: ({ params }) => (whip.resources.has(params.id!) ? noContent() : notFound(params.id!)),
         HEAD: ({ params }) => (whip.resources.has(params.id!) ? noContent() : notFound(params.id!)),
       },
