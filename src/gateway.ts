@@ -348,7 +348,8 @@ export class Gateway {
       audit: this.audit,
       ...(this.cluster ? { elsewhere: (op, id, req) => this.#forwardIfElsewhere(op, id, req) } : {}),
     }));
-    router.use(whepPlugin({ whep: this.whep }));
+    const holderUrl = this.cluster ? (id: string) => this.#holderUrl(id) : undefined;
+    router.use(whepPlugin({ whep: this.whep, ...(holderUrl ? { holderUrl } : {}) }));
     router.use(ssePlugin({ whep: this.whep }));
     router.use(healthPlugin({ draining, sessions }));
     router.use(metricsPlugin({ registry: this.metrics.registry }));
@@ -367,7 +368,7 @@ export class Gateway {
       audit: this.audit,
       log: this.log,
     }));
-    router.use(pagesPlugin());
+    router.use(pagesPlugin(holderUrl ? { holderUrl } : {}));
     return router;
   }
 
@@ -399,6 +400,15 @@ export class Gateway {
     if (this.registrations.length && this.sipCalls.trunks) await resolveCarriers(this.#trunkTable!, this.log);
     for (const r of this.registrations) r.start();
     if (this.cluster) await this.#joinFleet(this.cluster);
+  }
+
+  /** The base URL (cluster.publicUrl) of the live node holding a session this node does not; else undefined. */
+  async #holderUrl(id: string): Promise<string | undefined> {
+    if (this.calls.get(id)) return undefined;
+    const rec = await this.directory.lookup(id);
+    if (!rec || rec.state === 'ended' || rec.node === this.cluster!.nodeId) return undefined;
+    const node = (await this.#nodes?.live())?.find((n) => n.nodeId === rec.node);
+    return node?.publicUrl.replace(/\/+$/, '');
   }
 
   /** A session another live node holds: its answer; else undefined (this node answers). */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { SessionEvent } from '../src/call/session-events.js';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
 import { freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { listenConnected, publishConnected, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { trickleFor } from './helpers/offers.js';
 import { trackPeer } from './helpers/peers.js';
 
@@ -21,6 +22,15 @@ import { trackPeer } from './helpers/peers.js';
  */
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SUPERVISOR = 'cluster-supervisor-token-0123456789';
+
+async function freeTcpPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
 
 interface NodeProcess {
   url: string;
@@ -61,26 +71,30 @@ describe('a fleet of two nodes on NATS JetStream', () => {
   let b: TestGateway;
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-cluster-'));
   const publishers: NdcPublisher[] = [];
+  const listeners: NdcListener[] = [];
 
   before(async () => {
     nats = await natsServer();
     watcher = await connect({ servers: nats.url });
     watcher.subscribe('voxgate.events.>', { callback: (_e, m) => void events.push({ subject: m.subject, event: m.json<SessionEvent>() }) });
     await watcher.flush();
-    const cluster = (nodeId: string) => ({ nodeId, nats: { servers: [nats.url] }, publicUrl: `https://${nodeId}.voice.example` });
+    const cluster = (nodeId: string, publicUrl: string) => ({ nodeId, nats: { servers: [nats.url] }, publicUrl });
+    const aPort = await freeTcpPort();
     a = await startNode(dir, {
-      http: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: aPort },
       media: { udpPort: await freeUdpPort() },
       sources: [{ name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, codecs: ['opus', 'pcmu'] }],
       audit: { path: join(dir, 'audit-a.jsonl') },
       log: { level: 'warn' },
-      cluster: cluster('node-a'),
+      listeners: [{ name: 'supervisor', token: SUPERVISOR }],
+      cluster: cluster('node-a', `http://127.0.0.1:${aPort}`),
     });
-    b = await startGateway({ cluster: cluster('node-b') });
+    b = await startGateway({ listeners: [{ name: 'supervisor', token: SUPERVISOR }], cluster: cluster('node-b', 'https://node-b.voice.example') });
   });
 
   after(async () => {
     for (const p of publishers) p.close();
+    for (const l of listeners) l.close();
     a?.child.kill('SIGKILL');
     await b?.stop();
     await watcher?.drain();
@@ -102,6 +116,21 @@ describe('a fleet of two nodes on NATS JetStream', () => {
     const connected = eventsOf(id)[1]!.event as Extract<SessionEvent, { type: 'connected' }>;
     assert.deepEqual([connected.node, connected.kind], ['node-a', 'whip']);
     assert.ok(connected.setupMs >= 0);
+  });
+
+  test('a WHEP POST to B for a call on A is redirected (307) to A\'s publicUrl, where the listener hears the caller; so is the player page', async () => {
+    const [pub] = publishers;
+    pub!.startRtp();
+    const id = idOf(pub!);
+    const res = await fetch(`${b.url}/whep/${id}?track=caller`, { method: 'POST', redirect: 'manual', headers: { Authorization: `Bearer ${SUPERVISOR}`, 'Content-Type': 'application/sdp' }, body: 'v=0\r\n' });
+    assert.equal(res.status, 307);
+    assert.equal(res.headers.get('location'), `${a.url}/whep/${id}?track=caller`);
+    const l = await listenConnected(res.headers.get('location')!, SUPERVISOR);
+    listeners.push(l);
+    await waitFor('the caller\'s packets at the listener, from A', () => l.received.length > 20);
+    const page = await fetch(`${b.url}/player?session=${id}`, { redirect: 'manual' });
+    assert.deepEqual([page.status, page.headers.get('location')], [307, `${a.url}/player?session=${id}`]);
+    assert.equal((await fetch(`${b.url}/player?session=nobody`)).status, 200, 'a session nobody holds: B serves the page itself');
   });
 
   test('PATCH and DELETE of a session A holds, sent to B, are carried to A over NATS and answered as A answers (status, body, ETag); the DELETE ends it', async () => {

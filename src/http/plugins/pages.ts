@@ -8,6 +8,8 @@ const WEB_ROOT = fileURLToPath(new URL('../../../web/', import.meta.url));
 export interface PagesPluginDeps {
   /** Where the HTML lives; the repository's web/ by default. */
   webRoot?: string;
+  /** In a fleet: the base URL of the node holding a session; the player for it is served there (307). */
+  holderUrl?: (sessionId: string) => Promise<string | undefined>;
 }
 
 /** The demo page `/` and the listener's player `/player`, read from disk on each GET (no-cache). */
@@ -22,5 +24,18 @@ export function pagesPlugin(deps: PagesPluginDeps = {}): PluginRoutes {
       }),
     },
   });
-  return { '/': page('index.html'), '/player': page('player.html') };
+  const player = page('player.html');
+  const playerGet = player.methods.GET!;
+  return {
+    '/': page('index.html'),
+    '/player': {
+      methods: {
+        GET: async (ctx) => {
+          const session = ctx.query.get('session');
+          const holder = session ? await deps.holderUrl?.(session) : undefined;
+          return holder ? { status: 307, headers: { Location: `${holder}${ctx.req.url ?? ''}` } } : playerGet(ctx);
+        },
+      },
+    },
+  };
 }

@@ -6,17 +6,24 @@ import { noContent, notFound } from '../replies.js';
 
 export interface WhepPluginDeps {
   whep: Pick<WhepEndpoint, 'post' | 'patch' | 'delete' | 'liveCall' | 'resources'>;
+  /** In a fleet: the base URL of the node holding a session this node does not (a listener is sent there, 307). */
+  holderUrl?: (sessionId: string) => Promise<string | undefined>;
 }
 
 /** WHEP (draft-ietf-wish-whep): a session's endpoint `/whep/:session` and its listeners `/whep/:session/:id`. */
-export function whepPlugin({ whep }: WhepPluginDeps): PluginRoutes {
+export function whepPlugin({ whep, holderUrl }: WhepPluginDeps): PluginRoutes {
   const owns = (session: string, id: string) => whep.resources.get(id)?.sessionId === session;
   return {
     '/whep/:session': {
       optionsHeaders: { 'Accept-Post': SDP_TYPE },
       auditRefusals: { action: 'whep', sessionParam: 'session' },
       methods: {
-        POST: async ({ params, query, endpointRequest }) => whep.post(params.session!, query.get('track'), await endpointRequest()),
+        POST: async ({ req, params, query, endpointRequest }) => {
+          // The media is where the call is: a listener goes to that node (307 keeps the method and body).
+          const holder = await holderUrl?.(params.session!);
+          if (holder) return { status: 307, headers: { Location: `${holder}${req.url ?? ''}` } };
+          return whep.post(params.session!, query.get('track'), await endpointRequest());
+        },
         GET: () => noContent(),
         HEAD: async ({ params }): Promise<EndpointReply> => {
           // 200 while the session can be heard, 409 until it is live, 404 once it has ended.
