@@ -359,6 +359,7 @@ export class Gateway {
       calls: () => this.calls.values(),
       registrations: () => this.sip.registrar.all(),
       clock: this.clock,
+      ...(this.cluster ? { nodeId: this.cluster.nodeId, fleet: () => this.directory.list() } : {}),
     }));
     router.use(callsPlugin({
       adminToken: this.adminToken,

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { SessionEvent } from '../src/call/session-events.js';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
-import { freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { adminSessions, freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { listenConnected, publishConnected, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { trickleFor } from './helpers/offers.js';
 import { trackPeer } from './helpers/peers.js';
@@ -157,10 +157,24 @@ describe('a fleet of two nodes on NATS JetStream', () => {
     assert.equal(gone.status, 404, 'an ended session is nobody\'s: B answers itself');
   });
 
-  test('node A killed (SIGKILL): B ends A\'s sessions as node-lost within 15 s and broadcasts it; B\'s own call keeps flowing', async () => {
+  test('/api/sessions on B lists the fleet: A\'s session with node-a, B\'s own with node-b and its media counters', async () => {
     const ours = await publishConnected(`${b.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
     publishers.push(ours);
     ours.startRtp();
+    const onA = idOf(publishers[0]!);
+    const rows = await waitFor('both sessions listed', async () => {
+      const r = (await adminSessions(b.url)) as unknown as { id: string; node: string; state: string; packets?: number }[];
+      return r.length === 2 && r.every((x) => x.state === 'connected') && r;
+    });
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    assert.equal(byId.get(onA)?.node, 'node-a');
+    assert.equal(byId.get(onA)?.packets, undefined, 'another node\'s counters are its own');
+    assert.equal(byId.get(idOf(ours))?.node, 'node-b');
+    assert.equal(typeof byId.get(idOf(ours))?.packets, 'number');
+  });
+
+  test('node A killed (SIGKILL): B ends A\'s sessions as node-lost within 15 s and broadcasts it; B\'s own call keeps flowing', async () => {
+    const ours = publishers.at(-1)!; // B's own, from the listing test
     const onA = (await b.gw.directory.list({ node: 'node-a' })).map((r) => r.id);
     assert.equal(onA.length, 1, 'the session of the first test');
     const killedAt = Date.now();

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { bearerToken, secretEquals } from '../../auth/source-auth.js';
 import type { Call } from '../../call/call.js';
 import type { ListenerLeg } from '../../call/listener-leg.js';
+import type { SessionRecord } from '../../call/session-directory.js';
 import type { PartyLeg } from '../../call/party-leg.js';
 import type { Clock } from '../../core/clock.js';
 import { VoxgateError } from '../../core/errors.js';
@@ -20,6 +21,10 @@ export interface AdminPluginDeps {
   registrations: () => Binding[] | Promise<Binding[]>;
   /** For session ages and registration expiries. */
   clock: Pick<Clock, 'now'>;
+  /** This node's name in the fleet ('local' alone). */
+  nodeId?: string;
+  /** In a fleet: every node's live sessions from the shared directory (the other nodes' are listed from it). */
+  fleet?: () => Promise<SessionRecord[]>;
 }
 
 const json = (body: unknown): EndpointReply => ({ status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) });
@@ -39,10 +44,19 @@ export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
   return {
     '/api/sessions': {
       methods: {
-        GET: ({ req }) => {
+        GET: async ({ req }) => {
           requireAdmin(req);
           const now = deps.clock.now();
-          return json({ sessions: [...deps.calls()].map((call) => describeCall(call, now)) });
+          const node = deps.nodeId ?? 'local';
+          const local = [...deps.calls()].map((call) => ({ ...describeCall(call, now), node }));
+          const mine = new Set(local.map((s) => s.id));
+          // Another node's session: what the directory knows (its node has the media counters).
+          const others = deps.fleet
+            ? (await deps.fleet())
+                .filter((r) => r.node !== node && !mine.has(r.id))
+                .map((r) => ({ id: r.id, node: r.node, source: r.source, kind: r.sourceKind, state: r.state, ageSeconds: Math.round((now - r.createdAt) / 100) / 10 }))
+            : [];
+          return json({ sessions: [...local, ...others] });
         },
       },
     },
