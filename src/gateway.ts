@@ -374,6 +374,11 @@ export class Gateway {
   }
 
   #nextRedirect(): string | undefined {
+    if (this.config.redirect?.leastLoaded) {
+      const node = this.#nodes?.pickLeastLoaded();
+      // This node is the least loaded (or the fleet is not known yet): serve here.
+      return node && node.nodeId !== this.cluster!.nodeId ? `${node.publicUrl.replace(/\/+$/, '')}/whip` : undefined;
+    }
     const targets = this.config.redirect?.targets;
     if (!targets) return undefined;
     return targets[this.#redirectNext++ % targets.length];

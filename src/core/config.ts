@@ -317,7 +317,15 @@ export const configSchema = z
       })
       .optional(),
     /** Load-balancer mode: answer WHIP POSTs with 307 to these endpoints in turn (RFC 9725 §4.5). */
-    redirect: z.object({ targets: z.array(z.url()).min(1) }).strict().optional(),
+    redirect: z
+      .object({
+        targets: z.array(z.url()).min(1).optional(),
+        /** In a fleet: send each publisher to the live node with the fewest sessions (this one included) instead. */
+        leastLoaded: z.boolean().default(false),
+      })
+      .strict()
+      .refine((r) => r.targets !== undefined || r.leastLoaded, 'give targets (WHIP endpoint URLs), or leastLoaded: true in a fleet')
+      .optional(),
     /** STIR/SHAKEN (RFC 8224/8225/8588): how trunks with `stirShaken.sign` sign and with `stirShaken.verify` verify. */
     stirShaken: z
       .object({
@@ -408,6 +416,8 @@ export function parseConfig(input: unknown): Config {
     if (t.stirShaken?.sign && !cfg.stirShaken?.sign) problems.push(`sip.trunks.${i}.stirShaken.sign: signing needs stirShaken.sign (privateKey, certificateUrl)`);
     if (t.stirShaken?.verify && !cfg.stirShaken?.verify) problems.push(`sip.trunks.${i}.stirShaken.verify: verification needs stirShaken.verify (trustAnchors)`);
   });
+  if (cfg.redirect?.leastLoaded && !cfg.cluster) problems.push('redirect.leastLoaded: picks among a fleet\'s nodes; configure cluster, or give redirect.targets');
+  if (cfg.redirect?.leastLoaded && cfg.redirect.targets) problems.push('redirect.targets: give targets or leastLoaded, not both');
   if (cfg.cluster && !cfg.cluster.publicUrl && !cfg.publicUrl) problems.push('cluster.publicUrl: other nodes redirect clients to this node there (e.g. "https://node-a.voice.example.com"); or set the top-level publicUrl');
   if (problems.length) throw new ConfigError(problems);
   return cfg;

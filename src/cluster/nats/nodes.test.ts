@@ -43,6 +43,9 @@ test('heartbeats make a node live; the least loaded is the one with fewest sessi
   await b.tick();
   assert.deepEqual((await a.live()).map((n) => [n.nodeId, n.sessions, n.publicUrl]).sort(), [['node-a', 5, 'https://node-a.example'], ['node-b', 2, 'https://node-b.example']]);
   assert.equal((await a.leastLoaded())?.nodeId, 'node-b');
+  // WHIP redirect's pick, from the last heartbeat (A's next one sees B): counted up as it goes, so a burst spreads.
+  await a.tick();
+  assert.deepEqual([1, 2, 3, 4, 5].map(() => a.pickLeastLoaded()?.nodeId), ['node-b', 'node-b', 'node-b', 'node-a', 'node-b']);
   await b.close();
   assert.deepEqual((await a.live()).map((n) => n.nodeId), ['node-a']);
   t += 1;

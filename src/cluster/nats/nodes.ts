@@ -49,6 +49,8 @@ export class NatsNodes {
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #closed = false;
+  /** The live nodes as the last tick read them, for a choice that cannot wait for the server. */
+  #snapshot: NodeInfo[] = [];
 
   constructor(opts: NatsNodesOptions) {
     this.#o = { now: () => Date.now(), heartbeatMs: 2000, lostAfterMs: 8000, ...opts, log: opts.log };
@@ -72,10 +74,22 @@ export class NatsNodes {
     const { kv, self } = this.#o;
     const info: NodeInfo = { nodeId: self.nodeId, publicUrl: self.publicUrl, sessions: this.#o.load(), startedAt: this.#startedAt, at: this.#o.now() };
     await kv.put(keyOf(self.nodeId), JSON.stringify(info));
-    for (const { info: other, revision } of await this.#entries()) {
+    const entries = await this.#entries();
+    this.#snapshot = entries.map((e) => e.info).filter((n) => !n.lost && this.#o.now() - n.at <= this.#o.lostAfterMs);
+    for (const { info: other, revision } of entries) {
       if (other.nodeId === self.nodeId || other.lost || this.#o.now() - other.at <= this.#o.lostAfterMs) continue;
       await this.#reap(other, revision);
     }
+  }
+
+  /**
+   * The least-loaded node as of the last heartbeat, counted up at once so that a burst of
+   * publishers between two heartbeats spreads over the nodes rather than all going to one.
+   */
+  pickLeastLoaded(): NodeInfo | undefined {
+    const best = [...this.#snapshot].sort((a, b) => a.sessions - b.sessions || a.startedAt - b.startedAt)[0];
+    if (best) best.sessions++;
+    return best;
   }
 
   /** The nodes heard from within lostAfterMs (this one included once it has started). */
