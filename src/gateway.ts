@@ -14,10 +14,7 @@ import type { EventBus } from './call/session-events.js';
 import { MemorySessionDirectory } from './cluster/memory/session-directory.js';
 import { MemoryEventBus } from './cluster/memory/event-bus.js';
 import { openCluster, type Cluster } from './cluster/nats/cluster.js';
-import { forward, serveForwarded, type ForwardOp } from './cluster/nats/forward.js';
-import { NatsNodes } from './cluster/nats/nodes.js';
-import type { Subscription } from '@nats-io/transport-node';
-import type { EndpointReply, EndpointRequest } from './wish/resource.js';
+import { Fleet } from './cluster/nats/fleet.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import { ConfigError, type Config, type SourceConfig } from './core/config.js';
 import { TypedEmitter } from './core/events.js';
@@ -123,9 +120,8 @@ export class Gateway {
   readonly devToken: string | undefined;
   readonly adminToken: string;
   draining = false;
-  #nodes: NatsNodes | undefined;
-  #sweeper: NodeJS.Timeout | undefined;
-  #forwarded: Subscription | undefined;
+  /** This node as a member of the fleet, when `cluster` is configured. */
+  readonly fleet: Fleet | undefined;
   readonly #router: Router;
   #server: Server | undefined;
   #redirectNext = 0;
@@ -158,6 +154,14 @@ export class Gateway {
       now: () => this.clock.now(),
       onError: (err, what) => this.log.error({ err }, `${what} failed`),
     });
+    this.fleet = cluster
+      ? new Fleet(cluster, {
+          calls: this.calls,
+          handlers: { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req) },
+          now: () => this.clock.now(),
+          log: this.log.child({ component: 'cluster' }),
+        })
+      : undefined;
     this.audit = new AuditLog(config.audit.path, this.clock);
     this.agents = new AgentRegistry(config.defaultAgent, this.log);
     for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);
@@ -221,8 +225,14 @@ export class Gateway {
     const log = opts.log ?? createLogger(config.log.level);
     const clock = opts.clock ?? new SystemClock();
     // A cluster that cannot be reached stops start-up before anything listens.
-    const cluster = config.cluster ? await openCluster(config.cluster, config.cluster.publicUrl ?? config.publicUrl!, { now: () => clock.now(), log }) : undefined;
-    const gw = new Gateway(config, { ...opts, log, clock }, cluster);
+    const cluster = config.cluster ? await openCluster(config.cluster, config.cluster.publicUrl, { now: () => clock.now(), log }) : undefined;
+    let gw: Gateway;
+    try {
+      gw = new Gateway(config, { ...opts, log, clock }, cluster);
+    } catch (err) {
+      await cluster?.close(); // a bad config must not leave a connection reconnecting for ever
+      throw err;
+    }
     try {
       await gw.#listen();
     } catch (err) {
@@ -346,9 +356,9 @@ export class Gateway {
       nextRedirect: () => this.#nextRedirect(),
       retryAfterSeconds: config.limits.retryAfterSeconds,
       audit: this.audit,
-      ...(this.cluster ? { elsewhere: (op, id, req) => this.#forwardIfElsewhere(op, id, req) } : {}),
+      ...(this.fleet ? { elsewhere: (op, id, req) => this.fleet!.forwardIfElsewhere(op, id, req) } : {}),
     }));
-    const holderUrl = this.cluster ? (id: string) => this.#holderUrl(id) : undefined;
+    const holderUrl = this.fleet ? (id: string) => this.fleet!.holderUrl(id) : undefined;
     router.use(whepPlugin({ whep: this.whep, ...(holderUrl ? { holderUrl } : {}) }));
     router.use(ssePlugin({ whep: this.whep }));
     router.use(healthPlugin({ draining, sessions }));
@@ -374,11 +384,7 @@ export class Gateway {
   }
 
   #nextRedirect(): string | undefined {
-    if (this.config.redirect?.leastLoaded) {
-      const node = this.#nodes?.pickLeastLoaded();
-      // This node is the least loaded (or the fleet is not known yet): serve here.
-      return node && node.nodeId !== this.cluster!.nodeId ? `${node.publicUrl.replace(/\/+$/, '')}/whip` : undefined;
-    }
+    if (this.config.redirect?.leastLoaded) return this.fleet?.redirectTarget();
     const targets = this.config.redirect?.targets;
     if (!targets) return undefined;
     return targets[this.#redirectNext++ % targets.length];
@@ -405,56 +411,14 @@ export class Gateway {
     for (const t of this.sipTransports) this.sip.addTransport(t);
     if (this.registrations.length && this.sipCalls.trunks) await resolveCarriers(this.#trunkTable!, this.log);
     for (const r of this.registrations) r.start();
-    if (this.cluster) await this.#joinFleet(this.cluster);
-  }
-
-  /** The base URL (cluster.publicUrl) of the live node holding a session this node does not; else undefined. */
-  async #holderUrl(id: string): Promise<string | undefined> {
-    if (this.calls.get(id)) return undefined;
-    const rec = await this.directory.lookup(id);
-    if (!rec || rec.state === 'ended' || rec.node === this.cluster!.nodeId) return undefined;
-    const node = (await this.#nodes?.live())?.find((n) => n.nodeId === rec.node);
-    return node?.publicUrl.replace(/\/+$/, '');
-  }
-
-  /** A session another live node holds: its answer; else undefined (this node answers). */
-  async #forwardIfElsewhere(op: ForwardOp, id: string, req: EndpointRequest): Promise<EndpointReply | undefined> {
-    const cluster = this.cluster!;
-    const rec = await this.directory.lookup(id);
-    if (!rec || rec.state === 'ended' || rec.node === cluster.nodeId) return undefined;
-    return forward(cluster.nc, cluster.prefix, rec.node, op, id, req);
-  }
-
-  /**
-   * Heartbeats this node's load into the nodes bucket; ends the sessions of a node that stopped
-   * heartbeating (`node-lost`, when this node wins its reap); sweeps expired tombstones.
-   */
-  async #joinFleet(cluster: Cluster): Promise<void> {
-    this.#nodes = new NatsNodes({
-      kv: cluster.nodesKv,
-      self: { nodeId: cluster.nodeId, publicUrl: cluster.publicUrl },
-      load: () => this.calls.size,
-      now: () => this.clock.now(),
-      log: this.log.child({ component: 'cluster' }),
-      onLost: async (node) => {
-        const at = this.clock.now();
-        for (const rec of await this.directory.list({ node })) {
-          await this.directory.release(rec.id, 'node-lost', at);
-          await this.events.publish({ type: 'ended', at, id: rec.id, kind: rec.kind, node: rec.node, source: rec.source, sourceKind: rec.sourceKind, reason: 'node-lost', durationMs: at - rec.createdAt, summary: null });
-        }
-      },
-    });
-    await this.#nodes.start();
-    // Other nodes' requests for the sessions this node holds, answered by the same handlers.
-    this.#forwarded = serveForwarded(cluster.nc, cluster.prefix, cluster.nodeId, { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req) }, this.log.child({ component: 'cluster' }));
-    this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => this.log.warn({ err }, 'session directory sweep failed')), 30_000);
-    this.#sweeper.unref();
+    await this.fleet?.join();
   }
 
   /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */
   async stop(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.fleet?.draining();
     this.sipCalls.cancelOutbound();
     this.calls.closeAll('shutdown');
     // Un-REGISTER (Expires: 0) while the transports are still open; each waits at most 2 s.
@@ -467,11 +431,10 @@ export class Gateway {
     this.audit.close();
     await this.codecs.stop();
     this.agents.close();
-    clearInterval(this.#sweeper);
-    this.#forwarded?.unsubscribe();
-    await this.#nodes?.close();
-    await this.directory.close();
-    await this.events.close();
-    await this.cluster?.close();
+    if (this.fleet) await this.fleet.leave();
+    else {
+      await this.directory.close();
+      await this.events.close();
+    }
   }
 }

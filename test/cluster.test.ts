@@ -192,4 +192,21 @@ describe('a fleet of two nodes on NATS JetStream', () => {
     await waitFor('B\'s call to keep receiving', () => mine.totals().packetsReceived > before + 10);
     assert.deepEqual((await b.gw.directory.list()).map((r) => r.id), [idOf(ours)]);
   });
+
+  test('a node restarted under the same nodeId ends what its previous run left claimed (node-restarted); SIGTERM stops it cleanly', async () => {
+    // What a run killed before any survivor noticed would leave: a live record of node-a's.
+    const leftover = { id: 'left-over-by-node-a', kind: 'whip', node: 'node-a', source: 'browser-widget', sourceKind: 'browser', state: 'connected' as const, createdAt: Date.now() };
+    assert.equal(await b.gw.directory.claim(leftover), true);
+    const again = await startNode(dir, { http: { host: '127.0.0.1', port: 0 }, media: { udpPort: await freeUdpPort() }, sources: [], audit: { path: join(dir, 'audit-a2.jsonl') }, log: { level: 'warn' }, cluster: { nodeId: 'node-a', nats: { servers: [nats.url] }, publicUrl: 'http://127.0.0.1:1' } });
+    const rec = await b.gw.directory.lookup(leftover.id);
+    assert.deepEqual([rec?.state, rec?.endReason], ['ended', 'node-restarted'], 'ended before the node said it listens');
+    await waitFor('node-a live again, to B', () => b.gw.fleet!.nodes.live().some((n) => n.nodeId === 'node-a'));
+    const exited = new Promise<number | null>((r) => again.child.once('exit', (code) => r(code)));
+    again.child.kill('SIGTERM');
+    assert.equal(await exited, 0, again.stderr());
+    await waitFor('node-a gone from the fleet', async () => {
+      await b.gw.fleet!.nodes.tick();
+      return !b.gw.fleet!.nodes.live().some((n) => n.nodeId === 'node-a');
+    });
+  });
 });

@@ -99,11 +99,11 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
       createdAt: call.createdAt,
     };
     // One chain per call: its directory operations happen in order, whatever the store's latency.
-    let chain: Promise<unknown> = this.#op('claim', async () => {
+    let chain: Promise<unknown> = this.#track(this.#op('claim', async () => {
       if (this.opts.directory && !(await this.opts.directory.claim(record))) throw new Error(`session id ${call.id} was already claimed`);
       await this.opts.events?.publish({ type: 'created', at: call.createdAt, session: record });
-    });
-    const then = (what: string, op: () => Promise<unknown>) => (chain = chain.then(() => this.#op(what, op)));
+    }));
+    const then = (what: string, op: () => Promise<unknown>) => (chain = this.#track(chain.then(() => this.#op(what, op))));
     call.on('state', (s) => {
       if (s !== 'connected') return;
       this.emit('connected', call);
@@ -131,6 +131,19 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
 
   closeAll(reason: EndReason): void {
     for (const call of [...this.#calls.values()]) call.close(reason);
+  }
+
+  readonly #pending = new Set<Promise<unknown>>();
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+    return p;
+  }
+
+  /** Every directory and event-bus operation begun so far has finished (a stop waits, then closes them). */
+  async settled(): Promise<void> {
+    while (this.#pending.size) await Promise.allSettled([...this.#pending]);
   }
 
   async #op(what: string, op: () => Promise<unknown>): Promise<void> {

@@ -27,7 +27,9 @@ export type EndReason =
   | 'transferred'
   | 'no-ack'
   /** RFC 4028: the session's refresh never came (or ours was refused). */
-  | 'session-expired';
+  | 'session-expired'
+  /** A fleet: the node holding it stopped heartbeating (ended by a survivor, or by itself when it found it had been reaped). */
+  | 'node-lost';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {
   connecting: ['connected', 'ended'],

@@ -61,8 +61,7 @@ test('cluster: a node id, NATS servers and where this node is reached; each prob
   assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: [] }, publicUrl: 'https://a.example' } }), /^cluster\.nats\.servers: /m);
   assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: ['http://x:1'] }, publicUrl: 'https://a.example' } }), /^cluster\.nats\.servers\.0: nats:\/\/host:port/m);
   assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'], user: 'u' }, publicUrl: 'https://a.example' } }), /^cluster\.nats\.password: user and password go together/m);
-  assert.match(problems({ cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'] } } }), /^cluster\.publicUrl: other nodes redirect clients/m);
-  assert.equal(parseConfig({ publicUrl: 'https://a.example', cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'] } } }).cluster?.publicUrl, undefined, 'the top-level publicUrl serves');
+  assert.match(problems({ publicUrl: 'https://lb.example', cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'] } } }), /^cluster\.publicUrl: /m, 'the node\'s own URL, not the load balancer\'s');
   assert.equal(parseConfig({ redirect: { leastLoaded: true }, cluster: { nodeId: 'a', nats: { servers: ['nats://x:1'] }, publicUrl: 'https://a.example' } }).redirect?.leastLoaded, true);
   assert.match(problems({ redirect: { leastLoaded: true } }), /^redirect\.leastLoaded: picks among a fleet/m);
   assert.match(problems({ redirect: {} }), /^redirect: give targets/m);

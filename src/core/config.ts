@@ -307,8 +307,11 @@ export const configSchema = z
             prefix: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default('voxgate'),
           })
           .strict(),
-        /** Where clients reach this node itself (redirects from other nodes); default the top-level publicUrl. */
-        publicUrl: z.url().optional(),
+        /**
+         * Where clients reach this node itself, not the load balancer (other nodes redirect WHEP
+         * listeners and player pages here, where the call's media is).
+         */
+        publicUrl: z.url(),
       })
       .strict()
       .superRefine((c, ctx) => {
@@ -418,7 +421,6 @@ export function parseConfig(input: unknown): Config {
   });
   if (cfg.redirect?.leastLoaded && !cfg.cluster) problems.push('redirect.leastLoaded: picks among a fleet\'s nodes; configure cluster, or give redirect.targets');
   if (cfg.redirect?.leastLoaded && cfg.redirect.targets) problems.push('redirect.targets: give targets or leastLoaded, not both');
-  if (cfg.cluster && !cfg.cluster.publicUrl && !cfg.publicUrl) problems.push('cluster.publicUrl: other nodes redirect clients to this node there (e.g. "https://node-a.voice.example.com"); or set the top-level publicUrl');
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }

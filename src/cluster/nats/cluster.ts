@@ -25,8 +25,16 @@ export interface Cluster {
   events: NatsEventBus;
   locations: NatsLocationStore;
   nodesKv: KV;
-  /** Drains the connection (the parts' own close() runs first, by their owners). */
+  /** Drains the connection, or closes it when the server is away (never rejects); the parts close first (Fleet.leave). */
   close(): Promise<void>;
+}
+
+/** A drain bounded in time: with the server away it would reject after seconds and leave the connection reconnecting. */
+async function closeConnection(nc: NatsConnection): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([nc.drain().catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, 3000)))]);
+  clearTimeout(timer);
+  if (!nc.isClosed()) await nc.close().catch(() => undefined);
 }
 
 /** NATS connection options from the config (servers, credentials, TLS files). */
@@ -58,14 +66,12 @@ export async function openCluster(cfg: ClusterConfig, publicUrl: string, opts: {
   const { prefix } = cfg.nats;
   try {
     const kvm = new Kvm(nc);
-    const nodesKv = await kvm.create(`${prefix}_nodes`, { history: 1 });
+    // An hour's max age: live nodes rewrite their entry every 2 s; lost and departed ones go.
+    const nodesKv = await kvm.create(`${prefix}_nodes`, { history: 1, ttl: 3_600_000 });
     const directory = await NatsSessionDirectory.open({ nc, bucket: `${prefix}_sessions`, now: opts.now, log });
     const locations = await NatsLocationStore.open({ nc, bucket: `${prefix}_locations` });
     const events = new NatsEventBus({ nc, prefix: `${prefix}.events`, onError: (err) => log.error({ err }, 'session event subscriber threw, or a bad event arrived'), log });
-    void (async () => {
-      for await (const s of nc.status()) log.info({ status: s.type }, 'NATS connection');
-    })();
-    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, close: () => nc.drain() };
+    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, close: () => closeConnection(nc) };
   } catch (err) {
     await nc.close();
     const msg = (err as Error).message;

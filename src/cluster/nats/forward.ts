@@ -39,7 +39,11 @@ export function serveForwarded(nc: NatsConnection, prefix: string, nodeId: strin
           if (!(e instanceof VoxgateError)) log.error({ err: e }, 'a forwarded request failed');
           reply = problemReply(ve);
         }
-        msg.respond(JSON.stringify(reply));
+        try {
+          msg.respond(JSON.stringify(reply));
+        } catch (err) {
+          log.warn({ err }, 'the answer to a forwarded request could not be sent (draining, or too large)');
+        }
       })();
     },
   });

@@ -51,12 +51,17 @@ export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
           const local = [...deps.calls()].map((call) => ({ ...describeCall(call, now), node }));
           const mine = new Set(local.map((s) => s.id));
           // Another node's session: what the directory knows (its node has the media counters).
-          const others = deps.fleet
-            ? (await deps.fleet())
-                .filter((r) => r.node !== node && !mine.has(r.id))
-                .map((r) => ({ id: r.id, node: r.node, source: r.source, kind: r.sourceKind, state: r.state, ageSeconds: Math.round((now - r.createdAt) / 100) / 10 }))
-            : [];
-          return json({ sessions: [...local, ...others] });
+          let fleet: SessionRecord[] = [];
+          let fleetError: string | undefined;
+          try {
+            fleet = deps.fleet ? await deps.fleet() : [];
+          } catch (err) {
+            fleetError = `the other nodes' sessions could not be read: ${(err as Error).message}`; // this node's still are
+          }
+          const others = fleet
+            .filter((r) => r.node !== node && !mine.has(r.id))
+            .map((r) => ({ id: r.id, node: r.node, source: r.source, kind: r.sourceKind, state: r.state, ageSeconds: Math.round((now - r.createdAt) / 100) / 10 }));
+          return json({ sessions: [...local, ...others], ...(fleetError ? { fleetError } : {}) });
         },
       },
     },

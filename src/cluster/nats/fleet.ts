@@ -1,0 +1,122 @@
+import type { CallTable } from '../../call/call-table.js';
+import type { Logger } from '../../core/logger.js';
+import type { EndpointReply, EndpointRequest } from '../../wish/resource.js';
+import type { Cluster } from './cluster.js';
+import { forward, serveForwarded, type ForwardOp } from './forward.js';
+import { NatsNodes } from './nodes.js';
+import type { Subscription } from '@nats-io/transport-node';
+
+/**
+ * What one node does as a member of the fleet (issue 17), on top of the shared state in
+ * cluster.ts: it heartbeats, ends the sessions of nodes that stopped and its own if it was
+ * reaped, answers other nodes' requests for its sessions, tells where another node's session
+ * is, picks the least-loaded node for a redirect, and leaves cleanly.
+ */
+export interface FleetDeps {
+  calls: CallTable;
+  /** The handlers other nodes' forwarded requests run (this node's own WHIP endpoint). */
+  handlers: Record<ForwardOp, (id: string, req: EndpointRequest) => Promise<EndpointReply> | EndpointReply>;
+  now: () => number;
+  log: Logger;
+}
+
+const SWEEP_MS = 30_000;
+
+export class Fleet {
+  readonly nodes: NatsNodes;
+  #forwarded: Subscription | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly cluster: Cluster,
+    private readonly deps: FleetDeps,
+  ) {
+    this.nodes = new NatsNodes({
+      kv: cluster.nodesKv,
+      self: { nodeId: cluster.nodeId, publicUrl: cluster.publicUrl },
+      load: () => deps.calls.size,
+      now: deps.now,
+      log: deps.log,
+      onLost: (node) => this.#endSessionsOf(node, 'node-lost'),
+      // Reaped while cut off: the fleet was told these calls ended, so they end here too.
+      onReaped: () => deps.calls.closeAll('node-lost'),
+    });
+  }
+
+  /** Joins: ends what a previous run under this nodeId left claimed, heartbeats, answers forwarded requests, sweeps. */
+  async join(): Promise<void> {
+    const { cluster, deps } = this;
+    await this.#endSessionsOf(cluster.nodeId, 'node-restarted');
+    void (async () => {
+      for await (const s of cluster.nc.status()) {
+        if (s.type === 'disconnect' || s.type === 'reconnect') {
+          this.nodes.connectionChanged();
+          deps.log.warn({ status: s.type }, 'NATS connection');
+        }
+      }
+    })().catch(() => undefined);
+    await this.nodes.start();
+    this.#forwarded = serveForwarded(cluster.nc, cluster.prefix, cluster.nodeId, deps.handlers, deps.log);
+    this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => deps.log.warn({ err }, 'session directory sweep failed')), SWEEP_MS);
+    this.#sweeper.unref();
+  }
+
+  /** The base URL of the live node holding a session this node does not; else undefined (this node answers). */
+  async holderUrl(id: string): Promise<string | undefined> {
+    if (this.deps.calls.get(id)) return undefined;
+    const node = await this.#holder(id);
+    return node ? this.nodes.live().find((n) => n.nodeId === node)?.publicUrl.replace(/\/+$/, '') : undefined;
+  }
+
+  /** A request for a session another node holds: that node's answer; else undefined (this node answers). */
+  async forwardIfElsewhere(op: ForwardOp, id: string, req: EndpointRequest): Promise<EndpointReply | undefined> {
+    const node = await this.#holder(id);
+    return node ? forward(this.cluster.nc, this.cluster.prefix, node, op, id, req) : undefined;
+  }
+
+  /** A WHIP endpoint URL on the least-loaded node, or undefined when this node is it (or the fleet is not known yet). */
+  redirectTarget(): string | undefined {
+    const node = this.nodes.pickLeastLoaded();
+    return node && node.nodeId !== this.cluster.nodeId ? `${node.publicUrl.replace(/\/+$/, '')}/whip` : undefined;
+  }
+
+  /** Draining: no more forwarded requests, and the fleet is told not to send sessions here. */
+  draining(): void {
+    this.#forwarded?.unsubscribe();
+    this.#forwarded = undefined;
+    this.nodes.draining();
+  }
+
+  /** Leaves once the node's calls have ended and their releases are written: the shared state closes, then the connection. */
+  async leave(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.draining();
+    await this.deps.calls.settled();
+    await this.nodes.close();
+    await this.cluster.directory.close();
+    await this.cluster.events.close();
+    await this.cluster.locations.close();
+    await this.cluster.close();
+  }
+
+  async #holder(id: string): Promise<string | undefined> {
+    const rec = await this.cluster.directory.lookup(id);
+    return rec && rec.state !== 'ended' && rec.node !== this.cluster.nodeId ? rec.node : undefined;
+  }
+
+  /** A lost node's sessions (or a previous run's of this one), released and announced, several at a time. */
+  async #endSessionsOf(node: string, reason: string): Promise<void> {
+    const { directory, events } = this.cluster;
+    const records = await directory.list({ node });
+    for (let i = 0; i < records.length; i += 32) {
+      await Promise.all(
+        records.slice(i, i + 32).map(async (rec) => {
+          const at = this.deps.now();
+          await directory.release(rec.id, reason, at);
+          await events.publish({ type: 'ended', at, id: rec.id, kind: rec.kind, node: rec.node, source: rec.source, sourceKind: rec.sourceKind, reason, durationMs: at - rec.createdAt, summary: null });
+        }),
+      );
+    }
+    if (records.length) this.deps.log.warn({ node, sessions: records.length, reason }, 'cluster: sessions of a node that is gone were ended');
+  }
+}
