@@ -26,10 +26,8 @@ export type EndReason =
   | 'flow-closed'
   | 'transferred'
   | 'no-ack'
-  /** RFC 4028: the session's refresh never came (or ours was refused). */
-  | 'session-expired'
-  /** A fleet: the node holding it stopped heartbeating (ended by a survivor, or by itself when it found it had been reaped). */
-  | 'node-lost';
+  /** RFC 4028: the session's refresh never came (or ours was refused); a fleet's node stopped heartbeating. */
+  | 'session-expired' | 'node-lost';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {
   connecting: ['connected', 'ended'],
@@ -112,10 +110,7 @@ export class Call extends TypedEmitter<CallEvents> {
   /** Where its signalling came from, and the SIP Call-ID of the caller's dialog, for /api/sessions. */
   signalingRemote: string | undefined;
   sipCallId: string | undefined;
-  /**
-   * A phone call through a SIP trunk: which trunk, which way (a carrier's call to us, or ours
-   * out), the numbers, the STIR/SHAKEN verdict on a verifying trunk.
-   */
+  /** A phone call through a SIP trunk: which, which way (a carrier's to us, or ours out), the numbers, the STIR/SHAKEN verdict. */
   trunk: { name: string; direction: 'inbound' | 'outbound'; from: string; to: string; verstat?: string } | undefined;
   /** What the agent's transfer(target) does (set by whoever set the call up). */
   transferHandler: ((target: TransferTarget, opts?: TransferOptions) => Promise<void>) | undefined;

@@ -151,15 +151,10 @@ export class SipService {
   }
 
   async #flowClosed(flow: SipFlow): Promise<void> {
-    // The dialogs on the flow end whatever the store says (a shared store may be slow or away).
-    this.calls?.flowClosed(flow);
-    try {
-      const dropped = await this.registrar.dropFlow(flow.id);
-      if (dropped.length) this.deps.log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
-      for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
-    } catch (err) {
-      this.deps.log.warn({ err, flow: flow.id }, 'SIP flow closed, but its registrations could not be removed (they expire)');
-    }
+    this.calls?.flowClosed(flow); // whatever a shared store says: it may be slow or away
+    const dropped = await this.registrar.dropFlow(flow.id).catch((err: unknown) => (this.deps.log.warn({ err, flow: flow.id }, 'SIP flow closed; its registrations could not be removed (they expire)'), []));
+    if (dropped.length) this.deps.log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
+    for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
   }
 
   /** Where a user can be called now: their newest binding on a live flow, or why not (404, 480). */
