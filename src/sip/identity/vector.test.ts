@@ -13,8 +13,8 @@ import { verifyIdentity } from './passport.js';
 
 const data = (name: string) => readFileSync(new URL(`./testdata/${name}`, import.meta.url), 'utf8');
 const IDENTITY = data('libstirshaken-readme.identity').trim();
-const SP = data('libstirshaken-sp.pem');
-const CA = data('libstirshaken-ca.pem');
+const SP = data('libstirshaken-sp.crt');
+const CA = data('libstirshaken-ca.crt');
 const IAT = 1_616_442_523;
 const ORIG = '01256500600';
 const DEST = '01256700800';
@@ -63,7 +63,7 @@ test('voxgate stir verify --cert --anchor --at checks the published vector as of
   const dir = new URL('./testdata/', import.meta.url).pathname;
   const run = async (...extra: string[]) => {
     let out = '';
-    const code = await stirCommand(['verify', '--identity', IDENTITY, '--orig', ORIG, '--dest', DEST, '--cert', `${dir}libstirshaken-sp.pem`, '--anchor', `${dir}libstirshaken-ca.pem`, ...extra], { out: (t) => (out += t), err: (t) => (out += t) });
+    const code = await stirCommand(['verify', '--identity', IDENTITY, '--orig', ORIG, '--dest', DEST, '--cert', `${dir}libstirshaken-sp.crt`, '--anchor', `${dir}libstirshaken-ca.crt`, ...extra], { out: (t) => (out += t), err: (t) => (out += t) });
     return { code, out };
   };
   const then = await run('--at', String(IAT + 5));
