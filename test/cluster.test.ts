@@ -128,6 +128,8 @@ describe('a fleet of two nodes on NATS JetStream', () => {
     const l = await listenConnected(res.headers.get('location')!, SUPERVISOR);
     listeners.push(l);
     await waitFor('the caller\'s packets at the listener, from A', () => l.received.length > 20);
+    const head = await fetch(`${b.url}/whep/${id}`, { method: 'HEAD', redirect: 'manual' });
+    assert.deepEqual([head.status, head.headers.get('location')], [307, `${a.url}/whep/${id}`], 'HEAD too: the holder says whether it can be heard');
     const page = await fetch(`${b.url}/player?session=${id}`, { redirect: 'manual' });
     assert.deepEqual([page.status, page.headers.get('location')], [307, `${a.url}/player?session=${id}`]);
     assert.equal((await fetch(`${b.url}/player?session=nobody`)).status, 200, 'a session nobody holds: B serves the page itself');

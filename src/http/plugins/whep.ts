@@ -25,8 +25,10 @@ export function whepPlugin({ whep, holderUrl }: WhepPluginDeps): PluginRoutes {
           return whep.post(params.session!, query.get('track'), await endpointRequest());
         },
         GET: () => noContent(),
-        HEAD: async ({ params }): Promise<EndpointReply> => {
-          // 200 while the session can be heard, 409 until it is live, 404 once it has ended.
+        HEAD: async ({ req, params }): Promise<EndpointReply> => {
+          // 200 while the session can be heard, 409 until it is live, 404 once it has ended; in a fleet, 307 to its holder.
+          const holder = await holderUrl?.(params.session!);
+          if (holder) return { status: 307, headers: { Location: `${holder}${req.url ?? ''}` } };
           try {
             await whep.liveCall(params.session!);
             return { status: 200, headers: { 'Accept-Post': SDP_TYPE } };
