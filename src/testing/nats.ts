@@ -7,6 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 
 export interface NatsServer {
   /** `nats://127.0.0.1:<port>`. */
@@ -66,6 +68,30 @@ export async function natsServer(extraArgs: string[] = []): Promise<NatsServer> 
     async stop() {
       await end('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * One nats-server for a test file (registered as node:test before/after hooks), and connections
+ * to it, each its own (as another node's would be), drained when the file ends.
+ */
+export function natsForTestFile(): { connect(name?: string): Promise<NatsConnection> } {
+  // Started at once, so a connect from any hook or test waits for it rather than racing the hooks.
+  const starting = natsServer();
+  const conns: NatsConnection[] = [];
+  before(async () => {
+    await starting;
+  });
+  after(async () => {
+    for (const c of conns) if (!c.isClosed()) await c.drain().catch(() => undefined);
+    await (await starting.catch(() => undefined))?.stop();
+  });
+  return {
+    async connect(name) {
+      const nc = await connect({ servers: (await starting).url, ...(name ? { name } : {}) });
+      conns.push(nc);
+      return nc;
     },
   };
 }

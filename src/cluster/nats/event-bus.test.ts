@@ -1,23 +1,17 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { test } from 'node:test';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { SessionRecord } from '../../call/session-directory.js';
 import type { SessionEvent } from '../../call/session-events.js';
-import { natsServer, type NatsServer } from '../../testing/nats.js';
+import { natsForTestFile } from '../../testing/nats.js';
 import { eventBusContract } from '../contract/event-bus.js';
 import { decodeSessionEvent, NatsEventBus, subjectKind } from './event-bus.js';
 
-let server: NatsServer;
-before(async () => {
-  server = await natsServer();
-});
-after(async () => {
-  await server.stop();
-});
+const nats = natsForTestFile();
 
 let prefixes = 0;
 eventBusContract('NatsEventBus', async ({ onError }) => {
-  const nc = await connect({ servers: server.url });
+  const nc = await nats.connect();
   // A prefix of its own: no other test's events, nor a leftover in flight, can reach this bus.
   const bus = new NatsEventBus({ nc, prefix: `test${++prefixes}.events`, onError });
   return {
@@ -77,8 +71,8 @@ const ended = (id: string, kind = 'sip-trunk'): SessionEvent => ({
 /** Two nodes: each its own connection and bus on the default prefix. */
 async function twoNodes() {
   const errors = collector<unknown>('onError');
-  const ncA = await connect({ servers: server.url, name: 'node-a' });
-  const ncB = await connect({ servers: server.url, name: 'node-b' });
+  const ncA = await nats.connect('node-a');
+  const ncB = await nats.connect('node-b');
   const a = new NatsEventBus({ nc: ncA, onError: errors.push });
   const b = new NatsEventBus({ nc: ncB, onError: errors.push });
   const close = async () => {
@@ -195,7 +189,7 @@ test('a malformed message on the subjects goes to onError once each, and later e
 });
 
 test('close unsubscribes and leaves the connection to its owner; a bad prefix is refused', async () => {
-  const nc = await connect({ servers: server.url });
+  const nc = await nats.connect();
   try {
     const bus = new NatsEventBus({ nc, prefix: 'closing.events', onError: (err) => assert.fail(String(err)) });
     const got = collector<SessionEvent>('subscriber');

@@ -1,30 +1,23 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { Kvm, type KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Binding } from '../../sip/location-store.js';
 import { parseSipMessage, type SipRequest } from '../../sip/message.js';
 import { Registrar } from '../../sip/registrar.js';
-import { natsServer, type NatsServer } from '../../testing/nats.js';
+import { natsForTestFile } from '../../testing/nats.js';
 import { locationStoreContract } from '../contract/location-store.js';
 import { NatsLocationStore } from './location-store.js';
 
 // One nats-server for the file; two connections to it stand for two nodes.
-let server: NatsServer;
+const nats = natsForTestFile();
 let nodeA: NatsConnection;
 let nodeB: NatsConnection;
 let buckets = 0;
 
 before(async () => {
-  server = await natsServer();
-  nodeA = await connect({ servers: server.url, name: 'node-a' });
-  nodeB = await connect({ servers: server.url, name: 'node-b' });
-});
-
-after(async () => {
-  await nodeA?.drain();
-  await nodeB?.drain();
-  await server?.stop();
+  nodeA = await nats.connect('node-a');
+  nodeB = await nats.connect('node-b');
 });
 
 /** A fresh bucket opened through each connection; `destroy` deletes the bucket. */

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { test } from 'node:test';
 import { Kvm, type KV } from '@nats-io/kv';
-import { natsServer, type NatsServer } from '../../testing/nats.js';
+import { natsForTestFile } from '../../testing/nats.js';
 import { NatsNodes } from './nodes.js';
 
 /**
@@ -11,24 +10,16 @@ import { NatsNodes } from './nodes.js';
  * connections. Time is a shared fake clock; each node's tick() is called by hand.
  */
 
-let server: NatsServer;
-const conns: NatsConnection[] = [];
-before(async () => (server = await natsServer()));
-after(async () => {
-  for (const c of conns) await c.drain();
-  await server.stop();
-});
+const nats = natsForTestFile();
 
 let bucketN = 0;
 async function bucket(): Promise<() => Promise<KV>> {
   const name = `nodes-${++bucketN}`;
-  const first = await connect({ servers: server.url });
-  conns.push(first);
+  const first = await nats.connect();
   await new Kvm(first).create(name, { history: 1 });
   // Each node on its own connection, as on its own machine.
   return async () => {
-    const nc = await connect({ servers: server.url });
-    conns.push(nc);
+    const nc = await nats.connect();
     return new Kvm(nc).open(name);
   };
 }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { SessionRecord } from '../../call/session-directory.js';
 import { FakeClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
-import { natsServer, type NatsServer } from '../../testing/nats.js';
+import { natsForTestFile } from '../../testing/nats.js';
 import { sessionDirectoryContract } from '../contract/session-directory.js';
 import { NatsSessionDirectory, type NatsSessionDirectoryOptions } from './session-directory.js';
 
@@ -16,21 +16,14 @@ const TOMBSTONE_MS = 60_000;
 const _gatewayLog: NatsSessionDirectoryOptions['log'] = createLogger('silent');
 
 // One nats-server for the file; node A and node B each have their own connection to it.
-let server: NatsServer | undefined;
+const nats = natsForTestFile();
 let ncA: NatsConnection | undefined;
 let ncB: NatsConnection | undefined;
 let buckets = 0;
 
 before(async () => {
-  server = await natsServer();
-  ncA = await connect({ servers: server.url, name: 'node-a' });
-  ncB = await connect({ servers: server.url, name: 'node-b' });
-});
-
-after(async () => {
-  await ncA?.drain();
-  await ncB?.drain();
-  await server?.stop();
+  ncA = await nats.connect('node-a');
+  ncB = await nats.connect('node-b');
 });
 
 interface Pair {
@@ -173,7 +166,7 @@ test('both nodes sweeping while claims race over expired tombstones: one claim w
 test('a claim landing between a sweep\'s read of the tombstone and its purge survives the purge', () =>
   withPair(async ({ dir, bucket, clock }) => {
     // Node C's connection holds back its sweep's purge request until node A's claim is in.
-    const ncC = await connect({ servers: server!.url, name: 'node-c' });
+    const ncC = await nats.connect('node-c');
     try {
       const sweeper = await NatsSessionDirectory.open({ nc: ncC, bucket, now: () => clock.now(), tombstoneMs: TOMBSTONE_MS });
       const request = ncC.request.bind(ncC);
