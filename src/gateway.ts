@@ -164,6 +164,7 @@ export class Gateway {
       : undefined;
     this.audit = new AuditLog(config.audit.path, this.clock);
     this.agents = new AgentRegistry(config.defaultAgent, this.log);
+    if (this.fleet) this.agents.registerType('worker', (spec) => this.fleet!.workerAgent(spec));
     for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);
     // Fail at start-up, naming the source, rather than on its first call.
     const badAgents = this.agents.problems([

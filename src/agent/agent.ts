@@ -78,8 +78,8 @@ export interface AgentControl {
   hangup(reason: string): void;
   transfer(target: TransferTarget, opts?: TransferOptions): Promise<void>;
   sendDtmf(digits: string): boolean;
-  /** Places another call (its own session for the agent when answered). */
-  dial(req: DialRequest): DialedCall;
+  /** Places another call (its own session for the agent when answered); `id`: the session id it is to have (a worker chose it). */
+  dial(req: DialRequest, id?: string): DialedCall;
   /** Audio queued and not yet played, ms. */
   queuedMs(): number;
 }
@@ -185,6 +185,12 @@ export class AgentSession extends TypedEmitter<AgentSessionEvents> {
     return this.control.dial(req);
   }
 
+  /** voxgate side: dial() for an agent on a worker, under the session id the worker gave it. */
+  placeCall(req: DialRequest, id?: string): DialedCall {
+    if (this.#ended) throw new Error('the session has ended');
+    return this.control.dial(req, id);
+  }
+
   /**
    * Sends digits to the caller (0-9, *, #, A-D): RFC 4733 telephone-events where the caller's
    * media has them, queued one after another; false when none can be sent.
@@ -224,4 +230,11 @@ export interface Agent {
   readonly name: string;
   readonly sampleRate: AgentSampleRate;
   attach(session: AgentSession): void | Promise<void>;
+  /**
+   * An agent that runs elsewhere (a NATS worker) takes its place for a call before the call is
+   * answered; a rejection (VoxgateError `VG_AGENT_NOT_READY`) refuses the call: WHIP 503, SIP 480.
+   */
+  reserve?(call: { id: string; source: { name: string; kind: string }; details?: CallDetails }): Promise<void>;
+  /** The call reserved for did not happen (it ended before attach): the place is given back. */
+  unreserve?(): void;
 }

@@ -20,3 +20,9 @@ test('{ type: "echo", sampleRate } fixes the rate, as a real agent has one; a ra
   assert.equal(r.resolve({ type: 'echo' }, { naturalRate: 8000 }).sampleRate, 8000);
   assert.deepEqual(r.problems([['sip.trunks.0.inbound.agent', { type: 'echo', sampleRate: 11025 }]]), ['sip.trunks.0.inbound.agent: sampleRate: 8000, 16000, 24000 or 48000']);
 });
+
+test('a { type: "worker" } agent without `cluster` is refused at start-up, saying what to configure', () => {
+  assert.deepEqual(registry().problems([['sources.0.agent', { type: 'worker', name: 'support' }]]), [
+    "sources.0.agent: an agent of type 'worker' runs on agent workers over NATS: configure `cluster` (cluster.nats.servers)",
+  ]);
+});

@@ -40,6 +40,10 @@ export class AgentRegistry {
       if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
       return new TwilioStreamAgent(parsed.data, log);
     });
+    // Replaced by the fleet's (cluster/nats/fleet.ts) when `cluster` is configured.
+    this.registerType('worker', () => {
+      throw new Error("an agent of type 'worker' runs on agent workers over NATS: configure `cluster` (cluster.nats.servers)");
+    });
   }
 
   close(): void {

@@ -15,7 +15,7 @@ export interface AgentLegControl {
   /** Digits to whoever the agent talks with (RFC 4733); false when their media cannot carry them. */
   sendDtmf(digits: string): boolean;
   /** The agent places another call. */
-  dial(req: DialRequest): DialedCall;
+  dial(req: DialRequest, id?: string): DialedCall;
 }
 
 /**
@@ -64,7 +64,7 @@ export class AgentLeg implements AgentParty {
       hangup: (reason) => control.hangup(reason),
       transfer: (target, opts) => control.transfer(target, opts),
       sendDtmf: (digits) => control.sendDtmf(digits),
-      dial: (req) => control.dial(req),
+      dial: (req, id) => control.dial(req, id),
       queuedMs: () => this.pacer.queuedMs,
     }, details);
   }

@@ -14,6 +14,8 @@ import type { DialRequest } from '../agent/agent.js';
 /** Who asks: the admin token, or a source whose token may place calls (`sources[].outbound`). */
 export interface DialAuthority {
   source?: SourceIdentity;
+  /** The session id the call is to have: an agent on a worker chose it (its dial() returns at once). */
+  id?: string;
 }
 
 /** An outbound call as `GET /api/calls/{id}` shows it. */

@@ -63,6 +63,23 @@ export interface StartedCall {
   begin(): void;
 }
 
+/**
+ * An agent elsewhere (a worker) takes its place before the call is answered: none taking it
+ * refuses the call (VG_AGENT_NOT_READY: WHIP 503, SIP 480). A call that ends before the agent
+ * is attached (refused, cancelled, its transport failed) gives the place back.
+ */
+async function reserveAgent(agent: Agent, call: Call, req: StartCallRequest): Promise<void> {
+  call.once('ended', () => agent.unreserve?.());
+  try {
+    await agent.reserve!({ id: call.id, source: req.source, details: req.details });
+  } catch (err) {
+    call.close('setup-failed');
+    if (err instanceof VoxgateError) throw err;
+    throw new VoxgateError('VG_AGENT_NOT_READY', 'Temporarily Unavailable (the agent could not take the call)', { cause: err });
+  }
+  if (call.state === 'ended') throw new VoxgateError('VG_SETUP_ABORTED', 'The session ended while it was being set up.');
+}
+
 /** The stream a plan's audio section describes. */
 export function formatOf(plan: AnswerPlan): MediaFormat {
   const a = plan.audio;
@@ -82,6 +99,7 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
   call.signalingRemote = req.signalingRemote;
   deps.calls.add(call);
   req.onCreated?.(call);
+  if (agent.reserve) await reserveAgent(agent, call, req);
   const out = req.out ?? newSendStream();
   let transport: MediaTransport & { localSdp: string };
   try {
@@ -113,7 +131,7 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
     },
     sendDtmf: (digits) => call.sendDtmf('agent', digits),
     // With the call's own authority: only a source with `outbound` may place calls (not a phone caller's agent).
-    dial: (dial) => deps.calls.dial({ ...dial, customParameters: { ...dial.customParameters, parentSession: id } }, { source: req.source }),
+    dial: (dial, callId) => deps.calls.dial({ ...dial, customParameters: { ...dial.customParameters, parentSession: id } }, { source: req.source, ...(callId ? { id: callId } : {}) }),
   }, req.details);
   call.addLeg('agent', agentLeg);
   if (req.transfer) call.transferHandler = (target, opts) => req.transfer!(call, target, opts);

@@ -5,6 +5,7 @@ import { signJwt } from '../auth/source-auth.js';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { Gateway } from '../gateway.js';
 import { stirCommand } from './stir.js';
+import { workerCommand } from './worker.js';
 
 const USAGE = `voxgate: the gateway between live audio and AI voice agents
 
@@ -13,6 +14,7 @@ usage:
   voxgate audit verify FILE
   voxgate token --secret S --sub SOURCE [--ttl SECONDS]
   voxgate stir keygen|sign|verify ...   STIR/SHAKEN: development keys, sign a PASSporT, check an Identity header
+  voxgate worker --agent demo|echo ...  run an agent as a worker of a fleet (NATS); --help for more
 
 serve reads VOXGATE_CONFIG when --config is not given; with neither it runs with defaults
 (HTTP on 127.0.0.1:8080, media on UDP 50000) and prints a development source token.`;
@@ -91,6 +93,8 @@ async function main(): Promise<void> {
     else if (cmd === 'audit') process.exitCode = auditCommand(rest);
     else if (cmd === 'token') process.exitCode = tokenCommand(rest);
     else if (cmd === 'stir') process.exitCode = await stirCommand(rest);
+    // The demo agent's speech and VAD keep handles of their own: a stopped worker exits.
+    else if (cmd === 'worker') process.exit(await workerCommand(rest));
     else {
       process.stderr.write(USAGE + '\n');
       process.exitCode = cmd === 'help' || cmd === '--help' ? 0 : 2;

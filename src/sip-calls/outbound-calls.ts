@@ -172,7 +172,7 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
       this.deps.metrics?.outbound(trunk!.name, '429');
       throw new VoxgateError('VG_TRUNK_LIMIT', `Trunk ${trunk!.name} is at its outbound limit (outbound.maxCalls or callsPerSecond); try again in ${wait} s.`, { headers: { 'Retry-After': String(wait) } });
     }
-    const oc = new OutboundCall(newSessionId(), { ...req, timeoutSeconds: timeout }, source, trunk, from, now);
+    const oc = new OutboundCall(by.id ?? newSessionId(), { ...req, timeoutSeconds: timeout }, source, trunk, from, now);
     this.#calls.set(oc.id, oc);
     trunk?.outbound.add(oc.id);
     this.#prune(now);

@@ -5,6 +5,9 @@ import type { Cluster } from './cluster.js';
 import { forward, serveForwarded, type ForwardOp } from './forward.js';
 import { NatsNodes } from './nodes.js';
 import type { Subscription } from '@nats-io/transport-node';
+import { WorkerPool } from '../../agent/worker/pool.js';
+import { WorkerAgent, workerSpecSchema } from '../../agent/worker/worker-agent.js';
+import type { AgentSpec } from '../../agent/registry.js';
 
 /**
  * What one node does as a member of the fleet (issue 17), on top of the shared state in
@@ -24,6 +27,8 @@ const SWEEP_MS = 30_000;
 
 export class Fleet {
   readonly nodes: NatsNodes;
+  /** The agent workers this node offers calls to (`{ "type": "worker" }` agents). */
+  readonly workers: WorkerPool;
   #forwarded: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -41,6 +46,15 @@ export class Fleet {
       // Reaped while cut off: the fleet was told these calls ended, so they end here too.
       onReaped: () => deps.calls.closeAll('node-lost'),
     });
+    this.workers = new WorkerPool({ nc: cluster.nc, prefix: cluster.prefix, log: deps.log.child({ component: 'workers' }) });
+  }
+
+  /** The agent for a `{ "type": "worker", "name": ... }` spec (one per call); a bad spec throws, naming the field. */
+  workerAgent(spec: AgentSpec): WorkerAgent {
+    const parsed = workerSpecSchema.safeParse(spec);
+    if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'agent'}: ${i.message}`).join('; '));
+    const { cluster } = this;
+    return new WorkerAgent(parsed.data, { nc: cluster.nc, prefix: cluster.prefix, nodeId: cluster.nodeId, pool: this.workers, log: this.deps.log });
   }
 
   /** Joins: ends what a previous run under this nodeId left claimed, heartbeats, answers forwarded requests, sweeps. */
@@ -51,11 +65,13 @@ export class Fleet {
       for await (const s of cluster.nc.status()) {
         if (s.type === 'disconnect' || s.type === 'reconnect') {
           this.nodes.connectionChanged();
+          this.workers.connectionChanged();
           deps.log.warn({ status: s.type }, 'NATS connection');
         }
       }
     })().catch(() => undefined);
     await this.nodes.start();
+    await this.workers.start();
     this.#forwarded = serveForwarded(cluster.nc, cluster.prefix, cluster.nodeId, deps.handlers, deps.log);
     this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => deps.log.warn({ err }, 'session directory sweep failed')), SWEEP_MS);
     this.#sweeper.unref();
@@ -92,6 +108,7 @@ export class Fleet {
     clearInterval(this.#sweeper);
     this.draining();
     await this.deps.calls.settled();
+    this.workers.close();
     await this.nodes.close();
     await this.cluster.directory.close();
     await this.cluster.events.close();
