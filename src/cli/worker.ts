@@ -4,6 +4,7 @@ import type { Agent } from '../agent/agent.js';
 import { DemoAgent } from '../agent/demo-agent.js';
 import { EchoAgent } from '../agent/echo-agent.js';
 import { runAgentWorker } from '../agent/worker/run-worker.js';
+import { AGENT_NAME } from '../agent/worker/protocol.js';
 import { SpeechSynthesizer } from '../audio/tts.js';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { natsOptions } from '../cluster/nats/cluster.js';
@@ -51,6 +52,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
     process.stderr.write(WORKER_USAGE + '\n');
     return values.help ? 0 : 2;
   }
+  const name = values.name ?? values.agent;
+  if (!AGENT_NAME.test(name)) throw new ConfigError([`--name: letters, digits, - and _ (a NATS subject token), got '${name}'`]);
   const maxCalls = Number(values['max-calls'] ?? 10);
   if (!Number.isInteger(maxCalls) || maxCalls < 1) throw new ConfigError([`--max-calls: a whole number of at least 1, got '${values['max-calls']}'`]);
   const cluster = values.config || process.env.VOXGATE_CONFIG ? loadConfig(values.config ?? process.env.VOXGATE_CONFIG).cluster : undefined;
@@ -60,19 +63,19 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const { agent, close } = builtIn(values.agent, values['sample-rate'], log);
   let worker;
   try {
-    worker = await runAgentWorker({ nats: { ...nats, timeout: 5000 }, name: values.name ?? values.agent, agent, maxCalls, prefix: values.prefix ?? cluster?.nats.prefix ?? 'voxgate', log });
+    worker = await runAgentWorker({ nats: { ...nats, timeout: 5000 }, name, agent, maxCalls, prefix: values.prefix ?? cluster?.nats.prefix ?? 'voxgate', log });
   } catch (err) {
     close();
     throw new ConfigError([`--nats: cannot connect to ${String(nats.servers)} (${(err as Error).message}); is nats-server running?`]);
   }
-  process.stderr.write(`voxgate worker ${worker.id} serving agent '${values.name ?? values.agent}' (${maxCalls} calls at once)\n`);
+  process.stderr.write(`voxgate worker ${worker.id} serving agent '${name}' (${maxCalls} calls at once)\n`);
   await new Promise<void>((resolve) => {
     let signals = 0;
     const stop = (signal: string) => {
       signals++;
       log.info({ signal, calls: worker.calls }, signals === 1 ? 'draining: no more calls; exiting once these end' : 'stopping now');
-      if (signals === 1) void worker.drain().then(() => worker.close()).then(resolve);
-      else void worker.close().then(resolve);
+      const stopped = signals === 1 ? worker.drain().then(() => worker.close()) : worker.close();
+      stopped.catch((err: unknown) => log.error({ err }, 'the worker did not stop cleanly')).finally(resolve);
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

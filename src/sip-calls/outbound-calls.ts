@@ -122,6 +122,8 @@ export class OutboundCalls extends TypedEmitter<OutboundCallsEvents> implements 
       throw new VoxgateError('VG_AUTH_FORBIDDEN', `agent: source ${by.source.name} may name a configured agent only; agent specs with their own settings take the admin token.`);
     }
     const invalid = (field: string, message: string) => new VoxgateError('VG_REQUEST_INVALID', `${field}: ${message}`, { extra: { errors: [{ field, message }] } });
+    // An id handed out in advance (an agent on a worker chose it) must be new.
+    if (by.id !== undefined && (this.#calls.has(by.id) || ctx.deps.calls.get(by.id))) throw invalid('id', `session ${by.id} exists already`);
     const timeout = req.timeoutSeconds ?? DEFAULT_RING_S;
     if (!(timeout >= 1 && timeout <= 300)) throw invalid('timeoutSeconds', 'between 1 and 300 seconds');
     const number = phoneNumberOf(req.to);

@@ -97,6 +97,7 @@ export class WorkerPool {
   /**
    * Offers a call until a worker accepts or `deadline` (ms, the pool's clock) passes; resolves
    * with the worker's id, or undefined when none took it in time. `aborted()` true stops it.
+   * A worker that did not answer in time is sent a cancel: its acceptance, if it comes, is void.
    */
   async offer(offer: Offer, deadline: number, aborted: () => boolean): Promise<string | undefined> {
     const tried = new Set<string>();
@@ -112,22 +113,34 @@ export class WorkerPool {
       }
       tried.add(w.load.id);
       w.offering++;
+      const id = w.load.id;
+      const cancel = () => this.#cancel(offer.callId, id);
       let answer: OfferAnswer | undefined;
       try {
-        const res = await this.deps.nc.request(subjects.offer(this.deps.prefix, w.load.id), JSON.stringify(offer), { timeout: Math.min(left, OFFER_TIMEOUT_MS) });
+        // A round trip takes a millisecond; an offer is never cut shorter than 100 ms by the deadline.
+        const res = await this.deps.nc.request(subjects.offer(this.deps.prefix, id), JSON.stringify(offer), { timeout: Math.max(RETRY_MS, Math.min(left, OFFER_TIMEOUT_MS)) });
         answer = res.json<OfferAnswer>();
       } catch (err) {
-        this.deps.log.info({ worker: w.load.id, err: (err as Error).message }, 'a worker did not answer an offer');
+        this.deps.log.info({ worker: id, err: (err as Error).message }, 'a worker did not answer an offer in time; it is told to let it go');
+        cancel();
       } finally {
         w.offering--;
       }
-      if (answer?.load) this.#report(answer.load);
+      if (answer?.load && answer.load.id === id) this.#report(answer.load);
       if (answer?.accept) {
-        if (aborted()) this.deps.nc.publish(subjects.toAgent(this.deps.prefix, offer.callId), JSON.stringify({ t: 'cancel' }));
-        return aborted() ? undefined : answer.workerId;
+        if (!aborted()) return id;
+        cancel();
       }
     }
     return undefined;
+  }
+
+  #cancel(callId: string, workerId: string): void {
+    try {
+      this.deps.nc.publish(subjects.toAgent(this.deps.prefix, callId, workerId), JSON.stringify({ t: 'cancel' }));
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message, worker: workerId }, 'a cancel could not be sent');
+    }
   }
 
   #pick(name: string, tried: Set<string>): Known | undefined {

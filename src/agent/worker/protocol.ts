@@ -1,4 +1,5 @@
 import { endianness } from 'node:os';
+import { z } from 'zod';
 import type { CallDetails, DialRequest, TransferOptions, TransferTarget } from '../agent.js';
 import type { MarkResult } from '../../audio/pacer.js';
 
@@ -11,8 +12,10 @@ import type { MarkResult } from '../../audio/pacer.js';
  * - `P.workers.hello`: a node that starts asks every worker to report now.
  * - `P.worker.<workerId>.offer`: request/reply, node → worker: the call offered (Offer);
  *   the answer takes a place (Accept) or says why not.
- * - `P.call.<callId>.agent`: node → worker, for the call's life: the caller's audio and events.
- * - `P.call.<callId>.node`: worker → node: the agent's audio and requests.
+ * - `P.call.<callId>.<workerId>.agent`: node → worker, for the call's life: the caller's audio
+ *   and events. Addressed to the one worker that took it: a worker whose acceptance came too
+ *   late is sent a `cancel` there and hears nothing else.
+ * - `P.call.<callId>.<workerId>.node`: worker → node: the agent's audio and requests.
  *
  * A message on a call subject is either audio, `0x01` then a header then 16-bit little-endian
  * PCM at the call's rate, or a JSON object (its first byte `{`). Node → worker audio carries
@@ -23,6 +26,8 @@ import type { MarkResult } from '../../audio/pacer.js';
 export const WORKER_HEARTBEAT_MS = 400;
 /** A worker silent this long is gone: its calls end (agent-disconnected), well within 2 s. */
 export const WORKER_LOST_MS = 1300;
+/** How long the worker may take to say it has the call's start (then the call ends agent-failed). */
+export const START_ACK_MS = 5000;
 /** A call's node that sent nothing for this long is gone (the worker ends its session). */
 export const NODE_SILENT_MS = 10_000;
 /** The node says it is there when it has sent nothing else for this long. */
@@ -37,12 +42,13 @@ export const subjects = {
   allLoads: (p: string) => `${p}.workers.*.load`,
   hello: (p: string) => `${p}.workers.hello`,
   offer: (p: string, workerId: string) => `${p}.worker.${workerId}.offer`,
-  toAgent: (p: string, callId: string) => `${p}.call.${callId}.agent`,
-  toNode: (p: string, callId: string) => `${p}.call.${callId}.node`,
+  toAgent: (p: string, callId: string, workerId: string) => `${p}.call.${callId}.${workerId}.agent`,
+  toNode: (p: string, callId: string, workerId: string) => `${p}.call.${callId}.${workerId}.node`,
 };
 
-/** Agent names are subject tokens: letters, digits, `-` and `_`. */
+/** Agent names, worker ids and call ids are subject tokens: letters, digits, `-` and `_`. */
 export const AGENT_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const token = z.string().regex(AGENT_NAME);
 
 export interface WorkerLoad {
   v: 1;
@@ -68,6 +74,17 @@ export interface Offer {
   details: CallDetails;
 }
 
+/** What a worker checks of an offer before it takes a place: every field it will use. */
+export const offerSchema = z.object({
+  v: z.literal(1),
+  callId: token,
+  node: token,
+  name: token,
+  sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]),
+  source: z.object({ name: z.string().max(200), kind: z.string().max(40) }),
+  details: z.object({ customParameters: z.record(z.string(), z.string()) }).passthrough(),
+});
+
 export type OfferAnswer = { accept: true; workerId: string; load: WorkerLoad } | { accept: false; reason: string; load: WorkerLoad };
 
 /** Node → worker (JSON). */
@@ -85,6 +102,7 @@ export type ToAgent =
 
 /** Worker → node (JSON). */
 export type ToNode =
+  | { t: 'started' }
   | { t: 'attached' }
   | { t: 'failed'; message: string }
   | { t: 'clear'; seq: number }
@@ -103,13 +121,16 @@ function pcmBytes(samples: Int16Array): Buffer {
   return BIG_ENDIAN ? Buffer.from(b).swap16() : b;
 }
 
-/** Node → worker audio: 0x01, the last worker sequence number applied, ms queued, PCM. */
-export function encodeCallerAudio(samples: Int16Array, applied: number, queuedMs: number): Buffer {
-  const out = Buffer.allocUnsafe(9 + samples.byteLength);
+const u32 = (x: number) => Math.min(0xffffffff, Math.max(0, Math.round(x))) >>> 0;
+
+/** Node → worker audio: 0x01, the last worker sequence number applied, ms queued, the frame's timestampMs, PCM. */
+export function encodeCallerAudio(samples: Int16Array, applied: number, queuedMs: number, timestampMs: number): Buffer {
+  const out = Buffer.allocUnsafe(13 + samples.byteLength);
   out[0] = AUDIO;
   out.writeUInt32BE(applied >>> 0, 1);
-  out.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.round(queuedMs))), 5);
-  pcmBytes(samples).copy(out, 9);
+  out.writeUInt32BE(u32(queuedMs), 5);
+  out.writeUInt32BE(u32(timestampMs), 9);
+  pcmBytes(samples).copy(out, 13);
   return out;
 }
 
@@ -130,15 +151,16 @@ function pcmOf(data: Uint8Array, offset: number): Int16Array {
   return out;
 }
 
-export type Decoded<T> = { audio: Int16Array; a: number; b: number } | { json: T } | { bad: string };
+export type Decoded<T> = { audio: Int16Array; header: number[] } | { json: T } | { bad: string };
 
-/** Audio (with its header's numbers: a, b) or JSON; anything else is `bad`, with why. */
-export function decode<T>(data: Uint8Array, headerBytes: 4 | 8): Decoded<T> {
+/** Audio (with its header's `words` 32-bit numbers) or JSON; anything else is `bad`, with why. */
+export function decode<T>(data: Uint8Array, words: 1 | 3): Decoded<T> {
   if (data.byteLength === 0) return { bad: 'an empty message' };
   if (data[0] === AUDIO) {
-    if (data.byteLength < 1 + headerBytes) return { bad: 'an audio message shorter than its header' };
+    if (data.byteLength < 1 + 4 * words) return { bad: 'an audio message shorter than its header' };
     const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    return { audio: pcmOf(data, 1 + headerBytes), a: v.getUint32(1), b: headerBytes === 8 ? v.getUint32(5) : 0 };
+    const header = Array.from({ length: words }, (_, i) => v.getUint32(1 + 4 * i));
+    return { audio: pcmOf(data, 1 + 4 * words), header };
   }
   try {
     const json = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')) as unknown;

@@ -13,6 +13,7 @@ import {
   decode,
   encodeAgentAudio,
   NODE_SILENT_MS,
+  offerSchema,
   RESERVATION_MS,
   subjects,
   WORKER_HEARTBEAT_MS,
@@ -63,8 +64,15 @@ export async function runAgentWorker(opts: AgentWorkerOptions): Promise<AgentWor
   if (!Number.isInteger(maxCalls) || maxCalls < 1) throw new Error('runAgentWorker: maxCalls must be a whole number of at least 1');
   const ours = !('publish' in opts.nats);
   const nc = ours ? await connect({ name: `voxgate-worker-${opts.name}`, maxReconnectAttempts: -1, ...(opts.nats as ConnectionOptions) }) : (opts.nats as NatsConnection);
-  const worker = new Worker(nc, ours, { ...opts, maxCalls, prefix: opts.prefix ?? 'voxgate', log: opts.log ?? createLogger('info'), id: opts.id ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}-${process.pid}-${randomBytes(3).toString('hex')}` });
-  await worker.start();
+  const id = opts.id ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  if (!AGENT_NAME.test(id)) throw new Error(`runAgentWorker: id '${id}' must be letters, digits, - and _`);
+  const worker = new Worker(nc, ours, { ...opts, maxCalls, prefix: opts.prefix ?? 'voxgate', log: opts.log ?? createLogger('info'), id });
+  try {
+    await worker.start();
+  } catch (err) {
+    await worker.close();
+    throw err;
+  }
   return worker;
 }
 
@@ -109,15 +117,25 @@ class Worker implements AgentWorker {
     this.#subs.push(
       nc.subscribe(subjects.offer(opts.prefix, this.id), {
         callback: (err, msg) => {
-          if (err) return;
-          const answer = (a: OfferAnswer) => void msg.respond(JSON.stringify(a));
-          let offer: Offer;
+          // An offer without a reply subject could take a place nobody knows of: ignored.
+          if (err || !msg.reply) return;
+          // Nothing may throw out of a NATS callback: it would stop this connection's reader.
           try {
-            offer = msg.json<Offer>();
-          } catch {
-            return answer({ accept: false, reason: 'bad offer', load: this.load() });
+            const answer = (a: OfferAnswer) => void msg.respond(JSON.stringify(a));
+            let parsed: ReturnType<typeof offerSchema.safeParse> | undefined;
+            try {
+              parsed = offerSchema.safeParse(msg.json());
+            } catch {
+              parsed = undefined;
+            }
+            if (!parsed?.success) {
+              this.log.warn({ why: parsed?.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') ?? 'not JSON' }, 'an offer that is not ours; refused');
+              return answer({ accept: false, reason: 'bad offer', load: this.load() });
+            }
+            this.#offered(parsed.data as Offer, answer);
+          } catch (e) {
+            this.log.error({ err: e }, 'an offer could not be handled');
           }
-          this.#offered(offer, answer);
         },
       }),
     );
@@ -132,7 +150,7 @@ class Worker implements AgentWorker {
     const refuse = (reason: string) => answer({ accept: false, reason, load: this.load() });
     if (this.#draining) return refuse('draining');
     if (this.#calls.size >= this.opts.maxCalls) return refuse('full');
-    if (offer?.v !== 1 || typeof offer.callId !== 'string' || offer.name !== this.opts.name || this.#calls.has(offer.callId)) return refuse('bad offer');
+    if (offer.name !== this.opts.name || this.#calls.has(offer.callId)) return refuse('bad offer');
     const call = new WorkerCall(this, offer, () => {
       this.#calls.delete(offer.callId);
       this.report();
@@ -181,7 +199,7 @@ class WorkerCall {
   readonly #marks = new Map<number, (r: MarkResult) => void>();
   readonly #transfers = new Map<number, { resolve(): void; reject(e: Error): void }>();
   readonly #toAgentRate: Resampler | undefined;
-  readonly #toCallRate: Resampler | undefined;
+  #toCallRate: Resampler | undefined;
 
   constructor(
     private readonly worker: Worker,
@@ -190,24 +208,32 @@ class WorkerCall {
   ) {
     const { prefix, agent } = worker.opts;
     this.log = worker.log.child({ session: offer.callId, node: offer.node });
-    this.#toNode = subjects.toNode(prefix, offer.callId);
+    this.#toNode = subjects.toNode(prefix, offer.callId, worker.id);
     if (agent.sampleRate !== offer.sampleRate) {
       this.#toAgentRate = new Resampler(offer.sampleRate, agent.sampleRate);
       this.#toCallRate = new Resampler(agent.sampleRate, offer.sampleRate);
     }
-    this.#sub = worker.nc.subscribe(subjects.toAgent(prefix, offer.callId), {
+    this.#sub = worker.nc.subscribe(subjects.toAgent(prefix, offer.callId, worker.id), {
       callback: (err, msg) => {
-        if (!err) this.#received(msg.data);
+        if (err) return;
+        // Nothing may throw out of a NATS callback: it would stop this connection's reader.
+        try {
+          this.#received(msg.data);
+        } catch (e) {
+          this.log.warn({ err: e }, 'a message from the node could not be applied');
+        }
       },
     });
-    // A place held for a call that never starts (the node gave up, or is gone) is given back.
+    // A place held for a call that never starts (the node gave up, or is gone) is given back;
+    // a started call whose node went silent (it keeps talking at least every second) ends.
     const reservedUntil = Date.now() + RESERVATION_MS;
     this.#watchdog = setInterval(() => {
       const now = Date.now();
-      if (!this.#session && now > reservedUntil) this.stop('setup-failed', false);
-      else if (now - this.#heardAt > NODE_SILENT_MS) {
-        this.log.warn('the call\'s node went silent; ending the session');
-        this.stop('node-lost', false);
+      if (!this.#session) {
+        if (now > reservedUntil) this.stop('setup-failed');
+      } else if (now - this.#heardAt > NODE_SILENT_MS) {
+        this.log.warn("the call's node went silent; ending the session");
+        this.stop('node-lost');
       }
     }, 1000);
     this.#watchdog.unref();
@@ -223,14 +249,16 @@ class WorkerCall {
 
   #received(data: Uint8Array): void {
     this.#heardAt = Date.now();
-    const d = decode<ToAgent>(data, 8);
+    if (this.#ended) return;
+    const d = decode<ToAgent>(data, 3);
     if ('bad' in d) return this.log.warn({ why: d.bad }, 'the node sent a message that is not ours; ignored');
     if ('audio' in d) {
-      this.#progress(d.a, d.b);
+      const [applied, queuedMs, timestampMs] = d.header as [number, number, number];
+      this.#progress(applied, queuedMs);
       const s = this.#session;
       if (!s) return;
       const samples = this.#toAgentRate ? this.#toAgentRate.process(d.audio) : d.audio;
-      s.deliverFrame({ samples, sampleRate: this.worker.opts.agent.sampleRate, timestampMs: Date.now() });
+      s.deliverFrame({ samples, sampleRate: this.worker.opts.agent.sampleRate, timestampMs });
       return;
     }
     const m = d.json;
@@ -239,9 +267,12 @@ class WorkerCall {
         case 'start':
           return this.#start();
         case 'cancel':
-          return this.stop('cancelled', false);
+          // Only a place not yet started: once the call runs, its end comes as `ended`.
+          if (!this.#session) this.stop('cancelled', false);
+          return;
         case 'ka':
-          return this.#progress(m.applied, m.queuedMs);
+          if (Number.isFinite(m.applied) && Number.isFinite(m.queuedMs)) this.#progress(m.applied, m.queuedMs);
+          return;
         case 'dtmf':
           return this.#session?.deliverDtmf(String(m.digit));
         case 'message':
@@ -288,21 +319,26 @@ class WorkerCall {
     const session = new AgentSession(offer.callId, offer.source, agent.sampleRate, this.#control(), offer.details ?? { customParameters: {} });
     this.#session = session;
     this.log.info({ source: offer.source.name }, 'call started');
-    Promise.resolve()
-      .then(() => agent.attach(session))
-      .then(
-        () => this.#publish({ t: 'attached' }),
-        (err: unknown) => {
-          this.log.error({ err }, 'the agent failed to start');
-          this.#publish({ t: 'failed', message: (err as Error)?.message ?? String(err) });
-          this.stop('agent-failed', false);
-        },
-      );
+    this.#publish({ t: 'started' });
+    const failed = (err: unknown) => {
+      this.log.error({ err }, 'the agent failed to start');
+      this.#publish({ t: 'failed', message: (err as Error)?.message ?? String(err) });
+      this.stop('agent-failed', false);
+    };
+    // At once, as in process: what arrives right after the start finds the agent listening.
+    let attaching: void | Promise<void>;
+    try {
+      attaching = agent.attach(session);
+    } catch (err) {
+      return failed(err);
+    }
+    Promise.resolve(attaching).then(() => this.#ended || this.#publish({ t: 'attached' }), failed);
   }
 
   #control(): AgentControl {
     return {
       play: (samples) => {
+        if (this.#ended) return;
         const pcm = this.#toCallRate ? this.#toCallRate.process(samples) : samples;
         for (const c of chunks(pcm)) {
           const seq = ++this.#seq;
@@ -311,13 +347,17 @@ class WorkerCall {
         }
       },
       clear: () => {
+        if (this.#ended) return;
         const seq = ++this.#seq;
         this.#clearedAt = seq;
         this.#inFlight.length = 0;
         this.#reportedMs = 0;
+        // The filter's last few ms of the dropped audio must not open the next utterance.
+        if (this.#toCallRate) this.#toCallRate = new Resampler(this.worker.opts.agent.sampleRate, this.offer.sampleRate);
         this.#publish({ t: 'clear', seq });
       },
       mark: (name) => {
+        if (this.#ended) return Promise.resolve('cleared');
         const id = ++this.#nextId;
         const p = new Promise<MarkResult>((resolve) => this.#marks.set(id, resolve));
         this.#publish({ t: 'mark', id, seq: ++this.#seq, name });
@@ -326,6 +366,7 @@ class WorkerCall {
       send: (data) => this.#publish({ t: 'send', data }),
       hangup: (reason) => this.#publish({ t: 'hangup', reason }),
       transfer: (target, opts) => {
+        if (this.#ended) return Promise.reject(new Error('the session has ended'));
         const id = ++this.#nextId;
         const p = new Promise<void>((resolve, reject) => this.#transfers.set(id, { resolve, reject }));
         this.#publish({ t: 'transfer', id, target, ...(opts ? { opts } : {}) });
@@ -356,11 +397,16 @@ class WorkerCall {
     clearInterval(this.#watchdog);
     if (tell) this.#publish({ t: 'hangup', reason });
     this.#sub.unsubscribe();
+    // The agent hears the end first; a mark or transfer it asks for from its `ended` listener is settled below too.
+    this.#session?.end(reason);
     for (const resolve of this.#marks.values()) resolve('cleared');
     this.#marks.clear();
-    for (const t of this.#transfers.values()) t.reject(new Error('the session has ended'));
+    // `transferred`: the caller is with the target, so a transfer waiting on that succeeded (its ok may still be on the way).
+    for (const t of this.#transfers.values()) {
+      if (reason === 'transferred') t.resolve();
+      else t.reject(new Error('the session has ended'));
+    }
     this.#transfers.clear();
-    this.#session?.end(reason);
     if (this.#session) this.log.info({ reason }, 'call ended');
     this.onDone();
   }

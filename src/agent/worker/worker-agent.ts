@@ -4,7 +4,7 @@ import { VoxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { TransferError, type Agent, type AgentSampleRate, type AgentSession, type CallDetails } from '../agent.js';
 import type { WorkerPool } from './pool.js';
-import { AGENT_NAME, decode, encodeCallerAudio, NODE_KEEPALIVE_MS, subjects, type Offer, type ToAgent, type ToNode } from './protocol.js';
+import { AGENT_NAME, decode, encodeCallerAudio, NODE_KEEPALIVE_MS, START_ACK_MS, subjects, type Offer, type ToAgent, type ToNode } from './protocol.js';
 
 export const workerSpecSchema = z
   .object({
@@ -45,7 +45,6 @@ export class WorkerAgent implements Agent {
   #attached = false;
   #done = false;
   #onMessage: ((data: Uint8Array) => void) | undefined;
-  readonly #early: Uint8Array[] = [];
 
   constructor(
     readonly spec: WorkerSpec,
@@ -63,40 +62,46 @@ export class WorkerAgent implements Agent {
 
   /** Offers the call; rejects with VG_AGENT_NOT_READY when no worker accepts within the ring time. */
   async reserve(call: { id: string; source: { name: string; kind: string }; details?: CallDetails }): Promise<void> {
-    if (this.#workerId) return;
+    if (this.#workerId || this.#done) return;
     const { nc, prefix, nodeId, pool } = this.deps;
     this.#callId = call.id;
-    // Listening before the offer: nothing the worker sends once it has accepted is missed.
-    this.#sub = nc.subscribe(subjects.toNode(prefix, call.id), {
-      callback: (err, msg) => {
-        if (err) return;
-        if (this.#onMessage) this.#onMessage(msg.data);
-        else if (this.#early.length < 64) this.#early.push(msg.data);
-      },
-    });
     const offer: Offer = { v: 1, callId: call.id, node: nodeId, name: this.spec.name, sampleRate: this.sampleRate, source: { name: call.source.name, kind: call.source.kind }, details: call.details ?? { customParameters: {} } };
     const seconds = this.spec.ringTimeoutSeconds;
     const workerId = await pool.offer(offer, Date.now() + seconds * 1000, () => this.#done);
+    if (this.#done) throw new VoxgateError('VG_SETUP_ABORTED', 'The session ended while its agent was being found.');
     if (!workerId) {
       this.#finish();
       const known = pool.workersOf(this.spec.name).length;
       throw new VoxgateError('VG_AGENT_NOT_READY', `Temporarily Unavailable (no worker for agent '${this.spec.name}' accepted the call within ${seconds} s; ${known} known)`);
     }
     this.#workerId = workerId;
+    // The worker sends nothing before our start: listening now misses nothing.
+    this.#sub = nc.subscribe(subjects.toNode(prefix, call.id, workerId), {
+      callback: (err, msg) => {
+        if (err || !this.#onMessage) return;
+        try {
+          this.#onMessage(msg.data);
+        } catch (e) {
+          // Never out of a NATS callback: a throw there would stop this connection's reader.
+          this.deps.log.warn({ err: e, session: call.id }, 'a message from the worker could not be applied');
+        }
+      },
+    });
   }
 
   /** The call will not happen after all: the worker's place is given back (once attached, its end does that). */
   unreserve(): void {
     if (this.#attached || this.#done) return;
-    if (this.#workerId && this.#callId) this.#publish({ t: 'cancel' });
+    if (this.#workerId) this.#publish({ t: 'cancel' });
     this.#finish();
   }
 
   async attach(session: AgentSession): Promise<void> {
     if (!this.#workerId) await this.reserve({ id: session.callId, source: session.source, details: session.details });
-    if (this.#done) return;
+    if (this.#done || session.ended) return this.unreserve();
     this.#attached = true;
-    const log = this.deps.log.child({ agent: this.name, worker: this.#workerId, session: session.callId });
+    const workerId = this.#workerId!;
+    const log = this.deps.log.child({ agent: this.name, worker: workerId, session: session.callId });
     let applied = 0;
     let lastSent = Date.now();
     const send = (m: ToAgent | Buffer) => {
@@ -105,85 +110,103 @@ export class WorkerAgent implements Agent {
     };
     let settle: { resolve(): void; reject(err: Error): void } | undefined;
     const attached = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
-    const unwatch = this.deps.pool.watch(this.#workerId!, () => {
-      settle?.reject(new Error(`worker ${this.#workerId} is gone`));
+    const fail = (why: string) => {
+      settle?.reject(new Error(why));
+      settle = undefined;
+    };
+    const unwatch = this.deps.pool.watch(workerId, () => {
+      fail(`worker ${workerId} is gone`);
       session.hangup('agent-disconnected');
     });
+    // A start nobody acknowledges (the worker let the place go, or is stuck): the call does not wait on a silent agent.
+    const startTimer = setTimeout(() => fail(`worker ${workerId} did not take the call's start within ${START_ACK_MS / 1000} s`), START_ACK_MS);
     const keepalive = setInterval(() => {
       if (Date.now() - lastSent >= NODE_KEEPALIVE_MS) send({ t: 'ka', applied, queuedMs: session.queuedMs });
     }, NODE_KEEPALIVE_MS);
     keepalive.unref();
+    // Transfers asked for and not yet answered: their outcome goes before the end it may cause.
+    const transfers = new Map<number, Promise<void>>();
 
-    session.on('frame', (f) => send(encodeCallerAudio(f.samples, applied, session.queuedMs)));
+    session.on('frame', (f) => send(encodeCallerAudio(f.samples, applied, session.queuedMs, f.timestampMs)));
     session.on('dtmf', (digit) => send({ t: 'dtmf', digit }));
     session.on('message', (data) => send({ t: 'message', data }));
     session.on('transferred', (to) => send({ t: 'transferred', to }));
     session.on('ended', (reason) => {
       clearInterval(keepalive);
+      clearTimeout(startTimer);
       unwatch();
-      send({ t: 'ended', reason });
       settle?.resolve();
-      this.#finish();
+      const end = () => {
+        send({ t: 'ended', reason });
+        this.#finish();
+      };
+      // A transfer that succeeds ends the agent's part first (the caller is with the target): its result is sent, then the end.
+      if (transfers.size) void Promise.race([Promise.allSettled(transfers.values()), new Promise((r) => setTimeout(r, 2000))]).then(end);
+      else end();
     });
 
     const handle = (m: ToNode) => {
       switch (m.t) {
+        case 'started':
+          return clearTimeout(startTimer);
         case 'attached':
+          clearTimeout(startTimer);
           return settle?.resolve();
         case 'failed':
-          return settle?.reject(new Error(`the agent failed to start on worker ${this.#workerId}: ${String(m.message).slice(0, 200)}`));
+          return fail(`the agent failed to start on worker ${workerId}: ${String(m.message).slice(0, 200)}`);
         case 'clear':
-          applied = m.seq;
+          if (Number.isFinite(m.seq)) applied = m.seq;
           return session.clear();
         case 'mark':
-          applied = m.seq;
+          if (Number.isFinite(m.seq)) applied = m.seq;
           return void session.mark(String(m.name)).then((result) => send({ t: 'mark', id: m.id, result }));
         case 'send':
           return session.send(m.data);
         case 'hangup':
           return session.hangup(typeof m.reason === 'string' ? m.reason : 'agent-hangup');
         case 'dtmf':
-          if (!session.sendDtmf(String(m.digits))) log.info({ digits: String(m.digits).slice(0, 40) }, 'the worker\'s digits could not be sent to the caller');
+          if (!session.sendDtmf(String(m.digits))) log.info({ digits: String(m.digits).slice(0, 40) }, "the worker's digits could not be sent to the caller");
           return;
-        case 'transfer':
-          return void session.transfer(m.target, m.opts).then(
+        case 'transfer': {
+          const done = session.transfer(m.target, m.opts).then(
             () => send({ t: 'transfer', id: m.id, ok: true }),
             (err: unknown) => send(err instanceof TransferError ? { t: 'transfer', id: m.id, ok: false, status: err.status, reason: err.reason } : { t: 'transfer', id: m.id, ok: false, message: (err as Error).message }),
           );
+          transfers.set(m.id, done);
+          return void done.finally(() => transfers.delete(m.id));
+        }
         case 'dial':
           try {
             if (typeof m.id !== 'string' || !/^[A-Za-z0-9_-]{22}$/.test(m.id)) throw new Error('the call id must be 22 base64url characters');
             session.placeCall(m.req, m.id);
             return send({ t: 'dial', id: m.id, ok: true });
           } catch (err) {
-            return send({ t: 'dial', id: m.id, ok: false, message: (err as Error).message });
+            return send({ t: 'dial', id: String(m.id), ok: false, message: (err as Error).message });
           }
         default:
           log.warn({ type: String((m as { t: unknown }).t).slice(0, 40) }, 'the worker sent an unknown message; ignored');
       }
     };
     this.#onMessage = (data) => {
-      const d = decode<ToNode>(data, 4);
+      const d = decode<ToNode>(data, 1);
       if ('audio' in d) {
-        applied = d.a;
+        applied = d.header[0]!;
         session.play(d.audio);
-      } else if ('json' in d) {
-        try {
-          handle(d.json);
-        } catch (err) {
-          log.warn({ err }, 'a message from the worker could not be applied');
-        }
-      } else log.warn({ why: d.bad }, 'the worker sent a message that is not ours; ignored');
+      } else if ('json' in d) handle(d.json);
+      else log.warn({ why: d.bad }, 'the worker sent a message that is not ours; ignored');
     };
-    for (const data of this.#early.splice(0)) this.#onMessage(data);
     send({ t: 'start' });
-    await attached;
-    settle = undefined;
+    try {
+      await attached;
+    } finally {
+      clearTimeout(startTimer);
+      settle = undefined;
+    }
   }
 
   #publish(m: ToAgent | Buffer): void {
     try {
-      this.deps.nc.publish(subjects.toAgent(this.deps.prefix, this.#callId!), Buffer.isBuffer(m) ? m : JSON.stringify(m));
+      this.deps.nc.publish(subjects.toAgent(this.deps.prefix, this.#callId!, this.#workerId!), Buffer.isBuffer(m) ? m : JSON.stringify(m));
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message, session: this.#callId }, 'a message to the worker could not be sent');
     }

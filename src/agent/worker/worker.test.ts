@@ -103,13 +103,14 @@ async function reserved(agent: WorkerAgent, id: string) {
 
 test('offers go to the least-loaded worker with room, as the workers report load; with every place taken the offer is refused within the ring time (VG_AGENT_NOT_READY: 503/480)', async () => {
   const n = await node();
-  const a = await worker(n.prefix, new ScriptedAgent(), { maxCalls: 2, id: 'worker-a' });
-  const b = await worker(n.prefix, new ScriptedAgent(), { maxCalls: 2, id: 'worker-b' });
+  const a = await worker(n.prefix, new ScriptedAgent(), { maxCalls: 4, id: 'worker-a' });
+  const b = await worker(n.prefix, new ScriptedAgent(), { maxCalls: 4, id: 'worker-b' });
   await waiter.until(() => n.pool.workersOf('support').length === 2, 'both workers known');
   const taken: string[] = [];
   for (let i = 0; i < 4; i++) taken.push((await reserved(n.agent(), `call-${i}`)).workerId!);
-  assert.deepEqual(taken.slice().sort(), ['worker-a', 'worker-a', 'worker-b', 'worker-b'], 'two each, not four to the first');
-  assert.deepEqual([a.w.calls, b.w.calls], [2, 2]);
+  assert.deepEqual(taken.slice().sort(), ['worker-a', 'worker-a', 'worker-b', 'worker-b'], 'two each (either could have taken all four)');
+  for (let i = 4; i < 8; i++) await reserved(n.agent(), `call-${i}`);
+  assert.deepEqual([a.w.calls, b.w.calls], [4, 4]);
   const started = Date.now();
   await assert.rejects(reserved(n.agent(), 'call-5'), (err: unknown) => err instanceof VoxgateError && err.code === 'VG_AGENT_NOT_READY' && err.status === 503 && err.sipStatus === 480 && /no worker for agent 'support' accepted the call within 0.5 s/.test(err.message));
   const waited = Date.now() - started;
@@ -210,14 +211,96 @@ test('a worker whose agent runs at another rate gets the call\'s audio resampled
   const { c, control } = nodeControl();
   const local = new AgentSession('call-resampled', { name: 'web', kind: 'browser' }, 16000, control);
   await agent.attach(local);
-  n.nc.publish(subjects.toAgent(n.prefix, 'call-resampled'), 'not json');
-  n.nc.publish(subjects.toNode(n.prefix, 'call-resampled'), Buffer.from([1, 2]));
-  n.nc.publish(subjects.toNode(n.prefix, 'call-resampled'), JSON.stringify({ t: 'mystery' }));
+  const wid = agent.workerId!;
+  for (const junk of ['not json', '{"t":"ka","applied":"x","queuedMs":null}', '{"t":"mark","id":1}', '{"t":"cancel"}']) n.nc.publish(subjects.toAgent(n.prefix, 'call-resampled', wid), junk);
+  n.nc.publish(subjects.toNode(n.prefix, 'call-resampled', wid), Buffer.from([1, 2]));
+  n.nc.publish(subjects.toNode(n.prefix, 'call-resampled', wid), JSON.stringify({ t: 'mystery' }));
+  n.nc.publish(subjects.toNode(n.prefix, 'call-resampled', wid), JSON.stringify({ t: 'dial', id: 'short', req: {} }));
   const s = remote.sessions[0]!;
   for (let i = 0; i < 3; i++) s.play(new Int16Array(160).fill(1000));
   for (let i = 0; i < 3; i++) local.deliverFrame({ samples: new Int16Array(320).fill(-1000), sampleRate: 16000, timestampMs: i * 20 });
   await waiter.until(() => c.played.length === 3 && remote.frames.length === 3, 'three frames each way');
   assert.deepEqual(c.played.map((p) => p.length), [320, 320, 320], '8 kHz frames arrive at 16 kHz');
   assert.deepEqual(remote.frames.map((f) => f.length), [160, 160, 160], 'and 16 kHz frames reach the agent at 8 kHz');
-  assert.equal(remote.ended.length, 0, 'the garbage ended nothing');
+  assert.equal(remote.ended.length, 0, 'the garbage ended nothing (a cancel once started included)');
+  assert.ok(Number.isFinite(s.queuedMs), 'and left the queue estimate a number');
+});
+
+test('offers that are not ours are refused and wedge nothing: bad ids, rates, missing fields, not JSON, no reply subject; junk load reports are ignored', async () => {
+  const n = await node();
+  const w = await worker(n.prefix, new ScriptedAgent(), { maxCalls: 1, id: 'sturdy' });
+  await waiter.until(() => n.pool.workersOf('support').length === 1, 'the worker known');
+  const good = { v: 1, callId: 'abc', node: 'node-a', name: 'support', sampleRate: 16000, source: { name: 'web', kind: 'browser' }, details: { customParameters: {} } };
+  const bad = [{ ...good, callId: 'a b' }, { ...good, callId: '*' }, { ...good, sampleRate: 'x' }, { ...good, sampleRate: 11025 }, { ...good, source: undefined }, { ...good, details: undefined }, { ...good, v: 2 }];
+  for (const offer of [...bad.map((o) => JSON.stringify(o)), 'not json']) {
+    const res = await n.nc.request(subjects.offer(n.prefix, 'sturdy'), offer, { timeout: 1000 });
+    assert.deepEqual([(res.json() as { accept: boolean; reason: string }).accept, (res.json() as { reason: string }).reason], [false, 'bad offer'], offer);
+  }
+  n.nc.publish(subjects.offer(n.prefix, 'sturdy'), JSON.stringify(good)); // no reply subject: no place taken
+  for (const junk of ['{', '{"id":"x"}', '{"id":"y","name":"support","calls":"many","maxCalls":1}', 'null']) n.nc.publish(subjects.load(n.prefix, 'support'), junk);
+  await n.nc.flush();
+  assert.equal(w.w.calls, 0);
+  assert.equal((await reserved(n.agent(), 'call-after-junk')).workerId, 'sturdy', 'the worker still takes calls');
+  assert.deepEqual(n.pool.workersOf('support').map((l) => l.id), ['sturdy']);
+});
+
+test('a worker that answers an offer too late is told to let it go, and the call starts on the next one only', async () => {
+  const n = await node();
+  // A worker that reports room (the least loaded) but answers after the 1 s offer timeout.
+  const slow = await nats.connect('slow');
+  const heard: { subject: string; data: string }[] = [];
+  slow.subscribe(subjects.offer(n.prefix, 'slow'), { callback: (_e, m) => void setTimeout(() => m.respond(JSON.stringify({ accept: true, workerId: 'slow', load: { v: 1, id: 'slow', name: 'support', calls: 1, maxCalls: 10, sampleRate: 16000, draining: false } })), 1100) });
+  slow.subscribe(`${n.prefix}.call.*.slow.agent`, { callback: (_e, m) => void (heard.push({ subject: m.subject, data: m.string() }), waiter.poke()) });
+  const load = () => slow.publish(subjects.load(n.prefix, 'support'), JSON.stringify({ v: 1, id: 'slow', name: 'support', calls: 0, maxCalls: 10, sampleRate: 16000, draining: false }));
+  const beat = setInterval(load, 300);
+  cleanups.push(() => clearInterval(beat));
+  load();
+  const remote = new ScriptedAgent();
+  const real = await worker(n.prefix, remote, { maxCalls: 10, id: 'real' });
+  await waiter.until(() => n.pool.workersOf('support').length === 2, 'both known');
+  await reserved(n.agent({ ringTimeoutSeconds: 3 }), 'warm-up'); // one call on the real worker: the slow one is now the least loaded
+  assert.equal(real.w.calls, 1);
+  const agent = await reserved(n.agent({ ringTimeoutSeconds: 3 }), 'call-late');
+  assert.equal(agent.workerId, 'real');
+  await agent.attach(new AgentSession('call-late', { name: 'web', kind: 'browser' }, 16000, nodeControl().control));
+  await waiter.until(() => heard.length >= 1, 'the cancel at the slow worker');
+  assert.deepEqual(heard.map((h) => [h.subject, h.data]), [[subjects.toAgent(n.prefix, 'call-late', 'slow'), '{"t":"cancel"}']], 'a cancel and nothing else: no start');
+  assert.equal(remote.sessions.at(-1)?.callId, 'call-late');
+});
+
+test('a start the worker never takes (it let the place go, or is stuck) fails the attach within 5 s; the call does not wait on a silent agent', async () => {
+  const n = await node();
+  const mute = await nats.connect('mute');
+  const load = { v: 1, id: 'mute', name: 'support', calls: 0, maxCalls: 10, sampleRate: 16000, draining: false };
+  mute.subscribe(subjects.offer(n.prefix, 'mute'), { callback: (_e, m) => void m.respond(JSON.stringify({ accept: true, workerId: 'mute', load })) });
+  const beat = setInterval(() => mute.publish(subjects.load(n.prefix, 'support'), JSON.stringify(load)), 300);
+  cleanups.push(() => clearInterval(beat));
+  await waiter.until(() => n.pool.workersOf('support').length === 1, 'the mute worker known');
+  const agent = await reserved(n.agent(), 'call-mute');
+  const t0 = Date.now();
+  await assert.rejects(agent.attach(new AgentSession('call-mute', { name: 'web', kind: 'browser' }, 16000, nodeControl().control)), /did not take the call's start within 5 s/);
+  assert.ok(Date.now() - t0 < 6000);
+});
+
+test('a transfer that hands the caller over ends the agent\'s part first, as in process: the worker\'s transfer() still resolves', async () => {
+  const n = await node();
+  const remote = new ScriptedAgent();
+  await worker(n.prefix, remote);
+  await waiter.until(() => n.pool.workersOf('support').length === 1, 'the worker known');
+  const agent = await reserved(n.agent(), 'call-handed-over');
+  const { control } = nodeControl();
+  const local = new AgentSession('call-handed-over', { name: 'web', kind: 'browser' }, 16000, {
+    ...control,
+    // The bridge: the agent leg leaves (transferred), then the transfer resolves.
+    transfer: () => {
+      local.end('transferred');
+      return Promise.resolve();
+    },
+  });
+  await agent.attach(local);
+  const s = remote.sessions[0]!;
+  await s.transfer('alice');
+  await waiter.until(() => remote.ended.length === 1, 'ended at the worker');
+  assert.equal(remote.ended[0], 'transferred');
+  assert.equal(await s.mark('after'), 'cleared', 'a mark after the end settles at once');
 });
