@@ -11,8 +11,9 @@
  * 2. The hop a request for a session on another node takes (forward.ts, NATS request/reply to
  *    the holder's handler and back), against calling the handler in process: p50/p99.
  *
- * Not yet here (the issue's full list): session create+delete through three gateway nodes, call
- * offer to worker accept, agent audio over NATS, 200 calls across two workers.
+ * The agent workers' figures (offer → accept, agent audio over NATS, 200 calls across two
+ * workers) are bench/cluster-workers.ts, the second half of `npm run bench:cluster`. Not yet
+ * here: session create+delete through three gateway nodes.
  *
  *   BENCH_LIVES=2000     session lives per directory
  *   BENCH_HOPS=5000      forwarded requests
