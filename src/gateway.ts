@@ -303,9 +303,10 @@ export class Gateway {
       flows: () => service.flowCount,
       dialogs: () => calls.dialogs,
     });
-    const service: SipService = new SipService({ config: config.sip, locations: this.cluster?.locations ?? new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics });
+    const service: SipService = new SipService({ config: config.sip, locations: this.cluster?.locations ?? new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics, node: this.cluster?.nodeId });
     const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log });
     service.addTransport(ws);
+    this.fleet?.relaySip(service, ws.sentBy); // users registered on other nodes, through theirs
     const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));
     const trunks = config.sip.trunks.length
       ? trunkRouting(config.sip, {

@@ -171,3 +171,16 @@ export function httpDate(now: number): string {
   }
   return dateText;
 }
+
+/** Removes the first Via header value (ours) from a response text, keeping the rest verbatim. */
+export function stripTopVia(text: string): string {
+  const m = /\r\n(Via|v)[ \t]*:[ \t]*([^\r\n]*)/i.exec(text);
+  if (!m) return text;
+  const start = m.index;
+  const end = start + m[0].length;
+  const value = m[2]!;
+  const parts = value.split(',');
+  if (parts.length > 1) return `${text.slice(0, start)}\r\n${m[1]}: ${parts.slice(1).join(',').trim()}${text.slice(end)}`;
+  return text.slice(0, start) + text.slice(end);
+}
+

@@ -21,6 +21,8 @@ export interface Binding {
   cseq: number;
   expiresAt: number;
   userAgent: string | undefined;
+  /** In a fleet: the node holding the flow (other nodes reach the user through it). */
+  node?: string;
 }
 
 export interface LocationStore {

@@ -13,6 +13,8 @@ export interface RegistrarOptions {
   minExpires: number;
   maxExpires: number;
   defaultExpires: number;
+  /** In a fleet: this node's id, written into each binding made here. */
+  node?: string;
 }
 
 /**
@@ -91,6 +93,7 @@ export class Registrar {
         cseq,
         expiresAt: now + expires * 1000,
         userAgent: header(req, 'User-Agent'),
+        ...(this.opts.node ? { node: this.opts.node } : {}),
       });
     }
     return { result: { status: 200, bindings, added, removed: Math.max(0, before + added - bindings.length) }, bindings };

@@ -2,7 +2,7 @@ import type { Clock } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { Incoming } from './incoming.js';
-import { ALLOW, httpDate, sipAddressOf, REASONS, responseText, salvageResponse, tagOf, userOf } from './build.js';
+import { ALLOW, httpDate, sipAddressOf, REASONS, responseText, salvageResponse, stripTopVia, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './auth/digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -16,6 +16,7 @@ import type { SipMetrics } from './sip-metrics.js';
 import { stampVia } from './transport/received.js';
 import { remoteAddress } from './transport/remote.js';
 import { largeOverTcp, replyFlow } from './transport/flows.js';
+import type { SipRelayHook } from './relay-hook.js';
 
 /** A record for the audit log: what happened, how it ended, and whatever else says who and why. */
 export interface SipAuditEntry {
@@ -62,6 +63,8 @@ export interface SipServiceDeps {
   log: Logger;
   audit: SipAudit;
   metrics: SipMetrics;
+  /** In a fleet: this node's id (bindings name it; users registered on other nodes are reached through `relay`). */
+  node?: string;
 }
 
 interface ClientEntry {
@@ -80,6 +83,8 @@ export class SipService {
   readonly digest: DigestAuthenticator;
   readonly transports: SipTransport[] = [];
   calls: SipCallHandler | undefined;
+  /** In a fleet: users whose flow is on another node. */
+  relay: SipRelayHook | undefined;
   readonly #server = new Map<string, Incoming>();
   readonly #client = new Map<string, ClientEntry>();
   /** BYEs sent and not yet answered finally: what a shutdown waits for. */
@@ -93,7 +98,7 @@ export class SipService {
     const { config } = deps;
     this.#users = new Set(config.users.map((u) => u.user));
     this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000);
-    this.registrar = new Registrar(deps.locations, { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600 }, () => deps.clock.now());
+    this.registrar = new Registrar(deps.locations, { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600, ...(deps.node ? { node: deps.node } : {}) }, () => deps.clock.now());
     this.#core = {
       clock: deps.clock,
       awaitAck: (incoming) => {
@@ -152,6 +157,7 @@ export class SipService {
 
   async #flowClosed(flow: SipFlow): Promise<void> {
     this.calls?.flowClosed(flow); // whatever a shared store says: it may be slow or away
+    this.relay?.flowClosed(flow);
     const dropped = await this.registrar.dropFlow(flow.id).catch((err: unknown) => (this.deps.log.warn({ err, flow: flow.id }, 'SIP flow closed; its registrations could not be removed (they expire)'), []));
     if (dropped.length) this.deps.log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');
     for (const b of dropped) this.#audit({ action: 'sip.unregister', outcome: 'ok', user: b.aor, remote: flow.remote, reason: 'flow-closed' });
@@ -161,7 +167,7 @@ export class SipService {
   async locate(user: string): Promise<{ binding: Binding; flow: SipFlow } | { status: 404 | 480; reason: string }> {
     const bindings = await this.registrar.lookup(user);
     for (const binding of bindings) {
-      const flow = this.flow(binding.flowId);
+      const flow = this.flow(binding.flowId) ?? this.relay?.flowFor(binding);
       if (flow) return { binding, flow };
     }
     if (bindings.length || this.#users.has(user)) return { status: 480, reason: 'Temporarily Unavailable (not registered)' };
@@ -214,6 +220,7 @@ export class SipService {
       return;
     }
     try {
+      if (this.relay?.intercept(flow, msg, data)) return;
       if (msg.kind === 'response') this.#onResponse(msg, data);
       else {
         // RFC 3261 §18.2.1, RFC 3581 §4: where the request really came from, in its top Via.
@@ -483,16 +490,3 @@ function knownMethod(m: string): string {
 function ackKey(req: SipRequest, toTag: string): string {
   return `${header(req, 'Call-ID')}|${toTag}|${cseqOf(req)}`;
 }
-
-/** Removes the first Via header value (ours) from a response text, keeping the rest verbatim. */
-export function stripTopVia(text: string): string {
-  const m = /\r\n(Via|v)[ \t]*:[ \t]*([^\r\n]*)/i.exec(text);
-  if (!m) return text;
-  const start = m.index;
-  const end = start + m[0].length;
-  const value = m[2]!;
-  const parts = value.split(',');
-  if (parts.length > 1) return `${text.slice(0, start)}\r\n${m[1]}: ${parts.slice(1).join(',').trim()}${text.slice(end)}`;
-  return text.slice(0, start) + text.slice(end);
-}
-

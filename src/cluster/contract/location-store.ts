@@ -38,7 +38,7 @@ const plain = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 const byFlow = (a: Binding, b: Binding) => (a.flowId < b.flowId ? -1 : a.flowId > b.flowId ? 1 : 0);
 
-/** Binding n of an aor; odd ones carry RFC 5626 instance and reg-id, even ones leave them undefined. */
+/** Binding n of an aor; odd ones carry RFC 5626 instance and reg-id and a node, even ones leave them out. */
 function binding(aor: string, n: number): Binding {
   const outbound = n % 2 === 1;
   return {
@@ -52,6 +52,8 @@ function binding(aor: string, n: number): Binding {
     cseq: n + 1,
     expiresAt: T0 + 3_600_000,
     userAgent: outbound ? 'JsSIP 3.13.8' : undefined,
+    // In a fleet, the node holding the flow: kept as written.
+    ...(outbound ? { node: `node-${n % 3}` } : {}),
   };
 }
 

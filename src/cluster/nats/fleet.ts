@@ -8,6 +8,8 @@ import type { Subscription } from '@nats-io/transport-node';
 import { WorkerPool } from '../../agent/worker/pool.js';
 import { WorkerAgent, workerSpecSchema } from '../../agent/worker/worker-agent.js';
 import type { AgentSpec } from '../../agent/registry.js';
+import type { SipService } from '../../sip/sip-service.js';
+import { SipRelay } from './sip-relay.js';
 
 /**
  * What one node does as a member of the fleet (issue 17), on top of the shared state in
@@ -29,6 +31,8 @@ export class Fleet {
   readonly nodes: NatsNodes;
   /** The agent workers this node offers calls to (`{ "type": "worker" }` agents). */
   readonly workers: WorkerPool;
+  /** SIP to and from users whose WebSocket is on another node (relaySip). */
+  sipRelay: SipRelay | undefined;
   #forwarded: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -42,11 +46,24 @@ export class Fleet {
       load: () => deps.calls.size,
       now: deps.now,
       log: deps.log,
-      onLost: (node) => this.#endSessionsOf(node, 'node-lost'),
+      onLost: (node) => {
+        this.sipRelay?.nodeLost(node);
+        return this.#endSessionsOf(node, 'node-lost');
+      },
       // Reaped while cut off: the fleet was told these calls ended, so they end here too.
       onReaped: () => deps.calls.closeAll('node-lost'),
     });
     this.workers = new WorkerPool({ nc: cluster.nc, prefix: cluster.prefix, log: deps.log.child({ component: 'workers' }) });
+  }
+
+  /** SIP across nodes: the stack reaches users on other nodes' WebSockets, and ours carry other nodes' dialogs. */
+  relaySip(service: SipService, wsSentBy: string): void {
+    const { cluster } = this;
+    const relay = new SipRelay({ nc: cluster.nc, prefix: cluster.prefix, nodeId: cluster.nodeId, isLive: (n) => this.nodes.live().some((x) => x.nodeId === n), sentBy: () => wsSentBy, log: this.deps.log.child({ component: 'sip-relay' }) });
+    relay.useFlows((id) => service.flow(id));
+    service.relay = relay;
+    service.addTransport(relay.transport);
+    this.sipRelay = relay;
   }
 
   /** The agent for a `{ "type": "worker", "name": ... }` spec (one per call); a bad spec throws, naming the field. */
@@ -72,6 +89,7 @@ export class Fleet {
     })().catch(() => undefined);
     await this.nodes.start();
     await this.workers.start();
+    this.sipRelay?.start();
     this.#forwarded = serveForwarded(cluster.nc, cluster.prefix, cluster.nodeId, deps.handlers, deps.log);
     this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => deps.log.warn({ err }, 'session directory sweep failed')), SWEEP_MS);
     this.#sweeper.unref();
@@ -109,6 +127,7 @@ export class Fleet {
     this.draining();
     await this.deps.calls.settled();
     this.workers.close();
+    this.sipRelay?.close();
     await this.nodes.close();
     await this.cluster.directory.close();
     await this.cluster.events.close();

@@ -185,9 +185,9 @@ const isOptionalString = (v: unknown): v is string | undefined => v === undefine
  */
 function checked(raw: unknown, key: string): Binding {
   if (typeof raw === 'object' && raw !== null) {
-    const { aor, contact, flowId, remote, instance, regId, callId, cseq, expiresAt, userAgent } = raw as Record<string, unknown>;
-    if (isString(aor) && isString(contact) && isString(flowId) && isString(remote) && isString(callId) && isOptionalString(instance) && isOptionalString(regId) && isOptionalString(userAgent) && typeof cseq === 'number' && typeof expiresAt === 'number') {
-      return { aor, contact, flowId, remote, instance, regId, callId, cseq, expiresAt, userAgent };
+    const { aor, contact, flowId, remote, instance, regId, callId, cseq, expiresAt, userAgent, node } = raw as Record<string, unknown>;
+    if (isString(aor) && isString(contact) && isString(flowId) && isString(remote) && isString(callId) && isOptionalString(instance) && isOptionalString(regId) && isOptionalString(userAgent) && isOptionalString(node) && typeof cseq === 'number' && typeof expiresAt === 'number') {
+      return { aor, contact, flowId, remote, instance, regId, callId, cseq, expiresAt, userAgent, ...(node !== undefined ? { node } : {}) };
     }
   }
   throw new Error(`location store: a malformed binding for ${key}`);
