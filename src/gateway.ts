@@ -303,14 +303,14 @@ export class Gateway {
       flows: () => service.flowCount,
       dialogs: () => calls.dialogs,
     });
-    const service: SipService = new SipService({ config: config.sip, locations: this.cluster?.locations ?? new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics, node: this.cluster?.nodeId });
+    const service: SipService = new SipService({ config: config.sip, locations: this.cluster?.locations ?? new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics, node: this.cluster?.nodeId, nonceSecret: this.cluster?.digestSecret });
     const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log });
     service.addTransport(ws);
     this.fleet?.relaySip(service, ws.sentBy); // users registered on other nodes, through theirs
     const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));
     const trunks = config.sip.trunks.length
       ? trunkRouting(config.sip, {
-          trunks: new TrunkTable(config.sip.trunks, config.sip.domain, () => this.clock.now(), config.sip.nonceTtlSeconds * 1000),
+          trunks: new TrunkTable(config.sip.trunks, config.sip.domain, () => this.clock.now(), config.sip.nonceTtlSeconds * 1000, this.cluster?.digestSecret),
           rtp: this.rtp,
           metrics: new TrunkMetrics(this.metrics.registry, { active: () => calls.trunks?.active() ?? [], rtpPortsInUse: () => this.rtp.pool.portsInUse }),
           stack: service,

@@ -7,7 +7,7 @@ import { startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { toneWav } from './helpers/media.js';
 import { offerSdp } from './helpers/offers.js';
 import { pageEvents, preparePage } from './helpers/sip-browser.js';
-import { SipWsClient } from './helpers/sip-ws-client.js';
+import { answerChallenge, headerList, SipWsClient } from './helpers/sip-ws-client.js';
 
 /**
  * SIP across the fleet (issue 17, build 5): a user's WebSocket stays on the node it reached;
@@ -169,6 +169,22 @@ describe('SIP calls between users on different nodes', () => {
     } finally {
       await carol.close();
       await dave.close();
+    }
+  });
+
+  test('a digest challenge from node A is answered to node B (a client that reconnected elsewhere): B checks A\'s nonce', async () => {
+    const onA = await SipWsClient.connect(a.url);
+    const onB = await SipWsClient.connect(b.url);
+    try {
+      const callId = randomBytes(8).toString('hex');
+      const challenged = await onA.request(onA.registerText({ user: 'dave', domain: DOMAIN, callId }));
+      assert.equal(challenged.status, 401);
+      const authorization = answerChallenge(headerList(challenged, 'WWW-Authenticate').at(-1)!, 'dave', 'dave-secret', 'REGISTER', `sip:${DOMAIN}`);
+      const ok = await onB.request(onB.registerText({ user: 'dave', domain: DOMAIN, callId, authorization }));
+      assert.equal(ok.status, 200, ok.reason);
+    } finally {
+      await onA.close();
+      await onB.close();
     }
   });
 

@@ -65,6 +65,8 @@ export interface SipServiceDeps {
   metrics: SipMetrics;
   /** In a fleet: this node's id (bindings name it; users registered on other nodes are reached through `relay`). */
   node?: string;
+  /** In a fleet: the digest nonce secret the nodes share. */
+  nonceSecret?: Buffer;
 }
 
 interface ClientEntry {
@@ -97,7 +99,7 @@ export class SipService {
   constructor(private readonly deps: SipServiceDeps) {
     const { config } = deps;
     this.#users = new Set(config.users.map((u) => u.user));
-    this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000);
+    this.digest = new DigestAuthenticator(config.domain, config.users, () => deps.clock.now(), config.nonceTtlSeconds * 1000, deps.nonceSecret);
     this.registrar = new Registrar(deps.locations, { minExpires: config.minExpires, maxExpires: config.maxExpires, defaultExpires: 600, ...(deps.node ? { node: deps.node } : {}) }, () => deps.clock.now());
     this.#core = {
       clock: deps.clock,

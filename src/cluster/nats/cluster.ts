@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Kvm, type KV } from '@nats-io/kv';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { ConfigError, type Config } from '../../core/config.js';
@@ -25,6 +26,8 @@ export interface Cluster {
   events: NatsEventBus;
   locations: NatsLocationStore;
   nodesKv: KV;
+  /** The fleet's digest nonce secret (`<prefix>_config`): a nonce one node issues, any node checks. */
+  digestSecret: Buffer;
   /** Drains the connection, or closes it when the server is away (never rejects); the parts close first (Fleet.leave). */
   close(): Promise<void>;
 }
@@ -35,6 +38,22 @@ async function closeConnection(nc: NatsConnection): Promise<void> {
   await Promise.race([nc.drain().catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, 3000)))]);
   clearTimeout(timer);
   if (!nc.isClosed()) await nc.close().catch(() => undefined);
+}
+
+/** A secret every node shares: the first node to start makes it (KV create), the others read it. */
+async function sharedSecret(kv: KV, key: string): Promise<Buffer> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const found = await kv.get(key);
+    if (found?.value.length === 32) return Buffer.from(found.value);
+    try {
+      const fresh = randomBytes(32);
+      await kv.create(key, fresh);
+      return fresh;
+    } catch {
+      // Another node made it first: read it on the next round.
+    }
+  }
+  throw new Error(`the shared ${key} could not be read or made`);
 }
 
 /** NATS connection options from the config (servers, credentials, TLS files). */
@@ -71,7 +90,8 @@ export async function openCluster(cfg: ClusterConfig, publicUrl: string, opts: {
     const directory = await NatsSessionDirectory.open({ nc, bucket: `${prefix}_sessions`, now: opts.now, log });
     const locations = await NatsLocationStore.open({ nc, bucket: `${prefix}_locations` });
     const events = new NatsEventBus({ nc, prefix: `${prefix}.events`, onError: (err) => log.error({ err }, 'session event subscriber threw, or a bad event arrived'), log });
-    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, close: () => closeConnection(nc) };
+    const digestSecret = await sharedSecret(await kvm.create(`${prefix}_config`, { history: 1 }), 'digest-secret');
+    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, digestSecret, close: () => closeConnection(nc) };
   } catch (err) {
     await nc.close();
     const msg = (err as Error).message;

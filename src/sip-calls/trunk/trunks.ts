@@ -112,11 +112,11 @@ export class TrunkTable {
   readonly #byNumber = new Map<string, Trunk>();
   readonly digest: DigestAuthenticator;
 
-  constructor(configs: readonly TrunkConfig[], realm: string, now: () => number, nonceTtlMs: number) {
+  constructor(configs: readonly TrunkConfig[], realm: string, now: () => number, nonceTtlMs: number, nonceSecret?: Buffer) {
     this.all = configs.map((c) => new Trunk(c));
     for (const t of this.all) for (const n of t.config.inbound?.numbers ?? []) this.#byNumber.set(n, t);
     const users = this.all.flatMap((t) => (t.config.inbound?.auth ? [{ user: t.config.inbound.auth.user, password: t.config.inbound.auth.password }] : []));
-    this.digest = new DigestAuthenticator(realm, users, now, nonceTtlMs);
+    this.digest = new DigestAuthenticator(realm, users, now, nonceTtlMs, nonceSecret);
   }
 
   byNumber(number: string | undefined): Trunk | undefined {

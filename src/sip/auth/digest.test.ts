@@ -119,3 +119,21 @@ test('at most 100,000 nonces are remembered: past that the oldest is forgotten f
   assert.equal((auth.verify(answer(first, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here');
   assert.equal(auth.verify(answer(second, 'alice', 'pw'), 'REGISTER').ok, true);
 });
+
+test('in a fleet any node checks a nonce another issued (a shared secret, the nonce carries its time and MAC); another secret, or two lifetimes, and it is not ours', () => {
+  let now = 1_000_000;
+  const secret = Buffer.alloc(32, 9);
+  const users = [{ user: 'alice', password: 'pw' }];
+  const a = new DigestAuthenticator('example.test', users, () => now, 300_000, secret);
+  const b = new DigestAuthenticator('example.test', users, () => now, 300_000, secret);
+  const stranger = new DigestAuthenticator('example.test', users, () => now, 300_000);
+  const md5 = a.challenges().at(-1)!;
+  assert.deepEqual(b.verify(answer(md5, 'alice', 'pw'), 'REGISTER'), { ok: true, user: 'alice', algorithm: 'MD5' }, 'issued by A, answered to B');
+  assert.equal((b.verify(answer(md5, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'replayed nonce count', 'B counts from there');
+  assert.equal((stranger.verify(answer(md5, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here');
+  now += 301_000;
+  assert.equal((b.verify(answer(md5, 'alice', 'pw', 'REGISTER', 'sip:example.test', '00000002'), 'REGISTER') as { reason: string }).reason, 'stale nonce', 'past its lifetime: stale, as on the node that issued it');
+  const fresh = a.challenges().at(-1)!;
+  now += 600_001;
+  assert.equal((b.verify(answer(fresh, 'alice', 'pw'), 'REGISTER') as { reason: string }).reason, 'nonce was not issued here', 'past two lifetimes: forgotten fleet-wide');
+});

@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { pooledRandom } from '../../core/ids.js';
 
 /**
@@ -6,9 +6,14 @@ import { pooledRandom } from '../../core/ids.js';
  * SIP.js understand only MD5 and keep only the last WWW-Authenticate header, so MD5 is
  * offered last. Nonces are 128 random bits kept in a table with their issue time and the
  * highest nonce-count used (as Kamailio's auth module keeps them): checking one is a lookup,
- * not a MAC. A WebSocket client answers a challenge on the flow it came on, so the node that
- * issued a nonce is the one that sees it again. An expired nonce is answered with
- * `stale=true` and the client retries silently.
+ * not a MAC. An expired nonce is answered with `stale=true` and the client retries silently.
+ *
+ * In a fleet the answer may reach another node (a phone behind a load balancer, a trunk's
+ * carrier retrying elsewhere): each nonce also carries its issue time and a MAC under a secret
+ * the nodes share (as Kamailio's auth module does with one `secret` on every server), so any
+ * node can check one it did not issue and then counts its nonce-counts from there. Deviation:
+ * replay protection is per node (the same nonce-count could be used once on each node within
+ * the nonce's lifetime); a shared counter would cost a KV round trip per request.
  */
 export type DigestAlgorithm = 'MD5' | 'SHA-256';
 
@@ -127,12 +132,17 @@ export class DigestAuthenticator {
   #head = 0;
   readonly #ha2s = new Map<string, string>();
 
+  readonly #secret: Buffer;
+
   constructor(
     readonly realm: string,
     users: DigestUser[],
     private readonly now: () => number,
     private readonly nonceTtlMs = 300_000,
+    /** Shared by the nodes of a fleet; without it, this process's own. */
+    secret: Buffer = randomBytes(32),
   ) {
+    this.#secret = secret;
     this.#ha1s = new Map(
       users.map((u) => {
         const fromPassword = (alg: DigestAlgorithm) => (u.password === undefined ? undefined : digestHash(alg, `${u.user}:${realm}:${u.password}`));
@@ -162,7 +172,7 @@ export class DigestAuthenticator {
     if (!(algorithm in HASH)) return { ok: false, stale: false, user, reason: `algorithm ${algorithm} is not offered` };
     if (p.get('realm') !== this.realm) return { ok: false, stale: false, user, reason: `realm ${JSON.stringify(p.get('realm'))} is not ours` };
     const nonce = p.get('nonce') ?? '';
-    const issued = this.#nonces.get(nonce);
+    const issued = this.#nonces.get(nonce) ?? this.#adopt(nonce);
     if (issued === undefined) return { ok: false, stale: false, user, reason: 'nonce was not issued here' };
     const record = this.#ha1s.get(user);
     if (!record) return { ok: false, stale: false, user, reason: 'unknown user' };
@@ -225,9 +235,33 @@ export class DigestAuthenticator {
       this.#order = this.#order.slice(this.#head);
       this.#head = 0;
     }
-    const nonce = pooledRandom(16, 'base64url');
-    this.#nonces.set(nonce, { issuedAt: now, nc: 0 });
-    this.#order.push(nonce);
+    const body = Buffer.alloc(16);
+    body.writeUIntBE(now, 0, 6);
+    Buffer.from(pooledRandom(10, 'hex'), 'hex').copy(body, 6);
+    const nonce = Buffer.concat([body, this.#mac(body)]).toString('base64url');
+    this.#remember(nonce, now);
     return nonce;
+  }
+
+  #remember(nonce: string, issuedAt: number): IssuedNonce {
+    const issued = { issuedAt, nc: 0 };
+    this.#nonces.set(nonce, issued);
+    this.#order.push(nonce);
+    return issued;
+  }
+
+  #mac(body: Buffer): Buffer {
+    return createHmac('sha256', this.#secret).update(body).digest().subarray(0, 16);
+  }
+
+  /** A nonce another node of the fleet issued (its MAC ours, within two lifetimes): counted from here on. */
+  #adopt(nonce: string): IssuedNonce | undefined {
+    if (nonce.length !== 43) return undefined;
+    const raw = Buffer.from(nonce, 'base64url');
+    if (raw.length !== 32 || !timingSafeEqual(this.#mac(raw.subarray(0, 16)), raw.subarray(16))) return undefined;
+    const issuedAt = raw.readUIntBE(0, 6);
+    const age = this.now() - issuedAt;
+    if (age > 2 * this.nonceTtlMs || age < -this.nonceTtlMs || this.#nonces.size >= MAX_NONCES) return undefined;
+    return this.#remember(nonce, issuedAt);
   }
 }
