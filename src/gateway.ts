@@ -189,6 +189,7 @@ export class Gateway {
       log: this.log,
       idleTimeoutMs: config.idleTimeoutSeconds * 1000,
       resolveAgent: (spec, hint) => this.agents.resolve(spec, hint),
+      ...(this.fleet ? { limits: this.fleet.limits } : {}),
     };
     // A WHIP caller cannot be sent a REFER: the agent's transfer() has voxgate call the target and bridge.
     this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, transports: webRtcTransports(media), iceServers: config.iceServers, transfer: (call, target) => this.sipCalls.transfers.bridge(call, target) });

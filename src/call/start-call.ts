@@ -28,6 +28,21 @@ export interface StartCallDeps {
   idleTimeoutMs: number;
   /** The agent for a call; `naturalRate` is the caller's codec's own rate (an agent with no rate of its own may take it). */
   resolveAgent(spec: SourceIdentity['agent'], hint?: { naturalRate: number }): Agent;
+  /** In a fleet: limits counted on every node (cluster/nats/limits.ts). */
+  limits?: FleetLimitsApi;
+}
+
+/** Places under a name counted fleet-wide: a source's maxSessions, a trunk's maxCalls. */
+export interface FleetLimitsApi {
+  acquire(name: string, id: string, max: number): Promise<boolean>;
+  release(name: string, id: string): Promise<void>;
+}
+
+/** A limit a call counts against fleet-wide, and the refusal when it is reached. */
+export interface CallLimit {
+  name: string;
+  max: number;
+  refuse(): VoxgateError;
 }
 
 export interface StartCallRequest {
@@ -50,6 +65,8 @@ export interface StartCallRequest {
   logFields?: Record<string, unknown>;
   /** What the agent is told about the call (numbers, caller ID, custom parameters). */
   details?: CallDetails;
+  /** The fleet-wide limit this call counts against; default: its source's maxSessions. */
+  limit?: CallLimit;
 }
 
 export interface StartedCall {
@@ -61,6 +78,31 @@ export interface StartedCall {
   log: Logger;
   /** Attaches the agent; one whose attach fails ends the call with `agent-failed`. */
   begin(): void;
+}
+
+/**
+ * In a fleet, the call's place under its limit on every node (a source's maxSessions by
+ * default); returns what gives it back. A store that cannot be reached lets the call in (each
+ * node's own count still holds): a NATS outage must not refuse every call.
+ */
+async function fleetPlace(deps: StartCallDeps, req: StartCallRequest, id: string): Promise<(() => void) | undefined> {
+  const { source } = req;
+  const limit: CallLimit | undefined =
+    req.limit ??
+    (source.maxSessions === undefined
+      ? undefined
+      : { name: `source:${source.name}`, max: source.maxSessions, refuse: () => new VoxgateError('VG_SOURCE_SESSION_LIMIT', `Source '${source.name}' already has its maximum of ${source.maxSessions} sessions across the fleet; end one first.`) });
+  const limits = deps.limits;
+  if (!limits || !limit) return undefined;
+  let taken: boolean;
+  try {
+    taken = await limits.acquire(limit.name, id, limit.max);
+  } catch (err) {
+    deps.log.warn({ err, limit: limit.name }, 'the fleet-wide limit could not be checked; this node\'s own count decides');
+    return undefined;
+  }
+  if (!taken) throw limit.refuse();
+  return () => void limits.release(limit.name, id).catch((err: unknown) => deps.log.warn({ err, limit: limit.name }, 'a fleet-wide place could not be given back (it goes with the node)'));
 }
 
 /**
@@ -95,9 +137,16 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
   deps.calls.checkAdmission(req.source);
   const agent = deps.resolveAgent(req.source.agent, { naturalRate: NATURAL_RATE[req.plan.audio.codec] });
   const id = req.id ?? newSessionId();
+  const release = await fleetPlace(deps, req, id);
   const call = new Call(id, req.source, deps.clock, deps.idleTimeoutMs, { pcmRate: agent.sampleRate, kind: req.kind, mediaNow: () => deps.runtime.clock.now() });
   call.signalingRemote = req.signalingRemote;
-  deps.calls.add(call);
+  try {
+    deps.calls.add(call);
+  } catch (err) {
+    release?.();
+    throw err;
+  }
+  if (release) call.once('ended', release);
   req.onCreated?.(call);
   if (agent.reserve) await reserveAgent(agent, call, req);
   const out = req.out ?? newSendStream();

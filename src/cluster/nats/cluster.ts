@@ -26,6 +26,8 @@ export interface Cluster {
   events: NatsEventBus;
   locations: NatsLocationStore;
   nodesKv: KV;
+  /** Fleet-wide limits (`<prefix>_limits`, limits.ts). */
+  limitsKv: KV;
   /** The fleet's digest nonce secret (`<prefix>_config`): a nonce one node issues, any node checks. */
   digestSecret: Buffer;
   /** Drains the connection, or closes it when the server is away (never rejects); the parts close first (Fleet.leave). */
@@ -91,7 +93,8 @@ export async function openCluster(cfg: ClusterConfig, publicUrl: string, opts: {
     const locations = await NatsLocationStore.open({ nc, bucket: `${prefix}_locations` });
     const events = new NatsEventBus({ nc, prefix: `${prefix}.events`, onError: (err) => log.error({ err }, 'session event subscriber threw, or a bad event arrived'), log });
     const digestSecret = await sharedSecret(await kvm.create(`${prefix}_config`, { history: 1 }), 'digest-secret');
-    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, digestSecret, close: () => closeConnection(nc) };
+    const limitsKv = await kvm.create(`${prefix}_limits`, { history: 1 });
+    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, limitsKv, digestSecret, close: () => closeConnection(nc) };
   } catch (err) {
     await nc.close();
     const msg = (err as Error).message;

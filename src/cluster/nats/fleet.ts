@@ -10,6 +10,7 @@ import { WorkerAgent, workerSpecSchema } from '../../agent/worker/worker-agent.j
 import type { AgentSpec } from '../../agent/registry.js';
 import type { SipService } from '../../sip/sip-service.js';
 import { SipRelay } from './sip-relay.js';
+import { FleetLimits } from './limits.js';
 
 /**
  * What one node does as a member of the fleet (issue 17), on top of the shared state in
@@ -31,6 +32,8 @@ export class Fleet {
   readonly nodes: NatsNodes;
   /** The agent workers this node offers calls to (`{ "type": "worker" }` agents). */
   readonly workers: WorkerPool;
+  /** Sources' maxSessions and trunks' maxCalls, counted on every node. */
+  readonly limits: FleetLimits;
   /** SIP to and from users whose WebSocket is on another node (relaySip). */
   sipRelay: SipRelay | undefined;
   #forwarded: Subscription | undefined;
@@ -53,6 +56,7 @@ export class Fleet {
       // Reaped while cut off: the fleet was told these calls ended, so they end here too.
       onReaped: () => deps.calls.closeAll('node-lost'),
     });
+    this.limits = new FleetLimits({ kv: cluster.limitsKv, nodeId: cluster.nodeId, gone: (n) => this.nodes.gone(n), holds: (id) => deps.calls.get(id) !== undefined, log: deps.log });
     this.workers = new WorkerPool({ nc: cluster.nc, prefix: cluster.prefix, log: deps.log.child({ component: 'workers' }) });
   }
 

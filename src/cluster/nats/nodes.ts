@@ -82,6 +82,8 @@ export class NatsNodes {
   #ticking: Promise<void> | undefined;
   readonly #reaping = new Set<Promise<void>>();
   #closed = false;
+  /** The bucket has been read since start or the last reconnect: absence from #seen means something. */
+  #looked = false;
 
   constructor(opts: NatsNodesOptions) {
     this.#o = { now: () => Date.now(), monotonic: () => performance.now(), heartbeatMs: 2000, lostAfterMs: 8000, ...opts };
@@ -106,6 +108,7 @@ export class NatsNodes {
   /** The connection dropped or came back: observations start over (nobody is judged on a gap of ours). */
   connectionChanged(): void {
     this.#seen.clear();
+    this.#looked = false;
   }
 
   /** Says, from the next heartbeat on, that this node takes no new sessions. */
@@ -129,6 +132,17 @@ export class NatsNodes {
       if (!info.lost && now - seen.since > this.#o.lostAfterMs) this.#reap(info, revision);
     }
     for (const id of this.#seen.keys()) if (!present.has(id)) this.#seen.delete(id);
+    this.#looked = true;
+  }
+
+  /**
+   * A node the fleet has marked lost, or that its bucket no longer lists (it left): as of the
+   * last heartbeat, and never while this node has not looked since its connection came back.
+   */
+  gone(nodeId: string): boolean {
+    if (nodeId === this.#o.self.nodeId || !this.#looked) return false;
+    const seen = this.#seen.get(nodeId);
+    return !seen || seen.info.lost !== undefined;
   }
 
   /** The nodes that are live to this node's eyes (itself included once started), as last seen. */

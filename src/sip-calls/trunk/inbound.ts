@@ -1,7 +1,7 @@
 import { TransferError, type CallDetails, type TransferOptions, type TransferTarget } from '../../agent/agent.js';
 import type { SourceIdentity } from '../../auth/source-auth.js';
 import type { Call } from '../../call/call.js';
-import { startCall } from '../../call/start-call.js';
+import { startCall, type CallLimit } from '../../call/start-call.js';
 import type { SourceConfig } from '../../core/config.js';
 import type { TimerHandle } from '../../core/clock.js';
 import { VoxgateError } from '../../core/errors.js';
@@ -317,6 +317,7 @@ export class TrunkInbound {
         transfer: (call, target, opts) => this.#transfer(call, target, opts, trunk, flow.remote),
         logFields: { sipCallId: header(req, 'Call-ID'), trunk: trunk.name },
         details,
+        ...(trunk.config.maxCalls !== undefined ? { limit: trunkLimit(trunk.name, trunk.config.maxCalls) } : {}),
       });
       // The call's caller leg owns the transport now.
       admitted = true;
@@ -479,4 +480,9 @@ function agentForNumber(agents: Record<string, SourceConfig['agent']>, number: s
 
 function pendingKey(req: SipRequest): string {
   return `${header(req, 'Call-ID')}|${header(req, 'CSeq')}`;
+}
+
+/** A trunk's maxCalls, counted across the fleet: one more is a 503, as on one node. */
+function trunkLimit(name: string, max: number): CallLimit {
+  return { name: `trunk:${name}`, max, refuse: () => new VoxgateError('VG_CAPACITY', `Service Unavailable (trunk ${name} is at its ${max} calls across the fleet)`, { headers: { 'Retry-After': '5' } }) };
 }
