@@ -413,8 +413,9 @@ export class Gateway {
     this.sipTransports = await openSipListeners(this.config.sip, this.log.child({ component: 'sip' }));
     for (const t of this.sipTransports) this.sip.addTransport(t);
     if (this.registrations.length && this.sipCalls.trunks) await resolveCarriers(this.#trunkTable!, this.log);
-    for (const r of this.registrations) r.start();
     await this.fleet?.join();
+    if (this.fleet) await this.fleet.leaseRegistrations(this.registrations); // one node registers each
+    else for (const r of this.registrations) r.start();
   }
 
   /** Drains: new sessions get 503, live ones end with `shutdown`, then the server closes. */

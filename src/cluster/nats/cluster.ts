@@ -28,6 +28,8 @@ export interface Cluster {
   nodesKv: KV;
   /** Fleet-wide limits (`<prefix>_limits`, limits.ts). */
   limitsKv: KV;
+  /** Jobs one node does at a time (`<prefix>_leases`, lease.ts): trunks' registrations. */
+  leasesKv: KV;
   /** The fleet's digest nonce secret (`<prefix>_config`): a nonce one node issues, any node checks. */
   digestSecret: Buffer;
   /** Drains the connection, or closes it when the server is away (never rejects); the parts close first (Fleet.leave). */
@@ -94,7 +96,8 @@ export async function openCluster(cfg: ClusterConfig, publicUrl: string, opts: {
     const events = new NatsEventBus({ nc, prefix: `${prefix}.events`, onError: (err) => log.error({ err }, 'session event subscriber threw, or a bad event arrived'), log });
     const digestSecret = await sharedSecret(await kvm.create(`${prefix}_config`, { history: 1 }), 'digest-secret');
     const limitsKv = await kvm.create(`${prefix}_limits`, { history: 1 });
-    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, limitsKv, digestSecret, close: () => closeConnection(nc) };
+    const leasesKv = await kvm.create(`${prefix}_leases`, { history: 1 });
+    return { nodeId: cfg.nodeId, prefix, publicUrl, nc, directory, events, locations, nodesKv, limitsKv, leasesKv, digestSecret, close: () => closeConnection(nc) };
   } catch (err) {
     await nc.close();
     const msg = (err as Error).message;

@@ -11,6 +11,8 @@ import type { AgentSpec } from '../../agent/registry.js';
 import type { SipService } from '../../sip/sip-service.js';
 import { SipRelay } from './sip-relay.js';
 import { FleetLimits } from './limits.js';
+import { Lease } from './lease.js';
+import type { TrunkRegistration } from '../../sip-calls/trunk/registration.js';
 
 /**
  * What one node does as a member of the fleet (issue 17), on top of the shared state in
@@ -36,6 +38,7 @@ export class Fleet {
   readonly limits: FleetLimits;
   /** SIP to and from users whose WebSocket is on another node (relaySip). */
   sipRelay: SipRelay | undefined;
+  readonly #leases: Lease[] = [];
   #forwarded: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -70,6 +73,32 @@ export class Fleet {
     this.sipRelay = relay;
   }
 
+  /**
+   * Trunks' registrations with their carriers, one node each: the node holding a registration's
+   * lease registers; the others stand by and take over when it stops renewing (it died) or leaves.
+   */
+  async leaseRegistrations(registrations: TrunkRegistration[]): Promise<void> {
+    const { cluster } = this;
+    for (const r of registrations) {
+      const lease = new Lease({
+        kv: cluster.leasesKv,
+        name: `trunk-registration:${r.trunk}`,
+        nodeId: cluster.nodeId,
+        gone: (n) => this.nodes.gone(n),
+        onAcquired: () => void (r.state === 'stopped' ? r.resume() : r.start()),
+        onReleased: () => void r.stop(),
+        log: this.deps.log,
+      });
+      this.#leases.push(lease);
+      await lease.start();
+    }
+  }
+
+  /** Who holds a lease now, by name (`trunk-registration:<trunk>`), as this node last read it. */
+  leaseHolder(name: string): string | undefined {
+    return this.#leases.find((l) => l.name === name)?.holder;
+  }
+
   /** The agent for a `{ "type": "worker", "name": ... }` spec (one per call); a bad spec throws, naming the field. */
   workerAgent(spec: AgentSpec): WorkerAgent {
     const parsed = workerSpecSchema.safeParse(spec);
@@ -87,6 +116,7 @@ export class Fleet {
         if (s.type === 'disconnect' || s.type === 'reconnect') {
           this.nodes.connectionChanged();
           this.workers.connectionChanged();
+          for (const l of this.#leases) l.connectionChanged();
           deps.log.warn({ status: s.type }, 'NATS connection');
         }
       }
@@ -132,6 +162,7 @@ export class Fleet {
     await this.deps.calls.settled();
     this.workers.close();
     this.sipRelay?.close();
+    await Promise.all(this.#leases.map((l) => l.close()));
     await this.nodes.close();
     await this.cluster.directory.close();
     await this.cluster.events.close();

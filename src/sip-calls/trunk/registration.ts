@@ -52,7 +52,8 @@ const REGISTRATION_MOVES: Record<RegistrationState, RegistrationState[]> = {
   registering: ['registered', 'failed', 'stopped'],
   registered: ['registering', 'failed', 'stopped'],
   failed: ['registering', 'stopped'],
-  stopped: [],
+  // Only through resume(): a fleet's lease on the registration came back to this node.
+  stopped: ['registering'],
 };
 
 export interface TrunkRegistrationEvents extends Record<string, unknown[]> {
@@ -174,6 +175,27 @@ export class TrunkRegistration extends TypedEmitter<TrunkRegistrationEvents> {
 
   get state(): RegistrationState {
     return this.#state;
+  }
+
+  get trunk(): string {
+    return this.#trunk;
+  }
+
+  /**
+   * Registers again after a stop (in a fleet, the lease on this registration came back to this
+   * node): once the stop's un-REGISTER is done, a fresh round on the same Call-ID, CSeq going up.
+   */
+  async resume(): Promise<void> {
+    if (this.#state !== 'stopped') return;
+    await this.#stopping;
+    if (this.#state !== 'stopped') return;
+    this.#stopping = undefined;
+    this.#started = false;
+    this.#failures = 0;
+    this.#index = 0;
+    this.#failedInRound = 0;
+    this.#transition('registering');
+    this.start();
   }
 
   /** Sends the first REGISTER now. */
