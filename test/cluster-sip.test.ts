@@ -106,7 +106,7 @@ describe('SIP calls between users on different nodes', () => {
     ].join('\r\n');
   }
 
-  test('a user registered on node A is called by a user on node B: INVITE, ringing, answer, ACK and BYE cross through A\'s socket; A keeps no dialog of its own', async () => {
+  test('a user registered on node A is called by a user on node B: INVITE, ringing, answer and ACK reach her through A, her BYE reaches B; A is in no dialog; a refused call leaves no route; B dropping its stand-in keeps her registration; her socket closing closes it', async () => {
     const alice = await SipWsClient.connect(a.url);
     const bob = await SipWsClient.connect(b.url);
     try {
@@ -130,17 +130,58 @@ describe('SIP calls between users on different nodes', () => {
       assert.ok(ok.some((l) => l.startsWith('To:') && l.includes('tag=alice-tag')));
       assert.equal(a.gw.fleet!.sipRelay!.routes, 1, 'A routes the dialog back to B by its Call-ID');
 
-      // Bob's ACK and BYE go through B (the Record-Route) and A's socket to alice.
+      // Bob's ACK goes through B (the Record-Route) and A's socket to alice.
       const ack = alice.next((t) => t.startsWith('ACK '));
       bob.send(inDialog(bob, ok, 'ACK', 1));
       await ack;
-      const bye = alice.next((t) => t.startsWith('BYE '));
-      const byeOk = bob.next((t) => /^SIP\/2\.0 200 /.test(t) && t.includes('BYE'));
-      bob.send(inDialog(bob, ok, 'BYE', 2));
-      alice.send(answer(await bye, '200 OK', 'alice-tag'));
+      assert.deepEqual([a.gw.sipCalls.dialogs, b.gw.sipCalls.dialogs], [0, 1], 'mid-call: A is in no dialog, B has the call');
+      // Alice (on A) hangs up: her BYE, in B's dialog, goes to B and on to bob; his 200 comes back.
+      const reqLines = req.split('\r\n');
+      const aliceBye = [
+        `BYE sip:${bob.contactUser}@${bob.host};transport=ws SIP/2.0`,
+        `Via: SIP/2.0/WS ${alice.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+        'Max-Forwards: 70',
+        ...reqLines.filter((l) => l.startsWith('Record-Route:')).map((l) => `Route: ${l.slice(14).trim()}`),
+        `From: ${reqLines.find((l) => l.startsWith('To:'))!.slice(3).trim()};tag=alice-tag`,
+        `To: ${reqLines.find((l) => l.startsWith('From:'))!.slice(5).trim()}`,
+        'Call-ID: fleet-call-1',
+        'CSeq: 1 BYE',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+      const bye = bob.next((t) => t.startsWith('BYE '));
+      const byeOk = alice.next((t) => /^SIP\/2\.0 200 /.test(t) && t.includes('BYE'));
+      alice.send(aliceBye);
+      const atBob = await bye;
+      assert.match(atBob, /Via: SIP\/2\.0\/WS [^;]+;branch=[^;\r\n]+;received=127\.0\.0\.1/, 'alice\'s Via stamped with where it really came from (her socket on A)');
+      bob.send(answer(atBob, '200 OK', 'bob-tag'));
       assert.ok(await byeOk);
-      assert.equal(a.gw.sipCalls.dialogs, 0, 'A holds no dialog: B has the call');
-      assert.equal(a.gw.fleet!.sipRelay!.routes, 0, 'and the route went with the BYE\'s 200');
+      await waitFor('the proxied call gone on B', () => b.gw.sipCalls.dialogs === 0);
+      assert.equal(a.gw.fleet!.sipRelay!.routes, 0, 'the route went with the BYE\'s 200');
+
+      // A call alice refuses (486): bob hears it, and no route is left for the failed call.
+      const second = alice.next((t) => t.startsWith('INVITE '));
+      const busy = bob.next((t) => /^SIP\/2\.0 486 /.test(t));
+      bob.send(invite(bob, 'bob', 'alice', 'fleet-call-busy'));
+      const req2 = await second;
+      const ack2 = alice.next((t) => t.startsWith('ACK ') && t.includes('fleet-call-busy'));
+      alice.send(answer(req2, '486 Busy Here', 'alice-tag2'));
+      await busy;
+      await ack2;
+      assert.equal(a.gw.fleet!.sipRelay!.routes, 0, 'the failed call\'s route is gone, its ACK did not bring it back');
+
+      // B dropping its stand-in (as for a node it judged lost) ends what used it, never alice's registration.
+      b.gw.fleet!.sipRelay!.nodeLost('node-a');
+      assert.equal((await b.gw.sip.registrar.lookup('alice')).length, 1, 'alice stays registered: her socket is on A');
+      // Alice's socket closes: B is told, and keeps no stand-in for it.
+      const standIns = () => b.gw.fleet!.sipRelay!.transport.flows.size;
+      const third = alice.next((t) => t.startsWith('INVITE '));
+      bob.send(invite(bob, 'bob', 'alice', 'fleet-call-3'));
+      await third;
+      assert.equal(standIns(), 1);
+      await alice.close();
+      await waitFor('the stand-in closed on B', () => standIns() === 0);
     } finally {
       await alice.close();
       await bob.close();

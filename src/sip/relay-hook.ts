@@ -13,4 +13,6 @@ export interface SipRelayHook {
   intercept(flow: SipFlow, msg: SipMessage, data: Buffer): boolean;
   /** One of our flows closed: the nodes that used it are told. */
   flowClosed(flow: SipFlow): void;
+  /** A stand-in: its close ends the dialogs on it, never the user's registrations (their socket is elsewhere). */
+  owns(flow: SipFlow): boolean;
 }

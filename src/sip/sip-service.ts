@@ -159,6 +159,7 @@ export class SipService {
 
   async #flowClosed(flow: SipFlow): Promise<void> {
     this.calls?.flowClosed(flow); // whatever a shared store says: it may be slow or away
+    if (this.relay?.owns(flow)) return;
     this.relay?.flowClosed(flow);
     const dropped = await this.registrar.dropFlow(flow.id).catch((err: unknown) => (this.deps.log.warn({ err, flow: flow.id }, 'SIP flow closed; its registrations could not be removed (they expire)'), []));
     if (dropped.length) this.deps.log.info({ flow: flow.id, aors: dropped.map((b) => b.aor) }, 'SIP flow closed; its registrations are gone');

@@ -39,6 +39,7 @@ export class Fleet {
   /** SIP to and from users whose WebSocket is on another node (relaySip). */
   sipRelay: SipRelay | undefined;
   readonly #leases: Lease[] = [];
+  #sip: SipService | undefined;
   #forwarded: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -66,9 +67,10 @@ export class Fleet {
   /** SIP across nodes: the stack reaches users on other nodes' WebSockets, and ours carry other nodes' dialogs. */
   relaySip(service: SipService, wsSentBy: string): void {
     const { cluster } = this;
-    const relay = new SipRelay({ nc: cluster.nc, prefix: cluster.prefix, nodeId: cluster.nodeId, isLive: (n) => this.nodes.live().some((x) => x.nodeId === n), sentBy: () => wsSentBy, log: this.deps.log.child({ component: 'sip-relay' }) });
+    const relay = new SipRelay({ nc: cluster.nc, prefix: cluster.prefix, nodeId: cluster.nodeId, gone: (n) => this.nodes.gone(n), sentBy: () => wsSentBy, log: this.deps.log.child({ component: 'sip-relay' }) });
     relay.useFlows((id) => service.flow(id));
     service.relay = relay;
+    this.#sip = service;
     service.addTransport(relay.transport);
     this.sipRelay = relay;
   }
@@ -111,6 +113,7 @@ export class Fleet {
   async join(): Promise<void> {
     const { cluster, deps } = this;
     await this.#endSessionsOf(cluster.nodeId, 'node-restarted');
+    await this.#dropStaleBindings();
     void (async () => {
       for await (const s of cluster.nc.status()) {
         if (s.type === 'disconnect' || s.type === 'reconnect') {
@@ -168,6 +171,15 @@ export class Fleet {
     await this.cluster.events.close();
     await this.cluster.locations.close();
     await this.cluster.close();
+  }
+
+  /** Registrations a previous run under this nodeId left: their sockets died with it. */
+  async #dropStaleBindings(): Promise<void> {
+    const registrar = this.#sip?.registrar;
+    if (!registrar) return;
+    const stale = (await registrar.all()).filter((b) => b.node === this.cluster.nodeId);
+    for (const flowId of new Set(stale.map((b) => b.flowId))) await registrar.dropFlow(flowId);
+    if (stale.length) this.deps.log.warn({ bindings: stale.length }, 'cluster: registrations left by a previous run of this node were removed');
   }
 
   async #holder(id: string): Promise<string | undefined> {

@@ -1,6 +1,5 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../core/logger.js';
-import { userOf } from '../../sip/build.js';
 import { header, type SipMessage } from '../../sip/message.js';
 import type { Binding } from '../../sip/location-store.js';
 import type { SipRelayHook } from '../../sip/relay-hook.js';
@@ -22,25 +21,28 @@ import type { SipFlow, SipTransport, SipTransportListener } from '../../sip/tran
 
 type Wire =
   | { k: 'out'; from: string; flowId: string; text: string }
-  | { k: 'in'; from: string; flowId: string; remote: string; text: string }
+  | { k: 'in'; from: string; flowId: string; remote: string; data: string }
   | { k: 'closed'; from: string; flowId: string };
 
 /** Dialogs routed through one of our flows for another node: at most this many, each for at most ROUTE_IDLE_MS without a message. */
 const MAX_ROUTES = 50_000;
 const ROUTE_IDLE_MS = 6 * 3_600_000;
+const SWEEP_MS = 2000;
 
 interface Route {
   node: string;
   flowId: string;
   at: number;
+  /** A 2xx to the INVITE passed: a failure answer after it is a re-INVITE's, not the call's end. */
+  confirmed: boolean;
 }
 
 export interface SipRelayDeps {
   nc: NatsConnection;
   prefix: string;
   nodeId: string;
-  /** Whether a node is live now (its heartbeat seen): a user on a gone node is not reachable. */
-  isLive(node: string): boolean;
+  /** A node the fleet has marked lost, or no longer lists: a user on it is not reachable. */
+  gone(node: string): boolean;
   /** Our own WebSocket transport: a stand-in flow builds Via and Record-Route as one of its flows would. */
   sentBy: () => string;
   log: Logger;
@@ -50,13 +52,13 @@ export interface SipRelayDeps {
 /** A user's flow on another node, as this node's SIP stack uses it. */
 class RemoteFlow implements SipFlow {
   #open = true;
+  /** B's stack challenges what comes through it itself (its own 407s): no identity is carried over. */
+  authenticatedUser: string | undefined = undefined;
   constructor(
     readonly id: string,
     readonly node: string,
     readonly remote: string,
     readonly transport: RelayTransport,
-    /** The holder checked the user's digest on that flow when it registered. */
-    public authenticatedUser: string | undefined,
   ) {}
 
   get open(): boolean {
@@ -104,15 +106,15 @@ class RelayTransport implements SipTransport {
   flow(binding: Binding, node: string): RemoteFlow {
     let f = this.flows.get(binding.flowId);
     if (!f || !f.open) {
-      f = new RemoteFlow(binding.flowId, node, binding.remote, this, userOf(binding.aor));
+      f = new RemoteFlow(binding.flowId, node, binding.remote, this);
       this.flows.set(f.id, f);
     }
     return f;
   }
 
-  deliver(flowId: string, data: Buffer): boolean {
+  deliver(from: string, flowId: string, data: Buffer): boolean {
     const f = this.flows.get(flowId);
-    if (!f?.open) return false;
+    if (!f?.open || f.node !== from) return false;
     this.#listener?.message(f, data);
     return true;
   }
@@ -124,21 +126,21 @@ class RelayTransport implements SipTransport {
     if (tell) this.#listener?.closed(f);
   }
 
-  close(): void {
-    for (const f of [...this.flows.values()]) this.drop(f);
-  }
-}
-
-/** A 2xx to a BYE: the dialog is over, its route goes (others go with their flow, or idle). */
-function endsDialog(status: number, cseq: string | undefined): boolean {
-  return status >= 200 && status < 300 && /\bBYE\s*$/i.test(cseq ?? '');
+  /**
+   * The stack's shutdown: the stand-ins stay usable, so the BYEs the stack sends as its own
+   * sockets close still reach the users on other nodes; SipRelay.close() ends them later.
+   */
+  close(): void {}
 }
 
 export class SipRelay implements SipRelayHook {
   readonly transport: RelayTransport;
   readonly #routes = new Map<string, Route>();
+  /** Per flow of ours: the nodes that sent on it (told when it closes, routed or not). */
+  readonly #usedBy = new Map<string, Set<string>>();
   readonly #now: () => number;
   #sub: Subscription | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(readonly deps: SipRelayDeps) {
     this.transport = new RelayTransport(this);
@@ -167,46 +169,67 @@ export class SipRelay implements SipRelayHook {
         }
       },
     });
+    // Each node judges for itself (only one survivor reaps a lost node): stand-ins and routes of gone nodes go.
+    this.#sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.#sweeper.unref();
   }
 
   close(): void {
+    clearInterval(this.#sweeper);
     this.#sub?.unsubscribe();
     this.#sub = undefined;
-    this.transport.close();
+    for (const f of [...this.transport.flows.values()]) this.transport.drop(f, false);
     this.#routes.clear();
+    this.#usedBy.clear();
+  }
+
+  /** Whether a flow is one of our stand-ins (its close must not touch the user's registrations). */
+  owns(flow: SipFlow): boolean {
+    return flow.transport === this.transport;
   }
 
   flowFor(binding: Binding): SipFlow | undefined {
     const node = binding.node;
-    if (!node || node === this.deps.nodeId || !this.deps.isLive(node)) return undefined;
+    // WebSocket flows only: a UDP/TCP/TLS phone's binding is reached from its own node (and `udp:<addr>` ids repeat across nodes).
+    if (!node || node === this.deps.nodeId || /^(udp:|tcp-|tls-)/.test(binding.flowId) || this.deps.gone(node)) return undefined;
     return this.transport.flow(binding, node);
   }
 
   intercept(flow: SipFlow, msg: SipMessage, data: Buffer): boolean {
     if (flow.transport === this.transport || this.#routes.size === 0) return false;
+    // Responses, ACK, CANCEL and in-dialog requests only: a new request (a REGISTER reusing a Call-ID) is this node's.
+    if (msg.kind === 'request' && msg.method !== 'ACK' && msg.method !== 'CANCEL' && !/;\s*tag=/i.test(header(msg, 'To') ?? '')) return false;
     const callId = header(msg, 'Call-ID');
     const route = callId === undefined ? undefined : this.#routes.get(callId);
     if (!route || route.flowId !== flow.id) return false;
-    route.at = this.#now();
-    if (endsDialog(msg.kind === 'response' ? msg.status : 0, header(msg, 'CSeq'))) this.#routes.delete(callId!);
-    this.send(route.node, { k: 'in', from: this.deps.nodeId, flowId: flow.id, remote: flow.remote, text: data.toString('utf8') });
+    if (this.deps.gone(route.node)) {
+      this.#routes.delete(callId!); // its node is gone: this node answers (481 for a request)
+      return false;
+    }
+    this.#routes.delete(callId!);
+    if (!this.#ended(route, msg)) this.#routes.set(callId!, { ...route, at: this.#now() }); // re-inserted: the map's order is the routes' activity
+    this.send(route.node, { k: 'in', from: this.deps.nodeId, flowId: flow.id, remote: flow.remote, data: data.toString('base64') });
     return true;
   }
 
   flowClosed(flow: SipFlow): void {
     if (flow.transport === this.transport) return;
-    const told = new Set<string>();
-    for (const [callId, r] of this.#routes) {
-      if (r.flowId !== flow.id) continue;
-      this.#routes.delete(callId);
-      if (!told.has(r.node)) this.send(r.node, { k: 'closed', from: this.deps.nodeId, flowId: flow.id });
-      told.add(r.node);
-    }
+    for (const [callId, r] of this.#routes) if (r.flowId === flow.id) this.#routes.delete(callId);
+    for (const node of this.#usedBy.get(flow.id) ?? []) this.send(node, { k: 'closed', from: this.deps.nodeId, flowId: flow.id });
+    this.#usedBy.delete(flow.id);
   }
 
   /** A node is lost: the flows we reached through it are gone too. */
   nodeLost(node: string): void {
     for (const f of [...this.transport.flows.values()]) if (f.node === node) this.transport.drop(f);
+    for (const [callId, r] of this.#routes) if (r.node === node) this.#routes.delete(callId);
+  }
+
+  /** Ends what points at nodes the fleet has lost, and routes idle too long. */
+  sweep(): void {
+    const nodes = new Set([...this.transport.flows.values()].map((f) => f.node).concat([...this.#routes.values()].map((r) => r.node)));
+    for (const n of nodes) if (this.deps.gone(n)) this.nodeLost(n);
+    this.#prune();
   }
 
   send(node: string, wire: Wire): boolean {
@@ -220,34 +243,55 @@ export class SipRelay implements SipRelayHook {
   }
 
   #received(w: Wire): void {
-    if (typeof w?.flowId !== 'string' || typeof w.from !== 'string') return;
+    if (typeof w?.flowId !== 'string' || typeof w.from !== 'string' || w.from === this.deps.nodeId) return;
     if (w.k === 'out' && typeof w.text === 'string') return this.#sendOnOurFlow(w);
-    if (w.k === 'in' && typeof w.text === 'string') {
-      if (!this.transport.deliver(w.flowId, Buffer.from(w.text))) this.deps.log.debug({ flow: w.flowId }, 'a relayed message for a flow we no longer use; dropped');
+    if (w.k === 'in' && typeof w.data === 'string') {
+      // A stand-in we no longer have (this node restarted, or let it go): the holder drops its routes.
+      if (!this.transport.deliver(w.from, w.flowId, Buffer.from(w.data, 'base64'))) this.send(w.from, { k: 'closed', from: this.deps.nodeId, flowId: w.flowId });
       return;
     }
     if (w.k === 'closed') {
       const f = this.transport.flows.get(w.flowId);
-      if (f) this.transport.drop(f);
+      if (f && f.node === w.from) this.transport.drop(f);
+      // From a node that used one of our flows: it no longer has it, so nothing routes back to it.
+      for (const [callId, r] of this.#routes) if (r.flowId === w.flowId && r.node === w.from) this.#routes.delete(callId);
     }
   }
 
   /** Another node's message for a user on one of our WebSockets: written to it, its Call-ID remembered. */
   #sendOnOurFlow(w: Extract<Wire, { k: 'out' }>): void {
     const flow = this.#localFlow?.(w.flowId);
-    if (!flow) {
+    if (!flow || this.deps.gone(w.from)) {
       this.send(w.from, { k: 'closed', from: this.deps.nodeId, flowId: w.flowId });
       return;
     }
+    let users = this.#usedBy.get(w.flowId);
+    if (!users) this.#usedBy.set(w.flowId, (users = new Set()));
+    users.add(w.from);
     const callId = /^(?:Call-ID|i)[ \t]*:[ \t]*(\S+)/im.exec(w.text)?.[1];
-    const status = Number(/^SIP\/2\.0 (\d{3}) /.exec(w.text)?.[1] ?? 0);
-    if (callId && endsDialog(status, /^CSeq[ \t]*:[ \t]*(.+)$/im.exec(w.text)?.[1])) this.#routes.delete(callId);
-    else if (callId) {
-      this.#routes.delete(callId); // re-inserted: the map's order is the routes' age
-      this.#routes.set(callId, { node: w.from, flowId: w.flowId, at: this.#now() });
+    if (callId) {
+      const known = this.#routes.get(callId);
+      this.#routes.delete(callId);
+      const status = Number(/^SIP\/2\.0 (\d{3}) /.exec(w.text)?.[1] ?? 0);
+      const cseq = /^CSeq[ \t]*:[ \t]*(.+)$/im.exec(w.text)?.[1];
+      // An ACK does not open a route (it may close a failed call's); a BYE's 2xx ends one.
+      const ends = endsDialog(status, cseq);
+      if (!ends && (known || !w.text.startsWith('ACK '))) this.#routes.set(callId, { node: w.from, flowId: w.flowId, at: this.#now(), confirmed: known?.confirmed ?? false });
       this.#prune();
     }
     flow.send(w.text);
+  }
+
+  /** A message from our user that ends its route: a BYE's 2xx, or a failure answer to the call's INVITE (not a re-INVITE's). */
+  #ended(route: Route, msg: SipMessage): boolean {
+    if (msg.kind !== 'response') return false;
+    const cseq = header(msg, 'CSeq') ?? '';
+    if (/\bINVITE\s*$/i.test(cseq)) {
+      if (msg.status >= 200 && msg.status < 300) route.confirmed = true;
+      // The ACK for the failure goes back through us once more (B sends it on the stand-in): it finds no route and is just written.
+      return msg.status >= 300 && !route.confirmed;
+    }
+    return endsDialog(msg.status, cseq);
   }
 
   #localFlow: ((id: string) => SipFlow | undefined) | undefined;
@@ -267,4 +311,9 @@ export class SipRelay implements SipRelayHook {
       this.#routes.delete(callId);
     }
   }
+}
+
+/** A 2xx to a BYE: the dialog is over, its route goes. */
+function endsDialog(status: number, cseq: string | undefined): boolean {
+  return status >= 200 && status < 300 && /\bBYE\s*$/i.test(cseq ?? '');
 }
