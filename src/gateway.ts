@@ -163,6 +163,7 @@ export class Gateway {
         })
       : undefined;
     this.audit = new AuditLog(config.audit.path, this.clock);
+    this.fleet?.streamAudit(this.audit); // every record also to the fleet's stream
     this.agents = new AgentRegistry(config.defaultAgent, this.log);
     if (this.fleet) this.agents.registerType('worker', (spec) => this.fleet!.workerAgent(spec));
     for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);

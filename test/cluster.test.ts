@@ -211,4 +211,25 @@ describe('a fleet of two nodes on NATS JetStream', () => {
       return !b.gw.fleet!.nodes.live().some((n) => n.nodeId === 'node-a');
     });
   });
+
+  test('voxgate audit verify --nats checks every node\'s chain in the fleet\'s stream: node-a (its records up to its SIGKILL) and node-b intact; a forged record fails it', async () => {
+    const verify = () =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'audit', 'verify', '--nats', nats.url], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+        child.once('exit', (code) => resolve({ code, out }));
+      });
+    await waitFor('B\'s records published', () => b.gw.fleet!.auditStream!.backlog === 0);
+    const ok = await verify();
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(ok.out, /^node-a: \d+ records, chain intact( \(2 chains: the file was started again\))?$/m, 'its records up to the SIGKILL, no gap');
+    assert.match(ok.out, /^node-b: \d+ records, chain intact$/m);
+    watcher.publish('voxgate.audit.node-b', JSON.stringify({ seq: 999, time: new Date().toISOString(), action: 'whip.delete', outcome: 'ok', prev: '0'.repeat(64), hash: '1'.repeat(64) }));
+    await watcher.flush();
+    const bad = await verify();
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /^node-b: chain broken at record \d+ of \d+: prev does not match/m);
+  });
 });

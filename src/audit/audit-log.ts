@@ -47,6 +47,7 @@ export class AuditLog {
   /** The last record's time, formatted (a burst of records shares the millisecond). */
   #lastMs = NaN;
   #lastIso = '';
+  readonly #taps: ((text: string) => void)[] = [];
 
   constructor(
     readonly path: string,
@@ -80,6 +81,22 @@ export class AuditLog {
       throw err;
     }
     this.#written = { prev: this.#prev, seq: this.#seq };
+    this.#tapped(line);
+  }
+
+  /** Hands every record, once it is in the file, to `fn` as written (lines, newline-terminated): the fleet's stream. */
+  tap(fn: (text: string) => void): void {
+    this.#taps.push(fn);
+  }
+
+  #tapped(text: string): void {
+    for (const t of this.#taps) {
+      try {
+        t(text);
+      } catch {
+        // A copy's trouble is the copy's: the file has the record.
+      }
+    }
   }
 
   /** Appends a record; `done` runs once it is in the file, or with the error that kept it out. */
@@ -110,6 +127,7 @@ export class AuditLog {
       error = err instanceof Error ? err : new Error(String(err));
       this.#rollBack();
     }
+    if (!error) this.#tapped(text);
     for (const done of waiting) done(error);
   }
 
@@ -166,23 +184,38 @@ export function verifyAuditFile(path: string): VerifyResult {
   if (!existsSync(path)) return { ok: false, lines: 0, brokenAt: 0, problem: `${path} does not exist` };
   const lines = readFileSync(path, 'utf8').split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
+  const { chains: _chains, ...result } = verifyAuditLines(lines);
+  return result;
+}
+
+/**
+ * Checks a chain given as its lines, in order (a file's, or one node's records from the
+ * fleet's stream). `restarts`: a record with seq 1 and the genesis prev may start a new chain
+ * (a node whose file was replaced); the result counts them.
+ */
+export function verifyAuditLines(lines: readonly string[], opts: { restarts?: boolean } = {}): VerifyResult & { chains: number } {
   let prev = GENESIS;
+  let chains = lines.length ? 1 : 0;
   for (let i = 0; i < lines.length; i++) {
     const n = i + 1;
     let rec: Record<string, unknown>;
     try {
       rec = JSON.parse(lines[i] as string) as Record<string, unknown>;
     } catch {
-      return { ok: false, lines: lines.length, brokenAt: n, problem: 'not valid JSON' };
+      return { ok: false, lines: lines.length, brokenAt: n, problem: 'not valid JSON', chains };
     }
     const { hash, ...body } = rec;
+    if (opts.restarts && i > 0 && body.seq === 1 && body.prev === GENESIS) {
+      prev = GENESIS;
+      chains++;
+    }
     if (body.prev !== prev) {
-      return { ok: false, lines: lines.length, brokenAt: n, problem: 'prev does not match the hash of the line before (a line was removed, inserted or reordered)' };
+      return { ok: false, lines: lines.length, brokenAt: n, problem: 'prev does not match the hash of the line before (a line was removed, inserted or reordered)', chains };
     }
     if (hash !== sha256Hex(JSON.stringify(body))) {
-      return { ok: false, lines: lines.length, brokenAt: n, problem: 'hash does not match the record (the line was edited)' };
+      return { ok: false, lines: lines.length, brokenAt: n, problem: 'hash does not match the record (the line was edited)', chains };
     }
     prev = hash as string;
   }
-  return { ok: true, lines: lines.length };
+  return { ok: true, lines: lines.length, chains };
 }

@@ -6,12 +6,13 @@ import { ConfigError, loadConfig } from '../core/config.js';
 import { Gateway } from '../gateway.js';
 import { stirCommand } from './stir.js';
 import { workerCommand } from './worker.js';
+import { verifyFleetAudit } from './audit.js';
 
 const USAGE = `voxgate: the gateway between live audio and AI voice agents
 
 usage:
   voxgate serve [--config FILE] [--host H] [--http-port N] [--udp-port N]
-  voxgate audit verify FILE
+  voxgate audit verify FILE | --nats URL [--prefix P]   check a file's chain, or every node's in the fleet's stream
   voxgate token --secret S --sub SOURCE [--ttl SECONDS]
   voxgate stir keygen|sign|verify ...   STIR/SHAKEN: development keys, sign a PASSporT, check an Identity header
   voxgate worker --agent demo|echo ...  run an agent as a worker of a fleet (NATS); --help for more
@@ -60,10 +61,11 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-function auditCommand(argv: string[]): number {
+async function auditCommand(argv: string[]): Promise<number> {
   const [sub, file] = argv;
+  if (sub === 'verify' && file?.startsWith('--')) return verifyFleetAudit(argv.slice(1));
   if (sub !== 'verify' || !file) {
-    process.stderr.write('usage: voxgate audit verify FILE\n');
+    process.stderr.write('usage: voxgate audit verify FILE | voxgate audit verify --nats URL[,URL] [--prefix P] | --config FILE\n');
     return 2;
   }
   const r = verifyAuditFile(file);
@@ -90,7 +92,7 @@ async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   try {
     if (cmd === 'serve' || cmd === undefined) await serve(rest);
-    else if (cmd === 'audit') process.exitCode = auditCommand(rest);
+    else if (cmd === 'audit') process.exitCode = await auditCommand(rest);
     else if (cmd === 'token') process.exitCode = tokenCommand(rest);
     else if (cmd === 'stir') process.exitCode = await stirCommand(rest);
     // The demo agent's speech and VAD keep handles of their own: a stopped worker exits.

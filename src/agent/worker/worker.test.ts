@@ -263,8 +263,11 @@ test('a worker that answers an offer too late is told to let it go, and the call
   const agent = await reserved(n.agent({ ringTimeoutSeconds: 3 }), 'call-late');
   assert.equal(agent.workerId, 'real');
   await agent.attach(new AgentSession('call-late', { name: 'web', kind: 'browser' }, 16000, nodeControl().control));
-  await waiter.until(() => heard.length >= 1, 'the cancel at the slow worker');
-  assert.deepEqual(heard.map((h) => [h.subject, h.data]), [[subjects.toAgent(n.prefix, 'call-late', 'slow'), '{"t":"cancel"}']], 'a cancel and nothing else: no start');
+  const late = () => heard.filter((h) => h.subject === subjects.toAgent(n.prefix, 'call-late', 'slow'));
+  await waiter.until(() => late().length >= 1, 'the cancel at the slow worker');
+  assert.deepEqual(late().map((h) => h.data), ['{"t":"cancel"}'], 'a cancel and nothing else: no start');
+  // The warm-up may have been offered to the slow worker first too (a tie at no calls): a cancel, never a start.
+  assert.ok(heard.every((h) => h.data === '{"t":"cancel"}'), JSON.stringify(heard));
   assert.equal(remote.sessions.at(-1)?.callId, 'call-late');
 });
 

@@ -12,6 +12,8 @@ import type { SipService } from '../../sip/sip-service.js';
 import { SipRelay } from './sip-relay.js';
 import { FleetLimits } from './limits.js';
 import { Lease } from './lease.js';
+import { AuditStream } from './audit-stream.js';
+import type { AuditLog } from '../../audit/audit-log.js';
 import type { TrunkRegistration } from '../../sip-calls/trunk/registration.js';
 
 /**
@@ -40,6 +42,8 @@ export class Fleet {
   sipRelay: SipRelay | undefined;
   readonly #leases: Lease[] = [];
   #sip: SipService | undefined;
+  /** This node's audit records, copied to `<prefix>_audit`. */
+  auditStream: AuditStream | undefined;
   #forwarded: Subscription | undefined;
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -62,6 +66,12 @@ export class Fleet {
     });
     this.limits = new FleetLimits({ kv: cluster.limitsKv, nodeId: cluster.nodeId, gone: (n) => this.nodes.gone(n), holds: (id) => deps.calls.get(id) !== undefined, log: deps.log });
     this.workers = new WorkerPool({ nc: cluster.nc, prefix: cluster.prefix, log: deps.log.child({ component: 'workers' }) });
+  }
+
+  /** Copies every audit record this node writes to the fleet's stream (from now; published once joined). */
+  streamAudit(audit: AuditLog): void {
+    const { cluster } = this;
+    this.auditStream = new AuditStream({ nc: cluster.nc, prefix: cluster.prefix, nodeId: cluster.nodeId, audit, log: this.deps.log.child({ component: 'audit-stream' }) });
   }
 
   /** SIP across nodes: the stack reaches users on other nodes' WebSockets, and ours carry other nodes' dialogs. */
@@ -127,6 +137,7 @@ export class Fleet {
     await this.nodes.start();
     await this.workers.start();
     this.sipRelay?.start();
+    await this.auditStream?.start();
     this.#forwarded = serveForwarded(cluster.nc, cluster.prefix, cluster.nodeId, deps.handlers, deps.log);
     this.#sweeper = setInterval(() => void cluster.directory.sweep().catch((err: unknown) => deps.log.warn({ err }, 'session directory sweep failed')), SWEEP_MS);
     this.#sweeper.unref();
@@ -166,6 +177,7 @@ export class Fleet {
     this.workers.close();
     this.sipRelay?.close();
     await Promise.all(this.#leases.map((l) => l.close()));
+    await this.auditStream?.close();
     await this.nodes.close();
     await this.cluster.directory.close();
     await this.cluster.events.close();
