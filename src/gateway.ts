@@ -153,6 +153,7 @@ export class Gateway {
       events: this.events,
       now: () => this.clock.now(),
       onError: (err, what) => this.log.error({ err }, `${what} failed`),
+      eventsAfterAudit: true,
     });
     this.fleet = cluster
       ? new Fleet(cluster, {
@@ -164,6 +165,9 @@ export class Gateway {
       : undefined;
     this.audit = new AuditLog(config.audit.path, this.clock);
     this.fleet?.streamAudit(this.audit); // every record also to the fleet's stream
+    this.audit.tap((text) => {
+      for (const m of text.matchAll(/"session":"([^"]+)"/g)) this.calls.recorded(m[1]!); // events after their audit record
+    });
     this.agents = new AgentRegistry(config.defaultAgent, this.log);
     if (this.fleet) this.agents.registerType('worker', (spec) => this.fleet!.workerAgent(spec));
     for (const [name, factory] of Object.entries(opts.agents ?? {})) this.agents.register(name, factory);

@@ -24,7 +24,17 @@ export interface CallTableOptions {
   now?: () => number;
   /** A directory or event-bus operation failed (it never fails the call). */
   onError?: (err: unknown, what: string) => void;
+  /**
+   * A session's `created` event waits for an audit record naming it (`recorded(id)`, fed from
+   * the audit log: events go out after the record is in the file), at most RECORD_WAIT_MS.
+   */
+  eventsAfterAudit?: boolean;
 }
+
+/** How long a `created` event waits for its audit record before it goes anyway. */
+const RECORD_WAIT_MS = 2000;
+/** Ids recorded before their call was added (a placed call's INVITE): remembered at most this many. */
+const MAX_EARLY_RECORDS = 10_000;
 
 /**
  * Every live call of this node, with the limits that protect it: total sessions
@@ -85,6 +95,34 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
     }
   }
 
+  readonly #unrecorded = new Map<string, () => void>();
+  readonly #early = new Set<string>();
+
+  /** An audit record naming session `id` is in the file (the gateway taps the log). */
+  recorded(id: string): void {
+    const go = this.#unrecorded.get(id);
+    if (go) return go();
+    if (!this.opts.eventsAfterAudit) return;
+    this.#early.add(id);
+    if (this.#early.size > MAX_EARLY_RECORDS) this.#early.delete(this.#early.values().next().value!);
+  }
+
+  /** Resolves once the call's first audit record is written (or at once without eventsAfterAudit). */
+  #afterRecord(id: string): Promise<void> {
+    if (!this.opts.eventsAfterAudit || this.#early.delete(id)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(go, RECORD_WAIT_MS);
+      timer.unref();
+      const table = this.#unrecorded;
+      function go(): void {
+        clearTimeout(timer);
+        table.delete(id);
+        resolve();
+      }
+      table.set(id, go);
+    });
+  }
+
   add(call: Call): void {
     this.checkAdmission(call.source);
     this.#calls.set(call.id, call);
@@ -99,8 +137,10 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
       createdAt: call.createdAt,
     };
     // One chain per call: its directory operations happen in order, whatever the store's latency.
+    const audited = this.#afterRecord(call.id);
     let chain: Promise<unknown> = this.#track(this.#op('claim', async () => {
       if (this.opts.directory && !(await this.opts.directory.claim(record))) throw new Error(`session id ${call.id} was already claimed`);
+      await audited;
       await this.opts.events?.publish({ type: 'created', at: call.createdAt, session: record });
     }));
     const then = (what: string, op: () => Promise<unknown>) => (chain = this.#track(chain.then(() => this.#op(what, op))));
@@ -114,6 +154,7 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
       });
     });
     call.on('ended', (reason) => {
+      this.#unrecorded.get(call.id)?.(); // a call refused before its record: its events go now
       this.#calls.delete(call.id);
       const n = this.countFor(call.source.name) - 1;
       if (n > 0) this.#perSource.set(call.source.name, n);

@@ -132,3 +132,28 @@ test('the table claims each call in the session directory and publishes created,
 async function settleTurns(): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
 }
+
+test('with eventsAfterAudit a session\'s created event waits for the audit record naming it (a placed call\'s may come first); a call ended before its record lets it go', async () => {
+  const clock = new FakeClock(1_800_000_000_000);
+  const events = new MemoryEventBus({ onError: (err) => assert.fail(String(err)) });
+  const seen: string[] = [];
+  events.subscribe((e) => seen.push(`${e.type}:${e.type === 'created' ? e.session.id : e.id}`));
+  const calls = new CallTable({ maxSessions: 10, retryAfterSeconds: 1, directory: new MemorySessionDirectory({ now: () => clock.now() }), events, now: () => clock.now(), eventsAfterAudit: true });
+  const src: SourceIdentity = { name: 'web', kind: 'browser', agent: undefined, codecs: ['opus'], maxSessions: undefined, via: 'token' };
+  const settle = () => new Promise((r) => setTimeout(r, 10));
+  calls.add(new Call('a1', src, clock, 60_000));
+  await settle();
+  assert.deepEqual(seen, [], 'claimed, but no record yet: no event');
+  calls.recorded('a1');
+  await settle();
+  assert.deepEqual(seen, ['created:a1']);
+  calls.recorded('b1'); // recorded before its call is added (the INVITE of a placed call)
+  calls.add(new Call('b1', src, clock, 60_000));
+  await settle();
+  assert.deepEqual(seen, ['created:a1', 'created:b1']);
+  const c = new Call('c1', src, clock, 60_000);
+  calls.add(c);
+  c.close('setup-failed');
+  await settle();
+  assert.deepEqual(seen.slice(2), ['created:c1', 'ended:c1'], 'refused before its record: both go, in order');
+});
