@@ -49,23 +49,7 @@ describe('SIP calls between users on different nodes', () => {
     await nats?.stop();
   });
 
-  function invite(c: SipWsClient, from: string, to: string, callId: string): string {
-    const sdp = offerSdp().replace('a=sendonly', 'a=sendrecv');
-    return [
-      `INVITE sip:${to}@${DOMAIN} SIP/2.0`,
-      `Via: SIP/2.0/WS ${c.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
-      'Max-Forwards: 70',
-      `To: <sip:${to}@${DOMAIN}>`,
-      `From: <sip:${from}@${DOMAIN}>;tag=${from}-tag`,
-      `Call-ID: ${callId}`,
-      'CSeq: 1 INVITE',
-      `Contact: <sip:${c.contactUser}@${c.host};transport=ws>`,
-      'Content-Type: application/sdp',
-      `Content-Length: ${Buffer.byteLength(sdp)}`,
-      '',
-      sdp,
-    ].join('\r\n');
-  }
+  const invite = (c: SipWsClient, from: string, to: string, callId: string) => c.inviteText({ from, to, domain: DOMAIN, callId, sdp: offerSdp().replace('a=sendonly', 'a=sendrecv') });
 
   /** The callee's answer to a request it received: copies Via, From, To (with a tag), Call-ID, CSeq. */
   function answer(req: string, status: string, toTag: string, extra: string[] = [], body = ''): string {

@@ -151,20 +151,7 @@ describe('agents on worker processes over NATS', () => {
     try {
       assert.equal((await c.register('alice', 'alice-pw', DOMAIN)).status, 200);
       const sdp = offerSdp().replace('a=sendonly', 'a=sendrecv');
-      const invite = [
-        `INVITE sip:sales@${DOMAIN} SIP/2.0`,
-        `Via: SIP/2.0/WS ${c.host};branch=z9hG4bK${Date.now().toString(36)}`,
-        'Max-Forwards: 70',
-        `To: <sip:sales@${DOMAIN}>`,
-        `From: <sip:alice@${DOMAIN}>;tag=worker480`,
-        'Call-ID: worker-480',
-        'CSeq: 1 INVITE',
-        `Contact: <sip:${c.contactUser}@${c.host};transport=ws>`,
-        'Content-Type: application/sdp',
-        `Content-Length: ${Buffer.byteLength(sdp)}`,
-        '',
-        sdp,
-      ].join('\r\n');
+      const invite = c.inviteText({ from: 'alice', to: 'sales', domain: DOMAIN, callId: 'worker-480', sdp });
       const r = await c.request(invite);
       assert.equal(r.status, 480);
       assert.match(r.reason, /no worker for agent 'sales' accepted the call within 1 s/);

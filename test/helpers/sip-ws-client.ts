@@ -80,6 +80,25 @@ export class SipWsClient {
     ].join('\r\n');
   }
 
+  /** An INVITE from `from` to `to` (users of `domain`) with an SDP offer, from this client's Contact. */
+  inviteText(opts: { from: string; to: string; domain: string; callId: string; sdp: string }): string {
+    const { from, to, domain, callId, sdp } = opts;
+    return [
+      `INVITE sip:${to}@${domain} SIP/2.0`,
+      `Via: SIP/2.0/WS ${this.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+      'Max-Forwards: 70',
+      `To: <sip:${to}@${domain}>`,
+      `From: <sip:${from}@${domain}>;tag=${from}-tag`,
+      `Call-ID: ${callId}`,
+      'CSeq: 1 INVITE',
+      `Contact: <sip:${this.contactUser}@${this.host};transport=ws>`,
+      'Content-Type: application/sdp',
+      `Content-Length: ${Buffer.byteLength(sdp)}`,
+      '',
+      sdp,
+    ].join('\r\n');
+  }
+
   /** REGISTER → 401 → REGISTER with credentials; resolves with the final response. */
   async register(user: string, password: string, domain: string, extra: { expires?: number; instance?: string; regId?: number } = {}): Promise<SipResponse> {
     const callId = randomBytes(8).toString('hex');
