@@ -12,8 +12,8 @@
  *    the holder's handler and back), against calling the handler in process: p50/p99.
  *
  * The agent workers' figures (offer → accept, agent audio over NATS, 200 calls across two
- * workers) are bench/cluster-workers.ts, the second half of `npm run bench:cluster`. Not yet
- * here: session create+delete through three gateway nodes.
+ * workers) are bench/cluster-workers.ts, the second part of `npm run bench:cluster`; WHIP
+ * sessions through three gateway nodes (create+delete/s, forwarded DELETE) bench/cluster-nodes.ts.
  *
  *   BENCH_LIVES=2000     session lives per directory
  *   BENCH_HOPS=5000      forwarded requests
