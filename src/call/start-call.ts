@@ -98,11 +98,25 @@ async function fleetPlace(deps: StartCallDeps, req: StartCallRequest, id: string
   try {
     taken = await limits.acquire(limit.name, id, limit.max);
   } catch (err) {
+    // Lost every race for the entry (a burst at the limit): refused, as full. NATS away: this node's own count decides.
+    if ((err as Error).name === 'LimitContention') throw limit.refuse();
     deps.log.warn({ err, limit: limit.name }, 'the fleet-wide limit could not be checked; this node\'s own count decides');
     return undefined;
   }
   if (!taken) throw limit.refuse();
-  return () => void limits.release(limit.name, id).catch((err: unknown) => deps.log.warn({ err, limit: limit.name }, 'a fleet-wide place could not be given back (it goes with the node)'));
+  return () => void releaseWithRetry(limits, limit.name, id, deps.log);
+}
+
+/** A place given back, retried a few times (a failed release would hold it until this node goes). */
+async function releaseWithRetry(limits: FleetLimitsApi, name: string, id: string, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await limits.release(name, id);
+    } catch (err) {
+      if (attempt === 5) return log.warn({ err, limit: name }, 'a fleet-wide place could not be given back (this node drops it later)');
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
 }
 
 /**

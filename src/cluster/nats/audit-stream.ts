@@ -55,18 +55,35 @@ export class AuditStream {
   }
 
   async start(): Promise<void> {
-    const { nc, prefix, nodeId, audit } = this.deps;
-    const jsm = await jetstreamManager(nc);
-    await ensureStream(jsm, prefix);
-    this.#js = jetstream(nc);
-    const last = await jsm.streams.getMessage(auditStreamName(prefix), { last_by_subj: auditSubject(prefix, nodeId) }).catch(() => null);
-    const inStream = last ? seqOf(new TextDecoder().decode(last.data)) : 0;
-    const inFile = seqOf(this.#fileLines(audit.path).at(-1) ?? '') || 0;
-    // A file that starts again (replaced) behind the stream: its new chain is published from 1.
-    this.#next = inFile < inStream ? 1 : inStream + 1;
-    if (inFile < inStream) this.deps.log.warn({ inStream, inFile }, 'audit stream: the file is behind the stream (replaced?); its chain is published from the start');
+    const jsm = await jetstreamManager(this.deps.nc);
+    await ensureStream(jsm, this.deps.prefix);
+    this.#js = jetstream(this.deps.nc);
     this.#running = true;
-    this.#loop = this.#run();
+    this.#loop = this.#run(jsm);
+  }
+
+  /** Where the stream stands for this node; a read that fails is retried (never taken for "empty": that would publish the file twice). */
+  async #init(jsm: JetStreamManager): Promise<void> {
+    const { prefix, nodeId, audit } = this.deps;
+    for (;;) {
+      try {
+        const last = await jsm.streams.getMessage(auditStreamName(prefix), { last_by_subj: auditSubject(prefix, nodeId) });
+        let inStream = last ? seqOf(new TextDecoder().decode(last.data)) : 0;
+        const inFile = seqOf(this.#fileLines(audit.path).at(-1) ?? '') || 0;
+        if (!Number.isFinite(inStream)) {
+          this.deps.log.error('audit stream: its last record for this node is not ours; publishing from the file\'s end');
+          inStream = inFile;
+        }
+        // A file that starts again (replaced) behind the stream: its new chain is published from 1.
+        this.#next = inFile < inStream ? 1 : inStream + 1;
+        if (inFile < inStream) this.deps.log.warn({ inStream, inFile }, 'audit stream: the file is behind the stream (replaced?); its chain is published from the start');
+        return;
+      } catch (err) {
+        if (!this.#running) return;
+        this.deps.log.warn({ err: (err as Error).message }, 'audit stream: where it stands could not be read; retrying');
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
   }
 
   /** Publishes what is queued (at most `ms`), then stops. */
@@ -90,9 +107,10 @@ export class AuditStream {
     this.#wake?.();
   }
 
-  async #run(): Promise<void> {
+  async #run(jsm: JetStreamManager): Promise<void> {
+    await this.#init(jsm);
     // What the file has beyond the stream (a crash before they were published) goes first.
-    await this.#catchUp(Infinity);
+    if (this.#running) await this.#catchUp(Infinity);
     while (this.#running) {
       const head = this.#queue[0];
       if (head === undefined) {
@@ -101,7 +119,9 @@ export class AuditStream {
         continue;
       }
       const seq = seqOf(head);
-      if (!(seq >= this.#next)) {
+      // The file started a new chain under us (its last line was damaged, or it was replaced): from 1 again.
+      if (seq === 1 && this.#next > 1 && head.includes(`"prev":"${'0'.repeat(64)}"`)) this.#next = 1;
+      if (!Number.isFinite(seq) || !(seq >= this.#next)) {
         this.#queue.shift(); // published already (from the file)
         continue;
       }
@@ -170,7 +190,7 @@ export async function verifyAuditStream(nc: NatsConnection, prefix: string): Pro
       let lines = byNode.get(node);
       if (!lines) byNode.set(node, (lines = []));
       lines.push(m.string());
-      if (++seen >= total || m.info.pending === 0) break;
+      if (++seen >= total || m.info.pending === 0 || m.seq >= info.state.last_seq) break;
     }
     await messages.close();
   }

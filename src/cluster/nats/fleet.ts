@@ -96,7 +96,7 @@ export class Fleet {
         kv: cluster.leasesKv,
         name: `trunk-registration:${r.trunk}`,
         nodeId: cluster.nodeId,
-        gone: (n) => this.nodes.gone(n),
+        lost: (n) => this.nodes.markedLost(n),
         onAcquired: () => void (r.state === 'stopped' ? r.resume() : r.start()),
         onReleased: () => void r.stop(),
         log: this.deps.log,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { createLogger } from '../../core/logger.js';
 import { natsForTestFile } from '../../testing/nats.js';
 import { Lease } from './lease.js';
@@ -10,18 +11,21 @@ const log = createLogger('silent');
 let buckets = 0;
 
 /** Nodes contending for one lease, each on its own connection; the clock, the lost set and the ticks are the test's. */
-async function contenders(ids: string[]) {
+async function contenders(ids: string[], termMs = 15_000) {
   const bucket = `leases_${++buckets}`;
   let t = 0;
   const lost = new Set<string>();
   const events: string[] = [];
+  const conns: NatsConnection[] = [];
   const nodes = await Promise.all(
     ids.map(async (nodeId) => {
-      const kv = await new Kvm(await nats.connect(nodeId)).create(bucket, { history: 1 });
-      return new Lease({ kv, name: 'trunk-registration:carrier', nodeId, gone: (n) => lost.has(n), onAcquired: () => events.push(`${nodeId} +`), onReleased: () => events.push(`${nodeId} -`), termMs: 15_000, log, monotonic: () => t });
+      const nc = await nats.connect(nodeId);
+      conns.push(nc);
+      const kv = await new Kvm(nc).create(bucket, { history: 1 });
+      return new Lease({ kv, name: 'trunk-registration:carrier', nodeId, lost: (n) => lost.has(n), onAcquired: () => events.push(`${nodeId} +`), onReleased: () => events.push(`${nodeId} -`), termMs, log, monotonic: () => t });
     }),
   );
-  return { nodes, lost, events, advance: (ms: number) => (t += ms) };
+  return { nodes, conns, lost, events, advance: (ms: number) => (t += ms) };
 }
 
 test('two nodes starting together: exactly one holds the lease; it renews, and the other stands by', async () => {
@@ -67,4 +71,17 @@ test('a holder marked lost is replaced at once; one that stops cleanly hands ove
   advance(1);
   await c!.tick();
   assert.equal(c!.holding, true, 'released by a clean stop: free at once');
+});
+
+test('a holder cut off from NATS lets go two thirds into the term, before any other node may take over', async () => {
+  const { nodes: [a], conns: [nc], events, advance } = await contenders(['node-a'], 300);
+  await a!.start();
+  assert.ok(a!.holding);
+  await nc!.close(); // its renewals now fail (not a revision conflict: no answer at all)
+  advance(250);
+  const deadline = Date.now() + 3000;
+  while (a!.holding && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(a!.holding, false);
+  assert.deepEqual(events, ['node-a +', 'node-a -']);
+  await a!.close();
 });

@@ -20,8 +20,8 @@ export interface LeaseOptions {
   kv: KV;
   name: string;
   nodeId: string;
-  /** The fleet has marked this node lost (or it left). */
-  gone(node: string): boolean;
+  /** The fleet has marked this node lost (explicitly: a node merely not seen yet may have just started). */
+  lost(node: string): boolean;
   /** Called when this node takes the lease: start the job. */
   onAcquired(): void;
   /** Called when this node no longer holds it (replaced, or released): stop the job. */
@@ -39,8 +39,10 @@ export class Lease {
   /** The entry as last seen and since when (this node's clock): a holder that stopped renewing leaves it unchanged. */
   #seen: { revision: number; since: number } | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #busy = false;
+  #busy: Promise<void> | undefined;
   #closed = false;
+  /** When the last renewal succeeded (this node's clock): a holder cut off lets go before anyone may take over. */
+  #renewedAt = 0;
 
   constructor(opts: LeaseOptions) {
     this.#o = { termMs: 15_000, monotonic: () => performance.now(), ...opts };
@@ -59,18 +61,23 @@ export class Lease {
   holder: string | undefined;
 
   async start(): Promise<void> {
-    await this.tick();
+    await this.#guarded();
     this.#timer = setInterval(() => {
-      if (this.#busy) return;
-      this.#busy = true;
-      this.tick()
-        .catch((err: unknown) => {
-          this.connectionChanged();
-          this.#o.log.warn({ err, lease: this.#o.name }, 'lease check failed');
-        })
-        .finally(() => (this.#busy = false));
+      if (!this.#busy) void this.#guarded();
     }, this.#o.termMs / 3);
     this.#timer.unref();
+  }
+
+  #guarded(): Promise<void> {
+    this.#busy = this.tick()
+      .catch((err: unknown) => {
+        this.connectionChanged();
+        this.#o.log.warn({ err, lease: this.#o.name }, 'lease check failed');
+        // Renewals failing (cut off from NATS): let go two thirds into the term, before another node may take it.
+        if (this.#holding && this.#o.monotonic() - this.#renewedAt > (this.#o.termMs * 2) / 3) this.#let('renewals failed for most of the term');
+      })
+      .finally(() => (this.#busy = undefined));
+    return this.#busy;
   }
 
   /** The connection dropped or came back: a silence we did not watch proves nothing. */
@@ -86,9 +93,14 @@ export class Lease {
     if (this.#holding) {
       try {
         this.#revision = await kv.update(this.#key, value(), this.#revision!);
+        this.#renewedAt = this.#o.monotonic();
       } catch (err) {
         if (!/wrong last sequence/i.test((err as Error).message)) throw err;
-        this.#let('another node took it over');
+        // A renewal that timed out but was stored moved the revision: still ours if it names us.
+        const now = await kv.get(this.#key);
+        const held = now?.operation === 'PUT' ? heldOf(now) : undefined;
+        if (held?.node === nodeId) this.#revision = now!.revision;
+        else this.#let('another node took it over');
       }
       return;
     }
@@ -109,13 +121,14 @@ export class Lease {
     const now = this.#o.monotonic();
     if (this.#seen?.revision !== entry.revision) this.#seen = { revision: entry.revision, since: now };
     const stale = now - this.#seen.since > this.#o.termMs;
-    if (stale || this.#o.gone(held.node)) await this.#take(() => kv.update(this.#key, value(), entry.revision), stale ? `${held.node} stopped renewing it` : `${held.node} is lost`);
+    if (stale || this.#o.lost(held.node)) await this.#take(() => kv.update(this.#key, value(), entry.revision), stale ? `${held.node} stopped renewing it` : `${held.node} is lost`);
   }
 
   /** Stops; a lease held is released (deleted, revision-checked) so another node takes it at once. */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
+    await this.#busy; // a take or renewal in flight lands first: its revision is the one to delete
     if (!this.#holding) return;
     const revision = this.#revision!;
     this.#let('this node is stopping');
@@ -130,7 +143,9 @@ export class Lease {
       throw err;
     }
     this.#holding = true;
+    this.#renewedAt = this.#o.monotonic();
     this.holder = this.#o.nodeId;
+    if (this.#closed) return; // stopping: close() releases it without starting the job
     this.#o.log.info({ lease: this.#o.name, why }, 'lease taken');
     this.#o.onAcquired();
   }

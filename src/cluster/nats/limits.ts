@@ -20,7 +20,12 @@ interface Held {
 
 type Entry = Record<string, Held>;
 
-const MAX_ATTEMPTS = 12;
+const MAX_ATTEMPTS = 20;
+
+/** Every attempt lost a race for the entry: the place is refused, never taken uncounted. */
+export class LimitContention extends Error {
+  override readonly name = 'LimitContention';
+}
 /** An id of a node not in the fleet's list is dropped only when older than this (a node just started is listed within a heartbeat). */
 const GRACE_MS = 10_000;
 
@@ -82,8 +87,9 @@ export class FleetLimits {
         await this.deps.kv.put(key, JSON.stringify(next), { previousSeq: revision });
         return;
       } catch (err) {
-        if (!isRevisionConflict(err) || attempt >= MAX_ATTEMPTS) throw err;
-        await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 ** attempt, 32)));
+        if (!isRevisionConflict(err)) throw err;
+        if (attempt >= MAX_ATTEMPTS) throw new LimitContention(`${name}: ${MAX_ATTEMPTS} writes in a row lost a race`);
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 ** attempt, 256)));
       }
     }
   }

@@ -145,6 +145,11 @@ export class NatsNodes {
     return !seen || seen.info.lost !== undefined;
   }
 
+  /** A node whose entry the fleet has marked lost (a survivor reaped it), as of the last heartbeat. */
+  markedLost(nodeId: string): boolean {
+    return this.#seen.get(nodeId)?.info.lost !== undefined;
+  }
+
   /** The nodes that are live to this node's eyes (itself included once started), as last seen. */
   live(): NodeInfo[] {
     const now = this.#o.monotonic();

@@ -483,6 +483,6 @@ function pendingKey(req: SipRequest): string {
 }
 
 /** A trunk's maxCalls, counted across the fleet: one more is a 503, as on one node. */
-function trunkLimit(name: string, max: number): CallLimit {
+export function trunkLimit(name: string, max: number): CallLimit {
   return { name: `trunk:${name}`, max, refuse: () => new VoxgateError('VG_CAPACITY', `Service Unavailable (trunk ${name} is at its ${max} calls across the fleet)`, { headers: { 'Retry-After': '5' } }) };
 }

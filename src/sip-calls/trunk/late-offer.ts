@@ -1,4 +1,5 @@
 import type { TransferOptions, TransferTarget } from '../../agent/agent.js';
+import { trunkLimit } from './inbound.js';
 import type { CallDetails } from '../../agent/agent.js';
 import type { SourceIdentity } from '../../auth/source-auth.js';
 import type { Call } from '../../call/call.js';
@@ -126,6 +127,7 @@ export class LateOffers {
       transfer: (call, target, opts) => w.transfer(call, target, opts),
       logFields: { sipCallId: header(req, 'Call-ID'), trunk: w.trunk.name },
       details: w.details,
+      ...(w.trunk.config.maxCalls !== undefined ? { limit: trunkLimit(w.trunk.name, w.trunk.config.maxCalls) } : {}),
     });
     const { call } = started;
     call.sipCallId = header(req, 'Call-ID');

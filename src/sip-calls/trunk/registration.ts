@@ -157,6 +157,8 @@ export class TrunkRegistration extends TypedEmitter<TrunkRegistrationEvents> {
   #lastOutcome = '';
   #stopping: Promise<void> | undefined;
   #unregistered: (() => void) | undefined;
+  /** Bumped by stop() and resume(): a resume waiting on a stop goes ahead only if nothing came after it. */
+  #generation = 0;
 
   constructor(deps: TrunkRegistrationDeps, opts: TrunkRegistrationOptions) {
     super();
@@ -187,8 +189,10 @@ export class TrunkRegistration extends TypedEmitter<TrunkRegistrationEvents> {
    */
   async resume(): Promise<void> {
     if (this.#state !== 'stopped') return;
+    const generation = ++this.#generation;
     await this.#stopping;
-    if (this.#state !== 'stopped') return;
+    // A stop asked for while we waited (the lease lost again, a shutdown) wins.
+    if (this.#state !== 'stopped' || generation !== this.#generation) return;
     this.#stopping = undefined;
     this.#started = false;
     this.#failures = 0;
@@ -210,6 +214,7 @@ export class TrunkRegistration extends TypedEmitter<TrunkRegistrationEvents> {
    * REGISTER being in flight) is removed with Expires: 0 (§10.2.2), waiting at most 2 s for the answer.
    */
   stop(): Promise<void> {
+    this.#generation++;
     if (this.#stopping) return this.#stopping;
     const now = this.#deps.clock.now();
     const held = this.#binding && this.#binding.expiresAt > now ? this.#binding : undefined;
