@@ -10,13 +10,14 @@
  *
  *   BENCH_NODE_LIVES=300
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Gateway } from '../src/gateway.js';
 import { natsServer } from '../src/testing/nats.js';
+import { pct, procCpu } from './stats.js';
 import { offerSdp } from '../test/helpers/offers.js';
 import { freeUdpPort } from '../test/helpers/gateway.js';
 
@@ -24,14 +25,6 @@ const LIVES = Number(process.env.BENCH_NODE_LIVES ?? 300);
 if (!Number.isInteger(LIVES) || LIVES < 2) throw new Error('BENCH_NODE_LIVES must be an integer of at least 2');
 const TOKEN = 'bench-cluster-token-0123456789';
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
-const procCpu = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 async function main(): Promise<void> {
   const server = await natsServer();

@@ -15,7 +15,6 @@
  *   BENCH_OFFERS=500  BENCH_CALLS=200  BENCH_SECONDS=20
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
@@ -24,6 +23,7 @@ import { WorkerPool } from '../src/agent/worker/pool.js';
 import { WorkerAgent, workerSpecSchema } from '../src/agent/worker/worker-agent.js';
 import { createLogger } from '../src/core/logger.js';
 import { natsServer } from '../src/testing/nats.js';
+import { pct, procCpu } from './stats.js';
 
 const env = (name: string, fallback: number) => {
   const v = Number(process.env[name] ?? fallback);
@@ -35,14 +35,6 @@ const CALLS = env('BENCH_CALLS', 200);
 const SECONDS = env('BENCH_SECONDS', 20);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
-const procCpu = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 async function startWorker(url: string, maxCalls: number): Promise<ChildProcess> {
   // Compiled by tsx as the tests run it; the worker's own CPU is measured from here on, not its start.

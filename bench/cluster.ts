@@ -18,7 +18,6 @@
  *   BENCH_LIVES=2000     session lives per directory
  *   BENCH_HOPS=5000      forwarded requests
  */
-import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
 import type { SessionDirectory, SessionRecord } from '../src/call/session-directory.js';
 import { MemorySessionDirectory } from '../src/cluster/memory/session-directory.js';
@@ -26,6 +25,7 @@ import { forward, serveForwarded } from '../src/cluster/nats/forward.js';
 import { NatsSessionDirectory } from '../src/cluster/nats/session-directory.js';
 import { createLogger } from '../src/core/logger.js';
 import { natsServer } from '../src/testing/nats.js';
+import { pct, procCpu } from './stats.js';
 import type { EndpointRequest } from '../src/wish/resource.js';
 
 const env = (name: string, fallback: number) => {
@@ -36,16 +36,7 @@ const env = (name: string, fallback: number) => {
 const LIVES = env('BENCH_LIVES', 2000);
 const HOPS = env('BENCH_HOPS', 5000);
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 const ms = (x: number) => x.toFixed(3);
-/** utime+stime of a process, CPU-seconds (Linux /proc, clock ticks of 1/100 s). */
-const procCpu = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 async function lives(dir: SessionDirectory, label: string, serverPid: number | undefined) {
   const t: Record<'claim' | 'update' | 'release', number[]> = { claim: [], update: [], release: [] };
