@@ -17,12 +17,11 @@ import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Gateway } from '../src/gateway.js';
 import { natsServer } from '../src/testing/nats.js';
-import { pct, procCpu } from './stats.js';
+import { envInt, pct, procCpu } from './stats.js';
 import { offerSdp } from '../test/helpers/offers.js';
 import { freeUdpPort } from '../test/helpers/gateway.js';
 
-const LIVES = Number(process.env.BENCH_NODE_LIVES ?? 300);
-if (!Number.isInteger(LIVES) || LIVES < 2) throw new Error('BENCH_NODE_LIVES must be an integer of at least 2');
+const LIVES = envInt('BENCH_NODE_LIVES', 300);
 const TOKEN = 'bench-cluster-token-0123456789';
 
 

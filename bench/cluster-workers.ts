@@ -23,13 +23,8 @@ import { WorkerPool } from '../src/agent/worker/pool.js';
 import { WorkerAgent, workerSpecSchema } from '../src/agent/worker/worker-agent.js';
 import { createLogger } from '../src/core/logger.js';
 import { natsServer } from '../src/testing/nats.js';
-import { pct, procCpu } from './stats.js';
+import { envInt as env, pct, procCpu } from './stats.js';
 
-const env = (name: string, fallback: number) => {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${process.env[name]}`);
-  return v;
-};
 const OFFERS = env('BENCH_OFFERS', 500);
 const CALLS = env('BENCH_CALLS', 200);
 const SECONDS = env('BENCH_SECONDS', 20);

@@ -25,14 +25,9 @@ import { forward, serveForwarded } from '../src/cluster/nats/forward.js';
 import { NatsSessionDirectory } from '../src/cluster/nats/session-directory.js';
 import { createLogger } from '../src/core/logger.js';
 import { natsServer } from '../src/testing/nats.js';
-import { pct, procCpu } from './stats.js';
+import { envInt as env, pct, procCpu } from './stats.js';
 import type { EndpointRequest } from '../src/wish/resource.js';
 
-const env = (name: string, fallback: number) => {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${process.env[name]}`);
-  return v;
-};
 const LIVES = env('BENCH_LIVES', 2000);
 const HOPS = env('BENCH_HOPS', 5000);
 

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
 import { freeUdpPort, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { trackPeer } from './helpers/peers.js';
+import { serveNode } from './helpers/voxgate-process.js';
 import { startSipp, type SippProcess } from './helpers/sipp.js';
 
 /**
@@ -17,7 +16,6 @@ import { startSipp, type SippProcess } from './helpers/sipp.js';
  * with its own Contact.
  */
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const trunkConfig = (registrarPort: number) => ({
   listen: [{ transport: 'udp' as const, host: '127.0.0.1', port: 0 }],
@@ -35,21 +33,7 @@ describe('a trunk\'s registration is held by one node and moves when it dies', (
     nats = await natsServer();
     registrar = await startSipp({ scenario: 'uas-register-any.xml', calls: 2, timeoutMs: 90_000 });
     const cluster = (nodeId: string) => ({ nodeId, nats: { servers: [nats.url] }, publicUrl: `http://${nodeId}.invalid` });
-    const file = join(dir, 'node-a.json');
-    writeFileSync(file, JSON.stringify({ http: { host: '127.0.0.1', port: 0 }, media: { udpPort: await freeUdpPort() }, audit: { path: join(dir, 'audit-a.jsonl') }, log: { level: 'warn' }, sip: trunkConfig(registrar.localPort), cluster: cluster('node-a') }));
-    a = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    trackPeer(a, dir);
-    let err = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node A did not start:\n${err.slice(-2000)}`)), 60_000);
-      a.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (/voxgate listening on/.test(err)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-    });
+    a = (await serveNode(dir, { http: { host: '127.0.0.1', port: 0 }, media: { udpPort: await freeUdpPort() }, audit: { path: join(dir, 'audit-a.jsonl') }, log: { level: 'warn' }, sip: trunkConfig(registrar.localPort), cluster: cluster('node-a') })).child;
     await waitFor('node A\'s REGISTER at the registrar', () => registers().length === 1, 15_000);
     b = await startGateway({ sip: trunkConfig(registrar.localPort), cluster: cluster('node-b') });
   });

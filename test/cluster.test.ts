@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,7 @@ import { natsServer, type NatsServer } from '../src/testing/nats.js';
 import { adminSessions, freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { listenConnected, publishConnected, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { trickleFor } from './helpers/offers.js';
-import { trackPeer } from './helpers/peers.js';
+import { serveNode } from './helpers/voxgate-process.js';
 
 /**
  * Two voxgate nodes on one nats-server -js (issue 17): node A a real `voxgate serve` process,
@@ -40,27 +40,8 @@ interface NodeProcess {
 
 /** `voxgate serve` on a config file, as an operator runs a node; resolves once it listens. */
 async function startNode(dir: string, config: object): Promise<NodeProcess> {
-  const file = join(dir, 'node-a.json');
-  writeFileSync(file, JSON.stringify(config));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-  trackPeer(child, dir);
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node A did not start within 60 s:\n${err.slice(-2000)}`)), 60_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-20_000);
-      const m = /voxgate listening on (\S+)\s/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node A exited (${code}) before listening:\n${err.slice(-2000)}`));
-    });
-  });
-  return { url, child, stderr: () => err.slice(-4000) };
+  const p = await serveNode(dir, config);
+  return { url: p.ready, child: p.child, stderr: p.stderr };
 }
 
 describe('a fleet of two nodes on NATS JetStream', () => {

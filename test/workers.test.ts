@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { WorkerLoad } from '../src/agent/worker/protocol.js';
@@ -13,7 +12,7 @@ import { adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } 
 import { toneWav } from './helpers/media.js';
 import { publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { offerSdp } from './helpers/offers.js';
-import { trackPeer } from './helpers/peers.js';
+import { runVoxgate } from './helpers/voxgate-process.js';
 import { SipWsClient } from './helpers/sip-ws-client.js';
 
 /**
@@ -25,7 +24,6 @@ import { SipWsClient } from './helpers/sip-ws-client.js';
  * is refused: WHIP 503, SIP 480, audited.
  */
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOMAIN = 'workers.test';
 
 interface WorkerProcess {
@@ -35,29 +33,8 @@ interface WorkerProcess {
 
 /** `voxgate worker --agent echo`, as an operator runs one; resolves once it serves. */
 async function startWorker(natsUrl: string, dir: string, maxCalls: number): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'worker', '--agent', 'echo', '--nats', natsUrl, '--max-calls', String(maxCalls)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, VOXGATE_LOG_LEVEL: 'warn' },
-  });
-  trackPeer(child, dir);
-  let err = '';
-  const id = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the worker did not start within 30 s:\n${err.slice(-2000)}`)), 30_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-20_000);
-      const m = /voxgate worker (\S+) serving/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the worker exited (${code}) before serving:\n${err.slice(-2000)}`));
-    });
-  });
-  return { id, child };
+  const p = await runVoxgate(['worker', '--agent', 'echo', '--nats', natsUrl, '--max-calls', String(maxCalls)], { dir, ready: /voxgate worker (\S+) serving/, what: 'the worker', timeoutMs: 30_000, env: { ...process.env, VOXGATE_LOG_LEVEL: 'warn' } });
+  return { id: p.ready, child: p.child };
 }
 
 describe('agents on worker processes over NATS', () => {

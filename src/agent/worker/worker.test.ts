@@ -117,7 +117,7 @@ test('offers go to the least-loaded worker with room, as the workers report load
   assert.ok(waited >= 450 && waited < 2000, `refused after the ring time (${waited} ms)`);
 });
 
-test('a place given back (the call ended before its agent started) frees the worker; an unknown agent name is refused too', async () => {
+test('unreserve() gives the place back and the next call gets it (startCall calls it when a call ends before its agent starts: start-call.test.ts); an agent name no worker serves is refused', async () => {
   const n = await node();
   const a = await worker(n.prefix, new ScriptedAgent(), { maxCalls: 1 });
   await waiter.until(() => n.pool.workersOf('support').length === 1, 'the worker known');

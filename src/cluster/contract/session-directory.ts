@@ -48,6 +48,11 @@ const plain = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 const byId = (a: SessionRecord, b: SessionRecord) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
+/** A session record as the contract claims them (a WHIP session of `studio` on node-a, now), with overrides. */
+export function sessionRecord(clock: FakeClock, id: string, over: Partial<SessionRecord> = {}): SessionRecord {
+  return { id, kind: 'whip', node: 'node-a', source: 'studio', sourceKind: 'whip', state: 'connecting', createdAt: clock.now(), ...over };
+}
+
 export function sessionDirectoryContract(name: string, make: SessionDirectoryFactory): void {
   const it = (title: string, body: (c: Ctx) => Promise<void>) =>
     test(title, async () => {
@@ -62,16 +67,7 @@ export function sessionDirectoryContract(name: string, make: SessionDirectoryFac
       }
     });
 
-  const record = (clock: FakeClock, id: string, over: Partial<SessionRecord> = {}): SessionRecord => ({
-    id,
-    kind: 'whip',
-    node: 'node-a',
-    source: 'studio',
-    sourceKind: 'whip',
-    state: 'connecting',
-    createdAt: clock.now(),
-    ...over,
-  });
+  const record = sessionRecord;
 
   describe(name, () => {
     it('claim then lookup returns an equal copy of the record, for calls and listeners alike', async ({ dir, clock }) => {

@@ -3,11 +3,10 @@ import { before, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { SessionRecord } from '../../call/session-directory.js';
 import { FakeClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { natsForTestFile } from '../../testing/nats.js';
-import { sessionDirectoryContract } from '../contract/session-directory.js';
+import { sessionDirectoryContract, sessionRecord } from '../contract/session-directory.js';
 import { NatsSessionDirectory, type NatsSessionDirectoryOptions } from './session-directory.js';
 
 const TOMBSTONE_MS = 60_000;
@@ -69,16 +68,7 @@ async function withPair(body: (p: Pair & { clock: FakeClock }) => Promise<void>,
   }
 }
 
-const record = (clock: FakeClock, id: string, over: Partial<SessionRecord> = {}): SessionRecord => ({
-  id,
-  kind: 'whip',
-  node: 'node-a',
-  source: 'studio',
-  sourceKind: 'whip',
-  state: 'connecting',
-  createdAt: clock.now(),
-  ...over,
-});
+const record = sessionRecord;
 
 const plain = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
