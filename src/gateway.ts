@@ -14,7 +14,7 @@ import type { EventBus } from './call/session-events.js';
 import { MemorySessionDirectory } from './cluster/memory/session-directory.js';
 import { MemoryEventBus } from './cluster/memory/event-bus.js';
 import { openCluster, type Cluster } from './cluster/nats/cluster.js';
-import { Fleet } from './cluster/nats/fleet.js';
+import { Fleet, registrationLease } from './cluster/nats/fleet.js';
 import { SystemClock, type Clock } from './core/clock.js';
 import { ConfigError, type Config, type SourceConfig } from './core/config.js';
 import { TypedEmitter } from './core/events.js';
@@ -336,7 +336,9 @@ export class Gateway {
     this.calls.dialer = calls.outbound;
     this.registrations = trunks?.registrations ?? [];
     this.#trunkTable = trunks?.trunks;
-    this.#trunkViews = () => (trunks ? trunkViews(trunks.trunks, trunks.registrations) : []);
+    const fleet = this.fleet;
+    const lease = fleet && { nodeId: fleet.cluster.nodeId, holder: (trunk: string) => fleet.leaseHolder(registrationLease(trunk)) };
+    this.#trunkViews = () => (trunks ? trunkViews(trunks.trunks, trunks.registrations, lease) : []);
     return { service, ws, calls };
   }
 

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { ADMIN_TOKEN, adminSessions, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { header, headerList, SipWsClient } from './helpers/sip-ws-client.js';
 import { offerSdp } from './helpers/offers.js';
-import { parseSipMessage, type SipResponse } from '../src/sip/message.js';
+import { parseSipMessage } from '../src/sip/message.js';
 
 const DOMAIN = 'voxgate.test';
 let t: TestGateway;
@@ -205,25 +205,6 @@ function inviteText(c: SipWsClient, target: string, from: string, callId: string
   ].join('\r\n');
 }
 
-/** An in-dialog request from the caller, built from the INVITE's 200 (To tag, Record-Route). */
-function inDialog(c: SipWsClient, ok: SipResponse, method: string, cseq: number, extra: string[] = [], body = ''): string {
-  const target = /<([^>]+)>/.exec(header(ok, 'Contact')!)![1]!;
-  return [
-    `${method} ${target} SIP/2.0`,
-    `Via: SIP/2.0/WS ${c.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
-    'Max-Forwards: 70',
-    ...headerList(ok, 'Record-Route').map((r) => `Route: ${r}`),
-    `To: ${header(ok, 'To')}`,
-    `From: ${header(ok, 'From')}`,
-    `Call-ID: ${header(ok, 'Call-ID')}`,
-    `CSeq: ${cseq} ${method}`,
-    ...extra,
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    '',
-    body,
-  ].join('\r\n');
-}
-
 test('an agent dialog over a bare client: UPDATE keeps Session-Expires 90, INFO dtmf-relay, re-INVITE hold, BYE, then 481', async () => {
   const c = await SipWsClient.connect(t.url);
   assert.equal((await c.register('alice', 'alice-pw', DOMAIN)).status, 200);
@@ -233,27 +214,27 @@ test('an agent dialog over a bare client: UPDATE keeps Session-Expires 90, INFO 
   assert.match(header(ok, 'Session-Expires')!, /^90;refresher=uac$/);
   assert.equal(header(ok, 'Require'), 'timer');
   assert.match(ok.body.toString(), /a=sendrecv/);
-  c.send(inDialog(c, ok, 'ACK', 1));
+  c.send(c.inDialogText(ok, 'ACK', 1));
 
-  const update = await c.request(inDialog(c, ok, 'UPDATE', 2, ['Supported: timer', 'Session-Expires: 90;refresher=uac']));
+  const update = await c.request(c.inDialogText(ok, 'UPDATE', 2, ['Supported: timer', 'Session-Expires: 90;refresher=uac']));
   assert.equal(update.status, 200);
   assert.match(header(update, 'Session-Expires')!, /^90/);
 
-  const info = await c.request(inDialog(c, ok, 'INFO', 3, ['Content-Type: application/dtmf-relay'], 'Signal=4\r\nDuration=160\r\n'));
+  const info = await c.request(c.inDialogText(ok, 'INFO', 3, ['Content-Type: application/dtmf-relay'], 'Signal=4\r\nDuration=160\r\n'));
   assert.equal(info.status, 200);
 
-  const hold = await c.request(inDialog(c, ok, 'INVITE', 4, ['Content-Type: application/sdp'], sdp.replace('a=sendrecv', 'a=sendonly')));
+  const hold = await c.request(c.inDialogText(ok, 'INVITE', 4, ['Content-Type: application/sdp'], sdp.replace('a=sendrecv', 'a=sendonly')));
   assert.equal(hold.status, 200);
   assert.match(hold.body.toString(), /a=recvonly/);
-  c.send(inDialog(c, ok, 'ACK', 4));
-  const resume = await c.request(inDialog(c, ok, 'INVITE', 5, ['Content-Type: application/sdp'], sdp));
+  c.send(c.inDialogText(ok, 'ACK', 4));
+  const resume = await c.request(c.inDialogText(ok, 'INVITE', 5, ['Content-Type: application/sdp'], sdp));
   assert.match(resume.body.toString(), /a=sendrecv/);
-  c.send(inDialog(c, ok, 'ACK', 5));
+  c.send(c.inDialogText(ok, 'ACK', 5));
 
   // A stale CSeq is out of order.
-  assert.equal((await c.request(inDialog(c, ok, 'INFO', 2, ['Content-Type: application/dtmf-relay'], 'Signal=1\r\n'))).status, 500);
-  assert.equal((await c.request(inDialog(c, ok, 'BYE', 6))).status, 200);
-  assert.equal((await c.request(inDialog(c, ok, 'BYE', 7))).status, 481);
+  assert.equal((await c.request(c.inDialogText(ok, 'INFO', 2, ['Content-Type: application/dtmf-relay'], 'Signal=1\r\n'))).status, 500);
+  assert.equal((await c.request(c.inDialogText(ok, 'BYE', 6))).status, 200);
+  assert.equal((await c.request(c.inDialogText(ok, 'BYE', 7))).status, 481);
   const audit = readFileSync(t.auditPath, 'utf8');
   assert.match(audit, /"action":"sip.bye","outcome":"ok","status":200,"user":"alice"/);
   await c.close();
@@ -338,11 +319,11 @@ test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a bli
   const call = async (callId: string) => {
     const ok = await alice.request(inviteText(alice, 'agent', 'alice', callId, sdp));
     assert.equal(ok.status, 200);
-    alice.send(inDialog(alice, ok, 'ACK', 1));
+    alice.send(alice.inDialogText(ok, 'ACK', 1));
     return ok;
   };
   const ok = await call('refer-1');
-  const refer = (cseq: number, referTo?: string) => alice.request(inDialog(alice, ok, 'REFER', cseq, referTo ? [`Refer-To: ${referTo}`] : []));
+  const refer = (cseq: number, referTo?: string) => alice.request(alice.inDialogText(ok, 'REFER', cseq, referTo ? [`Refer-To: ${referTo}`] : []));
   assert.equal((await refer(2)).status, 400);
   const replaces = await refer(3, `<sip:bob@${DOMAIN}?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>`);
   assert.equal(replaces.status, 501);
@@ -368,7 +349,7 @@ test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a bli
   bob.send(replyTo(inv, '180 Ringing'));
   await ringing;
   // A blind transfer: alice leaves before bob answers; the session waits for bob.
-  assert.equal((await alice.request(inDialog(alice, ok, 'BYE', 6))).status, 200);
+  assert.equal((await alice.request(alice.inDialogText(ok, 'BYE', 6))).status, 200);
   const session = (await adminSessions(t.url)).find((s) => s.sipCallId === 'refer-1');
   assert.ok(session, 'the agent session outlives the transferor while the target rings');
 
@@ -403,7 +384,7 @@ test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a bli
   // Second call: the agent hangs up while bob rings; voxgate CANCELs bob, NOTIFYs 487, BYEs alice.
   const ok2 = await call('refer-2');
   const invite2 = bob.next((m) => m.startsWith('INVITE '));
-  assert.equal((await alice.request(inDialog(alice, ok2, 'REFER', 2, [`Refer-To: <sip:bob@${DOMAIN}>`]))).status, 202);
+  assert.equal((await alice.request(alice.inDialogText(ok2, 'REFER', 2, [`Refer-To: <sip:bob@${DOMAIN}>`]))).status, 202);
   const inv2 = await invite2;
   bob.send(replyTo(inv2, '180 Ringing'));
   const cancel = bob.next((m) => m.startsWith('CANCEL '));
@@ -419,13 +400,13 @@ test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a bli
   // Third call: bob's WebSocket drops while he rings; alice hears 480 at once and keeps the agent.
   const ok3 = await call('refer-3');
   const invite3 = bob.next((m) => m.startsWith('INVITE '));
-  assert.equal((await alice.request(inDialog(alice, ok3, 'REFER', 2, [`Refer-To: <sip:bob@${DOMAIN}>`]))).status, 202);
+  assert.equal((await alice.request(alice.inDialogText(ok3, 'REFER', 2, [`Refer-To: <sip:bob@${DOMAIN}>`]))).status, 202);
   await invite3;
   const gone = alice.next((m) => m.startsWith('NOTIFY ') && m.includes('SIP/2.0 480'));
   await bob.close();
   assert.match(header(parseSipMessage(await gone), 'Subscription-State')!, /^terminated/);
   assert.ok((await adminSessions(t.url)).some((s) => s.sipCallId === 'refer-3'), 'alice keeps the agent');
-  assert.equal((await alice.request(inDialog(alice, ok3, 'BYE', 3))).status, 200);
+  assert.equal((await alice.request(alice.inDialogText(ok3, 'BYE', 3))).status, 200);
   await alice.close();
 });
 

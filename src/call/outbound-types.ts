@@ -69,7 +69,10 @@ export interface TrunkView {
 
 /** An outbound registration's state. */
 export interface RegistrationView {
-  state: 'registering' | 'registered' | 'failed' | 'stopped';
+  /** `standby`: in a fleet, another node holds this registration (`heldBy`) and this one waits to take over. */
+  state: 'registering' | 'registered' | 'failed' | 'stopped' | 'standby';
+  /** In a fleet, the node holding the registration's lease (null when nobody holds it or without `cluster`). */
+  heldBy?: string | null;
   aor: string;
   /** The carrier address registered with (the first that answered). */
   registrar: string | null;

@@ -32,6 +32,17 @@ export interface PublishOptions {
   drop?: (seq: number) => boolean;
 }
 
+/** What the signalling carried back for an offer: for WHIP the POST's answer, for SIP the INVITE's. */
+export interface OfferExchange {
+  /** The offer was taken and `answer` is the SDP answer (WHIP 201, SIP 200). */
+  accepted: boolean;
+  status: number;
+  headers: Headers;
+  answer: string;
+  /** Undoes an accepted offer the client could not apply (WHIP: DELETE the session). */
+  undo?(): Promise<unknown>;
+}
+
 /**
  * A real WebRTC publisher (libdatachannel) for tests that need a peer without a browser.
  * Now and then the libdatachannel client reports 'closed' between its offer and our answer
@@ -45,7 +56,27 @@ export async function publishWithNdc(
   token: string,
   opts: PublishOptions = {},
 ): Promise<NdcPublisher> {
-  return withFreshClients(() => publishOnce(whipUrl, token, opts));
+  return withFreshClients(() => publishOnce((offer) => whipPost(whipUrl, token, offer), opts));
+}
+
+/**
+ * The same peer, its offer carried by `exchange` (a SIP INVITE over WebSocket, say): for calls
+ * that are not WHIP. `exchange` is called once per fresh client, so it must mint a new dialog.
+ */
+export function callWithNdc(exchange: (offer: string) => Promise<OfferExchange>, opts: PublishOptions = {}): Promise<NdcPublisher> {
+  return withFreshClients(() => publishOnce(exchange, opts));
+}
+
+async function whipPost(whipUrl: string, token: string, offer: string): Promise<OfferExchange> {
+  const res = await fetch(whipUrl, { method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` }, body: offer });
+  const location = res.headers.get('Location');
+  return {
+    accepted: res.status === 201,
+    status: res.status,
+    headers: res.headers,
+    answer: await res.text(),
+    ...(location ? { undo: () => fetch(new URL(location, whipUrl), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } }) } : {}),
+  };
 }
 
 async function withFreshClients<T>(attempt: () => Promise<T>): Promise<T> {
@@ -67,7 +98,7 @@ function rejected(message: string): Promise<never> {
   return p;
 }
 
-async function publishOnce(whipUrl: string, token: string, opts: PublishOptions): Promise<NdcPublisher> {
+async function publishOnce(exchange: (offer: string) => Promise<OfferExchange>, opts: PublishOptions): Promise<NdcPublisher> {
   const pc = new PeerConnection('pub', { iceServers: [], bindAddress: '127.0.0.1', enableIceUdpMux: false });
   const audio = new Audio('0', opts.direction ?? 'SendOnly');
   const ssrc = (Math.random() * 0xffffffff) >>> 0;
@@ -96,21 +127,15 @@ async function publishOnce(whipUrl: string, token: string, opts: PublishOptions)
   });
   connected.catch(() => undefined);
   const t0 = performance.now();
-  const res = await fetch(whipUrl, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
-    body: pc.localDescription()!.sdp,
-  });
-  const body = await res.text();
+  const res = await exchange(pc.localDescription()!.sdp);
   const postMs = performance.now() - t0;
-  if (res.status === 201) {
+  if (res.accepted) {
     try {
-      pc.setRemoteDescription(body, 'answer');
+      pc.setRemoteDescription(res.answer, 'answer');
     } catch (err) {
-      // A half-made client: remove its session before the caller retries with a fresh one.
+      // A half-made client: undo its session before the caller retries with a fresh one.
       pc.close();
-      const location = res.headers.get('Location');
-      if (location) await fetch(new URL(location, whipUrl), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+      await res.undo?.();
       throw err;
     }
   }
@@ -121,10 +146,10 @@ async function publishOnce(whipUrl: string, token: string, opts: PublishOptions)
     status: res.status,
     offer: pc.localDescription()!.sdp,
     headers: res.headers,
-    answer: body,
+    answer: res.answer,
     location: res.headers.get('location') ?? undefined,
     postMs,
-    connected: res.status === 201 ? connected : rejected(`POST answered ${res.status}`),
+    connected: res.accepted ? connected : rejected(`the offer was answered ${res.status}`),
     startRtp(intervalMs = 20) {
       timer = setInterval(() => {
         if (!track.isOpen()) return;

@@ -99,6 +99,25 @@ export class SipWsClient {
     ].join('\r\n');
   }
 
+  /** A request in the dialog an INVITE's 200 set up, from the caller: to its Contact, through its Record-Route. */
+  inDialogText(ok: SipResponse, method: string, cseq: number, extra: string[] = [], body = ''): string {
+    const target = /<([^>]+)>/.exec(header(ok, 'Contact')!)![1]!;
+    return [
+      `${method} ${target} SIP/2.0`,
+      `Via: SIP/2.0/WS ${this.host};branch=z9hG4bK${randomBytes(6).toString('hex')}`,
+      'Max-Forwards: 70',
+      ...headerList(ok, 'Record-Route').map((r) => `Route: ${r}`),
+      `To: ${header(ok, 'To')}`,
+      `From: ${header(ok, 'From')}`,
+      `Call-ID: ${header(ok, 'Call-ID')}`,
+      `CSeq: ${cseq} ${method}`,
+      ...extra,
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      '',
+      body,
+    ].join('\r\n');
+  }
+
   /** REGISTER → 401 → REGISTER with credentials; resolves with the final response. */
   async register(user: string, password: string, domain: string, extra: { expires?: number; instance?: string; regId?: number } = {}): Promise<SipResponse> {
     const callId = randomBytes(8).toString('hex');

@@ -16,6 +16,9 @@ import { AuditStream } from './audit-stream.js';
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { TrunkRegistration } from '../../sip-calls/trunk/registration.js';
 
+/** The lease a trunk's outbound registration is held under. */
+export const registrationLease = (trunk: string): string => `trunk-registration:${trunk}`;
+
 /**
  * What one node does as a member of the fleet (issue 17), on top of the shared state in
  * cluster.ts: it heartbeats, ends the sessions of nodes that stopped and its own if it was
@@ -94,7 +97,7 @@ export class Fleet {
     for (const r of registrations) {
       const lease = new Lease({
         kv: cluster.leasesKv,
-        name: `trunk-registration:${r.trunk}`,
+        name: registrationLease(r.trunk),
         nodeId: cluster.nodeId,
         lost: (n) => this.nodes.markedLost(n),
         onAcquired: () => void (r.state === 'stopped' ? r.resume() : r.start()),
@@ -106,7 +109,7 @@ export class Fleet {
     }
   }
 
-  /** Who holds a lease now, by name (`trunk-registration:<trunk>`), as this node last read it. */
+  /** Who holds a lease now, by name (registrationLease(trunk)), as this node last read it. */
   leaseHolder(name: string): string | undefined {
     return this.#leases.find((l) => l.name === name)?.holder;
   }

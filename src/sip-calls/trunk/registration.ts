@@ -42,7 +42,7 @@ export interface TrunkRegistrationOptions {
   config: TrunkOutboundConfig;
 }
 
-export type RegistrationState = RegistrationView['state'];
+export type RegistrationState = Exclude<RegistrationView['state'], 'standby'>;
 
 /**
  * The legal moves. A refresh keeps `registered` (the binding holds until it expires); a failure

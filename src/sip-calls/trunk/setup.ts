@@ -58,7 +58,16 @@ export async function resolveCarriers(trunks: TrunkTable, log: Logger): Promise<
 }
 
 /** The trunks as `GET /api/trunks` shows them. */
-export function trunkViews(trunks: TrunkTable, registrations: readonly TrunkRegistration[]): TrunkView[] {
+/**
+ * In a fleet, `lease` says who holds a trunk's registration (undefined: nobody yet); a
+ * registration another node holds shows as `standby` on this one, with the holder.
+ */
+export interface RegistrationLeaseView {
+  nodeId: string;
+  holder(trunk: string): string | undefined;
+}
+
+export function trunkViews(trunks: TrunkTable, registrations: readonly TrunkRegistration[], lease?: RegistrationLeaseView): TrunkView[] {
   return trunks.all.map((t) => {
     const o = t.config.outbound;
     const reg = registrations.find((r) => t.registration === r);
@@ -67,7 +76,16 @@ export function trunkViews(trunks: TrunkTable, registrations: readonly TrunkRegi
       inbound: t.config.inbound ? { numbers: [...t.config.inbound.numbers] } : null,
       outbound: o ? { addresses: [o.address].flat(), transport: o.transport, numbers: [...o.numbers] } : null,
       calls: { inbound: t.active.size, outbound: t.outbound.size },
-      registration: reg ? reg.view() : null,
+      registration: reg ? registrationView(reg, lease) : null,
     };
   });
+}
+
+function registrationView(reg: TrunkRegistration, lease: RegistrationLeaseView | undefined) {
+  const view = reg.view();
+  if (!lease) return view;
+  const heldBy = lease.holder(reg.trunk) ?? null;
+  // The holder's own view is its registration's; elsewhere it never started, or stopped on losing the lease.
+  if (heldBy === lease.nodeId) return { ...view, heldBy };
+  return { ...view, state: 'standby' as const, heldBy, expiresInSeconds: null, nextAttemptInSeconds: null };
 }
