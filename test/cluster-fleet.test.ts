@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +11,7 @@ import type { SessionEvent } from '../src/call/session-events.js';
 import type { TrunkView } from '../src/call/outbound-types.js';
 import { parseSipMessage, type SipResponse } from '../src/sip/message.js';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
+import { freeTcpPort } from './helpers/peers.js';
 import { ADMIN_TOKEN, adminSessions, freeUdpPort, SOURCE_TOKEN, waitFor, within } from './helpers/gateway.js';
 import { callWithNdc, publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { trickleFor } from './helpers/offers.js';
@@ -34,14 +34,6 @@ const NODES = ['node-a', 'node-b', 'node-c'] as const;
 type NodeId = (typeof NODES)[number];
 /** Who is left once A is killed. */
 const SURVIVORS = ['node-b', 'node-c'] as const;
-
-async function freeTcpPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface Node {
   id: NodeId;

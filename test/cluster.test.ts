@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { SessionEvent } from '../src/call/session-events.js';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
+import { freeTcpPort } from './helpers/peers.js';
 import { adminSessions, freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { listenConnected, publishConnected, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { trickleFor } from './helpers/offers.js';
@@ -23,14 +23,6 @@ import { serveNode } from './helpers/voxgate-process.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SUPERVISOR = 'cluster-supervisor-token-0123456789';
-
-async function freeTcpPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface NodeProcess {
   url: string;

@@ -5,7 +5,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trackPeer, waitFor } from './peers.js';
+import { freeTcpPort, trackPeer, waitFor } from './peers.js';
 
 /**
  * Debian's baresip 1.0.0 as a real SIP phone/carrier on loopback, driven over its `ctrl_tcp`
@@ -157,16 +157,6 @@ export interface Baresip {
 const MODULES = '/usr/lib/baresip/modules';
 const CODEC_MODULE: Record<BaresipCodec, string> = { pcmu: 'g711.so', pcma: 'g711.so', g722: 'g722.so', opus: 'opus.so' };
 const CODEC_PARAM: Record<BaresipCodec, string> = { pcmu: 'pcmu', pcma: 'pcma', g722: 'g722', opus: 'opus/48000/2' };
-
-/** A free TCP port on loopback, chosen by the OS. */
-async function freeTcpPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const addr = srv.address();
-  await new Promise<void>((r) => srv.close(() => r()));
-  if (addr === null || typeof addr === 'string') throw new Error('no TCP port');
-  return addr.port;
-}
 
 async function tcpFree(port: number): Promise<boolean> {
   const srv = createServer();

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { rmSync } from 'node:fs';
 
 /**
@@ -57,4 +58,14 @@ export function trackPeer(proc: ChildProcess, dir: string): void {
       rmSync(d, { recursive: true, force: true });
     }
   });
+}
+
+/** A free TCP port on loopback, chosen by the OS. */
+export async function freeTcpPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const addr = srv.address();
+  await new Promise<void>((r) => srv.close(() => r()));
+  if (addr === null || typeof addr === 'string') throw new Error('no TCP port');
+  return addr.port;
 }
