@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { ListenerConfig } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
-import { bearerToken } from './source-auth.js';
+import { bearerToken, notBearerDetail } from './source-auth.js';
 
 export interface ListenerIdentity {
   name: string;
@@ -10,6 +10,12 @@ export interface ListenerIdentity {
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+function invalidListener(detail: string): VoxgateError {
+  return new VoxgateError('VG_AUTH_INVALID', detail, {
+    headers: { 'WWW-Authenticate': `Bearer realm="voxgate", error="invalid_token", error_description="${detail.replace(/"/g, "'")}"` },
+  });
+}
 
 /** WHEP listener tokens (and the admin token, which may hear everything). */
 export class ListenerAuthenticator {
@@ -27,14 +33,11 @@ export class ListenerAuthenticator {
       throw new VoxgateError('VG_AUTH_MISSING', 'Send "Authorization: Bearer <listener token>".', { headers: { 'WWW-Authenticate': 'Bearer realm="voxgate"' } });
     }
     const token = bearerToken(authorization);
-    const presented = sha256(token ?? '');
+    if (!token) throw invalidListener(notBearerDetail(authorization, 'listener token'));
+    const presented = sha256(token);
     let found: ListenerIdentity | undefined;
     for (const e of this.#entries) if (timingSafeEqual(e.digest, presented)) found = e.identity;
-    if (!token || !found) {
-      throw new VoxgateError('VG_AUTH_INVALID', 'The listener token is not known.', {
-        headers: { 'WWW-Authenticate': 'Bearer realm="voxgate", error="invalid_token", error_description="The listener token is not known."' },
-      });
-    }
+    if (!found) throw invalidListener('The listener token is not known.');
     return found;
   }
 

@@ -29,6 +29,16 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
+/**
+ * What a 401 says when the header is there but not `Bearer <token>` (a player that sends the raw
+ * key, `Basic`, `Token`): the fix is the scheme, not the key.
+ */
+export function notBearerDetail(authorization: string, what: string): string {
+  const scheme = /^\S+(?=\s)/.exec(authorization.trim())?.[0];
+  const sent = scheme && /^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*$/.test(scheme) && authorization.trim().includes(' ') ? `the "${scheme}" scheme` : 'no scheme';
+  return `The Authorization header must be "Bearer <${what}>" (RFC 6750); it has ${sent}: put "Bearer " before the token.`;
+}
+
 /** RFC 6750 §3: the challenge says what was wrong. */
 function invalid(code: 'VG_AUTH_INVALID' | 'VG_AUTH_EXPIRED', description: string): VoxgateError {
   return new VoxgateError(code, description, {
@@ -57,7 +67,7 @@ export class SourceAuthenticator {
       });
     }
     const token = bearerToken(authorization);
-    if (!token) throw invalid('VG_AUTH_INVALID', 'The Authorization header is not a Bearer token.');
+    if (!token) throw invalid('VG_AUTH_INVALID', notBearerDetail(authorization, 'source token'));
     if (this.jwtSecret && token.split('.').length === 3) return this.#verifyJwt(token, this.jwtSecret);
     // Compare against every configured token in constant time, with no early exit.
     const presented = sha256(token);

@@ -145,7 +145,7 @@ function harness() {
 }
 
 describe('WHEP POST: which sessions can be heard', () => {
-  test('a missing or unknown listener token is 401 with a Bearer challenge', async () => {
+  test('a missing, unknown or scheme-less listener token is 401 with a Bearer challenge saying which', async () => {
     const h = harness();
     const { id } = await h.publish();
     const missing = await h.whep.post(id, 'mix', request({ token: null }));
@@ -155,9 +155,15 @@ describe('WHEP POST: which sessions can be heard', () => {
     const unknown = await h.whep.post(id, 'mix', request({ token: 'not-a-listener-token-at-all' }));
     assert.equal(unknown.status, 401);
     assert.equal(problemCode(unknown), 'VG_AUTH_INVALID');
+    const raw = request();
+    raw.headers.authorization = NURSE; // the key without its scheme, as some players send it
+    const noScheme = await h.whep.post(id, 'mix', raw);
+    assert.equal(noScheme.status, 401);
+    assert.match((JSON.parse(noScheme.body!) as { detail: string }).detail, /^The Authorization header must be "Bearer <listener token>" \(RFC 6750\); it has no scheme: put "Bearer " before the token\.$/);
     assert.deepEqual(
       h.auditLines().map((l) => [l.action, l.outcome, l.status, l.source, l.sourceKind, l.session]),
       [
+        ['whep.post', 'rejected', 401, null, null, id],
         ['whep.post', 'rejected', 401, null, null, id],
         ['whep.post', 'rejected', 401, null, null, id],
       ],
