@@ -180,12 +180,13 @@ describe('WHEP POST: which sessions can be heard', () => {
     assert.equal(h.transports.made.length, 0);
   });
 
-  test('an unknown session is 409 with Retry-After (it may be about to start)', async () => {
+  test('a session id that never existed is 404 without Retry-After (a 409 had clients retry for ever)', async () => {
     const h = harness();
     const reply = await h.whep.post(newSessionId(), 'mix', request());
-    assert.equal(reply.status, 409);
-    assert.equal(problemCode(reply), 'VG_SESSION_NOT_STARTED');
-    assert.equal(reply.headers['Retry-After'], '3');
+    assert.equal(reply.status, 404);
+    assert.equal(problemCode(reply), 'VG_SESSION_NOT_FOUND');
+    assert.equal(reply.headers['Retry-After'], undefined);
+    assert.match(JSON.parse(reply.body!).detail, /^There is no session \S+: check the id/);
   });
 
   test('a session still connecting is 409 with Retry-After, and the same listener gets in once it is live', async () => {
@@ -210,7 +211,7 @@ describe('WHEP POST: which sessions can be heard', () => {
     assert.equal(reply.headers['Retry-After'], '3');
   });
 
-  test("an ended session is 404 while the directory keeps its tombstone, and 409 once it has forgotten it", async () => {
+  test("an ended session is 404 while the directory keeps its tombstone, and still 404 once it has forgotten it", async () => {
     const h = harness();
     const { id, call } = await h.publish();
     call.close('deleted');
@@ -222,7 +223,7 @@ describe('WHEP POST: which sessions can be heard', () => {
     // The tombstone's source still decides who may be told: another ward's listener is 403, not 404.
     assert.equal((await h.whep.post(id, 'mix', request({ token: OTHER_WARD }))).status, 403);
     h.clock.advance(10 * 60_000);
-    assert.equal((await h.whep.post(id, 'mix', request())).status, 409);
+    assert.equal((await h.whep.post(id, 'mix', request())).status, 404);
   });
 
   test('a listener outside its sources or its sessions is 403; an unrestricted one and the admin get in', async () => {
@@ -249,7 +250,7 @@ describe('WHEP POST: which sessions can be heard', () => {
     const h = harness();
     const { id, call } = await h.publish();
     assert.equal(await h.whep.liveCall(id), call);
-    await assert.rejects(h.whep.liveCall(newSessionId()), (err) => isVoxgateError(err) && err.code === 'VG_SESSION_NOT_STARTED');
+    await assert.rejects(h.whep.liveCall(newSessionId()), (err) => isVoxgateError(err) && err.code === 'VG_SESSION_NOT_FOUND');
     call.close('deleted');
     await settle();
     await assert.rejects(h.whep.liveCall(id), (err) => isVoxgateError(err) && err.code === 'VG_SESSION_NOT_FOUND');

@@ -62,8 +62,9 @@ export class WhepEndpoint {
   constructor(private readonly deps: WhepEndpointDeps) {}
 
   /**
-   * A call that can be listened to now, or the refusal: 404 once it has ended, 409 with
-   * Retry-After while it is not live yet (WHEP §4.3), and for ids never seen (they may be about to be).
+   * A call that can be listened to now, or the refusal: 404 for an id that never existed (here or,
+   * in a fleet, anywhere) or has ended; 409 with Retry-After while it exists but is not live yet
+   * (WHEP §4.3). A 409 for an unknown id made clients retry for ever.
    */
   async liveCall(sessionId: string): Promise<Call> {
     return this.#live(sessionId, await this.deps.directory.lookup(sessionId));
@@ -72,6 +73,7 @@ export class WhepEndpoint {
   #live(sessionId: string, record: SessionRecord | undefined): Call {
     if (record?.state === 'ended') throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${sessionId} has ended.`);
     const call = this.deps.calls.get(sessionId);
+    if (!call && !record) throw new VoxgateError('VG_SESSION_NOT_FOUND', `There is no session ${sessionId}: check the id in the WHIP Location or GET /api/sessions.`);
     if (!call || call.state !== 'connected') {
       throw new VoxgateError('VG_SESSION_NOT_STARTED', `Session ${sessionId} is not live; retry when it has started.`, {
         headers: { 'Retry-After': String(this.deps.retryAfterSeconds) },
