@@ -4,6 +4,8 @@ const { PeerConnection, Audio } = ndc;
 
 export interface NdcPublisher {
   status: number;
+  /** The offer was taken (WHIP 201, SIP 200). */
+  accepted: boolean;
   /** The offer we sent (its ICE credentials are what trickle PATCHes must repeat). */
   offer: string;
   headers: Headers;
@@ -19,6 +21,8 @@ export interface NdcPublisher {
   received: Buffer[];
   /** RFC 4733: one DTMF event (start, two updates, three end packets). */
   sendDtmf(event: number): void;
+  /** Ends the session the offer made, if the exchange says how (WHIP: DELETE; SIP: BYE). */
+  undo?(): Promise<unknown>;
   close(): void;
 }
 
@@ -144,12 +148,14 @@ async function publishOnce(exchange: (offer: string) => Promise<OfferExchange>, 
   const payloads = opts.payloads ?? [Buffer.alloc(80, 0x5a)];
   return {
     status: res.status,
+    accepted: res.accepted,
     offer: pc.localDescription()!.sdp,
     headers: res.headers,
     answer: res.answer,
     location: res.headers.get('location') ?? undefined,
     postMs,
     connected: res.accepted ? connected : rejected(`the offer was answered ${res.status}`),
+    ...(res.undo ? { undo: res.undo } : {}),
     startRtp(intervalMs = 20) {
       timer = setInterval(() => {
         if (!track.isOpen()) return;
@@ -284,16 +290,25 @@ export function readSse(url: string, token: string): { events: { event: string; 
  * (see publishWithNdc), that session is deleted and a fresh client tries again, up to three
  * times, so a test never runs against a half-made session.
  */
-export async function publishConnected(whipUrl: string, token: string, opts: PublishOptions = {}): Promise<NdcPublisher> {
+export function publishConnected(whipUrl: string, token: string, opts: PublishOptions = {}): Promise<NdcPublisher> {
+  return untilConnected(() => publishWithNdc(whipUrl, token, opts));
+}
+
+/** As publishConnected, for an offer carried by `exchange` (see callWithNdc). */
+export function callConnected(exchange: (offer: string) => Promise<OfferExchange>, opts: PublishOptions = {}): Promise<NdcPublisher> {
+  return untilConnected(() => callWithNdc(exchange, opts));
+}
+
+async function untilConnected(attempt: () => Promise<NdcPublisher>): Promise<NdcPublisher> {
   for (let n = 1; ; n++) {
-    const p = await publishWithNdc(whipUrl, token, opts);
-    if (p.status !== 201) throw new Error(`POST answered ${p.status}: ${p.answer.slice(0, 200)}`);
+    const p = await attempt();
+    if (!p.accepted) throw new Error(`the offer was answered ${p.status}: ${p.answer.slice(0, 200)}`);
     try {
       await Promise.race([p.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
       return p;
     } catch (err) {
       p.close();
-      await fetch(p.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+      await p.undo?.();
       if (n === 3) throw err;
     }
   }
