@@ -43,3 +43,11 @@ test('voxgate_rtp_packets_received_total never goes down: not across a transfer 
   call.close('bye');
   assert.equal(await received(metrics), 150);
 });
+
+test('the process and Node.js metrics are voxgate_process_* and voxgate_nodejs_*, with no doubled prefix', async () => {
+  const metrics = new GatewayMetrics(new CallTable({ maxSessions: 10, retryAfterSeconds: 5 }));
+  const text = await metrics.registry.metrics();
+  assert.match(text, /^voxgate_process_cpu_user_seconds_total \d/m);
+  assert.match(text, /^voxgate_nodejs_heap_size_used_bytes \d/m);
+  assert.doesNotMatch(text, /process_process_|voxgate_process_nodejs_/);
+});

@@ -12,7 +12,8 @@ export class GatewayMetrics {
 
   constructor(calls: CallTable, codecs?: CodecPool) {
     const registry = this.registry;
-    collectDefaultMetrics({ register: registry, prefix: 'voxgate_process_' });
+    // prom-client's own names already start process_ / nodejs_: the prefix is just ours.
+    collectDefaultMetrics({ register: registry, prefix: 'voxgate_' });
     new Gauge({
       name: 'voxgate_sessions_active',
       help: 'Sessions currently live',
