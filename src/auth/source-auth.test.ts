@@ -40,6 +40,7 @@ test('missing, malformed and unknown tokens are 401 with an RFC 6750 challenge',
   assert.equal(rejects('Basic dXNlcjpwYXNz').message, 'The Authorization header must be "Bearer <source token>" (RFC 6750); it has the "Basic" scheme: put "Bearer " before the token.');
   assert.match(rejects('obs-token-0123456789abcdef').message, /it has no scheme: put "Bearer " before the token/, 'the raw key, as some players send it');
   assert.match(rejects('obs-token-0123456789abcdef').headers['WWW-Authenticate']!, /error_description="The Authorization header must be 'Bearer <source token>'/);
+  assert.equal(rejects('Bearer obs token').message, 'The source token after "Bearer " is not a token (RFC 6750: letters, digits and -._~+/, then any "=").');
   assert.equal(rejects('Bearer obs-token-0123456789abcdeX').code, 'VG_AUTH_INVALID');
   assert.match(rejects('Bearer nope').headers['WWW-Authenticate']!, /error="invalid_token"/);
 });

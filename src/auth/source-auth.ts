@@ -34,9 +34,9 @@ export function bearerToken(header: string | undefined): string | undefined {
  * key, `Basic`, `Token`): the fix is the scheme, not the key.
  */
 export function notBearerDetail(authorization: string, what: string): string {
-  const scheme = /^\S+(?=\s)/.exec(authorization.trim())?.[0];
-  const sent = scheme && /^[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*$/.test(scheme) && authorization.trim().includes(' ') ? `the "${scheme}" scheme` : 'no scheme';
-  return `The Authorization header must be "Bearer <${what}>" (RFC 6750); it has ${sent}: put "Bearer " before the token.`;
+  const scheme = /^([A-Za-z][\w!#$%&'*+.^`|~-]*)\s+\S/.exec(authorization.trim())?.[1];
+  if (scheme?.toLowerCase() === 'bearer') return `The ${what} after "Bearer " is not a token (RFC 6750: letters, digits and -._~+/, then any "=").`;
+  return `The Authorization header must be "Bearer <${what}>" (RFC 6750); it has ${scheme ? `the "${scheme}" scheme` : 'no scheme'}: put "Bearer " before the token.`;
 }
 
 /** RFC 6750 §3: the challenge says what was wrong. */
