@@ -53,6 +53,8 @@ import type { TrunkRegistration } from './sip-calls/trunk/registration.js';
 import type { TrunkView } from './call/outbound-types.js';
 import { callsPlugin } from './http/plugins/calls.js';
 import { loadStirShaken } from './sip/identity/stir.js';
+import { auditPathProblem, portProblem, readConfigFile } from './core/startup.js';
+import { holdMediaPort } from './transport/webrtc/port-hold.js';
 
 /** Ends that are someone hanging up or an operator's act, not a failure (the audit's outcome). */
 const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred']);
@@ -124,6 +126,8 @@ export class Gateway {
   readonly fleet: Fleet | undefined;
   readonly #router: Router;
   #server: Server | undefined;
+  readonly #media: MediaEndpointOptions;
+  #mediaPort: { close(): void } | undefined;
   #redirectNext = 0;
   readonly #poor = new Set<string>();
 
@@ -163,7 +167,11 @@ export class Gateway {
           log: this.log.child({ component: 'cluster' }),
         })
       : undefined;
-    this.audit = new AuditLog(config.audit.path, this.clock);
+    try {
+      this.audit = new AuditLog(config.audit.path, this.clock);
+    } catch (err) {
+      throw auditPathProblem(config.audit.path, err);
+    }
     this.fleet?.streamAudit(this.audit); // every record also to the fleet's stream
     this.audit.tap((text) => {
       for (const m of text.matchAll(/"session":"([^"]+)"/g)) this.calls.recorded(m[1]!); // events after their audit record
@@ -186,7 +194,7 @@ export class Gateway {
     // Media runs on the media clock; the call's idle timer (callDeps.clock) on the signalling clock.
     const runtime: MediaRuntime = { clock: this.mediaClock, frameClock: this.frameClock, codecs: this.codecs, maxJitterMs: config.media.jitterBufferMaxMs };
     this.limiter = new RateLimiter(config.limits.requestsPerSecond, config.limits.requestBurst, () => this.clock.now());
-    const media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
+    const media = this.#media = { udpPort: config.media.udpPort, bindAddress: config.media.bindAddress ?? config.http.host, announcedAddress: config.media.announcedAddress };
     const callDeps: StartCallDeps = {
       calls: this.calls,
       runtime,
@@ -402,13 +410,15 @@ export class Gateway {
 
   async #listen(): Promise<void> {
     const { tls, port, host } = this.config.http;
+    const pem = tls && { cert: readConfigFile(tls.cert, 'http.tls.cert', 'the certificate'), key: readConfigFile(tls.key, 'http.tls.key', 'the private key') };
+    this.#mediaPort = await holdMediaPort(this.#media);
     const sipUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): boolean => {
       if (this.draining) return false;
       this.sipWs.handleUpgrade(req, socket, head);
       return true;
     };
     this.#server = createServer(this.#router.listener, {
-      tls,
+      tls: pem,
       upgrades: {
         // RFC 7118: SIP over WebSocket; refused (404) once draining. Libre-based clients (baresip)
         // always connect to `/`: the `sip` subprotocol decides there too.
@@ -416,7 +426,11 @@ export class Gateway {
         '/': sipUpgrade,
       },
     });
-    await listen(this.#server, port, host);
+    try {
+      await listen(this.#server, port, host);
+    } catch (err) {
+      throw portProblem('http.port', 'TCP', host, port, err, '--http-port');
+    }
     this.sipTransports = await openSipListeners(this.config.sip, this.log.child({ component: 'sip' }));
     for (const t of this.sipTransports) this.sip.addTransport(t);
     if (this.registrations.length && this.sipCalls.trunks) await resolveCarriers(this.#trunkTable!, this.log);
@@ -438,6 +452,7 @@ export class Gateway {
     if (this.sipTransports.length) await this.sip.drain(2000);
     this.sip.close();
     this.rtp.close();
+    this.#mediaPort?.close();
     if (this.#server) await close(this.#server);
     this.audit.close();
     await this.codecs.stop();

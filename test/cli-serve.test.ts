@@ -5,8 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { publishConnected } from './helpers/ndc-publisher.js';
 import { freeUdpPort, waitFor } from './helpers/gateway.js';
+import { freeTcpPort } from './helpers/peers.js';
 
 
 
@@ -63,4 +66,73 @@ test('a bad configuration file exits 2 naming the field', async () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** `voxgate serve --config` that must not start: its exit code and the lines it printed (no log lines). */
+async function refusedStart(dir: string, config: object, extra: string[] = []): Promise<{ code: number | null; lines: string[]; stdout: string }> {
+  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify({ log: { level: 'warn' }, ...config }));
+  const p = run(['serve', '--config', file, ...extra], dir);
+  const code = await p.exited;
+  assert.doesNotMatch(p.stderr(), /listening/, 'nothing listens after a failed start-up check');
+  return { code, lines: p.stderr().split('\n').filter((l) => l !== '' && !l.startsWith('npm warn')), stdout: p.stdout() };
+}
+
+test('start-up checks: a port taken, a TLS file or the audit directory missing, each one line naming the field and exit 2', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const base = () => ({ audit: { path: join(dir, 'audit.jsonl') } });
+
+  await t.test('the media UDP port held by another process', async () => {
+    const udpPort = await freeUdpPort();
+    const holder = createSocket('udp4');
+    await new Promise<void>((r) => holder.bind(udpPort, '127.0.0.1', r));
+    try {
+      const r = await refusedStart(dir, { ...base(), http: { port: 0 }, media: { udpPort } });
+      assert.equal(r.code, 2);
+      assert.deepEqual(r.lines, [`voxgate: media.udpPort: UDP port ${udpPort} on 127.0.0.1 is already in use (another voxgate?); stop what holds it or choose another port (--udp-port or media.udpPort)`]);
+    } finally {
+      holder.close();
+    }
+  });
+
+  await t.test("a second gateway on the first one's media port, while the first has no call", async () => {
+    const udpPort = await freeUdpPort();
+    const first = run(['serve', '--http-port', '0', '--udp-port', String(udpPort)], dir, { VOXGATE_CONFIG: '' });
+    try {
+      await waitFor('the first gateway', () => (/listening on /.test(first.stderr()) ? true : undefined));
+      const r = await refusedStart(dir, { ...base(), http: { port: 0 }, media: { udpPort } });
+      assert.equal(r.code, 2);
+      assert.match(r.lines.join('\n'), new RegExp(`^voxgate: media\\.udpPort: UDP port ${udpPort} on 127\\.0\\.0\\.1 is already in use`));
+      assert.equal(r.lines.length, 1);
+    } finally {
+      first.child.kill('SIGKILL');
+    }
+  });
+
+  await t.test('the HTTP port taken', async () => {
+    const port = await freeTcpPort();
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
+    try {
+      const r = await refusedStart(dir, { ...base(), http: { port }, media: { udpPort: await freeUdpPort() } });
+      assert.equal(r.code, 2);
+      assert.deepEqual(r.lines, [`voxgate: http.port: TCP port ${port} on 127.0.0.1 is already in use (another voxgate?); stop what holds it or choose another port (--http-port or http.port)`]);
+    } finally {
+      srv.close();
+    }
+  });
+
+  await t.test('a TLS certificate file missing', async () => {
+    const r = await refusedStart(dir, { ...base(), http: { port: 0, tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') } }, media: { udpPort: await freeUdpPort() } });
+    assert.equal(r.code, 2);
+    assert.deepEqual(r.lines, [`voxgate: http.tls.cert: cannot read the certificate '${join(dir, 'cert.pem')}': ${join(dir, 'cert.pem')} does not exist; point http.tls.cert at a readable file`]);
+  });
+
+  await t.test('the audit directory missing', async () => {
+    const path = join(dir, 'no-such-dir', 'audit.jsonl');
+    const r = await refusedStart(dir, { audit: { path }, http: { port: 0 }, media: { udpPort: await freeUdpPort() } });
+    assert.equal(r.code, 2);
+    assert.deepEqual(r.lines, [`voxgate: audit.path: cannot open '${path}' for appending: the directory ${join(dir, 'no-such-dir')} does not exist; create it (mkdir -p ${join(dir, 'no-such-dir')}) or set audit.path to a file in a directory that exists`]);
+  });
 });

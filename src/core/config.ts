@@ -399,6 +399,18 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A configured resource that cannot be used at start-up (a port taken, a file missing): one
+ * line naming the field, the value and what to do, without the "invalid configuration" header.
+ */
+export class StartupError extends ConfigError {
+  constructor(problem: string) {
+    super([problem]);
+    this.message = problem;
+    this.name = 'StartupError';
+  }
+}
+
 /** Validates a config object; every problem names its field and what is wrong with it. */
 export function parseConfig(input: unknown): Config {
   const result = configSchema.safeParse(input ?? {});

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -8,7 +7,8 @@ import type { Duplex } from 'node:stream';
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => boolean;
 
 export interface HttpServerOptions {
-  tls?: { cert: string; key: string };
+  /** PEM contents (read at start-up, where a missing file is named by its config field). */
+  tls?: { cert: Buffer; key: Buffer };
   /** Upgrade handlers by path (`/sip`: SIP over WebSocket, RFC 7118); any other path gets 404. */
   upgrades?: Record<string, UpgradeHandler>;
 }
@@ -17,7 +17,7 @@ export interface HttpServerOptions {
 export function createServer(listener: RequestListener, opts: HttpServerOptions = {}): Server {
   const { tls, upgrades = {} } = opts;
   const server = tls
-    ? createHttpsServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, listener)
+    ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener)
     : createHttpServer(listener);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const path = (req.url ?? '').split('?')[0]!;

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, type SipConfig } from '../../core/config.js';
 import type { Logger } from '../../core/logger.js';
+import { portProblem, readConfigFile } from '../../core/startup.js';
 import { StreamTransport } from './stream.js';
 import type { SipTransport } from './transport.js';
 import { UdpTransport } from './udp.js';
@@ -19,14 +19,6 @@ export function advertisedHost(bindHost: string, externalAddress: string | undef
   return '127.0.0.1';
 }
 
-function readPem(path: string, field: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new ConfigError([`${field}: cannot read ${path} (${(err as Error).message})`]);
-  }
-}
-
 /**
  * Opens `sip.listen`: UDP, TCP and TLS transports (RFC 3261 §18), each with the sent-by others
  * reach it at. A listener that cannot bind is a start-up error naming its config entry.
@@ -42,12 +34,12 @@ export async function openSipListeners(sip: SipConfig, log: Logger): Promise<Sip
       try {
         if (l.transport === 'udp') opened.push(await UdpTransport.open(common));
         else {
-          const tls = l.transport === 'tls' ? { cert: readPem(l.cert!, `sip.listen.${i}.cert`), key: readPem(l.key!, `sip.listen.${i}.key`) } : undefined;
+          const tls = l.transport === 'tls' ? { cert: readConfigFile(l.cert!, `sip.listen.${i}.cert`, 'the certificate'), key: readConfigFile(l.key!, `sip.listen.${i}.key`, 'the private key') } : undefined;
           opened.push(await StreamTransport.open({ ...common, tls }));
         }
       } catch (err) {
         if (err instanceof ConfigError) throw err;
-        throw new ConfigError([`sip.listen.${i}: cannot listen for SIP over ${l.transport} on ${l.host}:${port} (${(err as Error).message})`]);
+        throw portProblem(`sip.listen.${i}.port`, l.transport === 'udp' ? 'UDP' : 'TCP', l.host, port, err);
       }
     }
   } catch (err) {
