@@ -86,3 +86,13 @@ export class VoxgateError extends Error {
 export function isVoxgateError(err: unknown): err is VoxgateError {
   return err instanceof VoxgateError;
 }
+
+/**
+ * How a refused request is logged: a 4xx is the client's to fix (info); 503 is capacity or
+ * draining (warn); any other 5xx is ours, at error with its cause, which is what an operator needs.
+ */
+export function logRefusal(log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void }, err: VoxgateError, fields: Record<string, unknown>, status = err.status, msg = err.message): void {
+  if (status < 500) log.info({ ...fields, code: err.code }, msg);
+  else if (status === 503) log.warn({ ...fields, code: err.code }, msg);
+  else log.error({ ...fields, code: err.code, status, err, cause: err.cause instanceof Error ? err.cause.message : err.cause }, msg);
+}

@@ -70,6 +70,7 @@ function setup(overrides: Partial<RouterDeps> = {}) {
       },
     },
   });
+  router.add('/plain', { methods: { GET: () => ({ status: 200, headers: { 'Content-Type': 'text/plain' }, body: 'hello' }) } });
   router.add('/boom', { methods: { GET: () => Promise.reject(new Error('bug')) } });
   const send = (...args: Parameters<typeof request>): Promise<Sent> => {
     const { req, res, done } = request(...args);
@@ -96,12 +97,18 @@ test('GET answers with Content-Length; HEAD with no body; an unknown path is a p
   assert.equal(get.headers['Content-Length'], String(get.body.length));
   const head = await send('HEAD', '/things/abc');
   assert.equal(head.body, '');
-  assert.equal(head.headers['Content-Length'], undefined);
+  assert.equal(head.headers['Content-Length'], '8', "HEAD's own handler: its body's length, not the body");
+  const headGet = await send('HEAD', '/plain');
+  assert.equal(headGet.status, 200, 'HEAD where only GET is defined');
+  assert.equal(headGet.body, '');
+  assert.equal(headGet.headers['Content-Length'], '5');
+  assert.equal(headGet.headers['Content-Type'], 'text/plain');
+  assert.equal((await send('OPTIONS', '/plain')).headers.Allow, 'GET, HEAD, OPTIONS');
   const missing = await send('GET', '/nowhere');
   assert.equal(missing.status, 404);
   assert.equal(missing.headers['Content-Type'], 'application/problem+json');
   assert.match(JSON.parse(missing.body).type, /VG_HTTP_NOT_FOUND/);
-  assert.deepEqual(responses, ['GET 200', 'HEAD 200', 'GET 404']);
+  assert.deepEqual(responses, ['GET 200', 'HEAD 200', 'HEAD 200', 'OPTIONS 204', 'GET 404']);
 });
 
 test('OPTIONS lists the methods with the route headers and Links; a CORS preflight gets permissions and no Link', async () => {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuditLog } from '../audit/audit-log.js';
-import { VoxgateError } from '../core/errors.js';
+import { logRefusal, VoxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { problemReply, type EndpointReply, type EndpointRequest } from '../wish/resource.js';
 
@@ -97,6 +97,11 @@ export class Router {
     return this;
   }
 
+  /** Every route's pattern and methods (HEAD where GET is), in registration order. */
+  routes(): { pattern: string; methods: string[] }[] {
+    return this.#routes.map((r) => ({ pattern: r.pattern, methods: [...Object.keys(r.route.methods), ...(r.route.methods.GET && !r.route.methods.HEAD ? ['HEAD'] : [])] }));
+  }
+
   match(path: string): { route: Route; params: Record<string, string> } | undefined {
     const segments = path.split('/');
     for (const r of this.#routes) {
@@ -128,7 +133,9 @@ export class Router {
     try {
       if (!found) throw new VoxgateError('VG_HTTP_NOT_FOUND', `Nothing is served at ${path.slice(0, 100)}; WHIP publishers POST to /whip.`);
       const { route: r, params } = found;
-      const allow = [...Object.keys(r.methods), 'OPTIONS'].join(', ');
+      // HEAD works wherever GET does (RFC 9110 §9.3.2): GET's answer without its body.
+      const headFromGet = method === 'HEAD' && !r.methods.HEAD && !!r.methods.GET;
+      const allow = [...Object.keys(r.methods), ...(r.methods.GET && !r.methods.HEAD ? ['HEAD'] : []), 'OPTIONS'].join(', ');
       if (method === 'OPTIONS') {
         if (req.headers['access-control-request-method']) {
           // CORS preflight: permissions only, no Link (RFC 9725 §4.6 keeps ICE servers off preflights).
@@ -144,7 +151,7 @@ export class Router {
         send(res, { status: 204, headers: links.length ? { Link: links } : {} }, { ...cors, Allow: allow, ...r.optionsHeaders }, false);
         return;
       }
-      const handler = r.methods[method];
+      const handler = headFromGet ? r.methods.GET : r.methods[method];
       if (!handler) {
         throw new VoxgateError('VG_HTTP_METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${allow}.`, { headers: { Allow: allow } });
       }
@@ -168,12 +175,11 @@ export class Router {
         }),
       });
       if (reply) send(res, reply, cors, method === 'HEAD');
+      else if (headFromGet && !res.writableEnded) res.end(); // a stream (SSE): its headers, then the end
     } catch (err) {
       if (!(err instanceof VoxgateError)) throw err;
       const fields = { code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) };
-      // A refusal is the client's to fix (info); a 5xx is ours, and its cause is what an operator needs.
-      if (err.status >= 500) deps.log.error({ ...fields, cause: err.cause instanceof Error ? err.cause.message : err.cause }, err.message);
-      else deps.log.info(fields, err.message);
+      logRefusal(deps.log, err, fields);
       const audited = found?.route.auditRefusals;
       if (audited && MUTATING.has(method)) {
         const session = audited.sessionParam ? (found.params[audited.sessionParam] ?? null) : null;
@@ -221,9 +227,10 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 function send(res: ServerResponse, reply: EndpointReply, extra: Record<string, string>, head: boolean): void {
   const headers: Record<string, string | string[]> = { ...extra, ...reply.headers };
   if (Array.isArray(headers.Link) && headers.Link.length === 0) delete headers.Link;
-  const body = reply.body === undefined || head ? undefined : Buffer.from(reply.body, 'utf8');
+  const body = reply.body === undefined ? undefined : Buffer.from(reply.body, 'utf8');
+  // HEAD: the Content-Length GET would have (RFC 9110 §8.6), and no body.
   if (body) headers['Content-Length'] = String(body.length);
   else if (reply.status !== 204 && reply.status !== 304 && !head) headers['Content-Length'] = '0';
   res.writeHead(reply.status, headers);
-  res.end(body);
+  res.end(head ? undefined : body);
 }

@@ -2,7 +2,7 @@ import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Call, EndReason } from '../call/call.js';
 import { startCall } from '../call/start-call.js';
 import type { SourceConfig } from '../core/config.js';
-import { VoxgateError } from '../core/errors.js';
+import { logRefusal, VoxgateError } from '../core/errors.js';
 import { planAnswer } from '../sdp/codec-policy.js';
 import { userOf } from '../sip/build.js';
 import { Dialog } from '../sip/dialog.js';
@@ -134,7 +134,7 @@ export class AgentUas {
       pending.call?.close('setup-failed');
       const e = err instanceof VoxgateError ? err : new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
       const status = e.sipStatus;
-      deps.log.info({ err: e, caller }, 'SIP call to the agent refused');
+      logRefusal(deps.log, e, { caller }, status, 'SIP call to the agent refused');
       deps.sip.metricsCall('agent', String(status));
       audit('error', status, { reason: e.message });
       incoming.respond(status, {

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
-import { isVoxgateError, VoxgateError } from '../core/errors.js';
+import { isVoxgateError, logRefusal, VoxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { parseOffer } from '../sdp/offer.js';
 import { attr, type SessionDescription } from '../sdp/sdp.js';
@@ -125,7 +125,7 @@ export function auditOrFail(audit: AuditLog, log: Logger, entry: AuditEntry): vo
 export function refuse(err: unknown, log: Logger, action: string, context: Record<string, unknown>, audit: (entry: AuditEntry) => void): EndpointReply {
   const e = isVoxgateError(err) ? err : new VoxgateError('VG_INTERNAL', 'Unexpected error; see the gateway log.', { cause: err });
   if (!isVoxgateError(err)) log.error({ err, action }, 'unexpected error');
-  else log.info({ code: e.code, action, ...context }, e.message);
+  else logRefusal(log, e, { action, ...context });
   if (e.code !== 'VG_AUDIT_WRITE_FAILED') {
     try {
       audit({ action, outcome: e.status >= 500 ? 'error' : 'rejected', status: e.status, reason: e.code });

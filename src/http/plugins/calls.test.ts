@@ -348,7 +348,7 @@ test('OPTIONS /api/calls advertises JSON bodies; DELETE of the collection is 405
   const options = await g.send('OPTIONS', '/api/calls');
   assert.equal(options.status, 204);
   assert.equal(options.headers.get('accept-post'), 'application/json');
-  assert.equal(options.headers.get('allow'), 'POST, GET, OPTIONS');
+  assert.equal(options.headers.get('allow'), 'POST, GET, HEAD, OPTIONS');
   const del = await g.send('DELETE', '/api/calls', { token: ADMIN });
   assert.equal(del.status, 405);
   assert.deepEqual([g.audited[0]?.action, g.audited[0]?.outcome, g.audited[0]?.status], ['call.delete', 'rejected', 405]);

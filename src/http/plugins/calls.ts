@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import type { AuditEntry, AuditLog } from '../../audit/audit-log.js';
 import { bearerToken, secretEquals, type SourceIdentity } from '../../auth/source-auth.js';
-import { isVoxgateError, VoxgateError } from '../../core/errors.js';
+import { isVoxgateError, logRefusal, VoxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { DialRequest, OutboundCallsApi, OutboundCallView, TrunkView } from '../../call/outbound-types.js';
 import { mediaType, problemReply, refuse, type EndpointReply, type EndpointRequest } from '../../wish/resource.js';
@@ -223,7 +223,7 @@ export function callsPlugin(deps: CallsPluginDeps): PluginRoutes {
       return handler(ctx);
     } catch (err) {
       if (!isVoxgateError(err)) throw err;
-      deps.log.info({ code: err.code, path: ctx.req.url?.slice(0, 100), remote: remoteOf(ctx.req) }, err.message);
+      logRefusal(deps.log, err, { path: ctx.req.url?.slice(0, 100), remote: remoteOf(ctx.req) });
       return noStore(problemReply(err));
     }
   };

@@ -4,7 +4,7 @@ import type { Call } from '../../call/call.js';
 import { startCall, type CallLimit } from '../../call/start-call.js';
 import type { SourceConfig } from '../../core/config.js';
 import type { TimerHandle } from '../../core/clock.js';
-import { VoxgateError } from '../../core/errors.js';
+import { logRefusal, VoxgateError } from '../../core/errors.js';
 import { parseOffer } from '../../sdp/offer.js';
 import { planRtpAnswer } from '../../sdp/profile-rtp.js';
 import { tagOf, uriOf, userOf } from '../../sip/build.js';
@@ -357,7 +357,7 @@ export class TrunkInbound {
       pending.call?.close('setup-failed');
       const e = err instanceof VoxgateError ? err : new VoxgateError('VG_INTERNAL', 'Server Internal Error', { cause: err });
       const status = e.sipStatus;
-      deps.log.info({ err: e, trunk: trunk.name, number, admitted }, 'trunk call refused');
+      logRefusal(deps.log, e, { trunk: trunk.name, number, admitted, reason: e.message }, status, 'trunk call refused');
       metrics.inbound(trunk.name, String(status));
       this.#audit(incoming, 'error', status, { trunk: trunk.name, number, reason: e.message });
       incoming.respond(status, {
