@@ -28,7 +28,10 @@ import { GatewayMetrics } from './http/metrics.js';
 import { RateLimiter } from './http/rate-limit.js';
 import { Router } from './http/router.js';
 import { baseUrl, close, createServer, listen, serverUrl } from './http/server.js';
-import { adminPlugin } from './http/plugins/admin.js';
+import { adminEndSession, adminPlugin } from './http/plugins/admin.js';
+import { CallHistory } from './call/call-history.js';
+import type { EndpointReply, EndpointRequest } from './wish/resource.js';
+import { dirname, join } from 'node:path';
 import { healthPlugin } from './http/plugins/health.js';
 import { metricsPlugin } from './http/plugins/metrics.js';
 import { pagesPlugin } from './http/plugins/pages.js';
@@ -53,11 +56,11 @@ import type { TrunkRegistration } from './sip-calls/trunk/registration.js';
 import type { TrunkView } from './call/outbound-types.js';
 import { callsPlugin } from './http/plugins/calls.js';
 import { loadStirShaken } from './sip/identity/stir.js';
-import { auditPathProblem, portProblem, readConfigFile } from './core/startup.js';
+import { auditPathProblem, fileProblem, portProblem, readConfigFile } from './core/startup.js';
 import { holdMediaPort } from './transport/webrtc/port-hold.js';
 
 /** Ends that are someone hanging up or an operator's act, not a failure (the audit's outcome). */
-const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred']);
+const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred', 'admin']);
 
 export interface GatewayOptions {
   /**
@@ -95,6 +98,9 @@ export class Gateway {
   /** created / connected / ended, as serialisable events. */
   readonly events: EventBus;
   readonly audit: AuditLog;
+  /** Recently ended calls and their call-detail records. */
+  readonly history: CallHistory;
+  readonly #endSession: (id: string, req: EndpointRequest) => EndpointReply;
   readonly auth: SourceAuthenticator;
   readonly whip: WhipEndpoint;
   readonly whep: WhepEndpoint;
@@ -162,7 +168,7 @@ export class Gateway {
     this.fleet = cluster
       ? new Fleet(cluster, {
           calls: this.calls,
-          handlers: { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req) },
+          handlers: { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req), 'session.delete': (id, req) => this.#endSession(id, req) },
           now: () => this.clock.now(),
           log: this.log.child({ component: 'cluster' }),
         })
@@ -173,6 +179,14 @@ export class Gateway {
       throw auditPathProblem(config.audit.path, err);
     }
     this.fleet?.streamAudit(this.audit); // every record also to the fleet's stream
+    const cdrPath = config.audit.cdrPath === false ? undefined : (config.audit.cdrPath ?? join(dirname(config.audit.path), 'voxgate-cdr.jsonl'));
+    try {
+      this.history = new CallHistory({ calls: this.calls, now: () => this.clock.now(), node: cluster?.nodeId ?? 'local', size: config.admin.recentCalls, cdrPath, onError: (err) => this.log.error({ err }, 'call-detail record not written') });
+    } catch (err) {
+      this.audit.close();
+      throw fileProblem('audit.cdrPath', cdrPath!, err, 'the call-detail record file');
+    }
+    this.#endSession = adminEndSession({ adminToken: this.adminToken, call: (id) => this.calls.get(id), history: this.history, audit: this.audit, log: this.log });
     this.audit.tap((text) => {
       for (const m of text.matchAll(/"session":"([^"]+)"/g)) this.calls.recorded(m[1]!); // events after their audit record
     });
@@ -260,6 +274,11 @@ export class Gateway {
   get url(): string {
     const { host, port, tls } = this.config.http;
     return serverUrl(this.#server, { host, port, tls: !!tls });
+  }
+
+  /** The HTTP routes and their methods. */
+  routes(): { pattern: string; methods: string[] }[] {
+    return this.#router.routes();
   }
 
   /** Where SIP over UDP, TCP and TLS listens (`sip.listen`), with the ports actually bound. */
@@ -387,7 +406,12 @@ export class Gateway {
       calls: () => this.calls.values(),
       registrations: () => this.sip.registrar.all(),
       clock: this.clock,
-      ...(this.cluster ? { nodeId: this.cluster.nodeId, fleet: () => this.directory.list() } : {}),
+      call: (id) => this.calls.get(id),
+      history: this.history,
+      audit: this.audit,
+      log: this.log,
+      ...(this.cluster ? { nodeId: this.cluster.nodeId, fleet: () => this.directory.list(), record: (id: string) => this.directory.lookup(id) } : {}),
+      ...(this.fleet ? { elsewhere: (op: 'session.delete', id: string, req: EndpointRequest) => this.fleet!.forwardIfElsewhere(op, id, req) } : {}),
     }));
     router.use(callsPlugin({
       adminToken: this.adminToken,
@@ -455,6 +479,7 @@ export class Gateway {
     this.#mediaPort?.close();
     if (this.#server) await close(this.#server);
     this.audit.close();
+    this.history.close();
     await this.codecs.stop();
     this.agents.close();
     if (this.fleet) await this.fleet.leave();

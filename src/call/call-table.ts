@@ -197,7 +197,7 @@ export class CallTable extends TypedEmitter<CallTableEvents> {
 }
 
 /** What the call's media was like, for the 'ended' event (the caller's stream). */
-function summaryOf(call: Call): QualitySummary {
+export function summaryOf(call: Call): QualitySummary {
   const t = call.totals();
   const q = call.leg('caller')?.endpoint?.quality;
   return { packetsReceived: t.packetsReceived, bytesReceived: t.bytesReceived, mos: q?.mos ?? null, lossPercent: q?.lossPercent ?? null, jitterMs: q?.jitterMs ?? null, rttMs: q?.rttMs ?? null };

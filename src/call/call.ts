@@ -27,7 +27,9 @@ export type EndReason =
   | 'transferred'
   | 'no-ack'
   /** RFC 4028: the session's refresh never came (or ours was refused); a fleet's node stopped heartbeating. */
-  | 'session-expired' | 'node-lost';
+  | 'session-expired' | 'node-lost'
+  /** An operator ended it (DELETE /api/sessions/:id). */
+  | 'admin';
 
 const TRANSITIONS: Record<CallState, CallState[]> = {
   connecting: ['connected', 'ended'],

@@ -270,7 +270,14 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    admin: z.object({ token: z.string().min(16).optional() }).strict().prefault({}),
+    admin: z
+      .object({
+        token: z.string().min(16).optional(),
+        /** Ended calls `/api/history` (and the console) keep in memory, newest first. */
+        recentCalls: z.number().int().min(0).max(100_000).default(500),
+      })
+      .strict()
+      .prefault({}),
     idleTimeoutSeconds: z.number().positive().default(60),
     /** The agent for sources that name none. */
     defaultAgent: z.string().default('demo'),
@@ -286,7 +293,14 @@ export const configSchema = z
       .prefault({}),
     cors: z.object({ origins: z.array(z.string()).default(['*']) }).strict().prefault({}),
     sip: sipSchema,
-    audit: z.object({ path: z.string().default('voxgate-audit.jsonl') }).strict().prefault({}),
+    audit: z
+      .object({
+        path: z.string().default('voxgate-audit.jsonl'),
+        /** Call-detail records, a JSON line per ended call; default `voxgate-cdr.jsonl` beside `path`; false for none. */
+        cdrPath: z.union([z.string(), z.literal(false)]).optional(),
+      })
+      .strict()
+      .prefault({}),
     /**
      * Several nodes on NATS JetStream (issue 17): sessions, registrations and events shared through
      * the server; absent, one node keeps everything in memory, as before.

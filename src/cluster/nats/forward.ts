@@ -11,7 +11,7 @@ import { problemReply, type EndpointReply, type EndpointRequest } from '../../wi
  * body) goes back unchanged. Subject: `<prefix>.node.<nodeId>.session`.
  */
 
-export type ForwardOp = 'whip.patch' | 'whip.delete';
+export type ForwardOp = 'whip.patch' | 'whip.delete' | 'session.delete';
 
 interface Wire {
   op: ForwardOp;
@@ -23,7 +23,7 @@ const subjectOf = (prefix: string, nodeId: string) => `${prefix}.node.${nodeId}.
 const TIMEOUT_MS = 5000;
 
 /** Answers other nodes' forwarded requests with this node's handlers. */
-export function serveForwarded(nc: NatsConnection, prefix: string, nodeId: string, handlers: Record<ForwardOp, (id: string, req: EndpointRequest) => Promise<EndpointReply> | EndpointReply>, log: Logger): Subscription {
+export function serveForwarded(nc: NatsConnection, prefix: string, nodeId: string, handlers: Partial<Record<ForwardOp, (id: string, req: EndpointRequest) => Promise<EndpointReply> | EndpointReply>>, log: Logger): Subscription {
   return nc.subscribe(subjectOf(prefix, nodeId), {
     callback: (err, msg) => {
       if (err) return log.warn({ err }, 'forwarded-request subscription failed');

@@ -7,7 +7,10 @@ import type { PartyLeg } from '../../call/party-leg.js';
 import type { Clock } from '../../core/clock.js';
 import { VoxgateError } from '../../core/errors.js';
 import type { Binding } from '../../sip/registrar.js';
-import type { EndpointReply } from '../../wish/resource.js';
+import { auditOrFail, type EndpointReply, type EndpointRequest } from '../../wish/resource.js';
+import type { AuditLog } from '../../audit/audit-log.js';
+import type { CallHistory } from '../../call/call-history.js';
+import type { Logger } from '../../core/logger.js';
 import type { PluginRoutes } from '../router.js';
 
 export interface AdminPluginDeps {
@@ -25,22 +28,60 @@ export interface AdminPluginDeps {
   nodeId?: string;
   /** In a fleet: every node's live sessions from the shared directory (the other nodes' are listed from it). */
   fleet?: () => Promise<SessionRecord[]>;
+  /** This node's live call by id. */
+  call: (id: string) => Call | undefined;
+  /** Recently ended calls, newest first (`admin.recentCalls` of them). */
+  history: Pick<CallHistory, 'recent' | 'get'>;
+  /** Admin acts are audited before they are carried out. */
+  audit: Pick<AuditLog, 'write'>;
+  log: Logger;
+  /** In a fleet: a request for a session another node holds, answered by that node (undefined: not elsewhere). */
+  elsewhere?: (op: 'session.delete', id: string, req: EndpointRequest) => Promise<EndpointReply | undefined>;
+  /** In a fleet: another node's session as the directory has it. */
+  record?: (id: string) => Promise<SessionRecord | undefined>;
+}
+
+/** `Authorization: Bearer <admin token>`, or the 401 that says what to send. */
+export function requireAdminToken(authorization: string | undefined, adminToken: string): void {
+  if (!authorization) {
+    throw new VoxgateError('VG_AUTH_MISSING', 'Send "Authorization: Bearer <admin token>".', { headers: { 'WWW-Authenticate': 'Bearer realm="voxgate-admin"' } });
+  }
+  if (!secretEquals(bearerToken(authorization), adminToken)) {
+    throw new VoxgateError('VG_AUTH_INVALID', 'The admin token is not valid.', {
+      headers: { 'WWW-Authenticate': 'Bearer realm="voxgate-admin", error="invalid_token"' },
+    });
+  }
+}
+
+/**
+ * `DELETE /api/sessions/:id` on the node holding the call (another node's admin DELETE is
+ * forwarded here): audited, then the call ends with reason `admin`; the answer is its record.
+ */
+export function adminEndSession(deps: Pick<AdminPluginDeps, 'adminToken' | 'call' | 'history' | 'audit' | 'log'>): (id: string, req: EndpointRequest) => EndpointReply {
+  return (id, req) => {
+    requireAdminToken(req.headers.authorization as string | undefined, deps.adminToken);
+    const call = deps.call(id);
+    if (!call) {
+      const ended = deps.history.get(id);
+      if (ended) throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${id} already ended (${ended.reason}, ${ended.endedAt}).`);
+      throw new VoxgateError('VG_SESSION_NOT_FOUND', `No session ${id} on this gateway; GET /api/sessions lists the live ones.`);
+    }
+    auditOrFail(deps.audit as AuditLog, deps.log, { action: 'admin.session.delete', outcome: 'ok', remote: req.remote, session: id, source: call.source.name });
+    deps.log.info({ session: id, remote: req.remote }, 'session ended by the admin');
+    call.close('admin');
+    return json(deps.history.get(id) ?? { id, reason: 'admin' });
+  };
 }
 
 const json = (body: unknown): EndpointReply => ({ status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) });
 
-/** The operator's read-only API: live sessions, SIP registrations, and the dev token for the demo page. */
+/**
+ * The operator's API: live sessions (and ending one), recently ended calls, SIP registrations,
+ * and the dev token for the demo page.
+ */
 export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
-  const requireAdmin = (req: IncomingMessage): void => {
-    if (!req.headers.authorization) {
-      throw new VoxgateError('VG_AUTH_MISSING', 'Send "Authorization: Bearer <admin token>".', { headers: { 'WWW-Authenticate': 'Bearer realm="voxgate-admin"' } });
-    }
-    if (!secretEquals(bearerToken(req.headers.authorization), deps.adminToken)) {
-      throw new VoxgateError('VG_AUTH_INVALID', 'The admin token is not valid.', {
-        headers: { 'WWW-Authenticate': 'Bearer realm="voxgate-admin", error="invalid_token"' },
-      });
-    }
-  };
+  const requireAdmin = (req: IncomingMessage): void => requireAdminToken(req.headers.authorization, deps.adminToken);
+  const endSession = adminEndSession(deps);
   return {
     '/api/sessions': {
       methods: {
@@ -62,6 +103,41 @@ export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
             .filter((r) => r.node !== node && !mine.has(r.id))
             .map((r) => ({ id: r.id, node: r.node, source: r.source, kind: r.sourceKind, state: r.state, ageSeconds: Math.round((now - r.createdAt) / 100) / 10 }));
           return json({ sessions: [...local, ...others], ...(fleetError ? { fleetError } : {}) });
+        },
+      },
+    },
+    '/api/sessions/:id': {
+      auditRefusals: { action: 'admin.session', sessionParam: 'id' },
+      methods: {
+        GET: async ({ req, params }) => {
+          requireAdmin(req);
+          const id = params.id!;
+          const call = deps.call(id);
+          if (call) return json({ ...describeCall(call, deps.clock.now()), node: deps.nodeId ?? 'local' });
+          const ended = deps.history.get(id);
+          if (ended) return json({ ...ended, state: 'ended' });
+          const record = await deps.record?.(id);
+          if (record) return json({ id: record.id, node: record.node, source: record.source, kind: record.kind, state: record.state, ageSeconds: Math.round((deps.clock.now() - record.createdAt) / 100) / 10 });
+          throw new VoxgateError('VG_SESSION_NOT_FOUND', `No session ${id}, live or recently ended; GET /api/sessions lists the live ones.`);
+        },
+        DELETE: async (ctx) => {
+          const req = await ctx.endpointRequest();
+          const id = ctx.params.id!;
+          if (!deps.call(id)) {
+            requireAdmin(ctx.req); // a stranger learns nothing of other nodes' sessions
+            const there = await deps.elsewhere?.('session.delete', id, req);
+            if (there) return there;
+          }
+          return endSession(id, req);
+        },
+      },
+    },
+    '/api/history': {
+      methods: {
+        GET: ({ req, query }) => {
+          requireAdmin(req);
+          const limit = Number(query.get('limit') ?? NaN);
+          return json({ calls: deps.history.recent(Number.isInteger(limit) && limit > 0 ? limit : undefined) });
         },
       },
     },
