@@ -101,6 +101,7 @@ export class Gateway {
   /** Recently ended calls and their call-detail records. */
   readonly history: CallHistory;
   readonly #endSession: (id: string, req: EndpointRequest) => EndpointReply;
+  readonly #listeners: ListenerAuthenticator;
   readonly auth: SourceAuthenticator;
   readonly whip: WhipEndpoint;
   readonly whep: WhepEndpoint;
@@ -220,10 +221,11 @@ export class Gateway {
     };
     // A WHIP caller cannot be sent a REFER: the agent's transfer() has voxgate call the target and bridge.
     this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, transports: webRtcTransports(media), iceServers: config.iceServers, transfer: (call, target) => this.sipCalls.transfers.bridge(call, target) });
+    this.#listeners = new ListenerAuthenticator(config.listeners, this.adminToken);
     this.whep = new WhepEndpoint({
       directory: this.directory,
       calls: this.calls,
-      auth: new ListenerAuthenticator(config.listeners, this.adminToken),
+      auth: this.#listeners,
       audit: this.audit,
       clock: this.clock,
       log: this.log,
@@ -408,6 +410,7 @@ export class Gateway {
       clock: this.clock,
       call: (id) => this.calls.get(id),
       history: this.history,
+      listeners: this.#listeners,
       audit: this.audit,
       log: this.log,
       ...(this.cluster ? { nodeId: this.cluster.nodeId, fleet: () => this.directory.list(), record: (id: string) => this.directory.lookup(id) } : {}),

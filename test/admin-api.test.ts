@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { listenConnected, publishConnected } from './helpers/ndc-publisher.js';
-import { ADMIN_TOKEN, SOURCE_TOKEN, startGateway, waitFor } from './helpers/gateway.js';
+import { ADMIN_TOKEN, OTHER_TOKEN, SOURCE_TOKEN, startGateway, waitFor } from './helpers/gateway.js';
 
 const admin = { Authorization: `Bearer ${ADMIN_TOKEN}` };
 
@@ -103,4 +103,27 @@ test('HEAD answers wherever GET does, with GET\'s status and headers and no body
   const sse = await fetch(`${tg.url}/whep/${id}/${lid}/events`, { method: 'HEAD', headers: admin });
   assert.equal(sse.status, 200);
   assert.equal(sse.headers.get('content-type'), 'text/event-stream');
+});
+
+test('a listener token lists on /api/sessions the live sessions it may hear, each with its WHEP URL', async (t) => {
+  const LISTENER = 'ward-listener-token-0123456789';
+  const tg = await startGateway({ listeners: [{ name: 'ward-nurse', token: LISTENER, sources: ['ward-7-mic'] }] });
+  t.after(() => tg.stop());
+  const widget = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN);
+  const ward = await publishConnected(`${tg.url}/whip`, OTHER_TOKEN);
+  t.after(() => [widget, ward].forEach((p) => p.close()));
+  const wardId = ward.location!.split('/').pop()!;
+  const res = await fetch(`${tg.url}/api/sessions`, { headers: { Authorization: `Bearer ${LISTENER}` } });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { listener: string; sessions: { id: string; source: string; whep: string; packets?: number }[] };
+  assert.equal(body.listener, 'ward-nurse');
+  assert.deepEqual(body.sessions.map((s) => [s.id, s.source, s.whep]), [[wardId, 'ward-7-mic', `${tg.url}/whep/${wardId}`]]);
+  assert.equal(body.sessions[0]!.packets, undefined, "a listener sees what it may hear, not the admin's detail");
+  // What it lists, it can hear.
+  const l = await listenConnected(body.sessions[0]!.whep, LISTENER);
+  l.close();
+  // The admin still sees both; a token that is neither is told to send the admin token.
+  const all = (await (await fetch(`${tg.url}/api/sessions`, { headers: admin })).json()) as { sessions: unknown[] };
+  assert.equal(all.sessions.length, 2);
+  assert.equal((await fetch(`${tg.url}/api/sessions`, { headers: { Authorization: 'Bearer not-a-token-of-anyone-here' } })).status, 401);
 });

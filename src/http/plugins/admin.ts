@@ -11,6 +11,7 @@ import { auditOrFail, type EndpointReply, type EndpointRequest } from '../../wis
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { CallHistory } from '../../call/call-history.js';
 import type { Logger } from '../../core/logger.js';
+import type { ListenerAuthenticator, ListenerIdentity } from '../../auth/listener-auth.js';
 import type { PluginRoutes } from '../router.js';
 
 export interface AdminPluginDeps {
@@ -37,6 +38,8 @@ export interface AdminPluginDeps {
   log: Logger;
   /** In a fleet: a request for a session another node holds, answered by that node (undefined: not elsewhere). */
   elsewhere?: (op: 'session.delete', id: string, req: EndpointRequest) => Promise<EndpointReply | undefined>;
+  /** WHEP listener tokens: one may list the sessions it may hear on `/api/sessions`. */
+  listeners?: Pick<ListenerAuthenticator, 'authenticate' | 'authorize'>;
   /** In a fleet: another node's session as the directory has it. */
   record?: (id: string) => Promise<SessionRecord | undefined>;
 }
@@ -82,10 +85,39 @@ const json = (body: unknown): EndpointReply => ({ status: 200, headers: { 'Conte
 export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
   const requireAdmin = (req: IncomingMessage): void => requireAdminToken(req.headers.authorization, deps.adminToken);
   const endSession = adminEndSession(deps);
+  /** A WHEP listener's token (not the admin's) on /api/sessions; undefined lets the admin check answer. */
+  const listenerOf = (req: IncomingMessage): ListenerIdentity | undefined => {
+    if (!deps.listeners || !req.headers.authorization || secretEquals(bearerToken(req.headers.authorization), deps.adminToken)) return undefined;
+    try {
+      return deps.listeners.authenticate(req.headers.authorization);
+    } catch {
+      return undefined; // neither token: the admin check's 401 says what to send
+    }
+  };
+  /** The live sessions a listener may hear, each with the WHEP URL to hear it at. */
+  const hearable = async (who: ListenerIdentity, base: string) => {
+    const now = deps.clock.now();
+    const may = (id: string, source: string) => {
+      try {
+        deps.listeners!.authorize(who, id, source);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const local = [...deps.calls()].map((c) => ({ id: c.id, source: c.source.name, kind: c.kind, state: c.state, createdAt: c.createdAt }));
+    const mine = new Set(local.map((c) => c.id));
+    const others = deps.fleet ? (await deps.fleet().catch(() => [])).filter((r) => !mine.has(r.id)) : [];
+    return [...local, ...others]
+      .filter((c) => may(c.id, c.source))
+      .map((c) => ({ id: c.id, source: c.source, kind: c.kind, state: c.state, ageSeconds: Math.round((now - c.createdAt) / 100) / 10, whep: `${base}/whep/${c.id}` }));
+  };
   return {
     '/api/sessions': {
       methods: {
-        GET: async ({ req }) => {
+        GET: async ({ req, endpointRequest }) => {
+          const listener = listenerOf(req);
+          if (listener) return json({ listener: listener.name, sessions: await hearable(listener, (await endpointRequest()).baseUrl) });
           requireAdmin(req);
           const now = deps.clock.now();
           const node = deps.nodeId ?? 'local';
