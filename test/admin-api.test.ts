@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { listenConnected, publishConnected } from './helpers/ndc-publisher.js';
@@ -126,4 +127,35 @@ test('a listener token lists on /api/sessions the live sessions it may hear, eac
   const all = (await (await fetch(`${tg.url}/api/sessions`, { headers: admin })).json()) as { sessions: unknown[] };
   assert.equal(all.sessions.length, 2);
   assert.equal((await fetch(`${tg.url}/api/sessions`, { headers: { Authorization: 'Bearer not-a-token-of-anyone-here' } })).status, 401);
+});
+
+test('/api/dev-token: only to the gateway\'s own pages on loopback, never with CORS headers', async (t) => {
+  const tg = await startGateway({ sources: [] }); // no source configured: the generated dev source
+  t.after(() => tg.stop());
+  const port = new URL(tg.url).port;
+  const ask = (headers: Record<string, string>) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/api/dev-token', headers }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const own = await ask({ Host: `127.0.0.1:${port}` });
+  assert.equal(own.status, 200);
+  assert.equal((JSON.parse(own.body) as { token: string }).token, tg.gw.devToken);
+  assert.equal(own.headers['access-control-allow-origin'], undefined, 'no CORS: another site cannot read it');
+  const page = await ask({ Host: `localhost:${port}`, Origin: `http://localhost:${port}`, 'Sec-Fetch-Site': 'same-origin' });
+  assert.equal(page.status, 200, 'the demo page fetching it from its own origin');
+  for (const [what, headers] of [
+    ['another origin', { Host: `127.0.0.1:${port}`, Origin: 'https://evil.example' }],
+    ['a cross-site fetch without Origin', { Host: `127.0.0.1:${port}`, 'Sec-Fetch-Site': 'cross-site' }],
+    ['a Host that is not loopback (DNS rebinding)', { Host: `evil.example:${port}`, Origin: `http://evil.example:${port}` }],
+  ] as const) {
+    const r = await ask(headers);
+    assert.equal(r.status, 404, what);
+    assert.equal(r.headers['access-control-allow-origin'], undefined, what);
+  }
 });

@@ -35,6 +35,8 @@ export interface Route {
    * are audited as `<action>.<method>`, with the session named by `sessionParam`.
    */
   auditRefusals?: { action: string; sessionParam?: string };
+  /** Same-origin only: no CORS headers, whatever `cors.origins` allows (the dev token). */
+  sameOrigin?: boolean;
 }
 
 /** Routes by pattern (`/whip/:id`): what a plugin hands the router. */
@@ -127,9 +129,9 @@ export class Router {
     const method = req.method ?? 'GET';
     const { onResponse } = deps;
     if (onResponse) res.on('finish', () => onResponse(method, res.statusCode));
-    const cors = corsHeaders(deps.corsOrigins, req);
     const [path = '/', search = ''] = (req.url ?? '/').split('?');
     const found = this.match(path);
+    const cors = found?.route.sameOrigin ? {} : corsHeaders(deps.corsOrigins, req);
     try {
       if (!found) throw new VoxgateError('VG_HTTP_NOT_FOUND', `Nothing is served at ${path.slice(0, 100)}; WHIP publishers POST to /whip.`);
       const { route: r, params } = found;

@@ -194,12 +194,19 @@ export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
       },
     },
     '/api/dev-token': {
+      sameOrigin: true,
       methods: {
-        // Only a gateway running on its generated dev source, and only to loopback clients.
+        // Only a gateway running on its generated dev source, only to loopback clients, and only
+        // to its own pages: no CORS headers, an Origin other than ours refused, and a Host that is
+        // not a loopback name refused too (DNS rebinding: evil.example resolving to 127.0.0.1).
         GET: ({ req }) => {
           const a = req.socket.remoteAddress ?? '';
-          if (!deps.devToken || !(a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1')) {
-            throw new VoxgateError('VG_HTTP_NOT_FOUND', 'No development token here: this gateway has configured sources; ask its operator for a token.');
+          const host = req.headers.host ?? '';
+          const loopbackHost = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/i.test(host);
+          const origin = req.headers.origin;
+          const sameOrigin = origin === undefined ? req.headers['sec-fetch-site'] !== 'cross-site' : origin === `http://${host}` || origin === `https://${host}`;
+          if (!deps.devToken || !(a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1') || !loopbackHost || !sameOrigin) {
+            throw new VoxgateError('VG_HTTP_NOT_FOUND', 'No development token here: it is given only to this gateway\'s own pages opened on loopback (http://127.0.0.1 or localhost) while no source is configured; ask the operator for a token.');
           }
           return json({ token: deps.devToken, source: 'dev' });
         },
