@@ -44,7 +44,7 @@ import { Proxy as SipProxy } from './sip/proxy.js';
 import { WsTransport } from './sip/transport/ws.js';
 import { CallRouter } from './sip-calls/router.js';
 import { MemoryLocationStore } from './cluster/memory/location-store.js';
-import { webRtcTransports } from './transport/webrtc/peer.js';
+import { peersSettled, webRtcTransports } from './transport/webrtc/peer.js';
 import { RtpTransports } from './transport/rtp-udp/factory.js';
 import { advertisedHost, openSipListeners } from './sip/transport/listeners.js';
 import type { SipTransport } from './sip/transport/transport.js';
@@ -473,12 +473,14 @@ export class Gateway {
     this.fleet?.draining();
     this.sipCalls.cancelOutbound();
     this.calls.closeAll('shutdown');
+    const peersClosed = peersSettled(); // their `ended` notices go before DTLS closes
     // Un-REGISTER (Expires: 0) while the transports are still open; each waits at most 2 s.
     await Promise.all(this.registrations.map((r) => r.stop()));
     // Their BYEs go out and are answered (or 2 s pass) before the SIP transports close.
     if (this.sipTransports.length) await this.sip.drain(2000);
     this.sip.close();
     this.rtp.close();
+    await peersClosed;
     this.#mediaPort?.close();
     if (this.#server) await close(this.#server);
     this.audit.close();

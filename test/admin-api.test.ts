@@ -76,7 +76,7 @@ test('HEAD answers wherever GET does, with GET\'s status and headers and no body
   const lid = listener.location!.split('/').pop()!;
   const auth = { '/api/sessions': admin, '/api/sessions/:id': admin, '/api/history': admin, '/api/registrations': admin, '/api/calls': admin, '/api/calls/:id': admin, '/api/trunks': admin, '/whep/:session/:id/events': admin } as Record<string, Record<string, string>>;
   const paths: Record<string, string> = {
-    '/': '/', '/player': '/player', '/healthz': '/healthz', '/metrics': '/metrics', '/whip': '/whip', [`/whip/:id`]: `/whip/${id}`,
+    '/': '/', '/player': '/player', '/timeline.js': '/timeline.js', '/healthz': '/healthz', '/metrics': '/metrics', '/whip': '/whip', [`/whip/:id`]: `/whip/${id}`,
     '/whep/:session': `/whep/${id}`, '/whep/:session/:id': `/whep/${id}/${lid}`,
     '/api/sessions': '/api/sessions', '/api/sessions/:id': `/api/sessions/${id}`, '/api/history': '/api/history', '/api/registrations': '/api/registrations',
     '/api/calls': '/api/calls', '/api/calls/:id': '/api/calls/no-such-call', '/api/trunks': '/api/trunks', '/api/dev-token': '/api/dev-token',
@@ -96,7 +96,7 @@ test('HEAD answers wherever GET does, with GET\'s status and headers and no body
     if (head.status === get.status) assert.equal(head.headers.get('content-type'), get.headers.get('content-type'), `HEAD ${pattern} content-type`);
     assert.equal((await head.arrayBuffer()).byteLength, 0, `HEAD ${pattern} has no body`);
     // The pages are the same bytes each time; the API's bodies carry ages and counters that move.
-    if (pattern === '/' || pattern === '/player' || pattern === '/healthz') assert.equal(head.headers.get('content-length'), String(getBody.byteLength), `HEAD ${pattern} content-length`);
+    if (pattern === '/' || pattern === '/player' || pattern === '/timeline.js' || pattern === '/healthz') assert.equal(head.headers.get('content-length'), String(getBody.byteLength), `HEAD ${pattern} content-length`);
     else if (get.status === 200) assert.match(head.headers.get('content-length') ?? '', /^\d+$/, `HEAD ${pattern} content-length`);
     assert.match(head.headers.get('allow') ?? (await fetch(`${tg.url}${path}`, { method: 'OPTIONS' })).headers.get('allow') ?? '', /\bHEAD\b/, `OPTIONS ${pattern} lists HEAD`);
   }

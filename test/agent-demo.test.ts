@@ -58,7 +58,29 @@ describe('the demo page and the demo agent, in Chromium', () => {
     assert.ok((inbound.totalAudioEnergy as number) > 0.01, `audio energy ${inbound.totalAudioEnergy}`);
     await waitFor('a quality report', async () => (await events()).some((e) => e.type === 'quality' && e.mos! > 4), 10_000);
 
+    // The timeline reads as sentences: marks by name, the reply's text without a bare ellipsis.
+    const lines = await page.$$eval('#events li', (els) => els.map((e) => e.textContent ?? ''));
+    assert.ok(lines.some((l) => /mark “greeting”: played to the end|mark “greeting”: cleared/.test(l)), `a mark line: ${lines.slice(0, 8).join(' | ')}`);
+    assert.ok(lines.some((l) => /agent says: “You said: \[your words, played back\] You spoke for \d\.\d seconds\.”/.test(l)), 'a reply line');
+    assert.equal(await page.$eval('#quality', (e) => e.scrollWidth <= e.clientWidth + 1), true, 'the quality line fits its box');
+
     await page.click('#hangup');
     await waitFor('the session to end', async () => tg.gw.calls.size === 0);
+  });
+
+  test('a call the gateway ends: the page says why and is ready for the next call', async () => {
+    const page = chrome.page;
+    await page.click('#talk');
+    await waitFor('the call to connect', () => page.evaluate(() => (window as unknown as { voxgate: { state: string } }).voxgate.state === 'connected'), 15_000);
+    const [call] = [...tg.gw.calls.values()];
+    assert.ok(call);
+    const del = await fetch(`${tg.url}/api/sessions/${call.id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${tg.gw.adminToken}` } });
+    assert.equal(del.status, 200);
+    await waitFor('the page to show the reason', async () => /ended: ended by the operator \(admin\)/.test(await page.$eval('#state', (e) => e.textContent ?? '')), 5_000);
+    assert.equal(await page.evaluate(() => (window as unknown as { voxgate: { endReason: string } }).voxgate.endReason), 'admin');
+    assert.equal(await page.$eval('#talk', (e) => (e as HTMLButtonElement).disabled), false, 'Talk is ready again');
+    assert.equal(await page.$eval('#hangup', (e) => (e as HTMLButtonElement).disabled), true);
+    const lines = await page.$$eval('#events li', (els) => els.map((e) => e.textContent ?? ''));
+    assert.ok(lines.some((l) => l.includes('call ended: ended by the operator (admin)')), 'the timeline says so');
   });
 });

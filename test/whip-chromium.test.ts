@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { launchChromium, packetsSent, publishFromPage, type TestBrowser } from './helpers/chromium.js';
-import { adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { ADMIN_TOKEN, adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import type { Agent } from '../src/agent/agent.js';
 import { speechWav } from './helpers/media.js';
 
 describe('Chromium publishes speech over WHIP', () => {
@@ -57,4 +58,68 @@ describe('Chromium publishes speech over WHIP', () => {
     assert.match(metrics, /voxgate_rtp_packets_received_total [1-9]\d*/);
     assert.match(metrics, /voxgate_session_setup_seconds_count 3/);
   });
+});
+
+type PageState = { vgPc: RTCPeerConnection; vgDc: RTCDataChannel; vgMessages: { type: string; reason?: string; n?: number }[] };
+
+describe('a call the gateway ends, seen from Chromium', () => {
+  let chrome: TestBrowser;
+  // Says two things the moment it is attached, before the caller's data channel can be open.
+  const eager: Agent = {
+    name: 'eager',
+    sampleRate: 16000,
+    attach(session) {
+      session.send({ type: 'hello', n: 1 });
+      session.send({ type: 'hello', n: 2 });
+    },
+  };
+  const gateway = () => startGateway({ sources: [{ name: 'app', kind: 'browser', token: SOURCE_TOKEN, agent: 'eager' }] }, { agents: { eager: () => eager } });
+
+  before(async () => {
+    chrome = await launchChromium('about:blank', speechWav('three-sentences', 'Hello voxgate. This is the first sentence. And here is the last one.'));
+  });
+  after(() => chrome?.close());
+
+  const publish = async (tg: TestGateway) => {
+    await chrome.page.goto(`${tg.url}/healthz`);
+    const r = await publishFromPage(chrome.page, `${tg.url}/whip`, { token: SOURCE_TOKEN, trickle: false, direction: 'sendrecv', dataChannel: true });
+    assert.equal(r.status, 201);
+    return r.location!.split('/').pop()!;
+  };
+  const page = <T>(fn: (w: PageState) => T): Promise<T> => chrome.page.evaluate(`(${fn.toString()})(window)`);
+
+  test('messages sent before the data channel opens are delivered once it does, in order', async (t) => {
+    const tg = await gateway();
+    t.after(() => tg.stop());
+    await publish(tg);
+    const hellos = await waitFor('both early messages', async () => {
+      const m = await page((w) => w.vgMessages.filter((x) => x.type === 'hello'));
+      return m.length === 2 ? m : undefined;
+    });
+    assert.deepEqual(hellos.map((m) => m.n), [1, 2]);
+    await page((w) => w.vgPc.close());
+  });
+
+  for (const how of ['admin', 'shutdown'] as const) {
+    test(`ended by ${how === 'admin' ? 'the operator (DELETE /api/sessions/:id)' : 'a gateway shutdown'}: the page gets ended {reason}, its data channel closes at once and the gateway lets the peer go`, async (t) => {
+      const tg = await gateway();
+      t.after(() => tg.stop());
+      const id = await publish(tg);
+      await waitFor('the data channel open', () => page((w) => w.vgDc.readyState === 'open'));
+      if (how === 'admin') assert.equal((await fetch(`${tg.url}/api/sessions/${id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).status, 200);
+      else await tg.gw.stop();
+      const ended = await waitFor('the ended message', async () => (await page((w) => w.vgMessages)).find((m) => m.type === 'ended'), 5_000);
+      assert.equal(ended.reason, how);
+      // The gateway closed the data channel at once (its reset follows the ended notice)...
+      await waitFor('the data channel to close', () => page((w) => w.vgDc.readyState === 'closed'), 2_000);
+      // ...and then its peer: nothing answers the browser's consent checks any more (RFC 7675),
+      // so the browser's ICE leaves 'connected' (libdatachannel 0.24's DTLS close_notify does not
+      // reach the browser, so the browser itself sees no 'closed' before its consent runs out).
+      await waitFor('the browser to see the peer gone', async () => {
+        const s = await page((w) => w.vgPc.iceConnectionState);
+        return s === 'disconnected' || s === 'failed' || s === 'closed';
+      }, 15_000);
+      assert.equal(tg.gw.calls.size, 0);
+    });
+  }
 });

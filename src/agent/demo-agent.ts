@@ -34,7 +34,8 @@ export class DemoAgent implements Agent {
       const audio: Int16Array[] = [];
       for (const p of parts) audio.push(...(typeof p === 'string' ? [await this.tts.speak(p, this.sampleRate)] : p));
       if (session.ended) return;
-      const text = parts.filter((p): p is string => typeof p === 'string').join(' … ');
+      // The caller's own words are audio: the text says where they play.
+      const text = parts.map((p) => (typeof p === 'string' ? p : '[your words, played back]')).join(' ');
       session.send({ type: 'agent-text', text, label });
       speaking++;
       for (const a of audio) session.play(a);

@@ -296,6 +296,8 @@ export class Call extends TypedEmitter<CallEvents> {
     if (this.#idleTimer) this.clock.clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     this.#transition('ended');
+    // A party with a data channel (the demo page, a WHIP app) is told why, before its peer closes.
+    for (const party of ['caller', 'callee'] as const) this.message(party, { type: 'ended', reason });
     // Listeners hear 'inactive' before their legs close with the call.
     this.fanout.end();
     for (const leg of this.legs.values()) leg.close(reason);
@@ -488,15 +490,9 @@ function sameStream(a: MediaFormat, b: MediaFormat): boolean {
 }
 
 function add(t: LegCounters, c: LegCounters): void {
-  t.packetsReceived += c.packetsReceived;
-  t.bytesReceived += c.bytesReceived;
-  t.packetsSent += c.packetsSent;
-  t.bytesSent += c.bytesSent;
+  for (const k of ['packetsReceived', 'bytesReceived', 'packetsSent', 'bytesSent'] as const) t[k] += c[k];
 }
 
 function addRepairs(t: AudioRepairs, r: AudioRepairs): void {
-  t.fecRecovered += r.fecRecovered;
-  t.concealed += r.concealed;
-  t.decodeErrors += r.decodeErrors;
-  t.shed += r.shed;
+  for (const k of ['fecRecovered', 'concealed', 'decodeErrors', 'shed'] as const) t[k] += r[k];
 }

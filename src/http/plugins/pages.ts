@@ -15,11 +15,11 @@ export interface PagesPluginDeps {
 /** The demo page `/` and the listener's player `/player`, read from disk on each GET (no-cache). */
 export function pagesPlugin(deps: PagesPluginDeps = {}): PluginRoutes {
   const root = deps.webRoot ?? WEB_ROOT;
-  const page = (file: string): Route => ({
+  const page = (file: string, type = 'text/html; charset=utf-8'): Route => ({
     methods: {
       GET: async () => ({
         status: 200,
-        headers: { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' },
+        headers: { 'Content-Type': type, 'Cache-Control': 'no-cache' },
         body: await readFile(`${root}${file}`, 'utf8'),
       }),
     },
@@ -28,6 +28,8 @@ export function pagesPlugin(deps: PagesPluginDeps = {}): PluginRoutes {
   const playerGet = player.methods.GET!;
   return {
     '/': page('index.html'),
+    // The event wording the pages share.
+    '/timeline.js': page('timeline.js', 'text/javascript; charset=utf-8'),
     '/player': {
       methods: {
         GET: async (ctx) => {

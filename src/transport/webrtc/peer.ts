@@ -38,6 +38,18 @@ export function isRtcp(packet: Buffer): boolean {
  */
 const closing = new Set<object>();
 
+/** Peers whose data channels are still sending their last messages before the connection closes. */
+const lingering = new Set<Promise<void>>();
+/** How long a closing peer's channels get to send what is queued (the `ended` notice) before DTLS goes. */
+const LINGER_MS = 150;
+/** Messages kept for a data channel that is not open yet (the agent's greeting races the channel). */
+const MAX_QUEUED_MESSAGES = 64;
+
+/** Resolves once every closed peer's last data-channel messages have had their chance to go (shutdown waits). */
+export async function peersSettled(): Promise<void> {
+  while (lingering.size) await Promise.all([...lingering]);
+}
+
 function trackClosing<T extends { onClosed(cb: () => void): void }>(obj: T, onClosed?: () => void): T {
   obj.onClosed(() => {
     closing.delete(obj);
@@ -60,9 +72,11 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
   #pc: NdcPeerConnection;
   readonly #tracks: NdcTrack[] = [];
   readonly #channels: NdcDataChannel[] = [];
+  /** Text sent before any channel opened, for the first one that does (bounded; undefined: no channel was offered). */
+  #queued: string[] | undefined;
   #state: PeerState = 'connecting';
 
-  private constructor(pc: NdcPeerConnection, audioTrack: NdcTrack, localSdp: string) {
+  private constructor(pc: NdcPeerConnection, audioTrack: NdcTrack, localSdp: string, expectChannel: boolean) {
     super();
     this.#pc = pc;
     this.localSdp = localSdp;
@@ -72,8 +86,11 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
       else this.rtpSink?.writeRtp(msg);
     });
     pc.onTrack((t) => this.#tracks.push(trackClosing(t)));
+    if (expectChannel) this.#queued = [];
     pc.onDataChannel((dc) => {
       this.#channels.push(trackClosing(dc));
+      dc.onOpen(() => this.#flush());
+      if (dc.isOpen()) this.#flush();
       dc.onMessage((msg) => {
         if (typeof msg === 'string') this.emit('message', msg);
         else this.emit('message', Buffer.from(msg as ArrayBuffer).toString('utf8'));
@@ -141,7 +158,7 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
           const local = pc.localDescription();
           if (!local) return;
           done = true;
-          peer = new WebRtcPeer(pc, track, rewriteLocal(local.sdp, opts.announcedAddress));
+          peer = new WebRtcPeer(pc, track, rewriteLocal(local.sdp, opts.announcedAddress), plan.hasDataChannel);
           peer.#tracks.push(...others.map((t) => trackClosing(t)));
           resolve(peer);
         };
@@ -192,8 +209,17 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
     }
   }
 
-  /** Sends a text message on every open data channel. */
+  /**
+   * Sends a text message on every open data channel; before one is open (the offer had one),
+   * the message waits for it, so an agent's first words are not lost to the race.
+   */
   sendMessage(text: string): boolean {
+    if (this.#state === 'closed') return false;
+    if (this.#queued && !this.#channels.some((dc) => dc.isOpen())) {
+      if (this.#queued.length >= MAX_QUEUED_MESSAGES) return false;
+      this.#queued.push(text);
+      return true;
+    }
     let sent = false;
     for (const dc of this.#channels) {
       try {
@@ -203,6 +229,13 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
       }
     }
     return sent;
+  }
+
+  /** The first channel is open: what waited goes, in order; later messages go directly. */
+  #flush(): void {
+    const queued = this.#queued;
+    this.#queued = undefined;
+    for (const text of queued ?? []) this.sendMessage(text);
   }
 
   /** RFC 8840 trickle: a candidate we cannot use is dropped silently (RFC 9725 §4.3.2). */
@@ -226,11 +259,41 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
     }
   }
 
+  /**
+   * Closes at once for us; on the wire, open data channels close first (their reset follows the
+   * messages still queued, such as the `ended` notice) and DTLS a moment later, so the remote
+   * learns why and sees the connection close instead of waiting for consent to expire.
+   */
   close(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.rtpSink = undefined;
-    closeNative(this.#pc, this.#tracks, this.#channels);
+    this.#queued = undefined;
+    const open = this.#channels.filter((dc) => {
+      try {
+        return dc.isOpen();
+      } catch {
+        return false;
+      }
+    });
+    if (!open.length) closeNative(this.#pc, this.#tracks, this.#channels);
+    else {
+      for (const dc of open) {
+        closing.add(dc);
+        try {
+          dc.close();
+        } catch {
+          closing.delete(dc);
+        }
+      }
+      const [pc, tracks, channels] = [this.#pc, this.#tracks, this.#channels];
+      const done = new Promise<void>((resolve) => setTimeout(() => {
+        closeNative(pc, tracks, channels);
+        lingering.delete(done);
+        resolve();
+      }, LINGER_MS));
+      lingering.add(done);
+    }
     this.emit('state', 'closed', undefined);
     this.removeAllListeners();
   }
