@@ -136,3 +136,42 @@ test('start-up checks: a port taken, a TLS file or the audit directory missing, 
     assert.deepEqual(r.lines, [`voxgate: audit.path: cannot open '${path}' for appending: the directory ${join(dir, 'no-such-dir')} does not exist; create it (mkdir -p ${join(dir, 'no-such-dir')}) or set audit.path to a file in a directory that exists`]);
   });
 });
+
+test('SIGTERM to `npm start` stops the gateway itself, not only npm', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-npm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'voxgate.json');
+  writeFileSync(config, JSON.stringify({ http: { port: 0 }, media: { udpPort: await freeUdpPort() }, audit: { path: join(dir, 'audit.jsonl') } }));
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const npm = spawn('npm', ['start'], { cwd: root, env: { ...process.env, VOXGATE_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  npm.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  npm.stdout.resume();
+  const exited = new Promise<number | null>((r) => npm.once('exit', (code) => r(code)));
+  try {
+    const url = await waitFor('the banner through npm', () => /listening on (http:\/\/\S+)/.exec(stderr)?.[1], 30_000);
+    assert.equal((await fetch(`${url}/healthz`)).status, 200);
+    npm.kill('SIGTERM');
+    assert.equal(await exited, 0, 'npm exits 0 once the gateway has drained');
+    await assert.rejects(fetch(`${url}/healthz`), 'nothing serves after SIGTERM');
+  } finally {
+    if (npm.exitCode === null) npm.kill('SIGKILL');
+  }
+});
+
+test('the systemd unit in deploy/ passes `systemd-analyze verify` without a warning', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-unit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Checked as installed: node where this machine has it (the unit says /usr/bin/node, Debian's).
+  const unit = readFileSync(fileURLToPath(new URL('../deploy/voxgate.service', import.meta.url)), 'utf8');
+  assert.match(unit, /^ExecStart=\/usr\/bin\/node .*\/dist\/cli\/main\.js serve$/m);
+  assert.match(unit, /^KillSignal=SIGTERM$/m);
+  writeFileSync(join(dir, 'voxgate.service'), unit.replace('/usr/bin/node', process.execPath));
+  const verify = spawn('systemd-analyze', ['verify', join(dir, 'voxgate.service')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  verify.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  verify.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => verify.once('exit', (c) => r(c)));
+  assert.equal(code, 0, out);
+  assert.equal(out.trim(), '', 'no warnings');
+});
