@@ -477,7 +477,8 @@ export class Gateway {
     // Un-REGISTER (Expires: 0) while the transports are still open; each waits at most 2 s.
     await Promise.all(this.registrations.map((r) => r.stop()));
     // Their BYEs go out and are answered (or 2 s pass) before the SIP transports close.
-    if (this.sipTransports.length) await this.sip.drain(2000);
+    await this.sip.drain(2000);
+    await this.sipWs.goAway(1000); // close frames; the flows' last audit records are written
     this.sip.close();
     this.rtp.close();
     await peersClosed;

@@ -127,6 +127,19 @@ export class WsTransport implements SipTransport {
     });
   }
 
+  /**
+   * Shutdown: every flow gets a WebSocket close frame (1001 Going Away, RFC 6455 §7.4.1) and
+   * its closing handshake, so clients see a clean close (not 1006) and the flows' last records
+   * (bindings removed) are written while the audit log is open; after `ms`, the rest are cut.
+   */
+  async goAway(ms: number): Promise<void> {
+    const flows = [...this.flows.values()] as WsFlow[];
+    for (const flow of flows) flow.ws.close(1001, 'voxgate is shutting down');
+    // Wall-clock bounded on purpose: shutdown must end even when the signalling clock is a test's.
+    const end = Date.now() + ms;
+    while (flows.some((f) => this.flows.has(f.id)) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  }
+
   close(): void {
     clearInterval(this.#ping);
     for (const flow of this.flows.values()) (flow as WsFlow).ws.terminate();
