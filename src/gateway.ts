@@ -30,6 +30,7 @@ import { Router } from './http/router.js';
 import { baseUrl, close, createServer, listen, serverUrl } from './http/server.js';
 import { adminEndSession, adminPlugin } from './http/plugins/admin.js';
 import { CallHistory } from './call/call-history.js';
+import { logCalls } from './call/call-logging.js';
 import type { EndpointReply, EndpointRequest } from './wish/resource.js';
 import { dirname, join } from 'node:path';
 import { healthPlugin } from './http/plugins/health.js';
@@ -58,9 +59,7 @@ import { callsPlugin } from './http/plugins/calls.js';
 import { loadStirShaken } from './sip/identity/stir.js';
 import { auditPathProblem, fileProblem, portProblem, readConfigFile } from './core/startup.js';
 import { holdMediaPort } from './transport/webrtc/port-hold.js';
-
-/** Ends that are someone hanging up or an operator's act, not a failure (the audit's outcome). */
-const ORDERLY_ENDS: ReadonlySet<string> = new Set(['deleted', 'shutdown', 'bye', 'cancelled', 'agent-hangup', 'transferred', 'admin']);
+import { devCertificate, type DevCertificate } from './http/dev-tls.js';
 
 export interface GatewayOptions {
   /**
@@ -128,6 +127,8 @@ export class Gateway {
   /** Printed at start-up when no source is configured. */
   readonly devToken: string | undefined;
   readonly adminToken: string;
+  /** The development certificate (`http.devTls`), for the banner. */
+  devTls: DevCertificate | undefined;
   draining = false;
   /** This node as a member of the fleet, when `cluster` is configured. */
   readonly fleet: Fleet | undefined;
@@ -136,7 +137,6 @@ export class Gateway {
   readonly #media: MediaEndpointOptions;
   #mediaPort: { close(): void } | undefined;
   #redirectNext = 0;
-  readonly #poor = new Set<string>();
 
   private constructor(
     readonly config: Config,
@@ -234,7 +234,7 @@ export class Gateway {
       retryAfterSeconds: config.limits.retryAfterSeconds,
     });
     this.metrics = new GatewayMetrics(this.calls, this.codecs);
-    this.#logCalls();
+    logCalls({ calls: this.calls, audit: this.audit, log: this.log, mos: this.metrics.mos, now: () => this.clock.now() });
     const rtpHost = config.sip.rtp.bindAddress ?? config.sip.listen[0]?.host ?? '0.0.0.0';
     this.rtp = new RtpTransports({
       host: rtpHost,
@@ -254,12 +254,16 @@ export class Gateway {
 
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
     const log = opts.log ?? createLogger(config.log.level);
+    // Development HTTPS: a certificate of this machine's own, made before anything listens.
+    const devTls = config.http.devTls && !config.http.tls ? devCertificate(join(dirname(config.audit.path), 'voxgate-dev-tls')) : undefined;
+    if (devTls) config = { ...config, http: { ...config.http, tls: { cert: devTls.certPath, key: devTls.keyPath } } };
     const clock = opts.clock ?? new SystemClock();
     // A cluster that cannot be reached stops start-up before anything listens.
     const cluster = config.cluster ? await openCluster(config.cluster, config.cluster.publicUrl, { now: () => clock.now(), log }) : undefined;
     let gw: Gateway;
     try {
       gw = new Gateway(config, { ...opts, log, clock }, cluster);
+      gw.devTls = devTls;
     } catch (err) {
       await cluster?.close(); // a bad config must not leave a connection reconnecting for ever
       throw err;
@@ -289,44 +293,6 @@ export class Gateway {
       const port = (t as { port?: number }).port;
       return (t.protocol === 'UDP' || t.protocol === 'TCP' || t.protocol === 'TLS') && port !== undefined ? [{ protocol: t.protocol, sentBy: t.sentBy, port }] : [];
     });
-  }
-
-  /** Call quality, connects and ends in the log; ends in the audit log and the MOS histogram. */
-  #logCalls(): void {
-    this.calls.on('created', (call) => {
-      call.on('quality', (q) => {
-        this.metrics.mos.observe(q.mos);
-        // agent-protocols.md alert thresholds; logged when a call crosses them, not every 5 s.
-        const poor = q.mos < 3.5 || q.lossPercent > 3 || q.jitterMs > 30 || (q.rttMs ?? 0) > 400;
-        if (poor !== this.#poor.has(call.id)) {
-          if (poor) this.#poor.add(call.id);
-          else this.#poor.delete(call.id);
-          const fields = { session: call.id, source: call.source.name, ...q };
-          if (poor) this.log.warn(fields, 'call quality is poor');
-          else this.log.info(fields, 'call quality recovered');
-        }
-      });
-    });
-    this.calls.on('ended', (call, reason) => {
-      this.#poor.delete(call.id);
-      const media = call.totals().packetsReceived;
-      this.log.info({ session: call.id, source: call.source.name, reason, packets: media }, 'session ended');
-      try {
-        this.audit.write({
-          action: 'session.ended',
-          outcome: ORDERLY_ENDS.has(reason) ? 'ok' : 'error',
-          reason,
-          source: call.source.name,
-          sourceKind: call.source.kind,
-          session: call.id,
-          durationMs: this.clock.now() - call.createdAt,
-          packets: media,
-        });
-      } catch (err) {
-        this.log.error({ err, session: call.id }, 'audit write failed for a session end');
-      }
-    });
-    this.calls.on('connected', (call) => this.log.info({ session: call.id, source: call.source.name }, 'session connected'));
   }
 
   /** SIP: the stack (registrar, transactions), its transports, and where dialogs become calls. */

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createSocket } from 'node:dgram';
+import { X509Certificate } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { publishConnected } from './helpers/ndc-publisher.js';
 import { freeUdpPort, waitFor } from './helpers/gateway.js';
@@ -33,7 +35,7 @@ test('`voxgate serve` with no configuration prints a dev token that publishes; S
     const udp = await freeUdpPort();
     const p = (started = run(['serve', '--http-port', '0', '--udp-port', String(udp)], dir, { VOXGATE_CONFIG: '' }));
     // No config file: defaults, a development token, and the audit log in the working directory.
-    const banner = await waitFor('the start-up banner', () => /listening on (http:\/\/\S+)[\s\S]*token \(source 'dev'\): (\S+)[\s\S]*admin token for \/api\/sessions: (\S+)/.exec(p.stderr()) ?? undefined);
+    const banner = await waitFor('the start-up banner', () => /listening on (http:\/\/\S+)[\s\S]*token \(source 'dev'\): (\S+)[\s\S]*admin token for \/api\/sessions and the console: (\S+)/.exec(p.stderr()) ?? undefined);
     const [, url, devToken] = banner as unknown as [string, string, string];
     // http.port 0 picked a free port; the banner names it.
     assert.match(url!, /^http:\/\/127\.0\.0\.1:\d+$/);
@@ -174,4 +176,69 @@ test('the systemd unit in deploy/ passes `systemd-analyze verify` without a warn
   const code = await new Promise<number | null>((r) => verify.once('exit', (c) => r(c)));
   assert.equal(code, 0, out);
   assert.equal(out.trim(), '', 'no warnings');
+});
+
+test('--version, --help and serve --help answer on stdout and exit 0; an unknown command exits 2', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-cli-'));
+  try {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string };
+    const v = run(['--version'], dir);
+    assert.equal(await v.exited, 0);
+    assert.equal(v.stdout().trim(), `voxgate ${pkg.version} (Node.js ${process.version})`);
+    const help = run(['--help'], dir);
+    assert.equal(await help.exited, 0);
+    assert.match(help.stdout(), /^usage:\n {2}voxgate serve /m);
+    const serveHelp = run(['serve', '--help'], dir);
+    assert.equal(await serveHelp.exited, 0);
+    for (const flag of ['--config', '--host', '--http-port', '--udp-port', '--dev-tls']) assert.match(serveHelp.stdout(), new RegExp(`^ {2}${flag}\\b`, 'm'), flag);
+    const unknown = run(['frobnicate'], dir);
+    assert.equal(await unknown.exited, 2);
+    assert.match(unknown.stderr(), /usage:/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--dev-tls serves HTTPS with a certificate for this machine, prints its fingerprint, and reuses it next time', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'voxgate-devtls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const start = async () => {
+    const p = run(['serve', '--dev-tls', '--http-port', '0', '--udp-port', String(await freeUdpPort())], dir, { VOXGATE_CONFIG: '' });
+    const m = await waitFor('the banner', () => /listening on (https:\/\/\S+)[\s\S]*development certificate \((made now|reused)\), SHA-256 ([0-9A-F:]{95})/.exec(p.stderr()) ?? undefined, 20_000);
+    return { p, url: m[1]!, how: m[2]!, fingerprint: m[3]! };
+  };
+  const first = await start();
+  try {
+    assert.equal(first.how, 'made now');
+    assert.match(first.p.stderr(), /demo page: https:\/\/\S+\/ {3}player: https:\/\/\S+\/player {3}console: https:\/\/\S+\/console/);
+    assert.match(first.p.stderr(), /SIP over WebSocket: wss:\/\/\S+\/sip {2}\(domain voxgate\.local, 0 users\)/);
+    const certPem = readFileSync(join(dir, 'voxgate-dev-tls', 'cert.pem'));
+    const cert = new X509Certificate(certPem);
+    assert.equal(cert.fingerprint256, first.fingerprint, 'the banner names the certificate served');
+    assert.match(cert.subjectAltName ?? '', /DNS:localhost/);
+    assert.match(cert.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+    // A client that trusts exactly that certificate reaches the page over TLS, by name and by address.
+    for (const host of ['localhost', '127.0.0.1']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', servername: host === 'localhost' ? host : undefined, port: new URL(first.url).port, path: '/', ca: certPem, checkServerIdentity: (_h, c) => (host === 'localhost' ? undefined : c.subjectaltname?.includes('IP Address:127.0.0.1') ? undefined : new Error('no IP SAN')) }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 200, host);
+    }
+  } finally {
+    first.p.child.kill('SIGTERM');
+    await first.p.exited;
+  }
+  const second = await start();
+  try {
+    assert.equal(second.how, 'reused');
+    assert.equal(second.fingerprint, first.fingerprint);
+  } finally {
+    second.p.child.kill('SIGTERM');
+    await second.p.exited;
+  }
 });

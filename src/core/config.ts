@@ -235,6 +235,8 @@ export const configSchema = z
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
         tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
+        /** HTTPS with a self-signed certificate for this machine, made once and reused (development; `--dev-tls`). */
+        devTls: z.boolean().default(false),
         /** Largest accepted request body (an SDP offer is a few KB). */
         maxBodyBytes: z.number().int().positive().default(64 * 1024),
       })
@@ -455,6 +457,7 @@ export interface ConfigOverrides {
   host?: string;
   httpPort?: number;
   udpPort?: number;
+  devTls?: boolean;
 }
 
 export function loadConfig(path: string | undefined, overrides: ConfigOverrides = {}): Config {
@@ -478,6 +481,7 @@ export function loadConfig(path: string | undefined, overrides: ConfigOverrides 
   const http = { ...((raw.http as object | undefined) ?? {}) } as Record<string, unknown>;
   const media = { ...((raw.media as object | undefined) ?? {}) } as Record<string, unknown>;
   if (overrides.host !== undefined) http.host = overrides.host;
+  if (overrides.devTls) http.devTls = true;
   if (overrides.httpPort !== undefined) http.port = overrides.httpPort;
   if (overrides.udpPort !== undefined) media.udpPort = overrides.udpPort;
   return parseConfig({ ...raw, http, media });
