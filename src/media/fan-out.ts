@@ -35,6 +35,7 @@ export interface FanoutEvents extends Record<string, unknown[]> {
 export class Fanout extends TypedEmitter<FanoutEvents> {
   readonly listeners = new Map<string, FanoutListener>();
   readonly #encoders = new Map<string, AudioEncoder>();
+  #mixer: Mixer;
   #silence: Int16Array;
 
   constructor(
@@ -44,6 +45,7 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
   ) {
     super();
     this.#silence = new Int16Array(samplesPerFrame(rate));
+    this.#mixer = new Mixer(rate);
   }
 
   get size(): number {
@@ -87,6 +89,7 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
     this.rate = rate;
     this.#encoders.clear();
     this.#silence = new Int16Array(samplesPerFrame(rate));
+    this.#mixer = new Mixer(rate);
   }
 
   /** The caller's leg changed codec (it was replaced): listeners that were forwarded to are encoded for now. */
@@ -99,6 +102,7 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
   onTick(caller: Int16Array | undefined, agent: Int16Array | undefined): void {
     if (this.listeners.size === 0) return;
     const encoded = new Map<string, Buffer>();
+    let mixed: Int16Array | undefined | null = null;
     for (const l of this.listeners.values()) {
       if (l.passthrough) continue;
       const key = `${l.track}:${l.codec}`;
@@ -109,7 +113,9 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
           enc = createEncoder(l.codec, this.rate);
           this.#encoders.set(key, enc);
         }
-        const pcm = l.track === 'caller' ? caller : l.track === 'agent' ? agent : mix(caller, agent);
+        // The mix once per tick (the limiter has state), whatever codecs its listeners take.
+        if (l.track === 'mix' && mixed === null) mixed = this.#mixer.mix(caller, agent);
+        const pcm = l.track === 'caller' ? caller : l.track === 'agent' ? agent : mixed;
         payload = enc.encode(pcm ?? this.#silence);
         encoded.set(key, payload);
       }
@@ -123,21 +129,41 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
   }
 }
 
+/** The mix's peak ceiling: -3 dBFS, headroom for a lossy codec's overshoot at the listener's decoder. */
+export const MIX_CEILING = 23197;
+
 /**
- * Caller and agent mixed: each at -3 dB when both speak (so a sum of two full-scale voices
- * rarely clips), then a soft limiter above -1 dBFS instead of hard clipping.
+ * Caller and agent mixed for listeners: each at -3 dB (two uncorrelated voices sum to the level
+ * of one), then a peak limiter. A sample-by-sample soft clipper (tanh) let a loud caller and
+ * the echo of its own voice sum to within 0.05 dB of full scale, which Opus then overshot at the
+ * listener: thousands of clipped samples per second. The limiter rides the gain instead: it
+ * drops at once to what keeps the next sample under the ceiling, so no sample ever exceeds it,
+ * and recovers over ~100 ms, so speech is not pumped between syllables.
  */
-export function mix(a: Int16Array | undefined, b: Int16Array | undefined): Int16Array | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  const out = new Int16Array(a.length);
-  const g = Math.SQRT1_2;
-  const knee = 29204; // -1 dBFS
-  for (let i = 0; i < out.length; i++) {
-    const x = (a[i]! + (b[i] ?? 0)) * g;
-    const ax = Math.abs(x);
-    const y = ax <= knee ? ax : knee + (32767 - knee) * Math.tanh((ax - knee) / (32767 - knee));
-    out[i] = Math.round(Math.sign(x) * y);
+export class Mixer {
+  #gain = 1;
+  readonly #release: number;
+
+  constructor(rate: number) {
+    // Gain recovers with a 100 ms time constant.
+    this.#release = 1 - Math.exp(-1 / (0.1 * rate));
   }
-  return out;
+
+  mix(a: Int16Array | undefined, b: Int16Array | undefined): Int16Array | undefined {
+    if (!a && !b) return undefined;
+    const n = (a ?? b)!.length;
+    const out = new Int16Array(n);
+    // One party alone is as loud as it came (its own codec produced it); together, -3 dB each.
+    const g = a && b ? Math.SQRT1_2 : 1;
+    let gain = this.#gain;
+    for (let i = 0; i < n; i++) {
+      const x = ((a?.[i] ?? 0) + (b?.[i] ?? 0)) * g;
+      const ax = Math.abs(x);
+      gain += (1 - gain) * this.#release;
+      if (ax * gain > MIX_CEILING) gain = MIX_CEILING / ax;
+      out[i] = Math.round(x * gain);
+    }
+    this.#gain = gain;
+    return out;
+  }
 }
