@@ -5,7 +5,11 @@ import type { Logger } from '../core/logger.js';
 import type { Agent, AgentSession } from './agent.js';
 
 const PRE_ROLL_FRAMES = 15; // 300 ms before the VAD fired: the start of the first word
-const MAX_TURN_FRAMES = 50 * 30;
+/** A caller who never pauses is answered after this much of one turn. */
+export const MAX_TURN_MS = 15_000;
+const MAX_TURN_FRAMES = MAX_TURN_MS / 20 + PRE_ROLL_FRAMES;
+/** Talking over the greeting stops it only after this much speech: a click or the first noise of a microphone does not. */
+export const GREETING_BARGE_MS = 600;
 
 /**
  * The default agent: greets the caller, detects turns with Silero VAD, answers each turn by
@@ -44,30 +48,41 @@ export class DemoAgent implements Agent {
       session.send({ type: 'mark', name: label, result });
     };
 
+    let greeting = true; // the greeting is playing
+    let pendingBarge = false;
+    const bargeIn = () => {
+      pendingBarge = false;
+      // Barge-in: the caller talks over us; everything queued is dropped now.
+      session.clear();
+      session.send({ type: 'barge-in', index: turn + 1 });
+      log.info('barge-in');
+    };
+    const endTurn = (speechMs: number, cut: boolean) => {
+      pendingBarge = false;
+      turn++;
+      const words = recording ?? [];
+      recording = undefined;
+      const seconds = (speechMs / 1000).toFixed(1);
+      session.send({ type: 'turn', index: turn, speechMs: Math.round(speechMs), ...(cut ? { cut: true } : {}) });
+      log.info({ turn, speechMs: Math.round(speechMs), cut }, 'turn');
+      say(['You said:', words, `You spoke for ${seconds} seconds.`], `reply-${turn}`).catch((err: unknown) => log.warn({ err }, 'reply failed'));
+    };
+
     session.on('frame', (f: AudioFrame) => {
       recent.push(f.samples);
       if (recent.length > PRE_ROLL_FRAMES) recent.shift();
       if (recording && recording.length < MAX_TURN_FRAMES) recording.push(f.samples);
       vad.push(f.samples, (p) => {
         const e = turns.push(p);
-        if (!e) return;
-        if (e.event === 'start') {
+        if (e?.event === 'start') {
           recording = [...recent];
           session.send({ type: 'turn-start', index: turn + 1 });
-          if (speaking > 0) {
-            // Barge-in: the caller talks over us; everything queued is dropped now.
-            session.clear();
-            session.send({ type: 'barge-in', index: turn + 1 });
-            log.info('barge-in');
-          }
-        } else {
-          turn++;
-          const words = recording ?? [];
-          recording = undefined;
-          const seconds = (e.speechMs / 1000).toFixed(1);
-          session.send({ type: 'turn', index: turn, speechMs: Math.round(e.speechMs) });
-          log.info({ turn, speechMs: Math.round(e.speechMs) }, 'turn');
-          say(['You said:', words, `You spoke for ${seconds} seconds.`], `reply-${turn}`).catch((err: unknown) => log.warn({ err }, 'reply failed'));
+          if (speaking > 0 && greeting) pendingBarge = true; // decided once the caller has really spoken
+          else if (speaking > 0) bargeIn();
+        } else if (e?.event === 'end') endTurn(e.speechMs, false);
+        else if (turns.speaking) {
+          if (pendingBarge && greeting && speaking > 0 && turns.speechMs >= GREETING_BARGE_MS) bargeIn();
+          if (turns.turnMs >= MAX_TURN_MS) endTurn(turns.forceEnd()!.speechMs, true);
         }
       });
     });
@@ -79,5 +94,6 @@ export class DemoAgent implements Agent {
       if (msg?.type === 'say' && typeof msg.text === 'string') say([msg.text.slice(0, 500)], 'say').catch(() => undefined);
     });
     await say(['Hello! This is the voxgate demo. Say something, and I will play it back to you.'], 'greeting');
+    greeting = false;
   }
 }

@@ -47,10 +47,24 @@ export function parseWav(wav: Buffer): { rate: number; samples: Int16Array } {
  * Offline speech synthesis: espeak-ng compiled to WASM (npm `espeak-ng`) in a worker thread,
  * resampled to the agent's rate. Phrases are cached.
  */
+/**
+ * espeak-ng is a fresh WebAssembly instance per utterance (its build exports no callMain to run
+ * again), and the worker's collector let those instances pile up: about 4 MB per new sentence,
+ * 2.2 GB after 100 demo calls. So a worker is retired after this many sentences, once idle, and
+ * all its memory goes with it; the next sentence starts a new one (about 100 ms, once in a while).
+ */
+const SENTENCES_PER_WORKER = 16;
+
+interface SynthWorker {
+  worker: Worker;
+  pending: Map<number, { resolve: (wav: Buffer) => void; reject: (err: Error) => void }>;
+  /** Sentences given to it. */
+  taken: number;
+}
+
 export class SpeechSynthesizer {
-  #worker: Worker | undefined;
+  #worker: SynthWorker | undefined;
   #next = 1;
-  readonly #pending = new Map<number, { resolve: (wav: Buffer) => void; reject: (err: Error) => void }>();
   readonly #cache = new Map<string, Int16Array>();
 
   constructor(private readonly voice = 'en-us') {}
@@ -67,30 +81,40 @@ export class SpeechSynthesizer {
   }
 
   close(): void {
-    void this.#worker?.terminate();
+    void this.#worker?.worker.terminate();
     this.#worker = undefined;
   }
 
   #synthesize(text: string): Promise<Buffer> {
-    if (!this.#worker) {
-      this.#worker = new Worker(workerSource(), { eval: true });
-      this.#worker.unref();
-      this.#worker.on('message', (m: { id: number; wav?: Uint8Array; error?: string }) => {
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.error || !m.wav) p?.reject(new Error(m.error ?? 'no audio'));
-        else p?.resolve(Buffer.from(m.wav));
-      });
-      this.#worker.on('error', (err) => {
-        for (const p of this.#pending.values()) p.reject(err);
-        this.#pending.clear();
-        this.#worker = undefined;
-      });
-    }
+    if (!this.#worker) this.#worker = this.#startWorker();
+    const w = this.#worker;
+    // Past its quota the worker takes no more sentences; it goes once its last one is back.
+    if (++w.taken >= SENTENCES_PER_WORKER) this.#worker = undefined;
     const id = this.#next++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#worker!.postMessage({ id, text: text.replace(/["\n]/g, ' '), voice: this.voice });
+      w.pending.set(id, { resolve, reject });
+      w.worker.postMessage({ id, text: text.replace(/["\n]/g, ' '), voice: this.voice });
     });
+  }
+
+  #startWorker(): SynthWorker {
+    const w: SynthWorker = { worker: new Worker(workerSource(), { eval: true }), pending: new Map(), taken: 0 };
+    w.worker.unref();
+    const retireIfDone = () => {
+      if (this.#worker !== w && w.pending.size === 0) void w.worker.terminate();
+    };
+    w.worker.on('message', (m: { id: number; wav?: Uint8Array; error?: string }) => {
+      const p = w.pending.get(m.id);
+      w.pending.delete(m.id);
+      if (m.error || !m.wav) p?.reject(new Error(m.error ?? 'no audio'));
+      else p?.resolve(Buffer.from(m.wav));
+      retireIfDone();
+    });
+    w.worker.on('error', (err) => {
+      for (const p of w.pending.values()) p.reject(err);
+      w.pending.clear();
+      if (this.#worker === w) this.#worker = undefined;
+    });
+    return w;
   }
 }

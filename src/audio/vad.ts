@@ -74,6 +74,24 @@ export class TurnDetector {
     return this.#speaking;
   }
 
+  /** How long the turn in progress has lasted (0 between turns). */
+  get turnMs(): number {
+    return this.#speaking ? this.#turnMs : 0;
+  }
+
+  /** Speech in the turn so far, without the quiet at its end (0 between turns). */
+  get speechMs(): number {
+    return this.#speaking ? this.#turnMs - this.#below : 0;
+  }
+
+  /** Ends the turn in progress now (a caller who never pauses still gets an answer). */
+  forceEnd(): { event: 'end'; speechMs: number } | undefined {
+    if (!this.#speaking) return undefined;
+    this.#speaking = false;
+    this.#above = 0;
+    return { event: 'end', speechMs: this.#turnMs - this.#below };
+  }
+
   /** Returns 'start' when a turn begins, 'end' (with its speech length) when it ends. */
   push(p: number): { event: 'start' } | { event: 'end'; speechMs: number } | undefined {
     const { startThreshold, endThreshold, minSpeechMs, hangoverMs, windowMs } = this.opts;
