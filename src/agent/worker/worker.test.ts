@@ -244,16 +244,17 @@ test('offers that are not ours are refused and wedge nothing: bad ids, rates, mi
   assert.deepEqual(n.pool.workersOf('support').map((l) => l.id), ['sturdy']);
 });
 
-test('a worker that answers an offer too late is told to let it go, and the call starts on the next one only', async () => {
+test('a worker that answers an offer too late is told to let it go, and the call starts on the next one only', async (t) => {
   const n = await node();
   // A worker that reports room (the least loaded) but answers after the 1 s offer timeout.
   const slow = await nats.connect('slow');
   const heard: { subject: string; data: string }[] = [];
   slow.subscribe(subjects.offer(n.prefix, 'slow'), { callback: (_e, m) => void setTimeout(() => m.respond(JSON.stringify({ accept: true, workerId: 'slow', load: { v: 1, id: 'slow', name: 'support', calls: 1, maxCalls: 10, sampleRate: 16000, draining: false } })), 1100) });
   slow.subscribe(`${n.prefix}.call.*.slow.agent`, { callback: (_e, m) => void (heard.push({ subject: m.subject, data: m.string() }), waiter.poke()) });
-  const load = () => slow.publish(subjects.load(n.prefix, 'support'), JSON.stringify({ v: 1, id: 'slow', name: 'support', calls: 0, maxCalls: 10, sampleRate: 16000, draining: false }));
+  // A beat stops with its test: the file's connections are drained before the cleanups run, and a publish on a closed connection throws.
+  const load = () => slow.isClosed() || slow.publish(subjects.load(n.prefix, 'support'), JSON.stringify({ v: 1, id: 'slow', name: 'support', calls: 0, maxCalls: 10, sampleRate: 16000, draining: false }));
   const beat = setInterval(load, 300);
-  cleanups.push(() => clearInterval(beat));
+  t.after(() => clearInterval(beat));
   load();
   const remote = new ScriptedAgent();
   const real = await worker(n.prefix, remote, { maxCalls: 10, id: 'real' });
@@ -271,13 +272,13 @@ test('a worker that answers an offer too late is told to let it go, and the call
   assert.equal(remote.sessions.at(-1)?.callId, 'call-late');
 });
 
-test('a start the worker never takes (it let the place go, or is stuck) fails the attach within 5 s; the call does not wait on a silent agent', async () => {
+test('a start the worker never takes (it let the place go, or is stuck) fails the attach within 5 s; the call does not wait on a silent agent', async (t) => {
   const n = await node();
   const mute = await nats.connect('mute');
   const load = { v: 1, id: 'mute', name: 'support', calls: 0, maxCalls: 10, sampleRate: 16000, draining: false };
   mute.subscribe(subjects.offer(n.prefix, 'mute'), { callback: (_e, m) => void m.respond(JSON.stringify({ accept: true, workerId: 'mute', load })) });
-  const beat = setInterval(() => mute.publish(subjects.load(n.prefix, 'support'), JSON.stringify(load)), 300);
-  cleanups.push(() => clearInterval(beat));
+  const beat = setInterval(() => mute.isClosed() || mute.publish(subjects.load(n.prefix, 'support'), JSON.stringify(load)), 300);
+  t.after(() => clearInterval(beat));
   await waiter.until(() => n.pool.workersOf('support').length === 1, 'the mute worker known');
   const agent = await reserved(n.agent(), 'call-mute');
   const t0 = Date.now();
