@@ -109,7 +109,7 @@ export function applyTricklePatch(target: TrickleTarget, req: EndpointRequest, a
 }
 
 /** Writes an audit record, turning a failed write into a 500 so the request is not carried out. */
-export function auditOrFail(audit: AuditLog, log: Logger, entry: AuditEntry): void {
+export function auditOrFail(audit: Pick<AuditLog, 'write'>, log: Logger, entry: AuditEntry): void {
   try {
     audit.write(entry);
   } catch (err) {

@@ -69,7 +69,7 @@ export function adminEndSession(deps: Pick<AdminPluginDeps, 'adminToken' | 'call
       if (ended) throw new VoxgateError('VG_SESSION_NOT_FOUND', `Session ${id} already ended (${ended.reason}, ${ended.endedAt}).`);
       throw new VoxgateError('VG_SESSION_NOT_FOUND', `No session ${id} on this gateway; GET /api/sessions lists the live ones.`);
     }
-    auditOrFail(deps.audit as AuditLog, deps.log, { action: 'admin.session.delete', outcome: 'ok', remote: req.remote, session: id, source: call.source.name });
+    auditOrFail(deps.audit, deps.log, { action: 'admin.session.delete', outcome: 'ok', remote: req.remote, session: id, source: call.source.name });
     deps.log.info({ session: id, remote: req.remote }, 'session ended by the admin');
     call.close('admin');
     return json(deps.history.get(id) ?? { id, reason: 'admin' });
