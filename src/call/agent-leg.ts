@@ -1,4 +1,5 @@
 import { AgentSession, type Agent, type CallDetails, type DialedCall, type DialRequest, type TransferOptions, type TransferTarget } from '../agent/agent.js';
+import type { MarkResult } from '../audio/pacer.js';
 import type { AudioFrame } from '../audio/frame.js';
 import { Pacer } from '../audio/pacer.js';
 import type { Clock } from '../core/clock.js';
@@ -16,6 +17,8 @@ export interface AgentLegControl {
   sendDtmf(digits: string): boolean;
   /** The agent places another call. */
   dial(req: DialRequest, id?: string): DialedCall;
+  /** Each mark as it is played or cleared, whether or not the agent tells anyone (the call's timeline). */
+  marked?(name: string, result: MarkResult): void;
 }
 
 /**
@@ -59,7 +62,11 @@ export class AgentLeg implements AgentParty {
         this.#clearedAt = clock.now();
         this.#playAt = undefined; // audio dropped before it was heard: the next play() starts the measure
       },
-      mark: (name) => this.pacer.mark(name),
+      mark: (name) => {
+        const done = this.pacer.mark(name);
+        if (control.marked) void done.then((result) => control.marked!(name, result));
+        return done;
+      },
       send: (data) => control.send(data),
       hangup: (reason) => control.hangup(reason),
       transfer: (target, opts) => control.transfer(target, opts),

@@ -2,6 +2,7 @@ import type { TransferOptions, TransferTarget } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { TypedEmitter } from '../core/events.js';
+import { CallActivity } from './call-activity.js';
 import type { CodecName } from '../core/config.js';
 import type { AudioRepairs, MediaEndpoint, MediaFormat, Quality } from '../media/endpoint.js';
 import { Fanout, type FanoutListener } from '../media/fan-out.js';
@@ -31,11 +32,7 @@ export type EndReason =
   /** An operator ended it (DELETE /api/sessions/:id). */
   | 'admin';
 
-const TRANSITIONS: Record<CallState, CallState[]> = {
-  connecting: ['connected', 'ended'],
-  connected: ['ended'],
-  ended: [],
-};
+const TRANSITIONS: Record<CallState, CallState[]> = { connecting: ['connected', 'ended'], connected: ['ended'], ended: [] };
 
 /**
  * Who a leg is in the call: the party who called (or published), the party voxgate bridged
@@ -103,6 +100,8 @@ export class Call extends TypedEmitter<CallEvents> {
   readonly legs = new Map<LegRole, Leg>();
   readonly createdAt: number;
   readonly fanout: Fanout;
+  /** Its event timeline and, while the console meters it, its levels. */
+  readonly activity: CallActivity;
   /** The rate the call's legs exchange PCM at (its agent's rate). */
   readonly pcmRate: number;
   /** How the caller reached us (`whip`, `sip-ws`, ...): the session kind in the directory. */
@@ -146,6 +145,7 @@ export class Call extends TypedEmitter<CallEvents> {
     this.#createdAtMedia = this.#mediaNow();
     this.createdAt = clock.now();
     this.fanout = new Fanout('opus', this.pcmRate);
+    this.activity = new CallActivity(() => clock.now());
     this.#armIdle(idleTimeoutMs);
   }
 
@@ -355,6 +355,7 @@ export class Call extends TypedEmitter<CallEvents> {
     const onTick = (received: Int16Array | undefined, sent: Int16Array | undefined) => {
       const other = sent ?? this.#otherFrame;
       this.#otherFrame = undefined;
+      this.activity.tick(received, other);
       this.fanout.onTick(received, other);
     };
     const onMessage = (text: string) => this.#onMessage(text);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Agent, CallDetails, TransferOptions, TransferTarget } from '../agent/agent.js';
+import { TransferError, type Agent, type CallDetails, type TransferOptions, type TransferTarget } from '../agent/agent.js';
 import type { SourceIdentity } from '../auth/source-auth.js';
 import type { Clock } from '../core/clock.js';
 import { VoxgateError } from '../core/errors.js';
@@ -10,6 +10,7 @@ import type { AnswerPlan } from '../sdp/codec-policy.js';
 import type { MediaTransport, SendStream } from '../transport/media-transport.js';
 import { AgentLeg } from './agent-leg.js';
 import { Call, NATURAL_RATE } from './call.js';
+import type { ActivityEvent } from './call-activity.js';
 import type { CallTable } from './call-table.js';
 import { PartyLeg } from './party-leg.js';
 
@@ -191,13 +192,16 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
       call.message('caller', data);
       const type = (data as { type?: unknown } | null)?.type;
       if (type === 'turn' || type === 'agent-text') call.fanout.publish(type, data);
+      // Marks go on the timeline as they resolve (below), whether or not the agent reports them.
+      if (typeof type === 'string' && type !== 'mark') call.activity.event(data as ActivityEvent);
     },
+    marked: (name, result) => call.activity.event({ type: 'mark', name, result }),
     sendDtmf: (digits) => call.sendDtmf('agent', digits),
     // With the call's own authority: only a source with `outbound` may place calls (not a phone caller's agent).
     dial: (dial, callId) => deps.calls.dial({ ...dial, customParameters: { ...dial.customParameters, parentSession: id } }, { source: req.source, ...(callId ? { id: callId } : {}) }),
   }, req.details);
   call.addLeg('agent', agentLeg);
-  if (req.transfer) call.transferHandler = (target, opts) => req.transfer!(call, target, opts);
+  if (req.transfer) call.transferHandler = recordedTransfer(call, (target, opts) => req.transfer!(call, target, opts));
   call.on('dtmf', (from, digit) => log.info({ from, digit }, 'dtmf'));
   return {
     call,
@@ -211,5 +215,21 @@ export async function startCall(deps: StartCallDeps, req: StartCallRequest): Pro
         call.close('agent-failed');
       });
     },
+  };
+}
+
+/** A transfer handler whose attempts and outcomes go on the call's timeline (the agent's and the operator's alike). */
+export function recordedTransfer(call: Call, transfer: NonNullable<Call['transferHandler']>): NonNullable<Call['transferHandler']> {
+  return async (target, opts) => {
+    const to = [target].flat().join(', ');
+    call.activity.event({ type: 'transfer', target: to });
+    try {
+      await transfer(target, opts);
+      call.activity.event({ type: 'transfer', target: to, result: 'connected' });
+    } catch (err) {
+      const why = err instanceof TransferError ? `${err.status} ${err.reason}` : (err as Error).message;
+      call.activity.event({ type: 'transfer', target: to, result: `failed (${why})` });
+      throw err;
+    }
   };
 }

@@ -1,13 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import { bearerToken, secretEquals } from '../../auth/source-auth.js';
 import type { Call } from '../../call/call.js';
-import type { ListenerLeg } from '../../call/listener-leg.js';
 import type { SessionRecord } from '../../call/session-directory.js';
-import type { PartyLeg } from '../../call/party-leg.js';
+import { describeCall } from '../../call/describe-call.js';
 import type { Clock } from '../../core/clock.js';
 import { VoxgateError } from '../../core/errors.js';
 import type { Binding } from '../../sip/registrar.js';
-import { auditOrFail, type EndpointReply, type EndpointRequest } from '../../wish/resource.js';
+import { z } from 'zod';
+import { TransferError } from '../../agent/agent.js';
+import { auditOrFail, mediaType, type EndpointReply, type EndpointRequest } from '../../wish/resource.js';
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { CallHistory } from '../../call/call-history.js';
 import type { Logger } from '../../core/logger.js';
@@ -37,7 +38,7 @@ export interface AdminPluginDeps {
   audit: Pick<AuditLog, 'write'>;
   log: Logger;
   /** In a fleet: a request for a session another node holds, answered by that node (undefined: not elsewhere). */
-  elsewhere?: (op: 'session.delete', id: string, req: EndpointRequest) => Promise<EndpointReply | undefined>;
+  elsewhere?: (op: 'session.delete' | 'session.transfer', id: string, req: EndpointRequest) => Promise<EndpointReply | undefined>;
   /** WHEP listener tokens: one may list the sessions it may hear on `/api/sessions`. */
   listeners?: Pick<ListenerAuthenticator, 'authenticate' | 'authorize'>;
   /** In a fleet: another node's session as the directory has it. */
@@ -76,6 +77,55 @@ export function adminEndSession(deps: Pick<AdminPluginDeps, 'adminToken' | 'call
   };
 }
 
+/** `POST /api/sessions/:id/transfer`'s body: who the caller goes to (one, or several rung at once), how long they may ring. */
+export function parseTransferRequest(req: Pick<EndpointRequest, 'headers' | 'body'>): { to: string | string[]; timeoutSeconds?: number } {
+  const hint = 'send {"to": "alice"} (a registered user, a sip: URI or an E.164 number; or a list rung at once) and optionally "timeoutSeconds" (1 to 600)';
+  if (mediaType(req.headers['content-type']) !== 'application/json') {
+    throw new VoxgateError('VG_HTTP_UNSUPPORTED_MEDIA_TYPE', `Send the transfer as Content-Type: application/json: ${hint}.`, { headers: { 'Accept-Post': 'application/json' } });
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(req.body.toString('utf8'));
+  } catch {
+    throw new VoxgateError('VG_REQUEST_INVALID', `The body is not JSON: ${hint}.`);
+  }
+  const target = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).min(1).max(10)]);
+  const parsed = z.strictObject({ to: target, timeoutSeconds: z.number().min(1).max(600).optional() }).safeParse(body);
+  if (!parsed.success) {
+    const fields = [...new Set(parsed.error.issues.map((i) => (i.code === 'unrecognized_keys' ? i.keys.join(', ') : String(i.path[0] ?? '(body)'))))];
+    throw new VoxgateError('VG_REQUEST_INVALID', `Bad field ${fields.join(', ')}: ${hint}.`, { extra: { errors: fields.map((field) => ({ field })) } });
+  }
+  return parsed.data;
+}
+
+/**
+ * `POST /api/sessions/:id/transfer` on the node holding the call: audited, then the call's own
+ * transfer (the agent's `transfer()`: a SIP caller is referred or bridged, a WHIP caller bridged);
+ * answers when the target has answered (200) or the transfer has failed (409 with the SIP status).
+ */
+export function adminTransferSession(deps: Pick<AdminPluginDeps, 'adminToken' | 'call' | 'audit' | 'log'>): (id: string, req: EndpointRequest) => Promise<EndpointReply> {
+  return async (id, req) => {
+    requireAdminToken(req.headers.authorization as string | undefined, deps.adminToken);
+    const { to, timeoutSeconds } = parseTransferRequest(req);
+    const call = deps.call(id);
+    if (!call) throw new VoxgateError('VG_SESSION_NOT_FOUND', `No live session ${id} on this gateway; GET /api/sessions lists them.`);
+    if (!call.transferHandler) throw new VoxgateError('VG_TRANSFER_FAILED', `Session ${id} (${call.kind}) cannot be transferred: it has no agent handing it over.`);
+    const target = [to].flat().join(', ');
+    auditOrFail(deps.audit, deps.log, { action: 'admin.session.transfer', outcome: 'ok', remote: req.remote, session: id, source: call.source.name, target });
+    deps.log.info({ session: id, target, remote: req.remote }, 'transfer by the admin');
+    try {
+      await call.transferHandler(to, timeoutSeconds === undefined ? {} : { timeoutSeconds });
+    } catch (err) {
+      if (!(err instanceof TransferError)) throw err;
+      const extra = { extra: { sipStatus: err.status, sipReason: err.reason } };
+      if (err.status === 400) throw new VoxgateError('VG_REQUEST_INVALID', `The transfer target is not usable: ${err.reason}.`, extra);
+      if (err.status === 503) throw new VoxgateError('VG_CAPACITY', `The transfer could not be placed: ${err.reason}.`, { ...extra, headers: { 'Retry-After': '5' } });
+      throw new VoxgateError('VG_TRANSFER_FAILED', `The transfer to ${target} failed: ${err.status} ${err.reason}; the caller stays where they were.`, extra);
+    }
+    return json({ id, target, result: 'transferred' });
+  };
+}
+
 const json = (body: unknown): EndpointReply => ({ status: 200, headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify(body) });
 
 /**
@@ -85,6 +135,7 @@ const json = (body: unknown): EndpointReply => ({ status: 200, headers: { 'Conte
 export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
   const requireAdmin = (req: IncomingMessage): void => requireAdminToken(req.headers.authorization, deps.adminToken);
   const endSession = adminEndSession(deps);
+  const transfer = adminTransferSession(deps);
   /** A WHEP listener's token (not the admin's) on /api/sessions; undefined lets the admin check answer. */
   const listenerOf = (req: IncomingMessage): ListenerIdentity | undefined => {
     if (!deps.listeners || !req.headers.authorization || secretEquals(bearerToken(req.headers.authorization), deps.adminToken)) return undefined;
@@ -164,6 +215,21 @@ export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
         },
       },
     },
+    '/api/sessions/:id/transfer': {
+      auditRefusals: { action: 'admin.session.transfer', sessionParam: 'id' },
+      methods: {
+        POST: async (ctx) => {
+          const req = await ctx.endpointRequest();
+          const id = ctx.params.id!;
+          if (!deps.call(id)) {
+            requireAdmin(ctx.req);
+            const there = await deps.elsewhere?.('session.transfer', id, req);
+            if (there) return there;
+          }
+          return transfer(id, req);
+        },
+      },
+    },
     '/api/history': {
       methods: {
         GET: ({ req, query }) => {
@@ -212,37 +278,5 @@ export function adminPlugin(deps: AdminPluginDeps): PluginRoutes {
         },
       },
     },
-  };
-}
-
-function describeCall(call: Call, now: number) {
-  const caller = call.leg('caller') as PartyLeg | undefined;
-  const ep = caller?.endpoint;
-  const totals = call.totals();
-  return {
-    id: call.id,
-    source: call.source.name,
-    kind: call.source.kind,
-    state: call.state,
-    codec: ep?.format.codec ?? null,
-    direction: ep ? (ep.format.sends ? 'sendrecv' : 'recvonly') : null,
-    remoteAddress: caller?.remoteAddress ?? null,
-    signalingAddress: call.signalingRemote ?? null,
-    packets: totals.packetsReceived,
-    bytes: totals.bytesReceived,
-    firstPacketAt: ep?.received.firstArrival ? new Date(ep.received.firstArrival).toISOString() : null,
-    lastPacketAt: ep?.received.lastArrival ? new Date(ep.received.lastArrival).toISOString() : null,
-    ageSeconds: Math.round((now - call.createdAt) / 100) / 10,
-    sipCallId: call.sipCallId ?? null,
-    trunk: call.trunk ?? null,
-    pipeline: call.describe() || null,
-    mode: call.mode,
-    quality: ep?.quality ?? null,
-    audio: ep ? { ...call.repairs(), codecThread: ep.codecThread } : null,
-    legs: [...call.legs.entries()].map(([role, leg]) => ({ role, kind: leg.kind, codec: leg.endpoint?.format.codec ?? null, pipeline: leg.endpoint?.describe() ?? null, ...leg.counters() })),
-    listeners: [...call.fanout.listeners.values()].map((l) => {
-      const leg = l as ListenerLeg;
-      return { id: leg.id, name: leg.name, track: leg.track, codec: leg.codec, forwarded: leg.passthrough, packetsSent: leg.sentPackets };
-    }),
   };
 }
