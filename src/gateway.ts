@@ -28,8 +28,10 @@ import { GatewayMetrics } from './http/metrics.js';
 import { RateLimiter } from './http/rate-limit.js';
 import { Router } from './http/router.js';
 import { baseUrl, close, createServer, listen, serverUrl } from './http/server.js';
-import { adminEndSession, adminPlugin } from './http/plugins/admin.js';
+import { adminEndSession, adminPlugin, adminTransferSession } from './http/plugins/admin.js';
+import { consolePlugin } from './http/plugins/console.js';
 import { CallHistory } from './call/call-history.js';
+import { CallMonitor } from './call/call-monitor.js';
 import { logCalls } from './call/call-logging.js';
 import type { EndpointReply, EndpointRequest } from './wish/resource.js';
 import { dirname, join } from 'node:path';
@@ -99,7 +101,10 @@ export class Gateway {
   readonly audit: AuditLog;
   /** Recently ended calls and their call-detail records. */
   readonly history: CallHistory;
-  readonly #endSession: (id: string, req: EndpointRequest) => EndpointReply;
+  /** Every live call's chart, timeline and levels, for the console (`GET /api/events`). */
+  readonly monitor: CallMonitor;
+  /** The admin's acts on a call, run where the call is (another node's are forwarded here). */
+  readonly #admin: { end: (id: string, req: EndpointRequest) => EndpointReply; transfer: (id: string, req: EndpointRequest) => Promise<EndpointReply> };
   readonly #listeners: ListenerAuthenticator;
   readonly auth: SourceAuthenticator;
   readonly whip: WhipEndpoint;
@@ -169,7 +174,7 @@ export class Gateway {
     this.fleet = cluster
       ? new Fleet(cluster, {
           calls: this.calls,
-          handlers: { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req), 'session.delete': (id, req) => this.#endSession(id, req) },
+          handlers: { 'whip.patch': (id, req) => this.whip.patch(id, req), 'whip.delete': (id, req) => this.whip.delete(id, req), 'session.delete': (id, req) => this.#admin.end(id, req), 'session.transfer': (id, req) => this.#admin.transfer(id, req) },
           now: () => this.clock.now(),
           log: this.log.child({ component: 'cluster' }),
         })
@@ -187,7 +192,9 @@ export class Gateway {
       this.audit.close();
       throw fileProblem('audit.cdrPath', cdrPath!, err, 'the call-detail record file');
     }
-    this.#endSession = adminEndSession({ adminToken: this.adminToken, call: (id) => this.calls.get(id), history: this.history, audit: this.audit, log: this.log });
+    const adminDeps = { adminToken: this.adminToken, call: (id: string) => this.calls.get(id), history: this.history, audit: this.audit, log: this.log };
+    this.#admin = { end: adminEndSession(adminDeps), transfer: adminTransferSession(adminDeps) };
+    this.monitor = new CallMonitor({ calls: this.calls, history: this.history, now: () => this.clock.now(), events: this.events, node: cluster?.nodeId ?? 'local', onError: (err) => this.log.error({ err }, 'console watcher failed') });
     this.audit.tap((text) => {
       for (const m of text.matchAll(/"session":"([^"]+)"/g)) this.calls.recorded(m[1]!); // events after their audit record
     });
@@ -380,8 +387,9 @@ export class Gateway {
       audit: this.audit,
       log: this.log,
       ...(this.cluster ? { nodeId: this.cluster.nodeId, fleet: () => this.directory.list(), record: (id: string) => this.directory.lookup(id) } : {}),
-      ...(this.fleet ? { elsewhere: (op: 'session.delete', id: string, req: EndpointRequest) => this.fleet!.forwardIfElsewhere(op, id, req) } : {}),
+      ...(this.fleet ? { elsewhere: (op: 'session.delete' | 'session.transfer', id: string, req: EndpointRequest) => this.fleet!.forwardIfElsewhere(op, id, req) } : {}),
     }));
+    router.use(consolePlugin({ adminToken: this.adminToken, monitor: this.monitor, history: this.history, ...(this.cluster ? { nodeId: this.cluster.nodeId, fleet: () => this.directory.list() } : {}) }));
     router.use(callsPlugin({
       adminToken: this.adminToken,
       authenticateSource: (authorization) => this.auth.authenticate(authorization),
@@ -452,6 +460,7 @@ export class Gateway {
     if (this.#server) await close(this.#server);
     this.audit.close();
     this.history.close();
+    this.monitor.close();
     await this.codecs.stop();
     this.agents.close();
     if (this.fleet) await this.fleet.leave();

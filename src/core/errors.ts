@@ -17,6 +17,7 @@ export const ERROR_TABLE = {
   VG_CALLER_ID_FORBIDDEN: { http: 403, sip: 403, title: 'Caller ID not owned by this trunk' },
   VG_TRUNK_LIMIT: { http: 429, sip: 503, title: 'Trunk call limit reached' },
   VG_CALL_FAILED: { http: 502, title: 'The call failed' },
+  VG_TRANSFER_FAILED: { http: 409, title: 'The transfer failed' },
   VG_SDP_MALFORMED: { http: 400, sip: 400, title: 'Malformed SDP' },
   VG_SDP_NO_AUDIO: { http: 422, sip: 488, title: 'No audio track in the offer' },
   VG_SDP_TOO_MANY_AUDIO: { http: 422, sip: 488, title: 'More than one audio track' },

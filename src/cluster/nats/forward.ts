@@ -11,7 +11,7 @@ import { problemReply, type EndpointReply, type EndpointRequest } from '../../wi
  * body) goes back unchanged. Subject: `<prefix>.node.<nodeId>.session`.
  */
 
-export type ForwardOp = 'whip.patch' | 'whip.delete' | 'session.delete';
+export type ForwardOp = 'whip.patch' | 'whip.delete' | 'session.delete' | 'session.transfer';
 
 interface Wire {
   op: ForwardOp;
@@ -21,6 +21,8 @@ interface Wire {
 
 const subjectOf = (prefix: string, nodeId: string) => `${prefix}.node.${nodeId}.session`;
 const TIMEOUT_MS = 5000;
+/** A transfer is answered when the target answers: it may ring up to its timeoutSeconds (at most 600). */
+const TRANSFER_TIMEOUT_MS = 605_000;
 
 /** Answers other nodes' forwarded requests with this node's handlers. */
 export function serveForwarded(nc: NatsConnection, prefix: string, nodeId: string, handlers: Partial<Record<ForwardOp, (id: string, req: EndpointRequest) => Promise<EndpointReply> | EndpointReply>>, log: Logger): Subscription {
@@ -53,7 +55,7 @@ export function serveForwarded(nc: NatsConnection, prefix: string, nodeId: strin
 export async function forward(nc: NatsConnection, prefix: string, nodeId: string, op: ForwardOp, id: string, req: EndpointRequest): Promise<EndpointReply> {
   const wire: Wire = { op, id, req: { headers: req.headers, body: req.body.toString('base64'), remote: req.remote, baseUrl: req.baseUrl } };
   try {
-    const res = await nc.request(subjectOf(prefix, nodeId), JSON.stringify(wire), { timeout: TIMEOUT_MS });
+    const res = await nc.request(subjectOf(prefix, nodeId), JSON.stringify(wire), { timeout: op === 'session.transfer' ? TRANSFER_TIMEOUT_MS : TIMEOUT_MS });
     return res.json<EndpointReply>();
   } catch (err) {
     return problemReply(new VoxgateError('VG_CAPACITY', `Session ${id} is held by node ${nodeId}, which did not answer (${(err as Error).message}); try again shortly.`, { headers: { 'Retry-After': '2' } }));
