@@ -12,7 +12,7 @@ export interface PagesPluginDeps {
   holderUrl?: (sessionId: string) => Promise<string | undefined>;
 }
 
-/** The demo page `/` and the listener's player `/player`, read from disk on each GET (no-cache). */
+/** The demo page `/`, the listener's player `/player` and the operator's `/console`, read from disk on each GET (no-cache). */
 export function pagesPlugin(deps: PagesPluginDeps = {}): PluginRoutes {
   const root = deps.webRoot ?? WEB_ROOT;
   const page = (file: string, type = 'text/html; charset=utf-8'): Route => ({
@@ -30,6 +30,10 @@ export function pagesPlugin(deps: PagesPluginDeps = {}): PluginRoutes {
     '/': page('index.html'),
     // The event wording the pages share.
     '/timeline.js': page('timeline.js', 'text/javascript; charset=utf-8'),
+    // Reading server-sent events with a token, listening over WHEP: the player's and the console's.
+    '/client.js': page('client.js', 'text/javascript; charset=utf-8'),
+    '/console': page('console.html'),
+    '/console.js': page('console.js', 'text/javascript; charset=utf-8'),
     '/player': {
       methods: {
         GET: async (ctx) => {
