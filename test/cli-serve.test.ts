@@ -35,7 +35,7 @@ test('`voxgate serve` with no configuration prints a dev token that publishes; S
     const udp = await freeUdpPort();
     const p = (started = run(['serve', '--http-port', '0', '--udp-port', String(udp)], dir, { VOXGATE_CONFIG: '' }));
     // No config file: defaults, a development token, and the audit log in the working directory.
-    const banner = await waitFor('the start-up banner', () => /listening on (http:\/\/\S+)[\s\S]*token \(source 'dev'\): (\S+)[\s\S]*admin token for \/api\/sessions: (\S+)/.exec(p.stderr()) ?? undefined);
+    const banner = await waitFor('the start-up banner', () => /listening on (http:\/\/\S+)[\s\S]*token \(source 'dev'\): (\S+)[\s\S]*admin token \(the console, \/api\/sessions\): (\S+)/.exec(p.stderr()) ?? undefined);
     const [, url, devToken] = banner as unknown as [string, string, string];
     // http.port 0 picked a free port; the banner names it.
     assert.match(url!, /^http:\/\/127\.0\.0\.1:\d+$/);
@@ -210,7 +210,7 @@ test('--dev-tls serves HTTPS with a certificate for this machine, prints its fin
   const first = await start();
   try {
     assert.equal(first.how, 'made now');
-    assert.match(first.p.stderr(), /demo page: https:\/\/\S+\/ {3}player: https:\/\/\S+\/player/);
+    assert.match(first.p.stderr(), /demo page: https:\/\/\S+\/ {3}player: https:\/\/\S+\/player {3}console: https:\/\/\S+\/console/);
     assert.match(first.p.stderr(), /SIP over WebSocket: wss:\/\/\S+\/sip {2}\(domain voxgate\.local, 0 users\)/);
     const certPem = readFileSync(join(dir, 'voxgate-dev-tls', 'cert.pem'));
     const cert = new X509Certificate(certPem);

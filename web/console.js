@@ -133,7 +133,7 @@ function select(id) {
 function renderDetail(c) {
   const s = c.session;
   $('detail-title').textContent = `${s.sessionKind} call ${s.id} · ${s.state}`;
-  const parts = [`source ${s.source}`, s.agent && `agent ${s.agent}`, s.codec && `codec ${s.codec}`, s.remoteAddress && `from ${s.remoteAddress}`, s.trunk && `trunk ${s.trunk.name} ${s.trunk.from} → ${s.trunk.to}`, s.pipeline];
+  const parts = [`source ${s.source}`, s.agent && `agent ${s.agent}`, s.codec && `codec ${s.codec}`, s.remoteAddress && `from ${s.remoteAddress}`, s.trunk && `trunk ${s.trunk.name} ${s.trunk.from} → ${s.trunk.to}`, s.listeners.length > 0 && `listeners: ${s.listeners.map((l) => `${l.name} (${l.track})`).join(', ')}`, s.pipeline];
   $('detail-info').textContent = parts.filter(Boolean).join(' · ');
   if (s.quality) $('quality-now').textContent = formatQuality(s.quality);
 }

@@ -95,7 +95,7 @@ async function serve(argv: string[]): Promise<void> {
 function banner(gw: Gateway): string {
   const { config, url } = gw;
   const lines = [`voxgate listening on ${url}  (WHIP: ${url}/whip, media UDP ${config.media.udpPort})`];
-  lines.push(`  demo page: ${url}/   player: ${url}/player`);
+  lines.push(`  demo page: ${url}/   player: ${url}/player   console: ${url}/console`);
   lines.push(`  SIP over WebSocket: ${url.replace(/^http/, 'ws')}/sip  (domain ${config.sip.domain}, ${config.sip.users.length} users)`);
   for (const l of gw.sipListening()) lines.push(`  SIP over ${l.protocol}: ${l.sentBy}:${l.port}`);
   if (gw.devTls) {
@@ -107,7 +107,7 @@ function banner(gw: Gateway): string {
     lines.push('  the browser warns about it once: check the fingerprint, then accept it');
   }
   if (gw.devToken) lines.push(`development source token (source 'dev'): ${gw.devToken}`);
-  if (!config.admin.token) lines.push(`admin token for /api/sessions: ${gw.adminToken}`);
+  if (!config.admin.token) lines.push(`admin token (the console, /api/sessions): ${gw.adminToken}`);
   const redirect = config.redirect;
   if (redirect?.leastLoaded) lines.push('note: redirect.leastLoaded is on: POST /whip may be answered 307 to the least-loaded node');
   else if (redirect?.targets?.length) lines.push(`note: redirect mode is on: every POST /whip is answered 307 to ${redirect.targets.join(', ')} (remove "redirect" to take sessions here)`);
