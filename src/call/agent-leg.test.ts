@@ -29,6 +29,7 @@ class ProbeAgent implements Agent {
 
 interface Control extends AgentLegControl {
   sent: unknown[];
+  marks: [string, MarkResult][];
   hangups: string[];
   transfers: string[];
 }
@@ -39,6 +40,8 @@ function control(clock: FakeClock): Control {
     sendDtmf: () => true,
     dial: (req) => ({ id: `dialled-${req.to}`, state: 'dialing' }),
     sent: [],
+    marks: [],
+    marked: (name, result) => c.marks.push([name, result]),
     hangups: [],
     transfers: [],
     send: (data) => c.sent.push(data),
@@ -94,7 +97,7 @@ test('through the caller\'s endpoint: the agent\'s 100 ms tone goes out as exact
 test('a mark resolves "played" once the audio queued before it has been sent, "cleared" when a barge-in drops it', async () => {
   const rt = testRuntime();
   const { endpoint } = testEndpoint(rt, formatOf('pcmu'), { pcmRate: RATE });
-  const { leg, session } = await started(rt.clock);
+  const { leg, session, ctl } = await started(rt.clock);
   endpoint.source = leg;
   const results: [string, MarkResult][] = [];
   assert.equal(await session.mark('nothing-queued'), 'played');
@@ -114,6 +117,8 @@ test('a mark resolves "played" once the audio queued before it has been sent, "c
     ['after-3', 'played'],
     ['after-13', 'cleared'],
   ]);
+  // The call's timeline hears of every mark as it resolves, whether or not the agent tells anyone.
+  assert.deepEqual(ctl.marks, [['nothing-queued', 'played'], ...results]);
   endpoint.close();
 });
 
