@@ -64,6 +64,13 @@ describe('the demo page and the demo agent, in Chromium', () => {
     assert.ok(lines.some((l) => /agent says: “You said: \[your words, played back\] You spoke for \d\.\d seconds\.”/.test(l)), 'a reply line');
     assert.equal(await page.$eval('#quality', (e) => e.scrollWidth <= e.clientWidth + 1), true, 'the quality line fits its box');
 
+    // The console's timeline of the same call: turns, the barge-in, the greeting's mark by name.
+    const [watched] = tg.gw.monitor.snapshot();
+    const kinds = new Set(watched!.timeline.map((e) => e.event.type));
+    for (const type of ['turn-start', 'turn', 'barge-in', 'cleared', 'agent-text', 'mark']) assert.ok(kinds.has(type), `${type} on the console's timeline: ${[...kinds].join(', ')}`);
+    assert.ok(watched!.timeline.some((e) => e.event.type === 'mark' && e.event.name === 'greeting'), 'the greeting mark by name');
+    assert.equal(watched!.timeline.filter((e) => e.event.type === 'mark' && e.event.name === 'greeting').length, 1, 'once, not once per report');
+
     await page.click('#hangup');
     await waitFor('the session to end', async () => tg.gw.calls.size === 0);
   });
