@@ -167,4 +167,17 @@ describe('the console shows a live call, its chart and timeline, listens, transf
     assert.equal(await fresh.locator('#recent tbody tr').first().getAttribute('data-id'), sid);
     await fresh.close();
   });
+
+  test("the demo page opened with #token= (no dev token here) publishes with that source's token", async () => {
+    const demo = await chrome.browser.newPage();
+    await demo.goto(`${tg.url}/#token=${SOURCE_TOKEN}`);
+    await demo.click('#talk');
+    await waitFor('the call to connect', () => demo.evaluate(() => (window as unknown as { voxgate: { state: string } }).voxgate.state === 'connected'), 15_000);
+    assert.equal(await demo.locator('#tokenrow').isVisible(), false, 'nothing to type');
+    const [call] = [...tg.gw.calls.values()];
+    assert.equal(call?.source.name, 'browser-widget');
+    await demo.click('#hangup');
+    await waitFor('the call to end', async () => tg.gw.calls.size === 0);
+    await demo.close();
+  });
 });
