@@ -9,8 +9,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { SessionEvent } from '../src/call/session-events.js';
 import { natsServer, type NatsServer } from '../src/testing/nats.js';
 import { freeTcpPort } from './helpers/peers.js';
-import { adminSessions, freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
-import { listenConnected, publishConnected, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
+import { ADMIN_TOKEN, adminSessions, freeUdpPort, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { listenConnected, publishConnected, readSse, type NdcListener, type NdcPublisher } from './helpers/ndc-publisher.js';
 import { trickleFor } from './helpers/offers.js';
 import { serveNode } from './helpers/voxgate-process.js';
 
@@ -60,6 +60,7 @@ describe('a fleet of two nodes on NATS JetStream', () => {
       audit: { path: join(dir, 'audit-a.jsonl') },
       log: { level: 'warn' },
       listeners: [{ name: 'supervisor', token: SUPERVISOR }],
+      admin: { token: ADMIN_TOKEN },
       cluster: cluster('node-a', `http://127.0.0.1:${aPort}`),
     });
     b = await startGateway({ listeners: [{ name: 'supervisor', token: SUPERVISOR }], cluster: cluster('node-b', 'https://node-b.voice.example') });
@@ -146,6 +147,32 @@ describe('a fleet of two nodes on NATS JetStream', () => {
     assert.equal(byId.get(onA)?.packets, undefined, 'another node\'s counters are its own');
     assert.equal(byId.get(idOf(ours))?.node, 'node-b');
     assert.equal(typeof byId.get(idOf(ours))?.packets, 'number');
+  });
+
+  test("B's console stream (/api/events) shows A's sessions: in its snapshot, then A's next call begins and ends; an admin transfer sent to B is answered by A", async () => {
+    const sse = readSse(`${b.url}/api/events`, ADMIN_TOKEN);
+    let pub: NdcPublisher | undefined; // not in `publishers`: the tests after this one count on its last being B's
+    try {
+      await waitFor('the snapshot', async () => sse.events.length > 0);
+      const snap = sse.events[0]!.data as { node: string; calls: { session: { id: string } }[]; fleet: { id: string; node: string }[] };
+      assert.equal(snap.node, 'node-b');
+      assert.ok(snap.fleet.some((r) => r.id === idOf(publishers[0]!) && r.node === 'node-a'), "A's live session in B's snapshot");
+      assert.ok(snap.calls.some((c) => c.session.id === idOf(publishers.at(-1)!)), "B's own call (the test before's) with its chart");
+      pub = await publishConnected(`${a.url}/whip`, SOURCE_TOKEN, { direction: 'SendRecv' });
+      const id = idOf(pub);
+      const fleetOf = (type: string) => sse.events.some((e) => e.event === 'fleet' && (e.data as { event: SessionEvent }).event.type === type && JSON.stringify(e.data).includes(id));
+      await waitFor('created and connected from node-a', async () => fleetOf('created') && fleetOf('connected'));
+      // A has no SIP users: its answer (409, the SIP status) comes back through B unchanged.
+      const transfer = await fetch(`${b.url}/api/sessions/${id}/transfer`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ to: 'bob' }) });
+      const problem = (await transfer.json()) as { detail: string; sipStatus: number };
+      assert.equal(transfer.status, 409, problem.detail);
+      assert.match(problem.detail, /^The transfer to bob failed: \d{3} /);
+      assert.equal((await fetch(`${b.url}/api/sessions/${id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).status, 200);
+      await waitFor('ended from node-a', async () => fleetOf('ended'));
+    } finally {
+      sse.abort();
+      pub?.close();
+    }
   });
 
   test('node A killed (SIGKILL): B ends A\'s sessions as node-lost within 15 s and broadcasts it; B\'s own call keeps flowing', async () => {
