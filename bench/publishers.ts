@@ -3,7 +3,7 @@
  * bench/whip.ts and bench/agent.ts. Each sends 20 ms frames of a real encoded tone (Opus, or
  * PCMU) on one shared 20 ms ticker, and counts the RTP it receives.
  */
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../src/testing/opus.js';
 import ndc from 'node-datachannel';
 import { encodeG711 } from '../src/audio/g711.js';
 
@@ -31,7 +31,7 @@ const FRAMES: Record<Codec, { pt: number; samples: number; payloads: Buffer[] }>
     pt: 111,
     samples: 960,
     payloads: (() => {
-      const enc = new opus.OpusEncoder(48000, 1);
+      const enc = new OpusEncoder(48000, 1);
       const out: Buffer[] = [];
       for (let f = 0; f < 50; f++) {
         const pcm = Buffer.alloc(960 * 2);

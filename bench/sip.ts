@@ -22,7 +22,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../src/testing/opus.js';
 import ndc from 'node-datachannel';
 import WebSocket from 'ws';
 
@@ -233,7 +233,7 @@ async function agentCalls(wsUrl: string, gwPid: number): Promise<Record<string, 
   const ok = await request(reg(`Digest username="u0", realm="${DOMAIN}", nonce="${nonce}", uri="sip:${DOMAIN}", response="${resp}", algorithm=MD5, qop=auth, cnonce="abc", nc=00000001`));
   if (!ok.startsWith('SIP/2.0 200')) throw new Error(`register failed: ${ok.split('\r\n')[0]}`);
 
-  const enc = new opus.OpusEncoder(48000, 1);
+  const enc = new OpusEncoder(48000, 1);
   const pcm = Buffer.alloc(960 * 2);
   for (let i = 0; i < 960; i++) pcm.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 48000)), i * 2);
   const frame = enc.encode(pcm);

@@ -14,7 +14,7 @@
  * crossings, matched to the latest marker of that tone the far end sent. Thresholds as in
  * bench/trunk-media.ts.
  */
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../src/testing/opus.js';
 import { linearToUlaw, ulawToLinear } from '../src/audio/g711.js';
 import { FRAME_MS, MARKER_EVERY, MARKER_HZ } from './trunk-media.js';
 
@@ -71,7 +71,7 @@ export function pcmuCycle(): Buffer[] {
 
 /** The cycle as 20 ms Opus payloads (48 kHz mono, OPUS_BITRATE), coded continuously. */
 export function opusCycle(): Buffer[] {
-  const enc = new opus.OpusEncoder(48000, 1);
+  const enc = new OpusEncoder(48000, 1);
   enc.setBitrate(OPUS_BITRATE);
   let out: Buffer[] = [];
   for (let pass = 0; pass < 2; pass++) {
@@ -95,7 +95,7 @@ export function expandPcmu(payload: Buffer): Int16Array {
 
 /** An Opus decoder at 8 kHz mono (libopus decodes to the asked rate directly; stereo streams are downmixed). */
 export class OpusTo8k {
-  readonly #dec = new opus.OpusEncoder(8000, 1);
+  readonly #dec = new OpusEncoder(8000, 1);
   errors = 0;
   decode(payload: Buffer): Int16Array | undefined {
     try {

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../src/testing/opus.js';
 import { tone } from '../src/audio/test-signals.js';
 import { ADMIN_TOKEN, adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { publishConnected } from './helpers/ndc-publisher.js';
 
 /** One second of a 440 Hz tone as 20 ms Opus packets carrying in-band FEC, as browsers send it. */
 function opusWithFec(): Buffer[] {
-  const enc = new opus.OpusEncoder(48000, 1);
+  const enc = new OpusEncoder(48000, 1);
   enc.applyEncoderCTL(4012, 1); // OPUS_SET_INBAND_FEC
   enc.applyEncoderCTL(4014, 10); // OPUS_SET_PACKET_LOSS_PERC
   const pcm = tone(440, 48000, 48000, 10000);

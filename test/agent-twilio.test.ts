@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../src/testing/opus.js';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeG711, encodeG711 } from '../src/audio/g711.js';
 import { rms, tone, toneSnrDb } from '../src/audio/test-signals.js';
@@ -18,7 +18,7 @@ type Msg = Record<string, unknown> & { event: string; sequenceNumber?: string; s
 
 /** 20 ms Opus frames of a tone, as a browser would send. */
 function opusTone(hz: number, frames: number): Buffer[] {
-  const enc = new opus.OpusEncoder(48000, 1);
+  const enc = new OpusEncoder(48000, 1);
   const pcm = tone(hz, 48000, 960 * frames, 12000);
   return Array.from({ length: frames }, (_, f) => enc.encode(Buffer.from(pcm.buffer, f * 1920, 1920)));
 }
@@ -28,7 +28,7 @@ function opusTone(hz: number, frames: number): Buffer[] {
  * with one decoder (Opus is stateful) as far as asked.
  */
 class TonePackets {
-  readonly #dec = new opus.OpusEncoder(48000, 1);
+  readonly #dec = new OpusEncoder(48000, 1);
   #flags: boolean[] = [];
   end = 0;
   bestSnrDb = -Infinity;

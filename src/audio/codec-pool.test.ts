@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../testing/opus.js';
 import type { CodecJob, CodecResult } from './codec-job.js';
 import { CodecPool, MAX_BATCHES_BEHIND, type CodecChannel } from './codec-pool.js';
 import { tone, toneSnrDb } from './test-signals.js';
 
 /** 1 s of a 1 kHz tone as 20 ms Opus packets, with in-band FEC (as browsers send it). */
 const packets: Buffer[] = (() => {
-  const enc = new opus.OpusEncoder(48000, 1);
+  const enc = new OpusEncoder(48000, 1);
   enc.applyEncoderCTL(4012, 1); // OPUS_SET_INBAND_FEC
   enc.applyEncoderCTL(4014, 10); // OPUS_SET_PACKET_LOSS_PERC
   const pcm = tone(1000, 48000, 48000, 12000);

@@ -1,8 +1,7 @@
-import { createRequire } from 'node:module';
-import opus from '@discordjs/opus';
 import type { CodecName } from '../core/config.js';
 import { decodeG711, encodeG711 } from './g711.js';
 import { G722Decoder, G722Encoder } from './g722.js';
+import { opusNative as native, type OpusHandle } from './opus-native.js';
 import { Resampler } from './resampler.js';
 import { samplesPerFrame } from './frame.js';
 
@@ -21,35 +20,27 @@ export interface AudioEncoder {
   toString(): string;
 }
 
-/** voxgate's libopus binding (native/opus-fec): PLC of exactly one frame, and in-band FEC. */
-interface OpusFecBinding {
-  create(rate: number): unknown;
-  /** Samples written to `out`; payload null is PLC, fec true decodes the frame before `payload`. */
-  decode(decoder: unknown, payload: Buffer | null, fec: boolean, out: Int16Array): number;
-}
-const opusFec = createRequire(import.meta.url)('../../native/opus-fec/build/Release/opus_fec.node') as OpusFecBinding;
-
 /** Opus decodes natively at 8, 12, 16, 24 or 48 kHz: no separate resampler on this path. */
 class OpusDecoderStage implements AudioDecoder {
-  readonly #dec: unknown;
+  readonly #dec: OpusHandle;
   readonly #frame: number;
   /** Room for the longest Opus packet (120 ms). */
   readonly #scratch: Int16Array;
 
   constructor(private readonly rate: number) {
-    this.#dec = opusFec.create(rate);
+    this.#dec = native.createDecoder(rate);
     this.#frame = samplesPerFrame(rate);
     this.#scratch = new Int16Array((rate * 120) / 1000);
   }
 
   decode(payload: Buffer): Int16Array {
-    const n = opusFec.decode(this.#dec, payload, false, this.#scratch);
+    const n = native.decode(this.#dec, payload, false, this.#scratch);
     return this.#scratch.slice(0, n);
   }
 
   conceal(): Int16Array {
     const out = new Int16Array(this.#frame);
-    opusFec.decode(this.#dec, null, false, out);
+    native.decode(this.#dec, null, false, out);
     return out;
   }
 
@@ -59,7 +50,7 @@ class OpusDecoderStage implements AudioDecoder {
    */
   recover(next: Buffer): Int16Array {
     const out = new Int16Array(this.#frame);
-    opusFec.decode(this.#dec, next, true, out);
+    native.decode(this.#dec, next, true, out);
     return out;
   }
 
@@ -97,15 +88,13 @@ class G711DecoderStage implements AudioDecoder {
 }
 
 class OpusEncoderStage implements AudioEncoder {
-  readonly #enc: InstanceType<typeof opus.OpusEncoder>;
+  readonly #enc: OpusHandle;
   constructor(private readonly rate: number) {
-    this.#enc = new opus.OpusEncoder(rate, 1);
-    this.#enc.setBitrate(32000);
-    // OPUS_SET_COMPLEXITY(5): libopus defaults to 10; 5 halves the cost and is ample for voice.
-    this.#enc.applyEncoderCTL(4010, 5);
+    // 32 kb/s; complexity 5: libopus defaults to 10, and 5 halves the cost and is ample for voice.
+    this.#enc = native.createEncoder(rate, 32000, 5);
   }
   encode(frame: Int16Array): Buffer {
-    return this.#enc.encode(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+    return native.encode(this.#enc, frame);
   }
   toString(): string {
     return encoderName('opus', this.rate);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import opus from '@discordjs/opus';
+import { OpusEncoder } from '../../src/testing/opus.js';
 import { concatPcm } from '../../src/audio/test-signals.js';
 import { parseRtp } from '../../src/rtp/packet.js';
 import { execFileSync } from 'node:child_process';
@@ -52,7 +52,7 @@ export function conversationWav(name: string, sentences: string[], gapSeconds: n
 
 /** RTP packets of one Opus stream (payload type 111), decoded in order as one 48 kHz mono signal. */
 export function decodeOpusStream(packets: readonly Buffer[]): Int16Array {
-  const dec = new opus.OpusEncoder(48000, 1);
+  const dec = new OpusEncoder(48000, 1);
   return concatPcm(
     packets.map((buf) => {
       const p = parseRtp(buf);

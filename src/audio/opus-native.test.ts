@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { OPUS_AUTO, opusNative } from './opus-native.js';
+
+const frame = (rate: number) => Int16Array.from({ length: rate / 50 }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)));
+
+test('the binding encodes and decodes one 20 ms frame at every Opus rate', () => {
+  for (const rate of [8000, 12000, 16000, 24000, 48000]) {
+    const enc = opusNative.createEncoder(rate, 32000, 5);
+    const dec = opusNative.createDecoder(rate);
+    const out = new Int16Array(rate / 50);
+    let n = 0;
+    for (let i = 0; i < 5; i++) n = opusNative.decode(dec, opusNative.encode(enc, frame(rate)), false, out);
+    assert.equal(n, rate / 50, `${rate} Hz: one frame back`);
+    assert.ok(out.some((s) => Math.abs(s) > 1000), `${rate} Hz: the tone, not silence`);
+    opusNative.destroy(enc);
+    opusNative.destroy(dec);
+  }
+});
+
+test('destroy frees at once, is idempotent, and a destroyed handle refuses work instead of crashing', () => {
+  const enc = opusNative.createEncoder(48000, OPUS_AUTO, 10);
+  const dec = opusNative.createDecoder(48000);
+  opusNative.destroy(enc);
+  opusNative.destroy(enc);
+  opusNative.destroy(dec);
+  assert.throws(() => opusNative.encode(enc, frame(48000)), /the encoder was destroyed/);
+  assert.throws(() => opusNative.decode(dec, null, false, new Int16Array(960)), /the decoder was destroyed/);
+  assert.throws(() => opusNative.ctl(enc, 4002, 24000), /needs a live encoder/);
+});
+
+test('ctl takes OPUS_SET_* requests of one integer; GET requests, reset and bad values are refused', () => {
+  const enc = opusNative.createEncoder(16000, 24000, 5);
+  opusNative.ctl(enc, 4012, 1); // OPUS_SET_INBAND_FEC
+  opusNative.ctl(enc, 4014, 10); // OPUS_SET_PACKET_LOSS_PERC
+  assert.throws(() => opusNative.ctl(enc, 4003, 0), /only OPUS_SET_\* requests/, 'OPUS_GET_BITRATE takes a pointer');
+  assert.throws(() => opusNative.ctl(enc, 4028, 0), /only OPUS_SET_\* requests/, 'OPUS_RESET_STATE takes nothing');
+  assert.throws(() => opusNative.ctl(enc, 4010, 42), /invalid argument/, 'complexity 42');
+  assert.throws(() => opusNative.createDecoder(44100), /invalid argument/, '44.1 kHz is not an Opus rate');
+  assert.throws(() => opusNative.encode(enc, new Int16Array(100)), /invalid argument/, 'not a frame length');
+  opusNative.destroy(enc);
+});
