@@ -227,7 +227,7 @@ export class Gateway {
       ...(this.fleet ? { limits: this.fleet.limits } : {}),
     };
     // A WHIP caller cannot be sent a REFER: the agent's transfer() has voxgate call the target and bridge.
-    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, transports: webRtcTransports(media), iceServers: config.iceServers, transfer: (call, target) => this.sipCalls.transfers.bridge(call, target) });
+    this.whip = new WhipEndpoint({ ...callDeps, auth: this.auth, audit: this.audit, transports: webRtcTransports(media), iceServers: config.iceServers, transfer: (call, target, opts) => this.sipCalls.transfers.bridge(call, target, opts) });
     this.#listeners = new ListenerAuthenticator(config.listeners, this.adminToken);
     this.whep = new WhepEndpoint({
       directory: this.directory,
@@ -457,10 +457,10 @@ export class Gateway {
     this.rtp.close();
     await peersClosed;
     this.#mediaPort?.close();
+    this.monitor.close(); // console streams end: an open one would hold the server's close
     if (this.#server) await close(this.#server);
     this.audit.close();
     this.history.close();
-    this.monitor.close();
     await this.codecs.stop();
     this.agents.close();
     if (this.fleet) await this.fleet.leave();

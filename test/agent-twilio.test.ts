@@ -94,7 +94,8 @@ describe('Twilio Media Streams adapter', () => {
   let silentPort: number;
   /** An agent whose handshakes wait until the test lets them through. */
   let slow: WebSocketServer;
-  const held: (() => void)[] = [];
+  /** Handshakes the slow agent server holds: each is answered (true) by its test, or refused in after() so nothing waits for ever. */
+  const held: ((ok: boolean) => void)[] = [];
   const slowCalls: { ws: WebSocket; messages: Msg[] }[] = [];
 
   before(async () => {
@@ -104,7 +105,7 @@ describe('Twilio Media Streams adapter', () => {
     silent = createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     silentPort = (silent.address() as { port: number }).port;
-    slow = new WebSocketServer({ port: 0, host: '127.0.0.1', verifyClient: (_info, done) => held.push(() => done(true)) });
+    slow = new WebSocketServer({ port: 0, host: '127.0.0.1', verifyClient: (_info, done) => held.push((ok) => (ok ? done(true) : done(false, 503))) });
     slow.on('connection', (ws) => {
       const call = { ws, messages: [] as Msg[] };
       slowCalls.push(call);
@@ -120,6 +121,7 @@ describe('Twilio Media Streams adapter', () => {
     });
   });
   after(async () => {
+    for (const answer of held.splice(0)) answer(false); // a test that failed before answering its handshake
     await tg?.stop();
     await agent?.close();
     silent?.close();
@@ -239,7 +241,7 @@ describe('Twilio Media Streams adapter', () => {
     assert.equal(pub.status, 201);
     await waitFor('the agent handshake to arrive', () => held.length === 1);
     assert.equal((await fetch(pub.location!, { method: 'DELETE', headers: { Authorization: 'Bearer slow-agent-token-0123456789' } })).status, 200);
-    held.shift()!();
+    held.shift()!(true);
     const call = await waitFor('the agent socket to open', () => slowCalls[0]);
     await waitFor('the socket to be closed by voxgate', () => call.ws.readyState === call.ws.CLOSED);
     assert.deepEqual(call.messages.map((m) => m.event), ['stop']);

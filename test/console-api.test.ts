@@ -87,3 +87,21 @@ test('POST /api/sessions/:id/transfer: each refusal says what to send; a target 
   assert.ok(audit.some((r) => r.action === 'admin.session.transfer' && r.outcome === 'ok' && r.target === 'bob'), 'the act is audited');
   assert.ok(audit.some((r) => r.action === 'admin.session.transfer.post' && r.outcome === 'rejected' && r.status === 401), 'the stranger is audited');
 });
+
+test('a console left open does not hold the gateway up: stop ends its stream, the calls end with reason shutdown first', async (t) => {
+  const tg = await startGateway();
+  let stopped = false;
+  t.after(() => (stopped ? undefined : tg.stop()));
+  const pub = await publishConnected(`${tg.url}/whip`, SOURCE_TOKEN);
+  t.after(() => pub.close());
+  const sse = readSse(`${tg.url}/api/events`, ADMIN_TOKEN);
+  t.after(() => sse.abort());
+  await waitFor('the snapshot with the call', async () => ((sse.events[0]?.data as { calls?: unknown[] } | undefined)?.calls?.length ?? 0) === 1);
+  const t0 = Date.now();
+  await tg.stop();
+  stopped = true;
+  assert.ok(Date.now() - t0 < 8000, `stopped in ${Date.now() - t0} ms`);
+  await sse.done; // the stream ended (the server closed it), it was not aborted
+  const ended = sse.events.find((e) => e.event === 'ended')?.data as { call: { reason: string } } | undefined;
+  assert.equal(ended?.call.reason, 'shutdown');
+});

@@ -6,6 +6,9 @@ import { listenWhep, readEventStream } from '/client.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'voxgate.adminToken';
+/** What the server keeps per call (src/call/call-monitor.ts): the page keeps no more. */
+const MAX_POINTS = 720;
+const MAX_ENTRIES = 200;
 /** What tests (and a curious operator in devtools) can read. */
 const state = (window.voxgateConsole = { status: 'idle', node: '', calls: new Map(), fleet: new Map(), recent: [], selected: undefined, listening: undefined, chart: undefined });
 
@@ -37,8 +40,10 @@ const short = (id) => (id.length > 14 ? `${id.slice(0, 14)}…` : id);
 
 // ---- live calls -------------------------------------------------------------------------
 
+/** Each live call's row, by id (looked up on every levels message: no selector per call). */
+const rows = new Map();
 function rowOf(id) {
-  return $('live').tBodies[0].querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+  return rows.get(id);
 }
 
 function renderRow(c) {
@@ -48,6 +53,7 @@ function renderRow(c) {
     tr = document.createElement('tr');
     tr.dataset.id = s.id;
     tr.onclick = () => select(s.id);
+    rows.set(s.id, tr);
     $('live').tBodies[0].append(tr);
   }
   const meters = document.createElement('td');
@@ -246,6 +252,7 @@ const handlers = {
     $('node').textContent = `node ${d.node}`;
     state.calls = new Map(d.calls.map((c) => [c.session.id, { ...c, levels: undefined }]));
     $('live').tBodies[0].replaceChildren();
+    rows.clear();
     for (const c of state.calls.values()) renderRow(c);
     renderEmpty();
     state.fleet = new Map(d.fleet.map((r) => [r.id, r]));
@@ -254,6 +261,12 @@ const handlers = {
     $('recent').tBodies[0].replaceChildren(...d.recent.map(recentRow));
     renderNoRecent();
     if (state.selected && state.calls.has(state.selected)) select(state.selected);
+    else if (state.selected) {
+      // It ended while the stream was down: its panel stays, with nothing left to press.
+      stopListening();
+      $('detail-title').textContent = `call ${state.selected} · ended while the console was disconnected`;
+      for (const b of ['listen', 'hangup', 'transfer']) $(b).disabled = true;
+    }
   },
   session({ session }) {
     const c = state.calls.get(session.id) ?? { series: [], timeline: [] };
@@ -266,6 +279,8 @@ const handlers = {
     const c = state.calls.get(id);
     if (!c) return;
     c.series.push(point);
+    // As the server keeps it: past MAX_POINTS every other point goes, the first and last stay.
+    if (c.series.length > MAX_POINTS) c.series = c.series.filter((_, i) => i % 2 === 0);
     if (state.selected !== id) return;
     state.chart?.setData(chartData(c.series));
     $('quality-now').textContent = formatQuality(point);
@@ -274,6 +289,7 @@ const handlers = {
     const c = state.calls.get(id);
     if (!c) return;
     c.timeline.push(entry);
+    if (c.timeline.length > MAX_ENTRIES) c.timeline.shift();
     if (state.selected === id) appendEvent($('timeline'), entry.event, new Date(entry.at));
   },
   levels({ levels }) {
@@ -286,6 +302,7 @@ const handlers = {
   ended({ id, call }) {
     state.calls.delete(id);
     rowOf(id)?.remove();
+    rows.delete(id);
     renderEmpty();
     addRecent(call);
     if (state.selected !== id) return;
@@ -307,8 +324,19 @@ const handlers = {
   },
 };
 
+let running = false;
 async function run() {
   $('login').hidden = true;
+  if (running) return;
+  running = true;
+  try {
+    await follow();
+  } finally {
+    running = false;
+  }
+}
+
+async function follow() {
   for (;;) {
     setStatus('connecting', 'connecting…');
     const abort = new AbortController();
@@ -328,6 +356,8 @@ async function run() {
         return;
       }
       setStatus('down', `disconnected (${err.message}); reconnecting`);
+    } finally {
+      abort.abort(); // a stream left after a handler threw is not left open and unread
     }
     await new Promise((r) => setTimeout(r, 2000));
   }

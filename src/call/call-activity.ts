@@ -14,7 +14,7 @@ export interface CallActivityEvents extends Record<string, unknown[]> {
   event: [event: ActivityEvent, at: number];
 }
 
-/** Audio level of one side over a window, dBFS (-Infinity is digital silence). */
+/** Audio level of one side over a window, dBFS relative to a full-scale square wave (floored at -90: digital silence). */
 export interface Levels {
   /** What the caller sends (decoded). */
   in: number;

@@ -7,7 +7,7 @@ import { FakeClock } from '../core/clock.js';
 import type { Quality } from '../media/endpoint.js';
 import { CallActivity } from './call-activity.js';
 import { CallHistory } from './call-history.js';
-import { CallMonitor, MAX_ENTRIES, MAX_POINTS, type MonitorEvent } from './call-monitor.js';
+import { CallMonitor, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_POINTS, type MonitorEvent } from './call-monitor.js';
 import { CallTable } from './call-table.js';
 import { Call } from './call.js';
 
@@ -109,6 +109,35 @@ test('a long call keeps its whole life in the chart at half the resolution; the 
   assert.equal(timeline[0]!.event.name, 'm10');
 });
 
+test('an agent event too big to keep is kept as its type, marked; the rest are copies, not the objects sent', () => {
+  const w = world();
+  const c = w.call('c1');
+  const sent = { type: 'agent-text', text: 'hello' };
+  c.activity.event(sent);
+  sent.text = 'changed after';
+  c.activity.event({ type: 'agent-text', text: 'x'.repeat(MAX_ENTRY_BYTES) });
+  const cyclic: { type: string; self?: unknown } = { type: 'odd' };
+  cyclic.self = cyclic;
+  c.activity.event(cyclic);
+  assert.deepEqual(w.monitor.snapshot()[0]!.timeline.map((e) => e.event), [
+    { type: 'agent-text', text: 'hello' },
+    { type: 'agent-text', truncated: true, bytes: JSON.stringify({ type: 'agent-text', text: 'x'.repeat(MAX_ENTRY_BYTES) }).length },
+    { type: 'odd', truncated: true },
+  ]);
+});
+
+test('close() ends every watcher (the gateway stops), and stops following calls', () => {
+  const w = world();
+  let closed = 0;
+  w.monitor.watch(() => undefined, () => closed++);
+  w.monitor.watch(() => undefined, () => closed++);
+  w.monitor.close();
+  assert.equal(closed, 2);
+  assert.equal(w.monitor.watchers, 0);
+  w.call('after');
+  assert.deepEqual(w.monitor.snapshot(), [], 'a call made after close is not followed');
+});
+
 test('a watcher that throws is dropped and reported; the others and the call go on', () => {
   const w = world();
   w.monitor.watch(() => {
@@ -122,6 +151,14 @@ test('a watcher that throws is dropped and reported; the others and the call go 
   assert.deepEqual(w.seen.map((e) => e.type), ['session', 'event']);
   assert.equal(c.state, 'connecting');
   stop();
+  // The last watcher gone by throwing: levels are no longer measured.
+  w.monitor.watch(() => {
+    throw new Error('broken again');
+  });
+  c.dtmf('caller', '2');
+  assert.equal(w.monitor.watchers, 0);
+  c.activity.tick(tone(16384), undefined);
+  assert.equal(c.activity.takeLevels().in, -90, 'metering went off with the last watcher');
 });
 
 test("other nodes' session events are passed on; this node's own come as its calls", async () => {

@@ -73,24 +73,32 @@ interface Watch {
  */
 export class CallMonitor {
   readonly #calls = new Map<string, Watch>();
-  readonly #watchers = new Set<(ev: MonitorEvent) => void>();
+  /** Each watcher, and what ends its stream when the monitor closes. */
+  readonly #watchers = new Map<(ev: MonitorEvent) => void, () => void>();
   #levelsTimer: NodeJS.Timeout | undefined;
-  readonly #unsubscribe: (() => void) | undefined;
+  readonly #unsubscribe: () => void;
 
   constructor(private readonly opts: CallMonitorOptions) {
-    opts.calls.on('created', (call) => this.#follow(call));
-    opts.calls.on('ended', (call, reason) => {
+    const onCreated = (call: Call) => this.#follow(call);
+    const onEnded = (call: Call, reason: string) => {
       const w = this.#calls.get(call.id);
       if (!w) return;
       w.off();
       this.#calls.delete(call.id);
       this.#tell({ type: 'ended', id: call.id, call: opts.history.get(call.id) ?? { id: call.id, reason } });
-    });
+    };
+    opts.calls.on('created', onCreated);
+    opts.calls.on('ended', onEnded);
     const node = opts.node ?? 'local';
-    this.#unsubscribe = opts.events?.subscribe((event) => {
+    const unsubscribe = opts.events?.subscribe((event) => {
       const from = event.type === 'created' ? event.session.node : event.node;
       if (from !== node) this.#tell({ type: 'fleet', event });
     });
+    this.#unsubscribe = () => {
+      unsubscribe?.();
+      opts.calls.off('created', onCreated);
+      opts.calls.off('ended', onEnded);
+    };
   }
 
   /** Live calls as they are now, with their charts and timelines so far. */
@@ -99,24 +107,31 @@ export class CallMonitor {
     return [...this.#calls.values()].map((w) => ({ session: describeCall(w.call, now), series: [...w.series], timeline: [...w.timeline] }));
   }
 
-  /** Calls `fn` with every change from now on until the returned function is called. */
-  watch(fn: (ev: MonitorEvent) => void): () => void {
-    this.#watchers.add(fn);
+  /**
+   * Calls `fn` with every change from now on until the returned function is called; `onClose`
+   * when the monitor closes (the gateway stops: a stream ends there, or it would hold the stop).
+   */
+  watch(fn: (ev: MonitorEvent) => void, onClose: () => void = () => undefined): () => void {
+    this.#watchers.set(fn, onClose);
     if (this.#watchers.size === 1) this.#meter(true);
-    return () => {
-      if (!this.#watchers.delete(fn) || this.#watchers.size > 0) return;
-      this.#meter(false);
-    };
+    return () => this.#unwatch(fn);
+  }
+
+  #unwatch(fn: (ev: MonitorEvent) => void): void {
+    if (this.#watchers.delete(fn) && this.#watchers.size === 0) this.#meter(false);
   }
 
   get watchers(): number {
     return this.#watchers.size;
   }
 
+  /** Stops following calls and ends every watcher's stream. */
   close(): void {
-    this.#unsubscribe?.();
+    this.#unsubscribe();
+    const closing = [...this.#watchers.values()];
     this.#watchers.clear();
     this.#meter(false);
+    for (const onClose of closing) onClose();
   }
 
   #follow(call: Call): void {
@@ -129,7 +144,7 @@ export class CallMonitor {
       this.#tell({ type: 'quality', id: call.id, point });
     };
     const record = (event: ActivityEvent, at: number) => {
-      const entry = { at: new Date(at).toISOString(), event };
+      const entry = { at: new Date(at).toISOString(), event: bounded(event) };
       w.timeline.push(entry);
       if (w.timeline.length > MAX_ENTRIES) w.timeline.shift();
       this.#tell({ type: 'event', id: call.id, entry });
@@ -175,13 +190,28 @@ export class CallMonitor {
   }
 
   #tell(ev: MonitorEvent): void {
-    for (const fn of this.#watchers) {
+    for (const fn of [...this.#watchers.keys()]) {
       try {
         fn(ev);
       } catch (err) {
-        this.#watchers.delete(fn);
+        this.#unwatch(fn);
         this.opts.onError?.(err);
       }
     }
   }
+}
+
+/** Bytes of JSON an entry may take: an agent's message is whatever it sent, and the call keeps MAX_ENTRIES of them. */
+export const MAX_ENTRY_BYTES = 2048;
+
+/** The event as it was when recorded (a copy), or its type alone, marked, when it is too big to keep. */
+function bounded(event: ActivityEvent): ActivityEvent {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(event);
+  } catch {
+    json = undefined; // a cycle, a BigInt: not data a console can show
+  }
+  if (json !== undefined && json.length <= MAX_ENTRY_BYTES) return JSON.parse(json) as ActivityEvent;
+  return { type: String(event.type).slice(0, 64), truncated: true, ...(json ? { bytes: json.length } : {}) };
 }

@@ -1,3 +1,4 @@
+import type { TransferOptions, TransferTarget } from '../agent/agent.js';
 import type { AuditLog, AuditEntry } from '../audit/audit-log.js';
 import type { SourceAuthenticator, SourceIdentity } from '../auth/source-auth.js';
 import type { Call } from '../call/call.js';
@@ -38,7 +39,7 @@ export interface WhipEndpointDeps extends StartCallDeps {
   transports: TrickleAnswerer;
   iceServers: IceServerConfig[];
   /** What the agent's transfer(target) does for a WHIP call (voxgate calls the target and bridges). */
-  transfer?: (call: Call, target: string) => Promise<void>;
+  transfer?: (call: Call, target: TransferTarget, opts?: TransferOptions) => Promise<void>;
 }
 
 /**

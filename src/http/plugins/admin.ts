@@ -118,6 +118,7 @@ export function adminTransferSession(deps: Pick<AdminPluginDeps, 'adminToken' | 
     } catch (err) {
       if (!(err instanceof TransferError)) throw err;
       const extra = { extra: { sipStatus: err.status, sipReason: err.reason } };
+      if (call.state === 'ended') throw new VoxgateError('VG_TRANSFER_FAILED', `The call ended (${call.endReason ?? 'ended'}) before the transfer to ${target} completed.`, extra);
       if (err.status === 400) throw new VoxgateError('VG_REQUEST_INVALID', `The transfer target is not usable: ${err.reason}.`, extra);
       if (err.status === 503) throw new VoxgateError('VG_CAPACITY', `The transfer could not be placed: ${err.reason}.`, { ...extra, headers: { 'Retry-After': '5' } });
       throw new VoxgateError('VG_TRANSFER_FAILED', `The transfer to ${target} failed: ${err.status} ${err.reason}; the caller stays where they were.`, extra);
