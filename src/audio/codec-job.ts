@@ -33,6 +33,12 @@ export class CodecState {
     this.encoder = encode ? createEncoder(codec, rate) : undefined;
   }
 
+  /** The session ended: native codec state is freed now, not at some later collection of this thread. */
+  close(): void {
+    this.decoder.close?.();
+    this.encoder?.close?.();
+  }
+
   /** The same work wherever it runs (the media thread or a codec thread). */
   run(job: CodecJob): CodecResult {
     let samples: Int16Array | undefined;

@@ -88,6 +88,7 @@ export class CodecChannel {
     this.#closed = true;
     this.thread?.detach(this);
     this.thread = undefined;
+    this.#inline?.close();
     this.#inline = undefined;
   }
 

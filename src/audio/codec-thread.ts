@@ -28,7 +28,10 @@ parentPort!.on('message', (m: BatchMessage) => {
     }
     results.push(r);
   }
-  for (const id of m.close) states.delete(id);
+  for (const id of m.close) {
+    states.get(id)?.close();
+    states.delete(id);
+  }
   let bytes = 0;
   for (const r of results) bytes += (r.samples?.byteLength ?? 0) + even(r.encoded?.byteLength ?? 0);
   const data = new ArrayBuffer(bytes);

@@ -12,11 +12,15 @@ export interface AudioDecoder {
   conceal(): Int16Array;
   /** The lost frame rebuilt from redundancy in the packet after it (Opus in-band FEC). */
   recover?(next: Buffer): Int16Array;
+  /** Frees native state now (its session ended); it does nothing after. */
+  close?(): void;
   toString(): string;
 }
 
 export interface AudioEncoder {
   encode(frame: Int16Array): Buffer;
+  /** Frees native state now; it does nothing after. */
+  close?(): void;
   toString(): string;
 }
 
@@ -52,6 +56,10 @@ class OpusDecoderStage implements AudioDecoder {
     const out = new Int16Array(this.#frame);
     native.decode(this.#dec, next, true, out);
     return out;
+  }
+
+  close(): void {
+    native.destroy(this.#dec);
   }
 
   toString(): string {
@@ -95,6 +103,9 @@ class OpusEncoderStage implements AudioEncoder {
   }
   encode(frame: Int16Array): Buffer {
     return native.encode(this.#enc, frame);
+  }
+  close(): void {
+    native.destroy(this.#enc);
   }
   toString(): string {
     return encoderName('opus', this.rate);

@@ -63,8 +63,14 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
     // Drop encoders nobody listens to any more.
     for (const key of [...this.#encoders.keys()]) {
       const [track, codec] = key.split(':') as [ListenTrack, CodecName];
-      if (![...this.listeners.values()].some((l) => !l.passthrough && l.track === track && l.codec === codec)) this.#encoders.delete(key);
+      if (![...this.listeners.values()].some((l) => !l.passthrough && l.track === track && l.codec === codec)) this.#dropEncoder(key);
     }
+  }
+
+  /** An encoder goes, its native state freed now (a call's listeners come and go many times). */
+  #dropEncoder(key: string): void {
+    this.#encoders.get(key)?.close?.();
+    this.#encoders.delete(key);
   }
 
   publish(name: string, data: unknown): void {
@@ -87,7 +93,7 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
   setRate(rate: number): void {
     if (rate === this.rate) return;
     this.rate = rate;
-    this.#encoders.clear();
+    for (const key of [...this.#encoders.keys()]) this.#dropEncoder(key);
     this.#silence = new Int16Array(samplesPerFrame(rate));
     this.#mixer = new Mixer(rate);
   }
@@ -126,6 +132,7 @@ export class Fanout extends TypedEmitter<FanoutEvents> {
   /** The call ended: listeners hear `inactive`, then their legs close with the call. */
   end(): void {
     this.emit('event', 'inactive', {});
+    for (const key of [...this.#encoders.keys()]) this.#dropEncoder(key);
   }
 }
 
