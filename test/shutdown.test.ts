@@ -1,24 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { pino } from 'pino';
 import { SipWsClient } from './helpers/sip-ws-client.js';
-import { startGateway } from './helpers/gateway.js';
+import { captureLog, startGateway } from './helpers/gateway.js';
 
 const DOMAIN = 'voxgate.test';
 
 test('shutdown: SIP WebSocket flows get a close frame (1001), their last audit records are written, nothing is logged at error', async () => {
-  const lines: { level: number; msg: string }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { level: number; msg: string });
-      done();
-    },
-  });
+  const { log, lines } = captureLog();
   const tg = await startGateway(
     { sip: { domain: DOMAIN, users: [{ user: 'alice', password: 'alice-pw' }, { user: 'bob', password: 'bob-pw' }] } },
-    { log: pino({ level: 'info' }, sink) },
+    { log },
   );
   const clients = [await SipWsClient.connect(tg.url), await SipWsClient.connect(tg.url)];
   assert.equal((await clients[0]!.register('alice', 'alice-pw', DOMAIN)).status, 200);

@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { signJwt } from '../src/auth/source-auth.js';
 import { publishConnected, type NdcPublisher } from './helpers/ndc-publisher.js';
-import { adminSessions, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { adminSessions, captureLog, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { offerSdp, trickleFor, VIDEO_ONLY_OFFER } from './helpers/offers.js';
 
 const JWT_SECRET = 'a-jwt-secret-of-at-least-32-characters!';
@@ -34,9 +35,10 @@ describe('bad input never disturbs a live session', () => {
   let live: NdcPublisher;
   let liveId: string;
   let whip: string;
+  const captured = captureLog();
 
   before(async () => {
-    tg = await startGateway({ auth: { jwtSecret: JWT_SECRET } });
+    tg = await startGateway({ auth: { jwtSecret: JWT_SECRET } }, { log: captured.log });
     whip = `${tg.url}/whip`;
     live = await publishConnected(whip, SOURCE_TOKEN);
     live.startRtp();
@@ -86,6 +88,44 @@ describe('bad input never disturbs a live session', () => {
     const res = await post(huge);
     assert.equal(res.status, 413);
     assert.match((await problem(res)).detail, /limit is 65536 bytes/);
+  });
+
+  test('a chunked SDP over the limit (no Content-Length) gets 413 too, answered and audited', async () => {
+    const url = new URL(tg.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect(Number(url.port), url.hostname, () => {
+        sock.write(`POST /whip HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${SOURCE_TOKEN}\r\nContent-Type: application/sdp\r\nTransfer-Encoding: chunked\r\n\r\n`);
+        const chunk = 'x'.repeat(16 * 1024);
+        for (let i = 0; i < 8; i++) sock.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+        sock.write('0\r\n\r\n');
+      });
+      let got = '';
+      sock.on('data', (d) => (got += d.toString()));
+      sock.on('close', () => resolve(got));
+      sock.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 413 /);
+    assert.match(answer, /exceeds the limit of 65536 bytes/);
+    const records = readFileSync(tg.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; status?: number; remote?: string; reason?: string });
+    const last = records.filter((r) => r.action === 'whip.post' && r.status === 413).at(-1);
+    assert.match(last?.remote ?? '', /^127\.0\.0\.1:\d+$/, 'audited with the address it came from');
+  });
+
+  test('a client that leaves mid-body is an info line, not an error, and leaves nothing behind', async () => {
+    const before = tg.gw.calls.size;
+    const url = new URL(tg.url);
+    await new Promise<void>((resolve) => {
+      const sock = connect(Number(url.port), url.hostname, () => {
+        sock.write(`POST /whip HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${SOURCE_TOKEN}\r\nContent-Type: application/sdp\r\nContent-Length: 5000\r\n\r\nv=0\r\n`);
+        setTimeout(() => sock.destroy(), 50);
+      });
+      sock.on('close', () => resolve());
+    });
+    await waitFor('the info line', async () => captured.lines.some((l) => l.msg?.startsWith('the client closed the connection before its request body')));
+    const line = captured.lines.find((l) => l.msg?.startsWith('the client closed the connection'))!;
+    assert.equal(line.level, 30, 'info');
+    assert.equal(captured.lines.filter((l) => l.msg === 'request handler failed').length, 0);
+    assert.equal(tg.gw.calls.size, before);
   });
 
   test('a video-only offer gets 422', async () => {

@@ -116,6 +116,10 @@ export class Router {
   /** The node:http request listener: anything but a VoxgateError that escapes a handler is a 500. */
   readonly listener = (req: IncomingMessage, res: ServerResponse): void => {
     this.handle(req, res).catch((err: unknown) => {
+      if (err instanceof ClientClosedError) {
+        this.deps.log.info({ method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 100), remote: remoteOf(req) }, err.message);
+        return void res.destroy();
+      }
       this.deps.log.error({ err }, 'request handler failed');
       if (!res.headersSent) {
         res.writeHead(500, { 'Content-Type': 'application/problem+json' });
@@ -129,6 +133,8 @@ export class Router {
     const method = req.method ?? 'GET';
     const { onResponse } = deps;
     if (onResponse) res.on('finish', () => onResponse(method, res.statusCode));
+    // Read now: a request refused mid-body may have lost its socket by the time it is logged and audited.
+    const remote = remoteOf(req);
     const [path = '/', search = ''] = (req.url ?? '/').split('?');
     const found = this.match(path);
     const cors = found?.route.sameOrigin ? {} : corsHeaders(deps.corsOrigins, req);
@@ -172,7 +178,7 @@ export class Router {
         endpointRequest: async () => ({
           headers: req.headers,
           body: await readBody(req, deps.maxBodyBytes),
-          remote: remoteOf(req),
+          remote,
           baseUrl: deps.baseUrl(req),
         }),
       });
@@ -180,13 +186,13 @@ export class Router {
       else if (headFromGet && !res.writableEnded) res.end(); // a stream (SSE): its headers, then the end
     } catch (err) {
       if (!(err instanceof VoxgateError)) throw err;
-      const fields = { code: err.code, method, path: path.slice(0, 100), remote: remoteOf(req) };
+      const fields = { code: err.code, method, path: path.slice(0, 100), remote };
       logRefusal(deps.log, err, fields);
       const audited = found?.route.auditRefusals;
       if (audited && MUTATING.has(method)) {
         const session = audited.sessionParam ? (found.params[audited.sessionParam] ?? null) : null;
         try {
-          deps.audit.write({ action: `${audited.action}.${method.toLowerCase()}`, outcome: 'rejected', status: err.status, reason: err.code, remote: remoteOf(req), session });
+          deps.audit.write({ action: `${audited.action}.${method.toLowerCase()}`, outcome: 'rejected', status: err.status, reason: err.code, remote, session });
         } catch (auditErr) {
           deps.log.error({ err: auditErr }, 'audit write failed');
         }
@@ -207,23 +213,58 @@ function corsHeaders(allowed: readonly string[], req: IncomingMessage): Record<s
 
 /** The client's address as host:port, IPv6 in brackets. */
 export function remoteOf(req: IncomingMessage): string {
-  const a = req.socket.remoteAddress ?? 'unknown';
-  return `${a.includes(':') ? `[${a}]` : a}:${req.socket.remotePort ?? 0}`;
+  const a = req.socket?.remoteAddress ?? 'unknown';
+  return `${a.includes(':') ? `[${a}]` : a}:${req.socket?.remotePort ?? 0}`;
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/** The client went away before its request body was in: nobody to answer, and nothing wrong with us. */
+export class ClientClosedError extends Error {
+  constructor() {
+    super('the client closed the connection before its request body was complete');
+    this.name = 'ClientClosedError';
+  }
+}
+
+/**
+ * The body, within `limit`. Over it: 413, with the rest of the body read and dropped rather than
+ * the request destroyed, so the 413 reaches the client (and the refusal is audited) before the
+ * connection closes.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) {
-    throw new VoxgateError('VG_HTTP_BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${limit} bytes.`);
+    return Promise.reject(new VoxgateError('VG_HTTP_BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${limit} bytes.`));
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new VoxgateError('VG_HTTP_BODY_TOO_LARGE', `The body exceeds the limit of ${limit} bytes.`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0)); // read before: nothing more will come
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onGone);
+      req.off('close', onGone);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      done();
+      req.resume(); // the rest is read and dropped
+      reject(new VoxgateError('VG_HTTP_BODY_TOO_LARGE', `The body exceeds the limit of ${limit} bytes.`));
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks));
+    };
+    const onGone = () => {
+      done();
+      reject(new ClientClosedError());
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onGone);
+    req.on('close', onGone);
+  });
 }
 
 function send(res: ServerResponse, reply: EndpointReply, extra: Record<string, string>, head: boolean): void {

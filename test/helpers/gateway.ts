@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type ConfigInput } from '../../src/core/config.js';
-import { createLogger } from '../../src/core/logger.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { createLogger, type Logger } from '../../src/core/logger.js';
 import { Gateway, type GatewayOptions } from '../../src/gateway.js';
 import { freeUdpPort, waitFor } from './peers.js';
 
@@ -62,6 +64,18 @@ export async function startGateway(overrides: ConfigInput = {}, opts: GatewayOpt
 }
 
 export { freeUdpPort, waitFor };
+
+/** A logger at info whose JSON lines the test reads back (pass `log` to startGateway's options). */
+export function captureLog(): { log: Logger; lines: { level: number; msg: string; [k: string]: unknown }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { level: number; msg: string });
+      done();
+    },
+  });
+  return { log: pino({ level: 'info' }, sink), lines };
+}
 
 export async function adminSessions(url: string): Promise<{ id: string; state: string; packets: number; codec: string; source: string; remoteAddress: string | null; sipCallId: string | null; trunk: { name: string; from: string; to: string } | null }[]> {
   const res = await fetch(`${url}/api/sessions`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
