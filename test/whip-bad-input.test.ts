@@ -128,6 +128,31 @@ describe('bad input never disturbs a live session', () => {
     assert.equal(tg.gw.calls.size, before);
   });
 
+  test('ICE and DTLS attributes the stack would refuse get 400 naming the line, never 500', async () => {
+    const base = offerSdp();
+    const cases: [string, string, RegExp][] = [
+      ['an empty ice-ufrag', base.replace('a=ice-ufrag:EsAw', 'a=ice-ufrag: '), /a=ice-ufrag must be 4 to 256/],
+      ['a short ice-pwd', base.replace('a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1', 'a=ice-pwd:short'), /a=ice-pwd must be 22 to 256.*got 5 characters/],
+      ['a payload type that is not a number', base.replace('a=rtpmap:111 opus/48000/2', 'a=rtpmap:111 opus/48000/2\r\na=fmtp:í 111'), /a=fmtp:í 111 does not start with a payload type/],
+      ['a fingerprint that is not hex', base.replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:sha-256 zz:yy'), /a=fingerprint:sha-256 zz:yy is not a hash function and its digest/],
+      ['a sha-256 digest of 4 bytes', base.replace(/a=fingerprint:sha-256 \S+/, 'a=fingerprint:sha-256 8B:87:09:8A'), /RFC 8122/],
+    ];
+    for (const [what, sdp, detail] of cases) {
+      const res = await post(sdp);
+      assert.equal(res.status, 400, what);
+      const p = await problem(res);
+      assert.equal(p.type, 'urn:voxgate:error:VG_SDP_MALFORMED', what);
+      assert.match(p.detail, detail, what);
+    }
+    // What our parser does not check and the stack refuses: 400 with the stack's reason.
+    const refused = await post(`${base}a=ssrc:abc cname:x\r\n`);
+    assert.equal(refused.status, 400);
+    const p = await problem(refused);
+    assert.equal(p.type, 'urn:voxgate:error:VG_SDP_REFUSED');
+    assert.match(p.detail, /^The WebRTC stack refused the offer: .*Invalid integer "abc cname:x"/);
+    assert.equal(captured.lines.filter((l) => l.level >= 50).length, 0, 'nothing at error level: these are the client\'s to fix');
+  });
+
   test('a video-only offer gets 422', async () => {
     const res = await post(VIDEO_ONLY_OFFER);
     assert.equal(res.status, 422);

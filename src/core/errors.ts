@@ -19,6 +19,7 @@ export const ERROR_TABLE = {
   VG_CALL_FAILED: { http: 502, title: 'The call failed' },
   VG_TRANSFER_FAILED: { http: 409, title: 'The transfer failed' },
   VG_SDP_MALFORMED: { http: 400, sip: 400, title: 'Malformed SDP' },
+  VG_SDP_REFUSED: { http: 400, sip: 488, title: 'Offer refused by the WebRTC stack' },
   VG_SDP_NO_AUDIO: { http: 422, sip: 488, title: 'No audio track in the offer' },
   VG_SDP_TOO_MANY_AUDIO: { http: 422, sip: 488, title: 'More than one audio track' },
   VG_SDP_NO_COMMON_CODEC: { http: 422, sip: 488, title: 'No acceptable audio codec' },

@@ -1,5 +1,6 @@
 import type { CodecName } from '../core/config.js';
 import { VoxgateError } from '../core/errors.js';
+import { checkWebRtcAttributes } from './webrtc-attributes.js';
 import { attr, directionOf, rtpMaps, type Direction, type RtpMap, type SdpMedia, type SessionDescription } from './sdp.js';
 
 /** What we answer with, decided from the offer and the source's codec policy. */
@@ -106,6 +107,7 @@ export function planAnswer(offer: SessionDescription, policy: CodecPolicy): Answ
   if (!fingerprint || !ufrag) {
     throw new VoxgateError('VG_SDP_NOT_WEBRTC', 'The offer lacks a=fingerprint or a=ice-ufrag; WebRTC offers need ICE and DTLS-SRTP.');
   }
+  checkWebRtcAttributes(offer, a);
   const mid = attr(a.attributes, 'mid');
   if (mid === undefined) throw new VoxgateError('VG_SDP_MALFORMED', 'The audio m= section has no a=mid; BUNDLE needs one.');
   if (!bundled && live.length > 1) {

@@ -63,6 +63,12 @@ test('refusals come from the error table: 488 no common codec, 503 with Retry-Af
   const a = await h.browser('alice');
   h.call(a, 'agent', { headers: [], sdp: 'not sdp' });
   assert.deepEqual(await statuses(a), [400]);
+  // An ICE attribute the WebRTC stack would refuse with "Invalid ICE settings": 400 naming the line, not 500.
+  h.call(a, 'agent', { sdp: browserOffer().replace(/a=ice-ufrag:\S+/, 'a=ice-ufrag: ') });
+  await settle();
+  const bad = a.take().find((m): m is SipResponse => m.kind === 'response' && m.status >= 300)!;
+  assert.equal(bad.status, 400);
+  assert.match(bad.reason, /ice-ufrag/);
   a.send('INVITE', 'sip:agent@voxgate.test', [
     { name: 'From', value: `<sip:alice@voxgate.test>;tag=${a.tag}` },
     { name: 'To', value: '<sip:agent@voxgate.test>' },

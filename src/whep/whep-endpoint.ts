@@ -109,6 +109,7 @@ export class WhepEndpoint {
       try {
         transport = await deps.transports.answer(id, text, plan, out);
       } catch (err) {
+        if (err instanceof VoxgateError) throw err; // the offer refused (400): the client's to fix
         throw new VoxgateError('VG_WEBRTC_FAILED', 'The WebRTC stack could not answer this offer.', { cause: err });
       }
       // The call may have ended while the answer was being made.

@@ -1,3 +1,4 @@
+import { VoxgateError } from '../../core/errors.js';
 import ndc from 'node-datachannel';
 import { TypedEmitter } from '../../core/events.js';
 import type { AnswerPlan } from '../../sdp/codec-policy.js';
@@ -100,7 +101,15 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
 
   /** Answers an offer with our plan; resolves once every local candidate is gathered (RFC 9725 §4.3.2: no server trickle). */
   static answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions, send?: SendStream): Promise<WebRtcPeer> {
-    return WebRtcPeer.#negotiate(id, plan, opts, send, (pc) => pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer'));
+    return WebRtcPeer.#negotiate(id, plan, opts, send, (pc) => {
+      try {
+        pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer');
+      } catch (err) {
+        // The stack refused the client's offer: the client's to fix (400; SIP 488), with the stack's reason.
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new VoxgateError('VG_SDP_REFUSED', `The WebRTC stack refused the offer: ${reason.slice(0, 200)}.`, { cause: err });
+      }
+    });
   }
 
   /**
