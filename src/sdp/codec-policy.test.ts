@@ -4,7 +4,7 @@ import { VoxgateError } from '../core/errors.js';
 import { planAnswer, type CodecPolicy } from './codec-policy.js';
 import { parseSdp } from './sdp.js';
 
-const HEAD = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=fingerprint:sha-256 AA:BB', 'a=ice-ufrag:abcd', 'a=ice-pwd:0123456789012345678901'];
+const HEAD = ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=fingerprint:sha-256 8B:87:09:8A:5D:C2:F3:33:EF:C5:B1:F6:84:3A:3D:D6:A3:E2:9C:17:4C:E7:46:3B:1B:CE:84:98:DD:8E:AF:7B', 'a=ice-ufrag:abcd', 'a=ice-pwd:0123456789012345678901'];
 function offer(media: string[][], group = true): string {
   const mids = media.map((_, i) => String(i));
   return [...HEAD, ...(group ? [`a=group:BUNDLE ${mids.join(' ')}`] : []), ...media.flatMap((m, i) => [m[0]!, `a=mid:${i}`, ...m.slice(1)])].join('\r\n') + '\r\n';
