@@ -13,7 +13,7 @@ import { parseNameAddr, parseSipUri } from './grammar.js';
 import { digestHash, parseAuthParams } from './auth/digest.js';
 import { SipMetrics } from './sip-metrics.js';
 import { SipService } from './sip-service.js';
-import { header, parseSipMessage, type SipResponse } from './message.js';
+import { header, parseSipMessage, serializeSipMessage, type SipResponse } from './message.js';
 import { FarEnd, testStack } from '../testing/sip.js';
 import { MemoryLocationStore } from '../cluster/memory/location-store.js';
 import { FakeSipTransport } from './transport/fake.js';
@@ -182,5 +182,39 @@ test('a response whose top Via is not ours is dropped (§18.1.2)', () => {
   assert.deepEqual(got, []);
   far.respond(req, 200);
   assert.deepEqual(got, [200]);
+  stack.close();
+});
+
+test('a request whose handling throws is answered through its transaction: retransmissions get the same answer, and the transaction ends', () => {
+  const stack = testStack({ protocol: 'UDP' });
+  let calls = 0;
+  stack.sip.calls = {
+    invite: (i) => {
+      calls++;
+      if (calls === 1) throw new URIError('URI malformed');
+      if (calls === 2) throw new Error('a bug of ours');
+      i.respond(486);
+    },
+    inDialog: () => false,
+    ack: () => undefined,
+    cancel: () => undefined,
+    flowClosed: () => undefined,
+  };
+  const far = new FarEnd(stack.transport.connect(), 'alice');
+  far.flow.authenticatedUser = 'alice';
+  const invite = far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: '<sip:alice@voxgate.test>;tag=a1' }, { name: 'To', value: '<sip:agent@voxgate.test>' }]);
+  const first = far.next<SipResponse>('the answer');
+  assert.deepEqual([first.status, first.reason], [400, 'Bad Request (a percent-escape that does not decode)']);
+  far.flow.deliver(serializeSipMessage(invite)); // a retransmission
+  const again = far.next<SipResponse>('the answer again');
+  assert.equal(again.status, 400, 'the transaction answered it, the TU did not see it');
+  assert.equal(calls, 1);
+  // A new request is handled: the 400's transaction did not swallow the branch for ever.
+  stack.clock.advance(64 * 500 + 1000);
+  far.take();
+  far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: '<sip:alice@voxgate.test>;tag=a2' }, { name: 'To', value: '<sip:agent@voxgate.test>' }]);
+  assert.equal(far.next<SipResponse>('a 500').status, 500);
+  far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: '<sip:alice@voxgate.test>;tag=a3' }, { name: 'To', value: '<sip:agent@voxgate.test>' }]);
+  assert.equal(far.next<SipResponse>('the 486').status, 486);
   stack.close();
 });

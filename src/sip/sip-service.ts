@@ -233,7 +233,12 @@ export class SipService {
       }
     } catch (err) {
       this.deps.log.error({ err, flow: flow.id }, 'SIP message handling failed');
-      if (msg.kind === 'request' && msg.method !== 'ACK') replyFlow(flow, msg).send(responseText(msg, 500, { reason: 'Server Internal Error' }));
+      if (msg.kind !== 'request' || msg.method === 'ACK') return;
+      // Through its transaction where it has one, so the transaction ends and a retransmission gets the same answer.
+      const incoming = this.#server.get(serverKey(msg).key);
+      const [status, reason] = err instanceof URIError ? [400, 'Bad Request (a percent-escape that does not decode)'] : [500, 'Server Internal Error'];
+      if (incoming?.req !== msg) replyFlow(flow, msg).send(responseText(msg, status, { reason }));
+      else if (!incoming.answered) incoming.respond(status, { reason });
     }
   }
 
