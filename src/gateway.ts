@@ -312,7 +312,7 @@ export class Gateway {
       dialogs: () => calls.dialogs,
     });
     const service: SipService = new SipService({ config: config.sip, locations: this.cluster?.locations ?? new MemoryLocationStore(), clock: this.clock, log, audit: this.audit, metrics, node: this.cluster?.nodeId, nonceSecret: this.cluster?.digestSecret });
-    const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log });
+    const ws = new WsTransport({ origins: config.cors.origins, maxMessageBytes: config.sip.maxMessageBytes, pingIntervalMs: config.sip.pingIntervalSeconds * 1000, tls: !!config.http.tls, log, maxFlows: config.sip.ws.maxConnections, maxFlowsPerAddress: config.sip.ws.maxConnectionsPerAddress, setupTimeoutMs: config.sip.ws.setupTimeoutSeconds * 1000 });
     service.addTransport(ws);
     this.fleet?.relaySip(service, ws.sentBy); // users registered on other nodes, through theirs
     const maxCalls = new Map(config.sip.users.flatMap((u) => (u.maxCalls ? [[u.user, u.maxCalls] as const] : [])));

@@ -410,3 +410,24 @@ test("a caller's REFER of its agent call: 400, 501 and 491 refusals; after a bli
   await alice.close();
 });
 
+
+test('SIP WebSocket limits: connections in all (503) and per address (429) are capped with Retry-After, and a socket that neither registers nor calls is closed (1008); one that registers stays', async () => {
+  const g = await startGateway({ sip: { domain: DOMAIN, users: [{ user: 'alice', password: 'alice-secret' }], ws: { maxConnections: 3, maxConnectionsPerAddress: 2, setupTimeoutSeconds: 1 } } });
+  const open: SipWsClient[] = [];
+  try {
+    open.push(await SipWsClient.connect(g.url), await SipWsClient.connect(g.url));
+    await assert.rejects(SipWsClient.connect(g.url), /upgrade refused: 429/, 'a third from 127.0.0.1');
+    open.push(await SipWsClient.connect(g.url, { localAddress: '127.0.0.2' }));
+    await assert.rejects(SipWsClient.connect(g.url, { localAddress: '127.0.0.2' }), /upgrade refused: 503/, 'a fourth in all');
+    const registered = open[0]!;
+    assert.equal((await registered.register('alice', 'alice-secret', DOMAIN)).status, 200);
+    await waitFor('the idle sockets closed', async () => open[1]!.closed && open[2]!.closed, 5000);
+    assert.deepEqual([open[1]!.closeCode, open[1]!.closeReason], [1008, 'register or call within 1 s']);
+    assert.equal(registered.closed, false, 'the registered one stays');
+    // Their places are free again.
+    open.push(await SipWsClient.connect(g.url));
+  } finally {
+    for (const c of open) await c.close().catch(() => undefined);
+    await g.stop();
+  }
+});

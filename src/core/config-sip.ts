@@ -160,6 +160,14 @@ export const sipSchema = z
     /** Largest SIP message answered (413 beyond); the WebSocket closes only past max(8 MiB, 4x this). */
     maxMessageBytes: z.number().int().min(4096).max(1 << 20).default(64 * 1024),
     pingIntervalSeconds: z.number().positive().default(20),
+    /** SIP over WebSocket connections: at most this many (503), this many from one address (429), closed when they neither register nor call within setupTimeoutSeconds. */
+    ws: z
+      .strictObject({
+        maxConnections: z.number().int().positive().default(20_000),
+        maxConnectionsPerAddress: z.number().int().positive().default(500),
+        setupTimeoutSeconds: z.number().positive().default(120),
+      })
+      .default({ maxConnections: 20_000, maxConnectionsPerAddress: 500, setupTimeoutSeconds: 120 }),
     nonceTtlSeconds: z.number().int().positive().default(300),
     minExpires: z.number().int().positive().default(60),
     maxExpires: z.number().int().positive().default(3600),

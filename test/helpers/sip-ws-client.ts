@@ -14,6 +14,8 @@ export class SipWsClient {
   readonly contactUser = randomBytes(4).toString('hex');
   cseq = 1;
   closed = false;
+  closeCode: number | undefined;
+  closeReason: string | undefined;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
@@ -22,11 +24,16 @@ export class SipWsClient {
       const i = this.#waiters.findIndex((w) => w.match(text));
       if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(text);
     });
-    ws.on('close', () => (this.closed = true));
+    ws.on('close', (code, reason) => {
+      this.closed = true;
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+    });
   }
 
-  static async connect(url: string, opts: { protocol?: string | undefined; origin?: string; path?: string } = {}): Promise<SipWsClient> {
-    const ws = new WebSocket(url.replace(/^http/, 'ws') + (opts.path ?? '/sip'), opts.protocol === undefined ? ['sip'] : opts.protocol ? [opts.protocol] : [], { origin: opts.origin });
+  /** `localAddress`: the loopback address to connect from (127.0.0.2 is another client's). */
+  static async connect(url: string, opts: { protocol?: string | undefined; origin?: string; path?: string; localAddress?: string } = {}): Promise<SipWsClient> {
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + (opts.path ?? '/sip'), opts.protocol === undefined ? ['sip'] : opts.protocol ? [opts.protocol] : [], { origin: opts.origin, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);

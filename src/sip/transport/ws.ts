@@ -16,6 +16,11 @@ export interface WsTransportOptions {
   pingIntervalMs: number;
   tls: boolean;
   log: Logger;
+  /** Open flows at most (503 past it), and from one IP address (429 past it). */
+  maxFlows: number;
+  maxFlowsPerAddress: number;
+  /** A flow that has neither registered nor sent an INVITE by then is closed (1008). */
+  setupTimeoutMs: number;
 }
 
 /**
@@ -26,6 +31,8 @@ export interface WsTransportOptions {
 class WsFlow implements SipFlow {
   authenticatedUser: string | undefined;
   alive = true;
+  /** It sent an INVITE (a caller that authenticates per call never registers). */
+  called = false;
 
   constructor(
     readonly id: string,
@@ -45,6 +52,8 @@ class WsFlow implements SipFlow {
   }
 }
 
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+
 /** SIP over WebSocket (RFC 7118) on the gateway's HTTP(S) server: a reliable transport. */
 export class WsTransport implements SipTransport {
   readonly protocol: 'WS' | 'WSS';
@@ -52,6 +61,8 @@ export class WsTransport implements SipTransport {
   /** RFC 7118 §5: a random name that is never resolved; clients answer on the same connection. */
   readonly sentBy = `${newTag()}.invalid`;
   readonly flows = new Map<string, SipFlow>();
+  /** Open flows per IP address. */
+  readonly #perAddress = new Map<string, number>();
   readonly #wss: WebSocketServer;
   readonly #ping: NodeJS.Timeout;
   #listener: SipTransportListener | undefined;
@@ -95,8 +106,14 @@ export class WsTransport implements SipTransport {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const refuse = (status: number, reason: string) => {
       this.opts.log.info({ remote: req.socket.remoteAddress, status, reason }, 'SIP WebSocket refused');
-      socket.end(`HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : 'Bad Request'}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${reason}\n`);
+      const retry = status === 503 || status === 429 ? 'Retry-After: 5\r\n' : '';
+      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nContent-Type: text/plain\r\n${retry}Connection: close\r\n\r\n${reason}\n`);
     };
+    const address = req.socket.remoteAddress ?? '?';
+    if (this.flows.size >= this.opts.maxFlows) return refuse(503, `This gateway holds its maximum of ${this.opts.maxFlows} SIP connections (sip.ws.maxConnections); retry later.`);
+    if ((this.#perAddress.get(address) ?? 0) >= this.opts.maxFlowsPerAddress) {
+      return refuse(429, `Your address holds ${this.opts.maxFlowsPerAddress} SIP connections already (sip.ws.maxConnectionsPerAddress); close one first.`);
+    }
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim().toLowerCase());
     if (!protocols.includes('sip')) return refuse(400, 'Request the WebSocket subprotocol "sip" (RFC 7118).');
     const origin = req.headers.origin;
@@ -107,9 +124,18 @@ export class WsTransport implements SipTransport {
   }
 
   #accept(ws: WebSocket, req: IncomingMessage): void {
-    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? 0}`;
+    const address = req.socket.remoteAddress ?? '?';
+    const remote = `${address}:${req.socket.remotePort ?? 0}`;
     const flow = new WsFlow(newToken().slice(0, 16), remote, this, ws);
     this.flows.set(flow.id, flow);
+    this.#perAddress.set(address, (this.#perAddress.get(address) ?? 0) + 1);
+    // A socket that never registers nor calls is not kept for ever (about 7 KB and a descriptor each).
+    const setup = setTimeout(() => {
+      if (flow.authenticatedUser !== undefined || flow.called) return;
+      this.opts.log.info({ flow: flow.id, remote }, 'SIP WebSocket neither registered nor called in time; closing');
+      ws.close(1008, `register or call within ${Math.round(this.opts.setupTimeoutMs / 1000)} s`);
+    }, this.opts.setupTimeoutMs);
+    setup.unref();
     ws.on('pong', () => (flow.alive = true));
     ws.on('message', (data: Buffer, isBinary) => {
       flow.alive = true;
@@ -118,10 +144,15 @@ export class WsTransport implements SipTransport {
         if (data.length === 4) ws.send('\r\n');
         return;
       }
+      if (!flow.called && data.subarray(0, 7).toString('latin1') === 'INVITE ') flow.called = true;
       this.#listener?.message(flow, data);
     });
     ws.on('error', (err) => this.opts.log.info({ err, flow: flow.id }, 'SIP WebSocket error'));
     ws.on('close', () => {
+      clearTimeout(setup);
+      const n = (this.#perAddress.get(address) ?? 1) - 1;
+      if (n > 0) this.#perAddress.set(address, n);
+      else this.#perAddress.delete(address);
       this.flows.delete(flow.id);
       this.#listener?.closed(flow);
     });
