@@ -184,3 +184,18 @@ export function stripTopVia(text: string): string {
   return text.slice(0, start) + text.slice(end);
 }
 
+/** A reason text for a status line: first letter up, one line, at most 200 characters. */
+export function capitalise(s: string): string {
+  return (s.charAt(0).toUpperCase() + s.slice(1)).replace(/[\r\n]+/g, ' ').slice(0, 200);
+}
+
+export function quoteIfNeeded(v: string): string {
+  return v.startsWith('"') ? v : `"${v}"`;
+}
+
+const METHODS = new Set(['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'INFO', 'UPDATE', 'REFER', 'NOTIFY', 'REGISTER', 'MESSAGE', 'SUBSCRIBE', 'PRACK', 'PUBLISH']);
+
+/** Metric label values stay a known set, whatever methods clients invent. */
+export function knownMethod(m: string): string {
+  return METHODS.has(m) ? m : 'other';
+}

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Registry } from 'prom-client';
 import { AuditLog } from '../audit/audit-log.js';
 import { FakeClock } from '../core/clock.js';
@@ -216,5 +218,40 @@ test('a request whose handling throws is answered through its transaction: retra
   assert.equal(far.next<SipResponse>('a 500').status, 500);
   far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: '<sip:alice@voxgate.test>;tag=a3' }, { name: 'To', value: '<sip:agent@voxgate.test>' }]);
   assert.equal(far.next<SipResponse>('the 486').status, 486);
+  stack.close();
+});
+
+test('INVITEs answered 407 keep only what their retransmissions need until Timer H: 2,000 with 20 KB headers hold far less than 40 MB', () => {
+  setFlagsFromString('--expose_gc');
+  const gc = runInNewContext('gc') as () => void;
+  const stack = testStack({ protocol: 'WS' });
+  const far = new FarEnd(stack.transport.connect(), 'alice');
+  const pad = 'x'.repeat(20_000);
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 2000; i++) {
+    far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: `<sip:alice@voxgate.test>;tag=p${i}` }, { name: 'To', value: '<sip:agent@voxgate.test>' }, { name: 'X-Pad', value: pad }], pad);
+    far.take();
+  }
+  gc();
+  const held = (process.memoryUsage().heapUsed - before) / 1e6;
+  // Measured: 48.5 MB when each transaction kept its whole request (a header value, a slice of the
+  // message text, kept all of it alive); 8.4 MB now (each keeps its 407 for retransmissions).
+  assert.ok(held < 15, `${held.toFixed(1)} MB held by 2,000 challenged INVITEs`);
+  stack.close();
+});
+
+test('the server transaction table is bounded: past it a new request gets a stateless 503 with Retry-After; once transactions end, requests are served again', () => {
+  const stack = testStack({ protocol: 'WS', maxServerTransactions: 3 });
+  const far = new FarEnd(stack.transport.connect(), 'alice');
+  const invite = (i: number) => far.send('INVITE', 'sip:agent@voxgate.test', [{ name: 'From', value: `<sip:alice@voxgate.test>;tag=c${i}` }, { name: 'To', value: '<sip:agent@voxgate.test>' }]);
+  for (let i = 0; i < 3; i++) invite(i);
+  assert.deepEqual(far.take().map((m) => (m as SipResponse).status), [407, 407, 407], 'each 407 transaction waits for its ACK (Timer H)');
+  invite(3);
+  const refused = far.next<SipResponse>('the refusal');
+  assert.deepEqual([refused.status, header(refused, 'Retry-After')], [503, '5']);
+  stack.clock.advance(64 * 500 + 1);
+  invite(4);
+  assert.equal(far.next<SipResponse>('a 407 again').status, 407);
   stack.close();
 });

@@ -2,7 +2,7 @@ import type { Clock } from '../core/clock.js';
 import type { SipConfig } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import { Incoming } from './incoming.js';
-import { ALLOW, httpDate, sipAddressOf, REASONS, responseText, salvageResponse, stripTopVia, tagOf, userOf } from './build.js';
+import { ALLOW, capitalise, httpDate, knownMethod, quoteIfNeeded, sipAddressOf, REASONS, responseText, salvageResponse, stripTopVia, tagOf, userOf } from './build.js';
 import { DigestAuthenticator } from './auth/digest.js';
 import { parseSipUri, SipParseError } from './grammar.js';
 import { cseqOf, header, headerList, parseSipMessage, topVia, type SipHeader, type SipRequest, type SipResponse } from './message.js';
@@ -67,6 +67,8 @@ export interface SipServiceDeps {
   node?: string;
   /** In a fleet: the digest nonce secret the nodes share. */
   nonceSecret?: Buffer;
+  /** Server transactions at most (MAX_SERVER_TRANSACTIONS). */
+  maxServerTransactions?: number;
 }
 
 interface ClientEntry {
@@ -295,6 +297,8 @@ export class SipService {
       this.calls?.ack(req, flow);
       return;
     }
+    // A bounded table: past it, new requests are refused statelessly (nothing kept for them).
+    if (this.#server.size >= (this.deps.maxServerTransactions ?? MAX_SERVER_TRANSACTIONS)) return void replyFlow(flow, req).send(responseText(req, 503, { reason: 'Service Unavailable (too many requests in progress)', headers: [{ name: 'Retry-After', value: '5' }] }));
     const reliable = flow.transport.reliable;
     const tx = req.method === 'INVITE' ? new InviteServerTransaction(this.deps.clock, reliable, key) : new NonInviteServerTransaction(this.deps.clock, reliable, key);
     const replies = replyFlow(flow, req);
@@ -469,6 +473,9 @@ export class SipService {
   }
 }
 
+/** Server transactions at most: at 32 s each (Timer H, J), about 3,000 new requests a second. */
+export const MAX_SERVER_TRANSACTIONS = 100_000;
+
 const CAPABILITIES: readonly SipHeader[] = Object.freeze([
   { name: 'Allow', value: ALLOW },
   { name: 'Accept', value: 'application/sdp, application/dtmf-relay, message/sipfrag' },
@@ -477,21 +484,6 @@ const CAPABILITIES: readonly SipHeader[] = Object.freeze([
 
 function capabilities(): SipHeader[] {
   return [...CAPABILITIES];
-}
-
-function capitalise(s: string): string {
-  return (s.charAt(0).toUpperCase() + s.slice(1)).replace(/[\r\n]+/g, ' ').slice(0, 200);
-}
-
-function quoteIfNeeded(v: string): string {
-  return v.startsWith('"') ? v : `"${v}"`;
-}
-
-const METHODS = new Set(['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'INFO', 'UPDATE', 'REFER', 'NOTIFY', 'REGISTER', 'MESSAGE', 'SUBSCRIBE', 'PRACK', 'PUBLISH']);
-
-/** Metric label values stay a known set, whatever methods clients invent. */
-function knownMethod(m: string): string {
-  return METHODS.has(m) ? m : 'other';
 }
 
 /** What an ACK shares with the 2xx it acknowledges (§13.2.2.4, §17.1.1.3): dialog and CSeq number. */

@@ -29,7 +29,7 @@ export interface TestStack {
 }
 
 /** A SipService with one fake transport (reliable unless UDP), a fresh audit file and a FakeClock. */
-export function testStack(opts: { protocol?: SipProtocol; sip?: ConfigInput['sip']; stirShaken?: ConfigInput['stirShaken']; clock?: FakeClock } = {}): TestStack {
+export function testStack(opts: { protocol?: SipProtocol; sip?: ConfigInput['sip']; stirShaken?: ConfigInput['stirShaken']; clock?: FakeClock; maxServerTransactions?: number } = {}): TestStack {
   const clock = opts.clock ?? new FakeClock();
   const dir = mkdtempSync(join(tmpdir(), 'voxgate-sip-test-'));
   const auditPath = join(dir, 'audit.jsonl');
@@ -42,6 +42,7 @@ export function testStack(opts: { protocol?: SipProtocol; sip?: ConfigInput['sip
     log: createLogger(process.env.VOXGATE_TEST_LOG ? 'debug' : 'silent'),
     audit,
     metrics: new SipMetrics(new Registry(), { bindings: () => 0, flows: () => 0, dialogs: () => 0 }),
+    ...(opts.maxServerTransactions ? { maxServerTransactions: opts.maxServerTransactions } : {}),
   });
   const transport = new FakeSipTransport(opts.protocol ?? 'WS');
   sip.addTransport(transport);
