@@ -128,6 +128,23 @@ describe('bad input never disturbs a live session', () => {
     assert.equal(tg.gw.calls.size, before);
   });
 
+  test('a POST pipelined with a malformed request after it: the session whose answer could not be delivered ends at once', async () => {
+    const before = tg.gw.calls.size;
+    const url = new URL(tg.url);
+    const sdp = offerSdp();
+    await new Promise<void>((resolve) => {
+      const sock = connect(Number(url.port), url.hostname, () => {
+        sock.write(`POST /whip HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${SOURCE_TOKEN}\r\nContent-Type: application/sdp\r\nContent-Length: ${Buffer.byteLength(sdp)}\r\n\r\n${sdp}GARBAGE / HTTP/9\r\n\r\n`);
+      });
+      sock.on('data', () => undefined);
+      sock.on('close', () => resolve());
+      sock.on('error', () => undefined);
+    });
+    const created = readFileSync(tg.auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { action: string; outcome: string; session?: string }).filter((r) => r.action === 'whip.post' && r.outcome === 'ok').at(-1);
+    await waitFor('the undelivered session gone', async () => tg.gw.calls.size === before, 3000);
+    if (created?.session) assert.equal(tg.gw.calls.get(created.session), undefined);
+  });
+
   test('ICE and DTLS attributes the stack would refuse get 400 naming the line, never 500', async () => {
     const base = offerSdp();
     const cases: [string, string, RegExp][] = [

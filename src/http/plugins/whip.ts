@@ -49,7 +49,7 @@ export function whipPlugin(deps: WhipPluginDeps): PluginRoutes {
       },
       auditRefusals: { action: 'whip' },
       methods: {
-        POST: async ({ endpointRequest }) => {
+        POST: async ({ endpointRequest, res }) => {
           if (deps.draining()) {
             return problemReply(new VoxgateError('VG_HTTP_DRAINING', 'This node is shutting down; publish to another node.', {
               headers: { 'Retry-After': retryAfter },
@@ -62,7 +62,18 @@ export function whipPlugin(deps: WhipPluginDeps): PluginRoutes {
             deps.audit.write({ action: 'whip.post', outcome: 'ok', status: 307, remote: req.remote, redirect: target });
             return { status: 307, headers: { Location: target } };
           }
-          return whip.post(req);
+          const reply = await whip.post(req);
+          const id = reply.status === 201 ? String(reply.headers.Location ?? '').split('/').pop() : undefined;
+          if (id) {
+            // A client that cannot get the answer (its connection went; a malformed request pipelined
+            // after this one made the server close it) never learns of the session: it ends now, not at the idle timeout.
+            const undelivered = () => {
+              if (!res.writableFinished) whip.resources.get(id)?.call.close('peer-closed');
+            };
+            if (res.destroyed) undelivered();
+            else res.once('close', undelivered);
+          }
+          return reply;
         },
         // RFC 9725 §4.1: GET answers 2xx with no content (older drafts said 405).
         GET: () => noContent(),
