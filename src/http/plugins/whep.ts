@@ -18,11 +18,21 @@ export function whepPlugin({ whep, holderUrl }: WhepPluginDeps): PluginRoutes {
       optionsHeaders: { 'Accept-Post': SDP_TYPE },
       auditRefusals: { action: 'whep', sessionParam: 'session' },
       methods: {
-        POST: async ({ req, params, query, endpointRequest }) => {
+        POST: async ({ req, res, params, query, endpointRequest }) => {
           // The media is where the call is: a listener goes to that node (307 keeps the method and body).
           const holder = await holderUrl?.(params.session!);
           if (holder) return { status: 307, headers: { Location: `${holder}${req.url ?? ''}` } };
-          return whep.post(params.session!, query.get('track'), await endpointRequest());
+          const reply = await whep.post(params.session!, query.get('track'), await endpointRequest());
+          const id = reply.status === 201 ? String(reply.headers.Location ?? '').split('/').pop() : undefined;
+          if (id) {
+            // A listener that never got its answer (the connection closed first) is not left listening.
+            const undelivered = () => {
+              if (!res.writableFinished) whep.resources.get(id)?.leg.close('peer-closed');
+            };
+            if (res.destroyed) undelivered();
+            else res.once('close', undelivered);
+          }
+          return reply;
         },
         GET: () => noContent(),
         HEAD: async ({ req, params }): Promise<EndpointReply> => {
