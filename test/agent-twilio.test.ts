@@ -160,8 +160,14 @@ describe('Twilio Media Streams adapter', () => {
     });
     call.messages.slice(1).forEach((m, i) => assert.equal(m.sequenceNumber, String(i + 1)));
     // The caller's 1 kHz tone arrives as 1 kHz μ-law.
-    const pcm = decodeG711(Buffer.concat(media.slice(-50).map((m) => Buffer.from(m.media.payload, 'base64'))), 'pcmu');
-    assert.ok(toneSnrDb(pcm, 1000, 8000) > 15, `agent hears the tone (SNR ${toneSnrDb(pcm, 1000, 8000).toFixed(1)} dB)`);
+    // Judged per 100 ms over the last second, by the median: the publisher loops one second of
+    // Opus, and the loop's seam (a decoder meeting the stream's first packets again) may fall in it.
+    const snrs = Array.from({ length: 10 }, (_, w) => {
+      const pcm = decodeG711(Buffer.concat(media.slice(-50 + w * 5, w === 9 ? undefined : -45 + w * 5).map((m) => Buffer.from(m.media.payload, 'base64'))), 'pcmu');
+      return toneSnrDb(pcm, 1000, 8000);
+    }).sort((a, b) => a - b);
+    const median = (snrs[4]! + snrs[5]!) / 2;
+    assert.ok(median > 15, `agent hears the tone (median SNR ${median.toFixed(1)} dB; per 100 ms ${snrs.map((x) => x.toFixed(0)).join(' ')})`);
 
     // DTMF from the caller.
     pub.sendDtmf(5);
