@@ -468,6 +468,11 @@ export class SipService {
     while (this.#byes.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
   }
 
+  /** Transactions (and 2xx repeats waiting for an ACK) in progress: tests and soaks count them. */
+  get pending(): { server: number; client: number; awaitingAck: number } {
+    return { server: this.#server.size, client: this.#client.size, awaitingAck: this.#awaitingAck.size };
+  }
+
   close(): void {
     for (const t of this.transports) t.close();
   }
