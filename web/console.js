@@ -71,17 +71,21 @@ function renderRow(c) {
   renderEmpty();
 }
 
-function renderEmpty() {
-  const body = $('live').tBodies[0];
+/** A table's "nothing here" row: shown while the table has no other row. */
+function emptyRow(table, text) {
+  const body = $(table).tBodies[0];
   body.querySelector('.empty')?.remove();
-  if (state.calls.size === 0) {
-    const tr = document.createElement('tr');
-    tr.className = 'empty';
-    const td = cell('No live calls on this node.');
-    td.colSpan = 9;
-    tr.append(td);
-    body.append(tr);
-  }
+  if (body.rows.length > 0) return;
+  const tr = document.createElement('tr');
+  tr.className = 'empty';
+  const td = cell(text);
+  td.colSpan = 9;
+  tr.append(td);
+  body.append(tr);
+}
+
+function renderEmpty() {
+  emptyRow('live', 'No live calls on this node.');
 }
 
 // The durations tick here, in the page: the stream sends changes, not clock ticks.
@@ -224,15 +228,7 @@ function addRecent(r) {
 }
 
 function renderNoRecent() {
-  const body = $('recent').tBodies[0];
-  body.querySelector('.empty')?.remove();
-  if (body.rows.length > 0) return;
-  const tr = document.createElement('tr');
-  tr.className = 'empty';
-  const td = cell('No call has ended since the gateway started (or within admin.recentCalls).');
-  td.colSpan = 9;
-  tr.append(td);
-  body.append(tr);
+  emptyRow('recent', 'No call has ended since the gateway started (or within admin.recentCalls).');
 }
 
 function recentRow(r) {

@@ -2,10 +2,12 @@
  * voxgate's libopus binding (the libopus vendored beside this file): mono decoders with in-band
  * FEC (opus_decode with decode_fec=1, RFC 6716 §2.1.7) and PLC of exactly one frame, and mono
  * encoders. Each handle is freed by destroy() when its session ends (a finalizer frees it
- * too, if nobody did: a codec thread that rarely collects would otherwise hold them).
+ * too, if nobody did); their size is reported to V8 as external memory meanwhile, so a thread
+ * holding many collects them when it should.
  */
 #include <node_api.h>
 #include <opus.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define CHECK(call)                                                     \
@@ -20,19 +22,26 @@
 typedef struct {
   OpusDecoder* dec;
   OpusEncoder* enc;
+  /* Bytes of codec state reported to V8 (napi_adjust_external_memory), so a thread that holds
+     many handles collects their finalizers when it should, if anything was not destroyed. */
+  int64_t bytes;
 } Handle;
 
-static void release(Handle* h) {
+/* V8's total of external memory after our last adjustment (what externalMemory() answers). */
+static int64_t v8_external = 0;
+
+static void release(napi_env env, Handle* h) {
   if (h->dec) opus_decoder_destroy(h->dec);
   if (h->enc) opus_encoder_destroy(h->enc);
   h->dec = NULL;
   h->enc = NULL;
+  if (h->bytes) napi_adjust_external_memory(env, -h->bytes, &v8_external);
+  h->bytes = 0;
 }
 
 static void finalize(napi_env env, void* data, void* hint) {
-  (void)env;
   (void)hint;
-  release((Handle*)data);
+  release(env, (Handle*)data);
   free(data);
 }
 
@@ -47,12 +56,15 @@ static napi_value wrap(napi_env env, OpusDecoder* dec, OpusEncoder* enc) {
   }
   h->dec = dec;
   h->enc = enc;
+  h->bytes = (dec ? opus_decoder_get_size(1) : 0) + (enc ? opus_encoder_get_size(1) : 0);
   if (napi_create_external(env, h, finalize, NULL, &out) != napi_ok) {
-    release(h);
+    h->bytes = 0;
+    release(env, h);
     free(h);
     napi_throw_error(env, NULL, "voxgate-opus: N-API call failed");
     return NULL;
   }
+  napi_adjust_external_memory(env, h->bytes, &v8_external);
   return out;
 }
 
@@ -232,8 +244,16 @@ static napi_value destroy(napi_env env, napi_callback_info info) {
   }
   Handle* h = handle(env, argv[0]);
   if (!h) return NULL;
-  release(h);
+  release(env, h);
   return NULL;
+}
+
+/* externalMemory() -> V8's external memory total as of our last report (bytes). */
+static napi_value external_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  CHECK(napi_create_double(env, (double)v8_external, &out));
+  return out;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -244,8 +264,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"encode", NULL, encode, NULL, NULL, NULL, napi_default, NULL},
       {"ctl", NULL, ctl, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, destroy, NULL, NULL, NULL, napi_default, NULL},
+      {"externalMemory", NULL, external_memory, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 6, props);
+  napi_define_properties(env, exports, 7, props);
   return exports;
 }
 

@@ -55,3 +55,16 @@ test('a session\'s codec state is freed when it closes: 4,000 Opus sessions (dec
   const grown = (process.memoryUsage().rss - rss0) / 1e6;
   assert.ok(grown < 120, `RSS grew ${grown.toFixed(0)} MB over 4,000 sessions`);
 });
+
+test('live codec state is reported to V8 as external memory, and given back on destroy', () => {
+  const first = opusNative.createDecoder(48000);
+  const before = opusNative.externalMemory();
+  const handles = Array.from({ length: 200 }, () => [opusNative.createEncoder(48000, 32000, 5), opusNative.createDecoder(48000)]).flat();
+  const held = opusNative.externalMemory() - before;
+  // libopus at 48 kHz mono: an encoder is about 30 KB, a decoder about 26 KB.
+  assert.ok(held > 200 * 40_000, `${(held / 1e6).toFixed(1)} MB reported for 200 pairs`);
+  for (const h of handles) opusNative.destroy(h);
+  const after = opusNative.externalMemory() - before;
+  opusNative.destroy(first);
+  assert.ok(after < held / 10, `${(after / 1e6).toFixed(1)} MB still reported after destroy`);
+});

@@ -16,6 +16,8 @@ export interface OpusBinding {
   ctl(encoder: OpusHandle, request: number, value: number): void;
   /** Frees the codec state now (a finalizer would, at the next collection); the handle refuses work after. */
   destroy(handle: OpusHandle): void;
+  /** V8's external memory total as of the binding's last report (handles made and freed adjust it). */
+  externalMemory(): number;
 }
 
 /** An encoder or decoder: opaque, freed by destroy() or its finalizer. */

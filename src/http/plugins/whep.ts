@@ -1,6 +1,7 @@
 import { VoxgateError } from '../../core/errors.js';
 import type { WhepEndpoint } from '../../whep/whep-endpoint.js';
 import { SDP_TYPE, TRICKLE_TYPE, type EndpointReply } from '../../wish/resource.js';
+import { abandonIfUndelivered } from '../undelivered.js';
 import type { PluginRoutes } from '../router.js';
 import { noContent, notFound } from '../replies.js';
 
@@ -23,16 +24,7 @@ export function whepPlugin({ whep, holderUrl }: WhepPluginDeps): PluginRoutes {
           const holder = await holderUrl?.(params.session!);
           if (holder) return { status: 307, headers: { Location: `${holder}${req.url ?? ''}` } };
           const reply = await whep.post(params.session!, query.get('track'), await endpointRequest());
-          const id = reply.status === 201 ? String(reply.headers.Location ?? '').split('/').pop() : undefined;
-          if (id) {
-            // A listener that never got its answer (the connection closed first) is not left listening.
-            const undelivered = () => {
-              if (!res.writableFinished) whep.resources.get(id)?.leg.close('peer-closed');
-            };
-            if (res.destroyed) undelivered();
-            else res.once('close', undelivered);
-          }
-          return reply;
+          return abandonIfUndelivered(res, reply, (id) => whep.resources.get(id)?.leg.close('peer-closed'));
         },
         GET: () => noContent(),
         HEAD: async ({ req, params }): Promise<EndpointReply> => {

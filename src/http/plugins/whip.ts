@@ -6,6 +6,7 @@ import { VoxgateError } from '../../core/errors.js';
 import { iceServerLinks } from '../../transport/webrtc/ice-servers.js';
 import type { WhipEndpoint } from '../../whip/whip-endpoint.js';
 import { problemReply, SDP_TYPE, TRICKLE_TYPE, type EndpointReply, type EndpointRequest } from '../../wish/resource.js';
+import { abandonIfUndelivered } from '../undelivered.js';
 import type { PluginRoutes } from '../router.js';
 import { noContent, notFound } from '../replies.js';
 
@@ -62,18 +63,7 @@ export function whipPlugin(deps: WhipPluginDeps): PluginRoutes {
             deps.audit.write({ action: 'whip.post', outcome: 'ok', status: 307, remote: req.remote, redirect: target });
             return { status: 307, headers: { Location: target } };
           }
-          const reply = await whip.post(req);
-          const id = reply.status === 201 ? String(reply.headers.Location ?? '').split('/').pop() : undefined;
-          if (id) {
-            // A client that cannot get the answer (its connection went; a malformed request pipelined
-            // after this one made the server close it) never learns of the session: it ends now, not at the idle timeout.
-            const undelivered = () => {
-              if (!res.writableFinished) whip.resources.get(id)?.call.close('peer-closed');
-            };
-            if (res.destroyed) undelivered();
-            else res.once('close', undelivered);
-          }
-          return reply;
+          return abandonIfUndelivered(res, await whip.post(req), (id) => whip.resources.get(id)?.call.close('peer-closed'));
         },
         // RFC 9725 §4.1: GET answers 2xx with no content (older drafts said 405).
         GET: () => noContent(),
