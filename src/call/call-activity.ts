@@ -22,6 +22,9 @@ export interface Levels {
   out: number;
 }
 
+/** A window's RMS levels and the peak of each side, dBFS. */
+export type MeteredLevels = Levels & { peakIn: number; peakOut: number };
+
 /** Below this a side reads as silent on the meters. */
 const FLOOR_DBFS = -90;
 
@@ -61,7 +64,7 @@ export class CallActivity extends TypedEmitter<CallActivityEvents> {
   }
 
   /** RMS level of each side since the last call (or since metering began), then starts a new window. */
-  takeLevels(): Levels & { peakIn: number; peakOut: number } {
+  takeLevels(): MeteredLevels {
     const n = this.#samples;
     const db = (energy: number) => (n === 0 || energy === 0 ? FLOOR_DBFS : Math.max(FLOOR_DBFS, 10 * Math.log10(energy / n / 32768 ** 2)));
     const peak = (p: number) => (p === 0 ? FLOOR_DBFS : Math.max(FLOOR_DBFS, 20 * Math.log10(p / 32768)));

@@ -77,7 +77,8 @@ test('levels are measured only while someone watches, and come for every call in
     loud.activity.tick(tone(16384), tone(1638));
     quiet.activity.tick(undefined, undefined);
   }
-  await sleep(60);
+  // The first levels message (every 20 ms here), waited for rather than slept on.
+  for (let i = 0; i < 100 && !w.seen.some((e) => e.type === 'levels'); i++) await sleep(5);
   const first = w.seen.find((e) => e.type === 'levels');
   assert.ok(first && first.type === 'levels');
   // A sine at half scale: RMS -9.0 dBFS, peak -6.0; a tenth of that: -29.0.
@@ -87,7 +88,7 @@ test('levels are measured only while someone watches, and come for every call in
   assert.equal(w.monitor.watchers, 0);
   const before = w.seen.length;
   loud.activity.tick(tone(16384), undefined);
-  await sleep(60);
+  await sleep(60); // three intervals of the (stopped) timer: an absence can only be waited out
   assert.equal(w.seen.length, before, 'no levels once the last watcher left');
   assert.equal(loud.activity.takeLevels().in, -90, 'and the meter stopped adding up');
 });

@@ -1,5 +1,5 @@
 import type { Quality } from '../media/endpoint.js';
-import type { ActivityEvent, Levels } from './call-activity.js';
+import type { ActivityEvent, MeteredLevels } from './call-activity.js';
 import type { CallHistory, CallRecord } from './call-history.js';
 import type { CallTable } from './call-table.js';
 import type { Call } from './call.js';
@@ -33,7 +33,7 @@ export type MonitorEvent =
   | { type: 'session'; session: CallView }
   | { type: 'quality'; id: string; point: QualityPoint }
   | { type: 'event'; id: string; entry: TimelineEntry }
-  | { type: 'levels'; at: string; levels: Record<string, Levels & { peakIn: number; peakOut: number }> }
+  | { type: 'levels'; at: string; levels: Record<string, MeteredLevels> }
   | { type: 'ended'; id: string; call: CallRecord | { id: string; reason: string } }
   /** Another node's session began, connected or ended (the fleet's event bus). */
   | { type: 'fleet'; event: SessionEvent };
@@ -184,7 +184,7 @@ export class CallMonitor {
 
   #levels(): void {
     if (this.#calls.size === 0) return;
-    const levels: Record<string, Levels & { peakIn: number; peakOut: number }> = {};
+    const levels: Record<string, MeteredLevels> = {};
     for (const [id, w] of this.#calls) levels[id] = w.call.activity.takeLevels();
     this.#tell({ type: 'levels', at: new Date(this.opts.now()).toISOString(), levels });
   }
