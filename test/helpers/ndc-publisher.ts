@@ -48,27 +48,25 @@ export interface OfferExchange {
 }
 
 /**
- * A real WebRTC publisher (libdatachannel) for tests that need a peer without a browser.
- * Now and then the libdatachannel client reports 'closed' between its offer and our answer
- * ("Got a remote candidate without ICE transport"), more often on a busy machine; most likely
- * our connectivity checks reach it before it has applied the answer. Chromium copes with such
- * early checks. It is the test client failing, not the gateway, so the publish gets up to five
- * fresh clients, with a growing pause between them.
+ * A real WebRTC publisher (libdatachannel, the stack OBS is built on) for tests that need a peer
+ * without a browser. One client per publish, never retried: a client that fails to connect is a
+ * failure of the test (voxgate's early connectivity checks used to make about 1 in 100 fail in
+ * their own setRemoteDescription; see holdCandidates in src/transport/webrtc/peer.ts).
  */
 export async function publishWithNdc(
   whipUrl: string,
   token: string,
   opts: PublishOptions = {},
 ): Promise<NdcPublisher> {
-  return withFreshClients(() => publishOnce((offer) => whipPost(whipUrl, token, offer), opts));
+  return publishOnce((offer) => whipPost(whipUrl, token, offer), opts);
 }
 
 /**
  * The same peer, its offer carried by `exchange` (a SIP INVITE over WebSocket, say): for calls
- * that are not WHIP. `exchange` is called once per fresh client, so it must mint a new dialog.
+ * that are not WHIP. `exchange` is called once, with the client's offer.
  */
 export function callWithNdc(exchange: (offer: string) => Promise<OfferExchange>, opts: PublishOptions = {}): Promise<NdcPublisher> {
-  return withFreshClients(() => publishOnce(exchange, opts));
+  return publishOnce(exchange, opts);
 }
 
 async function whipPost(whipUrl: string, token: string, offer: string): Promise<OfferExchange> {
@@ -81,18 +79,6 @@ async function whipPost(whipUrl: string, token: string, offer: string): Promise<
     answer: await res.text(),
     ...(location ? { undo: () => fetch(new URL(location, whipUrl), { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } }) } : {}),
   };
-}
-
-async function withFreshClients<T>(attempt: () => Promise<T>): Promise<T> {
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (n === 5 || !String(err).includes('without ICE transport')) throw err;
-      // The failures come in bursts on a busy machine (a fresh-clone CI run had five in 70 ms).
-      await new Promise((resolve) => setTimeout(resolve, 100 * n));
-    }
-  }
 }
 
 /** A promise that is already handled, for results the caller may never await. */
@@ -137,7 +123,7 @@ async function publishOnce(exchange: (offer: string) => Promise<OfferExchange>, 
     try {
       pc.setRemoteDescription(res.answer, 'answer');
     } catch (err) {
-      // A half-made client: undo its session before the caller retries with a fresh one.
+      // A half-made client: its session is undone, so a failing test leaves nothing behind.
       pc.close();
       await res.undo?.();
       throw err;
@@ -217,7 +203,7 @@ type ListenOptions = { codecs?: 'opus' | 'pcmu' | 'opus+pcmu'; direction?: 'Recv
 
 /** A real WHEP player (libdatachannel, recvonly). */
 export function listenWithNdc(url: string, token: string | undefined, opts: ListenOptions = {}): Promise<NdcListener> {
-  return withFreshClients(() => listenOnce(url, token, opts));
+  return listenOnce(url, token, opts);
 }
 
 async function listenOnce(url: string, token: string | undefined, opts: ListenOptions): Promise<NdcListener> {
@@ -285,47 +271,39 @@ export function readSse(url: string, token: string): { events: { event: string; 
   return { events, done, abort: () => ac.abort() };
 }
 
-/**
- * Publishes and waits until connected. If the libdatachannel client fails while connecting
- * (see publishWithNdc), that session is deleted and a fresh client tries again, up to three
- * times, so a test never runs against a half-made session.
- */
+/** Publishes and waits until connected (10 s at most); a client that does not connect fails the test, its session undone. */
 export function publishConnected(whipUrl: string, token: string, opts: PublishOptions = {}): Promise<NdcPublisher> {
-  return untilConnected(() => publishWithNdc(whipUrl, token, opts));
+  return connectedWithin(publishWithNdc(whipUrl, token, opts));
 }
 
 /** As publishConnected, for an offer carried by `exchange` (see callWithNdc). */
 export function callConnected(exchange: (offer: string) => Promise<OfferExchange>, opts: PublishOptions = {}): Promise<NdcPublisher> {
-  return untilConnected(() => callWithNdc(exchange, opts));
+  return connectedWithin(callWithNdc(exchange, opts));
 }
 
-async function untilConnected(attempt: () => Promise<NdcPublisher>): Promise<NdcPublisher> {
-  for (let n = 1; ; n++) {
-    const p = await attempt();
-    if (!p.accepted) throw new Error(`the offer was answered ${p.status}: ${p.answer.slice(0, 200)}`);
-    try {
-      await Promise.race([p.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
-      return p;
-    } catch (err) {
-      p.close();
-      await p.undo?.();
-      if (n === 3) throw err;
-    }
+async function connectedWithin(attempt: Promise<NdcPublisher>): Promise<NdcPublisher> {
+  const p = await attempt;
+  if (!p.accepted) throw new Error(`the offer was answered ${p.status}: ${p.answer.slice(0, 200)}`);
+  try {
+    await Promise.race([p.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
+    return p;
+  } catch (err) {
+    p.close();
+    await p.undo?.();
+    throw err;
   }
 }
 
-/** As publishConnected, for WHEP listeners: a client that fails while connecting is replaced. */
+/** As publishConnected, for WHEP listeners: one client, connected within 10 s or the test fails (its listener deleted). */
 export async function listenConnected(url: string, token: string, opts: ListenOptions = {}): Promise<NdcListener> {
-  for (let n = 1; ; n++) {
-    const l = await listenWithNdc(url, token, opts);
-    if (l.status !== 201) throw new Error(`POST answered ${l.status}: ${l.answer.slice(0, 200)}`);
-    try {
-      await Promise.race([l.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
-      return l;
-    } catch (err) {
-      l.close();
-      await fetch(l.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
-      if (n === 3) throw err;
-    }
+  const l = await listenWithNdc(url, token, opts);
+  if (l.status !== 201) throw new Error(`POST answered ${l.status}: ${l.answer.slice(0, 200)}`);
+  try {
+    await Promise.race([l.connected, new Promise((_, reject) => setTimeout(() => reject(new Error('not connected within 10 s')), 10_000))]);
+    return l;
+  } catch (err) {
+    l.close();
+    await fetch(l.location!, { method: 'DELETE', headers: { Authorization: `Bearer ${token}` } });
+    throw err;
   }
 }

@@ -100,16 +100,37 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
   }
 
   /** Answers an offer with our plan; resolves once every local candidate is gathered (RFC 9725 §4.3.2: no server trickle). */
-  static answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions, send?: SendStream): Promise<WebRtcPeer> {
-    return WebRtcPeer.#negotiate(id, plan, opts, send, (pc) => {
+  static async answer(id: string, offerSdp: string, plan: AnswerPlan, opts: MediaEndpointOptions, send?: SendStream): Promise<WebRtcPeer> {
+    const held = holdCandidates(stripUnresolvableCandidates(offerSdp));
+    const peer = await WebRtcPeer.#negotiate(id, plan, opts, send, (pc) => {
       try {
-        pc.setRemoteDescription(stripUnresolvableCandidates(offerSdp), 'offer');
+        pc.setRemoteDescription(held.sdp, 'offer');
       } catch (err) {
         // The stack refused the client's offer: the client's to fix (400; SIP 488), with the stack's reason.
         const reason = err instanceof Error ? err.message : String(err);
         throw new VoxgateError('VG_SDP_REFUSED', `The WebRTC stack refused the offer: ${reason.slice(0, 200)}.`, { cause: err });
       }
     });
+    if (held.candidates.length) peer.#releaseLater(held.candidates);
+    return peer;
+  }
+
+  /**
+   * The offer's candidates, held back from the stack until the offerer has had time to read our
+   * answer: until then ICE learns the offerer only from its own checks (peer-reflexive), as an
+   * ICE-lite server (mediasoup) does. Our early checks made libdatachannel offerers (OBS) fail
+   * about 1 publish in 100: answered before the answer arrived, they let the offerer's ICE
+   * connect and its DTLS verify our certificate inside its setRemoteDescription, before it has
+   * stored our fingerprint ("unknown CA", the peer closes). Candidates still unneeded after
+   * EARLY_CHECKS_MS go to the stack as if trickled, for an offerer whose checks cannot reach us.
+   */
+  #releaseLater(candidates: { candidate: string; mid: string }[]): void {
+    const timer = setTimeout(() => {
+      if (this.#state !== 'connecting') return;
+      for (const c of candidates) this.addRemoteCandidate(c.candidate, c.mid);
+    }, EARLY_CHECKS_MS);
+    timer.unref();
+    this.once('state', (s) => s === 'closed' && clearTimeout(timer));
   }
 
   /**
@@ -358,6 +379,37 @@ function stripUnresolvableCandidates(sdp: string): string {
     .split(/\r?\n/)
     .filter((l) => !(l.startsWith('a=candidate:') && isMdnsCandidate(l)))
     .join('\r\n');
+}
+
+/** How long the offer's candidates are held back (see #releaseLater): a slow 201 on a loaded machine still arrives first. */
+const EARLY_CHECKS_MS = 1000;
+
+/**
+ * The offer without its candidate lines (and end-of-candidates, which would end ICE before any
+ * check), and the candidates with the mid of the m-section each was in. An ICE-lite offerer
+ * never checks, so its offer is left whole.
+ */
+export function holdCandidates(offerSdp: string): { sdp: string; candidates: { candidate: string; mid: string }[] } {
+  if (/^a=ice-lite\b/m.test(offerSdp)) return { sdp: offerSdp, candidates: [] };
+  const candidates: { candidate: string; mid: string }[] = [];
+  // A candidate line may come before its section's a=mid: it gets the mid when that is read.
+  let section: { candidate: string; mid: string }[] = [];
+  let mid = '';
+  const kept = offerSdp.split(/\r?\n/).filter((l) => {
+    if (l.startsWith('m=')) [section, mid] = [[], ''];
+    else if (l.startsWith('a=mid:')) {
+      mid = l.slice(6).trim();
+      for (const c of section) c.mid = mid;
+    }
+    if (l.startsWith('a=candidate:')) {
+      const c = { candidate: l.slice(2), mid };
+      section.push(c);
+      candidates.push(c);
+      return false;
+    }
+    return !l.startsWith('a=end-of-candidates');
+  });
+  return { sdp: kept.join('\r\n'), candidates };
 }
 
 function rewriteLocal(sdp: string, announced: string | undefined): string {
