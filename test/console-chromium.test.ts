@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { analyseRemoteAudio, launchChromium, publishFromPage, type TestBrowser } from './helpers/chromium.js';
-import { ADMIN_TOKEN, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
+import { ADMIN_TOKEN, captureLog, SOURCE_TOKEN, startGateway, waitFor, type TestGateway } from './helpers/gateway.js';
 import { toneWav } from './helpers/media.js';
 import { preparePage } from './helpers/sip-browser.js';
 
@@ -38,10 +38,11 @@ describe('the console shows a live call, its chart and timeline, listens, transf
   let caller: Page;
   let alice: Page;
   let sid: string;
+  const logged = captureLog();
 
   before(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    tg = await startGateway({ sources: [{ name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, agent: 'echo' }], sip: { domain: DOMAIN, users: [ALICE, BOB] } });
+    tg = await startGateway({ sources: [{ name: 'browser-widget', kind: 'browser', token: SOURCE_TOKEN, agent: 'echo' }], sip: { domain: DOMAIN, users: [ALICE, BOB] } }, { log: logged.log });
     chrome = await launchChromium(`${tg.url}/healthz`, toneWav(440, 90));
     caller = chrome.page;
     alice = await chrome.browser.newPage();
@@ -139,7 +140,11 @@ describe('the console shows a live call, its chart and timeline, listens, transf
     assert.ok(users.some((u) => u.includes('alice')), `registered users offered: ${users}`);
     await page.fill('#transfer-to', ALICE.user);
     await page.click('#transfer');
-    await waitFor('transferred', async () => (await text(page, '#message')) === 'transferred to alice', 15_000);
+    await waitFor('transferred', async () => (await text(page, '#message')) === 'transferred to alice', 15_000).catch(async (err: Error) => {
+      // Where it stopped: the page's message, what Alice's JsSIP saw, what the gateway logged.
+      const seen = await alice.evaluate(() => (window as unknown as { vgSip: { state: { events: unknown[] } } }).vgSip.state.events);
+      throw new Error(`${err.message}; message ${JSON.stringify(await text(page, '#message'))}; Alice saw ${JSON.stringify(seen)}; gateway: ${JSON.stringify(logged.lines.slice(-15).map((l) => l.msg))}`);
+    });
     assert.match(await text(page, '#timeline'), /transfer to alice: connected/);
     await waitFor('the row without the agent', async () => (await page.locator(`#live tr[data-id="${sid}"] td`).nth(3).innerText()) === '–', 5000);
   });
