@@ -7,6 +7,7 @@
  */
 #include <node_api.h>
 #include <opus.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -27,15 +28,22 @@ typedef struct {
   int64_t bytes;
 } Handle;
 
-/* V8's total of external memory after our last adjustment (what externalMemory() answers). */
-static int64_t v8_external = 0;
+/* Live handles and their bytes in the whole process: every thread's (the codec threads and the
+   media thread share this library), for live() and the gateway's metrics. */
+static _Atomic int64_t live_handles = 0;
+static _Atomic int64_t live_bytes = 0;
 
 static void release(napi_env env, Handle* h) {
   if (h->dec) opus_decoder_destroy(h->dec);
   if (h->enc) opus_encoder_destroy(h->enc);
   h->dec = NULL;
   h->enc = NULL;
-  if (h->bytes) napi_adjust_external_memory(env, -h->bytes, &v8_external);
+  if (h->bytes) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, -h->bytes, &ignored);
+    atomic_fetch_sub(&live_handles, 1);
+    atomic_fetch_sub(&live_bytes, h->bytes);
+  }
   h->bytes = 0;
 }
 
@@ -64,7 +72,10 @@ static napi_value wrap(napi_env env, OpusDecoder* dec, OpusEncoder* enc) {
     napi_throw_error(env, NULL, "voxgate-opus: N-API call failed");
     return NULL;
   }
-  napi_adjust_external_memory(env, h->bytes, &v8_external);
+  int64_t ignored;
+  napi_adjust_external_memory(env, h->bytes, &ignored);
+  atomic_fetch_add(&live_handles, 1);
+  atomic_fetch_add(&live_bytes, h->bytes);
   return out;
 }
 
@@ -248,11 +259,15 @@ static napi_value destroy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* externalMemory() -> V8's external memory total as of our last report (bytes). */
-static napi_value external_memory(napi_env env, napi_callback_info info) {
+/* live() -> [handles, bytes]: codec state not yet freed, in every thread of the process. */
+static napi_value live(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_value out;
-  CHECK(napi_create_double(env, (double)v8_external, &out));
+  napi_value out, handles, bytes;
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_double(env, (double)atomic_load(&live_handles), &handles));
+  CHECK(napi_create_double(env, (double)atomic_load(&live_bytes), &bytes));
+  CHECK(napi_set_element(env, out, 0, handles));
+  CHECK(napi_set_element(env, out, 1, bytes));
   return out;
 }
 
@@ -264,7 +279,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"encode", NULL, encode, NULL, NULL, NULL, napi_default, NULL},
       {"ctl", NULL, ctl, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, destroy, NULL, NULL, NULL, napi_default, NULL},
-      {"externalMemory", NULL, external_memory, NULL, NULL, NULL, napi_default, NULL},
+      {"live", NULL, live, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, 7, props);
   return exports;

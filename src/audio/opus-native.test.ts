@@ -56,15 +56,35 @@ test('a session\'s codec state is freed when it closes: 4,000 Opus sessions (dec
   assert.ok(grown < 120, `RSS grew ${grown.toFixed(0)} MB over 4,000 sessions`);
 });
 
-test('live codec state is reported to V8 as external memory, and given back on destroy', () => {
-  const first = opusNative.createDecoder(48000);
-  const before = opusNative.externalMemory();
+test('live() counts the codec state not yet freed, in handles and bytes, and destroy gives it back', () => {
+  const [handles0, bytes0] = opusNative.live();
   const handles = Array.from({ length: 200 }, () => [opusNative.createEncoder(48000, 32000, 5), opusNative.createDecoder(48000)]).flat();
-  const held = opusNative.externalMemory() - before;
+  const [handles1, bytes1] = opusNative.live();
+  assert.equal(handles1 - handles0, 400);
   // libopus at 48 kHz mono: an encoder is about 30 KB, a decoder about 26 KB.
-  assert.ok(held > 200 * 40_000, `${(held / 1e6).toFixed(1)} MB reported for 200 pairs`);
+  assert.ok(bytes1 - bytes0 > 200 * 40_000, `${((bytes1 - bytes0) / 1e6).toFixed(1)} MB counted for 200 pairs`);
   for (const h of handles) opusNative.destroy(h);
-  const after = opusNative.externalMemory() - before;
-  opusNative.destroy(first);
-  assert.ok(after < held / 10, `${(after / 1e6).toFixed(1)} MB still reported after destroy`);
+  for (const h of handles) opusNative.destroy(h); // idempotent: counted once
+  assert.deepEqual(opusNative.live(), [handles0, bytes0]);
+});
+
+test('live() is one count for the whole process: a codec thread\'s state shows on the main thread', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const [handles0] = opusNative.live();
+  const path = new URL('../../native/opus/build/Release/voxgate_opus.node', import.meta.url).pathname;
+  const w = new Worker(
+    `const { parentPort } = require('node:worker_threads');
+     const o = require(${JSON.stringify(path)});
+     const hs = Array.from({ length: 10 }, () => o.createDecoder(48000));
+     parentPort.postMessage('made');
+     parentPort.once('message', () => { for (const h of hs) o.destroy(h); parentPort.postMessage('freed'); });`,
+    { eval: true },
+  );
+  const next = () => new Promise((resolve) => w.once('message', resolve));
+  assert.equal(await next(), 'made');
+  assert.equal(opusNative.live()[0] - handles0, 10);
+  w.postMessage('free');
+  assert.equal(await next(), 'freed');
+  assert.equal(opusNative.live()[0], handles0);
+  await w.terminate();
 });

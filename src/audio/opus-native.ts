@@ -16,8 +16,8 @@ export interface OpusBinding {
   ctl(encoder: OpusHandle, request: number, value: number): void;
   /** Frees the codec state now (a finalizer would, at the next collection); the handle refuses work after. */
   destroy(handle: OpusHandle): void;
-  /** V8's external memory total as of the binding's last report (handles made and freed adjust it). */
-  externalMemory(): number;
+  /** [handles, bytes] of codec state not yet freed, in every thread of the process (each is also reported to its thread's V8 as external memory). */
+  live(): [number, number];
 }
 
 /** An encoder or decoder: opaque, freed by destroy() or its finalizer. */

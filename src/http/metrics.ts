@@ -3,6 +3,7 @@ import type { CallTable } from '../call/call-table.js';
 import type { Call } from '../call/call.js';
 import type { AudioRepairs } from '../media/endpoint.js';
 import type { CodecPool } from '../audio/codec-pool.js';
+import { opusNative } from '../audio/opus-native.js';
 
 /** Prometheus metrics; one registry per gateway so several can live in one process. */
 export class GatewayMetrics {
@@ -83,6 +84,24 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         this.inc(repairs('shed'));
+      },
+    });
+    // Native Opus state not yet freed, counted by the binding across every thread: it follows the
+    // live sessions (and their listeners' encoders) and comes back to zero when they have ended.
+    new Gauge({
+      name: 'voxgate_opus_native_states',
+      help: 'Opus encoders and decoders alive in native memory (every thread)',
+      registers: [registry],
+      collect() {
+        this.set(opusNative.live()[0]);
+      },
+    });
+    new Gauge({
+      name: 'voxgate_opus_native_bytes',
+      help: 'Bytes of native memory held by live Opus encoders and decoders (every thread)',
+      registers: [registry],
+      collect() {
+        this.set(opusNative.live()[1]);
       },
     });
     if (codecs) {
