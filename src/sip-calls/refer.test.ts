@@ -114,6 +114,23 @@ test('a subscription that ends without a final sipfrag rejects the transfer with
   assert.equal(c.call.endReason, undefined);
 });
 
+test('a caller whose phone accepts the REFER and never sends a final NOTIFY: at the ring time plus 5 s the transfer fails with 408 and the caller stays with the agent', async () => {
+  const c = await referred();
+  c.far.respond(c.refer, 202);
+  await notify(c, 'SIP/2.0 100 Trying', 'active;expires=60');
+  h.clock.advance(34_000);
+  await settle();
+  assert.equal(c.outcome.value, undefined, 'still waiting within 30 s + 5 s');
+  h.clock.advance(1_000);
+  await settle();
+  assert.deepEqual(c.outcome.value, { status: 408, reason: "Request Timeout (the caller's phone sent no final NOTIFY within 35 s)" });
+  assert.equal(c.call.endReason, undefined);
+  assert.equal(h.agent.last.ended, undefined);
+  // A final NOTIFY that comes after all is answered and changes nothing.
+  assert.equal((await notify(c, 'SIP/2.0 200 OK', 'terminated')).status, 200);
+  assert.equal(c.call.endReason, undefined);
+});
+
 test('the caller refusing the REFER (603) rejects the transfer with 603 and the call goes on', async () => {
   const c = await referred();
   c.far.respond(c.refer, 603, { reason: 'Declined' });

@@ -1,5 +1,6 @@
 import { TransferError, type TransferOptions, type TransferTarget } from '../agent/agent.js';
 import { transition } from '../core/state.js';
+import type { TimerHandle } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { AgentLeg } from '../call/agent-leg.js';
 import type { Call, EndReason } from '../call/call.js';
@@ -29,7 +30,12 @@ interface ReferOut {
   state: ReferState;
   resolve(): void;
   reject(err: Error): void;
+  /** Gives up on a final NOTIFY that never comes (see REFER_GRACE_MS). */
+  timer?: TimerHandle;
 }
+
+/** Beyond the ring time, how long the caller's phone gets to place its INVITE and send the final NOTIFY. */
+const REFER_GRACE_MS = 5_000;
 
 /** The people voxgate is calling to bridge a caller to. */
 type BridgeState = 'ringing' | 'bridged' | 'failed';
@@ -70,16 +76,26 @@ export class AgentTransfers {
     if (typeof target !== 'string' || phoneNumberOf(target)) return this.bridge(call, target, opts);
     const d = this.ctx.dialogs.current(call);
     if (!d) return Promise.reject(new TransferError(481, 'the call is not set up yet'));
-    return this.refer(d, target);
+    return this.refer(d, target, opts);
   }
 
-  refer(d: PartyDialog, target: string): Promise<void> {
+  /**
+   * REFER (RFC 3515) the party on `d` to `target`; resolves on a 2xx sipfrag in a NOTIFY. A
+   * final NOTIFY that has not come within the ring time (opts.timeoutSeconds, 30 s) and
+   * REFER_GRACE_MS is a 408: the caller stays with the agent, which hears why.
+   */
+  refer(d: PartyDialog, target: string, opts: TransferOptions = {}): Promise<void> {
     const uri = this.ctx.targetUri(target);
     if (this.#refers.has(d) || this.#bridging.has(d.call)) return Promise.reject(new TransferError(491, 'a transfer is already in progress'));
     if (d.call.state === 'ended') return Promise.reject(new TransferError(481, 'the call has ended'));
     return new Promise<void>((resolve, reject) => {
       const out: ReferOut = { state: 'sent', resolve, reject };
       this.#refers.set(d, out);
+      const limitMs = (opts.timeoutSeconds !== undefined ? Math.min(Math.max(1, opts.timeoutSeconds), 600) * 1000 : TRANSFER_RING_MS) + REFER_GRACE_MS;
+      out.timer = this.ctx.deps.clock.setTimeout(() => {
+        this.ctx.deps.log.info({ session: d.call.id, target: uri, limitMs }, 'no final NOTIFY for the REFER in time; the caller stays');
+        this.#settle(d, new TransferError(408, `Request Timeout (the caller's phone sent no final NOTIFY within ${limitMs / 1000} s)`));
+      }, limitMs);
       const { text, branch } = d.dialog.request('REFER', [
         { name: 'Refer-To', value: `<${uri}>` },
         { name: 'Referred-By', value: `<${this.ctx.aor(d.localUser)}>` },
@@ -128,6 +144,7 @@ export class AgentTransfers {
     const out = this.#refers.get(d);
     if (!out) return;
     this.#refers.delete(d);
+    if (out.timer) this.ctx.deps.clock.clearTimeout(out.timer);
     out.state = transition(REFER_MOVES, out.state, 'done', 'REFER');
     if (err) out.reject(err);
     else out.resolve();
