@@ -169,3 +169,15 @@ test('/api/dev-token: only to the gateway\'s own pages on loopback, never with C
     assert.equal(r.headers['access-control-allow-origin'], undefined, what);
   }
 });
+
+test('every voxgate_ metric /metrics serves is in the README\'s table (prom-client\'s process and Node.js ones are named there as a family)', async (t) => {
+  const tg = await startGateway({ sip: { domain: 'voxgate.test', users: [{ user: 'alice', password: 'alice-secret' }], listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }], trunks: [{ name: 'carrier-a', inbound: { numbers: ['+15550100'], allowedAddresses: ['127.0.0.1/32'], agent: 'echo' } }] } });
+  t.after(() => tg.stop());
+  const text = await (await fetch(`${tg.url}/metrics`)).text();
+  const names = new Set([...text.matchAll(/^# TYPE (voxgate_\S+) /gm)].map((m) => m[1]!).filter((n) => !/^voxgate_(process|nodejs)_/.test(n)));
+  assert.ok(names.size > 20, `metrics served: ${[...names]}`);
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const undocumented = [...names].filter((n) => !readme.includes(`\`${n}\``) && !readme.includes(`\`${n.replace(/_total$/, '')}\``));
+  assert.deepEqual(undocumented, [], 'each metric has its row');
+  assert.match(readme, /voxgate_process_\*/);
+});
