@@ -147,6 +147,11 @@ describe('the console shows a live call, its chart and timeline, listens, transf
     });
     assert.match(await text(page, '#timeline'), /transfer to alice: connected/);
     await waitFor('the row without the agent', async () => (await page.locator(`#live tr[data-id="${sid}"] td`).nth(3).innerText()) === '–', 5000);
+    // The bridged call's chart now carries Alice's side too (her stream's MOS with the caller's next point).
+    await waitFor('a point with the callee', async () => (await consoleState<number | null>(page, '(s) => s.calls.get(\'' + sid + '\').series.at(-1).calleeMos ?? null')) !== null, 15_000);
+    assert.match(await text(page, '#quality-now'), /· callee MOS \d\.\d\d · loss \d+\.\d %$/);
+    const calleeMos = await consoleState<(number | null)[]>(page, '(s) => s.chart.data[6]');
+    assert.ok(calleeMos.some((m) => m !== null && m > 3 && m <= 4.5), `callee MOS on the chart: ${calleeMos}`);
   });
 
   test('Hang up ends the call; it leaves the live table and heads the recent calls with its reason', async () => {

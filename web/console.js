@@ -104,6 +104,9 @@ const SERIES = [
   { key: 'jitterMs', label: 'jitter ms', scale: 'ms', stroke: '#0969da' },
   { key: 'rttMs', label: 'RTT ms', scale: 'ms', stroke: '#8250df' },
   { key: 'jitterBufferMs', label: 'buffer ms', scale: 'ms', stroke: '#bf8700' },
+  // A bridged call's other side (a person or phone the caller was transferred to), dashed.
+  { key: 'calleeMos', label: 'callee MOS', scale: 'mos', stroke: '#1a7f37', dash: [6, 4] },
+  { key: 'calleeLossPercent', label: 'callee loss %', scale: 'ms', stroke: '#b42318', dash: [6, 4] },
 ];
 
 function chartData(series) {
@@ -118,7 +121,7 @@ function makeChart(c) {
     width: Math.max(320, el.clientWidth || 640),
     height: 220,
     scales: { x: { time: false }, mos: { range: [1, 5] }, ms: { range: (u, min, max) => [0, Math.max(10, max * 1.15)] } },
-    series: [{ label: 's into the call' }, ...SERIES.map((s) => ({ label: s.label, scale: s.scale, stroke: s.stroke, width: 1.5, spanGaps: true }))],
+    series: [{ label: 's into the call' }, ...SERIES.map((s) => ({ label: s.label, scale: s.scale, stroke: s.stroke, width: 1.5, spanGaps: true, ...(s.dash ? { dash: s.dash } : {}) }))],
     axes: [{ label: 'seconds into the call' }, { scale: 'mos', label: 'MOS' }, { scale: 'ms', side: 1, label: 'ms · loss %', grid: { show: false } }],
   }, chartData(c.series), el);
 }

@@ -31,7 +31,9 @@ const fixed = (v, digits) => (typeof v === 'number' ? v.toFixed(digits) : '–')
 
 /** A quality report (MOS, loss, jitter, buffer, RTT) as one short line. */
 export function formatQuality(q) {
-  return `MOS ${fixed(q.mos, 2)} · loss ${fixed(q.lossPercent, 1)} % · jitter ${fixed(q.jitterMs, 0)} ms · buffer ${fixed(q.jitterBufferMs, 0)} ms · RTT ${q.rttMs == null ? '–' : `${fixed(q.rttMs, 0)} ms`}`;
+  const line = `MOS ${fixed(q.mos, 2)} · loss ${fixed(q.lossPercent, 1)} % · jitter ${fixed(q.jitterMs, 0)} ms · buffer ${fixed(q.jitterBufferMs, 0)} ms · RTT ${q.rttMs == null ? '–' : `${fixed(q.rttMs, 0)} ms`}`;
+  // A console point for a bridged call also carries the callee's side.
+  return q.calleeMos == null ? line : `${line} · callee MOS ${fixed(q.calleeMos, 2)} · loss ${fixed(q.calleeLossPercent, 1)} %`;
 }
 
 /**

@@ -5,7 +5,9 @@ import type { SourceIdentity } from '../auth/source-auth.js';
 import { MemoryEventBus } from '../cluster/memory/event-bus.js';
 import { FakeClock } from '../core/clock.js';
 import type { Quality } from '../media/endpoint.js';
+import { formatOf, testEndpoint, testRuntime } from '../media/testing.js';
 import { CallActivity } from './call-activity.js';
+import { PartyLeg } from './party-leg.js';
 import { CallHistory } from './call-history.js';
 import { CallMonitor, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_POINTS, type MonitorEvent } from './call-monitor.js';
 import { CallTable } from './call-table.js';
@@ -64,6 +66,34 @@ test('a call is followed from its creation: its state, its quality points in sec
   assert.equal(ended.type === 'ended' && 'durationMs' in ended.call && ended.call.durationMs, 12_000, 'the history record, not a bare reason');
   assert.deepEqual(w.monitor.snapshot(), []);
   stop();
+});
+
+test('a bridged call\'s points carry the callee\'s last measure too, the one there now after a change of callee, none once the callee has left', () => {
+  const w = world();
+  const stop = w.watch();
+  const c = w.call('c1');
+  const rt = testRuntime();
+  const leg = (id: string) => new PartyLeg('sip-uac', testEndpoint(rt, formatOf('pcmu'), { id }).endpoint);
+  const quality = (mos: number, lossPercent: number): Quality => ({ packets: 250, lost: 0, lossPercent, jitterMs: 3, rttMs: 20, jitterBufferMs: 40, mos, at: '' });
+  c.addLeg('caller', leg('caller'));
+  c.report({ mos: 4.4 });
+  const first = leg('bob');
+  c.addLeg('callee', first);
+  first.endpoint.quality = quality(4.1, 1);
+  c.report({ mos: 4.3 });
+  // Transferred on to another person: their measure, not the first one's.
+  const second = leg('carol');
+  c.replaceLeg('callee', second);
+  first.endpoint.quality = quality(1.5, 40);
+  c.report({ mos: 4.2 });
+  second.endpoint.quality = quality(3.6, 5);
+  c.report({ mos: 4.2 });
+  c.removeLeg('callee', 'bye');
+  c.report({ mos: 4.0 });
+  const points = w.seen.flatMap((e) => (e.type === 'quality' ? [e.point] : []));
+  assert.deepEqual(points.map((p) => [p.mos, p.calleeMos, p.calleeLossPercent]), [[4.4, undefined, undefined], [4.3, 4.1, 1], [4.2, undefined, undefined], [4.2, 3.6, 5], [4.0, undefined, undefined]]);
+  stop();
+  c.close('admin');
 });
 
 test('levels are measured only while someone watches, and come for every call in one message', async () => {

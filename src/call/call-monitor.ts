@@ -6,7 +6,10 @@ import type { Call } from './call.js';
 import { describeCall, type CallView } from './describe-call.js';
 import type { EventBus, SessionEvent } from './session-events.js';
 
-/** One point of a call's quality chart: seconds into the call, then the caller's stream as measured. */
+/**
+ * One point of a call's quality chart: seconds into the call, then the caller's stream as
+ * measured; with a callee (a bridged person or phone), their stream's last measure too.
+ */
 export interface QualityPoint {
   t: number;
   mos: number;
@@ -14,6 +17,9 @@ export interface QualityPoint {
   jitterMs: number;
   rttMs: number | null;
   jitterBufferMs: number;
+  calleeMos?: number;
+  calleeLossPercent?: number;
+  calleeJitterMs?: number;
 }
 
 export interface TimelineEntry {
@@ -138,7 +144,17 @@ export class CallMonitor {
     const w: Watch = { call, series: [], timeline: [], off: () => undefined };
     const changed = () => this.#tell({ type: 'session', session: describeCall(call, this.opts.now()) });
     const onQuality = (q: Quality) => {
-      const point: QualityPoint = { t: Math.round((this.opts.now() - call.createdAt) / 100) / 10, mos: q.mos, lossPercent: q.lossPercent, jitterMs: q.jitterMs, rttMs: q.rttMs, jitterBufferMs: q.jitterBufferMs };
+      // A callee's last measure (a bridged person or phone) comes with the caller's point.
+      const c = call.leg('callee')?.endpoint?.quality;
+      const point: QualityPoint = {
+        t: Math.round((this.opts.now() - call.createdAt) / 100) / 10,
+        mos: q.mos,
+        lossPercent: q.lossPercent,
+        jitterMs: q.jitterMs,
+        rttMs: q.rttMs,
+        jitterBufferMs: q.jitterBufferMs,
+        ...(c ? { calleeMos: c.mos, calleeLossPercent: c.lossPercent, calleeJitterMs: c.jitterMs } : {}),
+      };
       w.series.push(point);
       if (w.series.length > MAX_POINTS) w.series.splice(0, w.series.length, ...w.series.filter((_, i) => i % 2 === 0));
       this.#tell({ type: 'quality', id: call.id, point });
