@@ -13,7 +13,7 @@
  * memory and event-loop delay p99 (its /metrics, 10 ms resolution), cumulative packet loss (sent
  * by the clients, against voxgate_rtp_packets_received_total), 5xx (the gateway's HTTP counter and the SIP 5xx
  * the clients saw) and client-side failures. Then the load stops, sessions drain, and a summary
- * says whether the targets were met: RSS and fd drift from warm-up (60 s) to the last sample under
+ * says whether the targets were met: RSS and fd drift from warm-up (120 s) to the last sample under
  * 5 %, no 5xx, no session left. Exits non-zero only if the bench broke or the gateway died.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -34,7 +34,9 @@ const PUBLISHERS = envInt('BENCH_SOAK_PUBLISHERS', 20);
 const LISTENERS = envInt('BENCH_SOAK_LISTENERS', 5);
 const CHURN_MS = envInt('BENCH_SOAK_CHURN_MS', 1500);
 /** Seconds of load before drift is measured from (BENCH_SOAK_WARMUP_SECONDS). */
-const WARMUP = envInt('BENCH_SOAK_WARMUP_SECONDS', 60);
+const WARMUP = envInt('BENCH_SOAK_WARMUP_SECONDS', 120);
+/** Extra environment for the gateway process, e.g. BENCH_GATEWAY_ENV='MALLOC_ARENA_MAX=2'. */
+const GATEWAY_ENV = Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
 const TOKEN = 'soak-source-token-0123456789';
 const LISTENER = 'soak-listener-token-0123456789';
 const ADMIN = 'soak-admin-token-0123456789';
@@ -262,7 +264,7 @@ async function main(): Promise<number> {
       log: { level: 'warn' },
     }),
   );
-  const gw = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const gw = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...GATEWAY_ENV } });
   readGatewayLog(gw);
   let exited: string | undefined;
   const gwExit = new Promise<string>((resolve) => gw.once('exit', (code, signal) => resolve((exited = `code ${code}, signal ${signal}`))));
@@ -338,12 +340,15 @@ async function main(): Promise<number> {
     // Warm-up: ramping up to the load overshoots RSS; drift is measured from the first sample at or past it.
     const warm = samples.find((x) => x.elapsed_s >= WARMUP && x !== samples.at(-1)) ?? samples[1] ?? samples[0]!;
     const last = samples.at(-1)!;
+    const settled = samples.filter((x) => x.elapsed_s >= warm.elapsed_s);
     const failures = { ...m.failures };
     for (const [k, n] of Object.entries(sig.failures)) failures[k] = (failures[k] ?? 0) + n;
     const summary = {
       'load seconds': round(loadSeconds),
       'drift from': `${warm.elapsed_s} s to ${last.elapsed_s} s`,
       'RSS drift %': pct(warm.rss_mb, last.rss_mb),
+      // The trend through every sample after warm-up (least squares): a leak shows as a steady slope.
+      'RSS slope MB/min': round(slope(settled.map((x) => [x.elapsed_s / 60, x.rss_mb])), 2),
       'fd drift %': pct(warm.fds, last.fds),
       'heap drift %': pct(warm.heap_used_mb, last.heap_used_mb),
       'external drift %': pct(warm.external_mb, last.external_mb),
@@ -408,3 +413,14 @@ async function main(): Promise<number> {
 }
 
 process.exit(await main());
+
+/** Least-squares slope of y over x. */
+function slope(points: [number, number][]): number {
+  if (points.length < 2) return NaN;
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const num = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const den = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return den ? num / den : NaN;
+}
