@@ -24,6 +24,7 @@ import type { AgentLeg } from '../src/call/agent-leg.js';
 import { parseConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Gateway } from '../src/gateway.js';
+import { nextMessage } from './stats.js';
 
 const counts = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const BRIDGED = Number(process.env.BENCH_BRIDGED ?? 100);
@@ -44,17 +45,7 @@ function pct(values: number[], p: number): number {
 /** The child process of WebRTC publishers, and a wait for its next message of a type. */
 function publishers(): { pubs: ChildProcess; once<T>(type: string, ms: number): Promise<T> } {
   const pubs = fork(PUBLISHERS, [], { execArgv: ['--import', TSX], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const once = <T>(type: string, ms: number) =>
-    new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
-      const on = (m: { type: string }) => {
-        if (m.type !== type) return;
-        clearTimeout(t);
-        pubs.off('message', on);
-        resolve(m as T);
-      };
-      pubs.on('message', on);
-    });
+  const once = <T>(type: string, ms: number) => nextMessage<T>(pubs, type, ms);
   return { pubs, once };
 }
 

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { envInt, procCpu } from './stats.js';
+import { envInt, nextMessage, procCpu } from './stats.js';
 import type { MediaStart, MediaStats } from './soak-media.js';
 import type { SignallingStart, SignallingStats } from './soak-signalling.js';
 
@@ -135,17 +135,7 @@ function watch(c: ChildProcess, name: string): void {
 }
 
 function ask<T>(c: ChildProcess, cmd: object, type: string, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
-    const on = (m: { type: string }) => {
-      if (m.type !== type) return;
-      clearTimeout(t);
-      c.off('message', on);
-      resolve(m as T);
-    };
-    c.on('message', on);
-    if (Object.keys(cmd).length) c.send(cmd);
-  });
+  return nextMessage<T>(c, type, ms, Object.keys(cmd).length ? cmd : undefined);
 }
 
 /** The gateway's stderr (pino JSON at warn): lines counted by level, messages by text. */

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** The p-th percentile of xs (nearest rank). */
@@ -17,4 +18,19 @@ export function envInt(name: string, fallback: number): number {
   const v = Number(process.env[name] ?? fallback);
   if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${process.env[name]}`);
   return v;
+}
+
+/** The next IPC message of `type` from a load process (after sending it `cmd`, if any); rejects after `ms`. */
+export function nextMessage<T>(c: ChildProcess, type: string, ms: number, cmd?: object): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out waiting for ${type}`)), ms);
+    const on = (m: { type: string }) => {
+      if (m.type !== type) return;
+      clearTimeout(t);
+      c.off('message', on);
+      resolve(m as T);
+    };
+    c.on('message', on);
+    if (cmd) c.send(cmd);
+  });
 }

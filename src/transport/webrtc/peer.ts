@@ -125,12 +125,11 @@ export class WebRtcPeer extends TypedEmitter<MediaTransportEvents> implements Tr
    * EARLY_CHECKS_MS go to the stack as if trickled, for an offerer whose checks cannot reach us.
    */
   #releaseLater(candidates: { candidate: string; mid: string }[]): void {
-    const timer = setTimeout(() => {
+    // Nothing to cancel: a peer that connected, failed or closed meanwhile needs none of them.
+    setTimeout(() => {
       if (this.#state !== 'connecting') return;
       for (const c of candidates) this.addRemoteCandidate(c.candidate, c.mid);
-    }, EARLY_CHECKS_MS);
-    timer.unref();
-    this.once('state', (s) => s === 'closed' && clearTimeout(timer));
+    }, EARLY_CHECKS_MS).unref();
   }
 
   /**
