@@ -24,17 +24,26 @@ export interface AudioEncoder {
   toString(): string;
 }
 
+/**
+ * Room for the longest Opus packet (120 ms), one per rate and thread: decoding is synchronous and
+ * its output is copied out at once. One per session was a buffer that lived as long as its call,
+ * so it reached the old generation of a codec thread, whose collector runs rarely: under churn
+ * the freed sessions' buffers piled up for minutes (issue 19's soak drift).
+ */
+const scratch = new Map<number, Int16Array>();
+
 /** Opus decodes natively at 8, 12, 16, 24 or 48 kHz: no separate resampler on this path. */
 class OpusDecoderStage implements AudioDecoder {
   readonly #dec: OpusHandle;
   readonly #frame: number;
-  /** Room for the longest Opus packet (120 ms). */
   readonly #scratch: Int16Array;
 
   constructor(private readonly rate: number) {
     this.#dec = native.createDecoder(rate);
     this.#frame = samplesPerFrame(rate);
-    this.#scratch = new Int16Array((rate * 120) / 1000);
+    let s = scratch.get(rate);
+    if (!s) scratch.set(rate, (s = new Int16Array((rate * 120) / 1000)));
+    this.#scratch = s;
   }
 
   decode(payload: Buffer): Int16Array {

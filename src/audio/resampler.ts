@@ -26,28 +26,9 @@ export class Resampler {
     const g = gcd(inRate, outRate);
     this.up = outRate / g;
     this.down = inRate / g;
-    const fsProto = inRate * this.up;
-    const nyq = Math.min(inRate, outRate) / 2;
-    const pass = 0.875 * nyq;
-    const stop = nyq;
-    const atten = 75;
-    const beta = 0.1102 * (atten - 8.7);
-    const transition = (2 * Math.PI * (stop - pass)) / fsProto;
-    let n = Math.ceil((atten - 8) / (2.285 * transition)) + 1;
-    n = Math.ceil(n / this.up) * this.up;
-    const fc = (pass + stop) / 2 / fsProto; // cycles per sample at the prototype rate
-    const proto = new Float64Array(n);
-    const mid = (n - 1) / 2;
-    const i0b = besselI0(beta);
-    for (let i = 0; i < n; i++) {
-      const x = i - mid;
-      const sinc = x === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * x) / (Math.PI * x);
-      const w = besselI0(beta * Math.sqrt(1 - ((2 * i) / (n - 1) - 1) ** 2)) / i0b;
-      proto[i] = sinc * w * this.up; // gain `up` restores the level after zero-stuffing
-    }
-    const T = (this.#tapsPerPhase = n / this.up);
-    this.#taps = new Float64Array(n);
-    for (let p = 0; p < this.up; p++) for (let k = 0; k < T; k++) this.#taps[p * T + k] = proto[k * this.up + p]!;
+    const { taps, tapsPerPhase } = filterFor(inRate, outRate, this.up);
+    this.#taps = taps;
+    const T = (this.#tapsPerPhase = tapsPerPhase);
     this.#buf = new Float64Array(T - 1 + Math.ceil(inRate / 50));
   }
 
@@ -91,6 +72,44 @@ export class Resampler {
   toString(): string {
     return `Resample(${this.inRate / 1000}k->${this.outRate / 1000}k)`;
   }
+}
+
+/**
+ * The polyphase taps for a rate pair, made once per thread and shared by every resampler of that
+ * pair (they are only read): a call's own copy would live as long as the call and, freed, wait
+ * for a rare old-generation collection of its codec thread.
+ */
+const filters = new Map<string, { taps: Float64Array; tapsPerPhase: number }>();
+
+function filterFor(inRate: number, outRate: number, up: number): { taps: Float64Array; tapsPerPhase: number } {
+  const key = `${inRate}:${outRate}`;
+  const hit = filters.get(key);
+  if (hit) return hit;
+  const fsProto = inRate * up;
+  const nyq = Math.min(inRate, outRate) / 2;
+  const pass = 0.875 * nyq;
+  const stop = nyq;
+  const atten = 75;
+  const beta = 0.1102 * (atten - 8.7);
+  const transition = (2 * Math.PI * (stop - pass)) / fsProto;
+  let n = Math.ceil((atten - 8) / (2.285 * transition)) + 1;
+  n = Math.ceil(n / up) * up;
+  const fc = (pass + stop) / 2 / fsProto; // cycles per sample at the prototype rate
+  const proto = new Float64Array(n);
+  const mid = (n - 1) / 2;
+  const i0b = besselI0(beta);
+  for (let i = 0; i < n; i++) {
+    const x = i - mid;
+    const sinc = x === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * x) / (Math.PI * x);
+    const w = besselI0(beta * Math.sqrt(1 - ((2 * i) / (n - 1) - 1) ** 2)) / i0b;
+    proto[i] = sinc * w * up; // gain `up` restores the level after zero-stuffing
+  }
+  const T = n / up;
+  const taps = new Float64Array(n);
+  for (let p = 0; p < up; p++) for (let k = 0; k < T; k++) taps[p * T + k] = proto[k * up + p]!;
+  const filter = { taps, tapsPerPhase: T };
+  filters.set(key, filter);
+  return filter;
 }
 
 function gcd(a: number, b: number): number {
