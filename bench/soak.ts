@@ -10,7 +10,7 @@
  * - bench/soak-signalling.ts: SIP-WS registrations every few seconds, and a few malformed HTTP
  *   requests and SIP messages a second.
  * Every interval one JSON line: live sessions, the gateway's RSS and fds (/proc), heap, external
- * memory and event-loop delay p99 (its /metrics, 10 ms resolution), cumulative packet loss (sent
+ * memory (the main isolate's, and the codec threads' own) and event-loop delay p99 (its /metrics, 10 ms resolution), cumulative packet loss (sent
  * by the clients, against voxgate_rtp_packets_received_total), 5xx (the gateway's HTTP counter and the SIP 5xx
  * the clients saw) and client-side failures. Then the load stops, sessions drain, and a summary
  * says whether the targets were met: RSS and fd drift from warm-up (120 s) to the last sample under
@@ -57,6 +57,9 @@ interface Sample {
   rss_mb: number;
   heap_used_mb: number;
   external_mb: number;
+  /** Heap and external memory of the codec threads' own isolates (summed), as they last reported. */
+  codec_heap_mb: number;
+  codec_external_mb: number;
   fds: number;
   el_delay_p99_ms: number;
   cpu_cores: number;
@@ -212,6 +215,8 @@ async function sample(url: string, pid: number, elapsed: number, load: Load | un
     rss_mb: round(proc.rss / 1048576),
     heap_used_mb: round(metric(prom, 'voxgate_nodejs_heap_size_used_bytes') / 1048576),
     external_mb: round(metric(prom, 'voxgate_nodejs_external_memory_bytes') / 1048576),
+    codec_heap_mb: round(metric(prom, 'voxgate_codec_thread_heap_bytes') / 1048576),
+    codec_external_mb: round(metric(prom, 'voxgate_codec_thread_external_bytes') / 1048576),
     fds: proc.fds,
     // prom-client's histogram restarts at every scrape: this is the p99 since the last sample,
     // its 10 ms sampling resolution included (an idle loop reads about 10.3).
@@ -342,6 +347,7 @@ async function main(): Promise<number> {
       'fd drift %': pct(warm.fds, last.fds),
       'heap drift %': pct(warm.heap_used_mb, last.heap_used_mb),
       'external drift %': pct(warm.external_mb, last.external_mb),
+      'codec threads external MB (warm, last)': `${warm.codec_external_mb}, ${last.codec_external_mb}`,
       'HTTP 5xx (gateway)': http5xx,
       'SIP 5xx (clients)': sip5xx,
       'client-side 5xx': m.http5xx + sig.http5xx,

@@ -132,3 +132,18 @@ test(`a codec thread ${MAX_BATCHES_BEHIND} ticks behind sheds new work at once i
   // Caught up: work flows again.
   assert.equal((await run(ch, { decode: 'packet', payload: packets[9] })).samples?.length, 320);
 });
+
+test('each codec thread reports its own heap and external memory (its isolate collects on its own)', async () => {
+  const p = pool(2);
+  assert.deepEqual(p.memory, [], 'nothing is reported before a thread has worked');
+  const chans = [p.open('opus', 48000, true), p.open('opus', 48000, true)];
+  for (const job of script.slice(0, 5)) await Promise.all(chans.map((c) => run(c, job)));
+  const m = p.memory;
+  assert.deepEqual(m.map((x) => x.thread).sort(), [0, 1]);
+  for (const x of m) {
+    assert.ok(x.heapUsed > 100_000 && x.heapUsed < 200e6, `thread ${x.thread} heap ${x.heapUsed}`);
+    // The native Opus state is malloc'd by the binding, not V8's: external is the ArrayBuffers in flight.
+    assert.ok(x.external > 0 && x.external < 50e6, `thread ${x.thread} external ${x.external}`);
+  }
+  for (const c of chans) c.close();
+});

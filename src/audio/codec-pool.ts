@@ -35,6 +35,11 @@ export class CodecPool {
     return this.#threads.reduce((n, t) => n + t.inflight, 0);
   }
 
+  /** Each live thread's own heap and external memory (ArrayBuffers, native), as it last reported them. */
+  get memory(): { thread: number; heapUsed: number; external: number }[] {
+    return this.#threads.filter((t) => t.alive && t.memory).map((t) => ({ thread: t.index, ...t.memory! }));
+  }
+
   /** A session's codec channel, on the least loaded live thread (or inline when there is none). */
   open(codec: CodecName, rate: number, encode: boolean): CodecChannel {
     let best: CodecThread | undefined;
@@ -114,6 +119,12 @@ export const JOB_INTS = 6;
 export interface ReplyMessage {
   meta: Int32Array;
   data: ArrayBuffer;
+  /** The thread's isolate, about once a second: V8 heap in use and external memory, in bytes. */
+  memory?: ThreadMemory;
+}
+export interface ThreadMemory {
+  heapUsed: number;
+  external: number;
 }
 /** decode error (0/1), samples offset (bytes), samples (-1: none), encoded offset, encoded bytes (-1: none). */
 export const RESULT_INTS = 5;
@@ -136,6 +147,7 @@ class CodecThread {
   readonly channels = new Set<CodecChannel>();
   alive = true;
   readonly worker: Worker;
+  memory: ThreadMemory | undefined;
   #pending: Pending[] = [];
   #opened: CodecChannel[] = [];
   #closed: number[] = [];
@@ -242,6 +254,7 @@ class CodecThread {
   }
 
   #onReply(m: ReplyMessage): void {
+    if (m.memory) this.memory = m.memory;
     const batch = this.#inflight.shift();
     if (!batch) return;
     if (this.#inflight.length === 0 && !this.#stopping) this.worker.unref();

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import { CodecState, DECODE_OPS, type CodecResult } from './codec-job.js';
 import { even, JOB_INTS, RESULT_INTS, type BatchMessage, type ReplyMessage } from './codec-pool.js';
@@ -5,6 +6,9 @@ import { even, JOB_INTS, RESULT_INTS, type BatchMessage, type ReplyMessage } fro
 /** A codec thread (see CodecPool): keeps each channel's codec state and answers each batch once. */
 const states = new Map<number, CodecState>();
 const NONE: CodecResult = { samples: undefined, decodeError: false, encoded: undefined };
+/** Batches between reports of this thread's heap: one a second at a 20 ms tick. */
+const MEMORY_EVERY = 50;
+let batches = 0;
 
 parentPort!.on('message', (m: BatchMessage) => {
   for (const [id, codec, rate, encode] of m.open) states.set(id, new CodecState(codec, rate, encode));
@@ -55,5 +59,9 @@ parentPort!.on('message', (m: BatchMessage) => {
     }
   });
   const reply: ReplyMessage = { meta, data };
+  if (batches++ % MEMORY_EVERY === 0) {
+    const h = getHeapStatistics();
+    reply.memory = { heapUsed: h.used_heap_size, external: h.external_memory };
+  }
   parentPort!.postMessage(reply, [meta.buffer, data]);
 });

@@ -113,6 +113,27 @@ export class GatewayMetrics {
           this.set(codecs.threads);
         },
       });
+      // Each codec thread is its own V8 isolate with its own collector: process-wide figures hide it.
+      new Gauge({
+        name: 'voxgate_codec_thread_heap_bytes',
+        help: 'V8 heap in use in each codec thread, as it last reported (about once a second)',
+        labelNames: ['thread'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const m of codecs.memory) this.set({ thread: String(m.thread) }, m.heapUsed);
+        },
+      });
+      new Gauge({
+        name: 'voxgate_codec_thread_external_bytes',
+        help: 'External memory (ArrayBuffers, native) of each codec thread, as it last reported',
+        labelNames: ['thread'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const m of codecs.memory) this.set({ thread: String(m.thread) }, m.external);
+        },
+      });
       new Gauge({
         name: 'voxgate_codec_batches_inflight',
         help: 'Ticks of codec work sent to codec threads and not yet answered (above the thread count: they lag)',
