@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { OpusEncoder } from '../src/testing/opus.js';
 import ndc from 'node-datachannel';
 import WebSocket from 'ws';
+import { startFlags } from './stats.js';
 
 const CLIENTS = Number(process.env.BENCH_SIP_CLIENTS ?? 50);
 const SECONDS = Number(process.env.BENCH_SIP_SECONDS ?? 10);
@@ -37,8 +38,7 @@ const USERS = 1000;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The gateway runs as `npm start` runs it: the compiled dist/ (rebuilt first, so it is this tree). */
 const CLI = join(ROOT, 'dist/cli/main.js');
-/** Node's flags from the start script (the young generation's size), so the bench runs what npm start runs. */
-const START_FLAGS = /^node((?: --\S+)*) dist\/cli\/main\.js/.exec((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)![1]!.trim().split(' ').filter(Boolean);
+const START_FLAGS = startFlags();
 const CLK_TCK = 100;
 
 const md5 = (s: string) => createHash('md5').update(s).digest('hex');

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** The p-th percentile of xs (nearest rank). */
 export function pct(xs: number[], p: number): number {
@@ -34,3 +35,16 @@ export function nextMessage<T>(c: ChildProcess, type: string, ms: number, cmd?: 
     if (cmd) c.send(cmd);
   });
 }
+
+/**
+ * Node's flags from package.json's start script (the young generation's size), so a bench's
+ * gateway runs as `npm start` runs it. Throws if the script no longer has the shape read here:
+ * a bench that silently dropped them measured another V8 configuration.
+ */
+export function startFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
+  const m = /^(?:exec )?node((?: --\S+)*) dist\/cli\/main\.js/.exec(pkg.scripts.start);
+  if (!m) throw new Error(`package.json's start script is not 'node [flags] dist/cli/main.js ...': ${pkg.scripts.start}`);
+  return m[1]!.trim().split(' ').filter(Boolean);
+}
+

@@ -12,13 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigInput } from '../src/core/config.js';
+import { startFlags } from './stats.js';
 import { freeUdpPort } from '../test/helpers/peers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const START_FLAGS = (/^node((?: --\S+)*) dist\/cli\/main\.js/.exec((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start)?.[1] ?? '')
-  .trim()
-  .split(' ')
-  .filter(Boolean);
+const START_FLAGS = startFlags();
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 export const TRUNK_NUMBER = '+15550000000';
 
