@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { envInt, nextMessage, procCpu } from './stats.js';
+import { envInt, nextMessage, procCpu, startFlags } from './stats.js';
 import type { MediaStart, MediaStats } from './soak-media.js';
 import type { SignallingStart, SignallingStats } from './soak-signalling.js';
 
@@ -36,7 +36,9 @@ const CHURN_MS = envInt('BENCH_SOAK_CHURN_MS', 1500);
 /** Seconds of load before drift is measured from (BENCH_SOAK_WARMUP_SECONDS). */
 const WARMUP = envInt('BENCH_SOAK_WARMUP_SECONDS', 120);
 /** Extra environment for the gateway process, e.g. BENCH_GATEWAY_ENV='MALLOC_ARENA_MAX=2'. */
-const GATEWAY_ENV = Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+const GATEWAY_ENV = Object.fromEntries((process.env.BENCH_GATEWAY_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+/** Node's flags for the gateway: the start script's (as npm start runs it), then BENCH_GATEWAY_NODE_ARGS. */
+const NODE_ARGS = [...startFlags(), ...(process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean)];
 const TOKEN = 'soak-source-token-0123456789';
 const LISTENER = 'soak-listener-token-0123456789';
 const ADMIN = 'soak-admin-token-0123456789';
@@ -56,6 +58,8 @@ interface Sample {
   sip_dialogs: number;
   rss_mb: number;
   heap_used_mb: number;
+  /** The main isolate's committed heap: what its young and old generations hold in RSS. */
+  heap_total_mb: number;
   external_mb: number;
   /** Heap and external memory of the codec threads' own isolates (summed), as they last reported. */
   codec_heap_mb: number;
@@ -214,6 +218,7 @@ async function sample(url: string, pid: number, elapsed: number, load: Load | un
     sip_dialogs: metric(prom, 'voxgate_sip_dialogs'),
     rss_mb: round(proc.rss / 1048576),
     heap_used_mb: round(metric(prom, 'voxgate_nodejs_heap_size_used_bytes') / 1048576),
+    heap_total_mb: round(metric(prom, 'voxgate_nodejs_heap_size_total_bytes') / 1048576),
     external_mb: round(metric(prom, 'voxgate_nodejs_external_memory_bytes') / 1048576),
     codec_heap_mb: round(metric(prom, 'voxgate_codec_thread_heap_bytes') / 1048576),
     codec_external_mb: round(metric(prom, 'voxgate_codec_thread_external_bytes') / 1048576),
@@ -259,7 +264,7 @@ async function main(): Promise<number> {
       log: { level: 'warn' },
     }),
   );
-  const gw = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...GATEWAY_ENV } });
+  const gw = spawn(process.execPath, [...NODE_ARGS, '--import', TSX, CLI, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...GATEWAY_ENV } });
   readGatewayLog(gw);
   let exited: string | undefined;
   const gwExit = new Promise<string>((resolve) => gw.once('exit', (code, signal) => resolve((exited = `code ${code}, signal ${signal}`))));
@@ -346,6 +351,7 @@ async function main(): Promise<number> {
       'RSS slope MB/min': round(slope(settled.map((x) => [x.elapsed_s / 60, x.rss_mb])), 2),
       'fd drift %': pct(warm.fds, last.fds),
       'heap drift %': pct(warm.heap_used_mb, last.heap_used_mb),
+      'heap committed MB (warm, last)': `${warm.heap_total_mb}, ${last.heap_total_mb}`,
       'external drift %': pct(warm.external_mb, last.external_mb),
       'codec threads external MB (warm, last)': `${warm.codec_external_mb}, ${last.codec_external_mb}`,
       'HTTP 5xx (gateway)': http5xx,
