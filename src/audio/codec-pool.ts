@@ -280,17 +280,28 @@ class CodecThread {
 }
 
 /**
+ * A codec thread's young generation, in MB (V8: two semi-spaces and as much again for large
+ * objects, so 4 MB semi-spaces). The thread allocates little on its own heap, so with a young
+ * generation as large as the main thread's it would be scavenged only every few minutes, and
+ * each batch's transferred buffers would wait that long to be freed (bench:soak: 27-35 MB of
+ * them at 32 MB semi-spaces, 5-7 MB at this size). A --max/min-semi-space-size flag overrides
+ * this in every isolate: the start script sets none for that reason.
+ */
+const CODEC_THREAD_YOUNG_MB = 12;
+
+/**
  * From dist/ the thread runs codec-thread.js. From src/ (tests, benches under tsx) it runs the
  * .ts file; Node 20 does not apply the parent's `--import tsx` hooks to a worker's entry
  * module, so a two-line bootstrap registers tsx first.
  */
 function startCodecThread(index: number): Worker {
   const name = `voxgate-codec-${index}`;
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./codec-thread.js', import.meta.url), { name });
+  const resourceLimits = { maxYoungGenerationSizeMb: CODEC_THREAD_YOUNG_MB };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./codec-thread.js', import.meta.url), { name, resourceLimits });
   const tsx = createRequire(import.meta.url).resolve('tsx/cjs/api');
   const entry = fileURLToPath(new URL('./codec-thread.ts', import.meta.url));
   const boot = `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(entry)});`;
-  return new Worker(boot, { eval: true, name, execArgv: [] });
+  return new Worker(boot, { eval: true, name, execArgv: [], resourceLimits });
 }
 
 export function even(n: number): number {

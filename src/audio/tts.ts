@@ -98,7 +98,9 @@ export class SpeechSynthesizer {
   }
 
   #startWorker(): SynthWorker {
-    const w: SynthWorker = { worker: new Worker(workerSource(), { eval: true }), pending: new Map(), taken: 0 };
+    // Its memory is the WASM instance's; a young generation as large as the main thread's
+    // would only hold garbage longer (see CODEC_THREAD_YOUNG_MB).
+    const w: SynthWorker = { worker: new Worker(workerSource(), { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 12 } }), pending: new Map(), taken: 0 };
     w.worker.unref();
     const retireIfDone = () => {
       if (this.#worker !== w && w.pending.size === 0) void w.worker.terminate();
