@@ -9,10 +9,11 @@
  *   SIP-WS calls to the agent, up to 3 at once.
  * - bench/soak-signalling.ts: SIP-WS registrations every few seconds, and a few malformed HTTP
  *   requests and SIP messages a second.
- * Every interval one JSON line: live sessions, the gateway's RSS and fds (/proc), heap, external
- * memory (the main isolate's, and the codec threads' own) and event-loop delay p99 (its /metrics, 10 ms resolution), cumulative packet loss (sent
- * by the clients, against voxgate_rtp_packets_received_total), 5xx (the gateway's HTTP counter and the SIP 5xx
- * the clients saw) and client-side failures. Then the load stops, sessions drain, and a summary
+ * Every interval one JSON line: live sessions, the gateway's RSS and fds (/proc), heap and
+ * external memory (the main isolate's, and the codec threads' own), event-loop delay p99 (its
+ * /metrics, 10 ms resolution), cumulative packet loss (sent by the clients, against
+ * voxgate_rtp_packets_received_total), 5xx (the gateway's HTTP counter and the SIP 5xx the
+ * clients saw) and client-side failures. Then the load stops, sessions drain, and a summary
  * says whether the targets were met: RSS and fd drift from warm-up (120 s) to the last sample under
  * 5 %, no 5xx, no session left. Exits non-zero only if the bench broke or the gateway died.
  */

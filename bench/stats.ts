@@ -47,4 +47,3 @@ export function startFlags(): string[] {
   if (!m) throw new Error(`package.json's start script is not 'node [flags] dist/cli/main.js ...': ${pkg.scripts.start}`);
   return m[1]!.trim().split(' ').filter(Boolean);
 }
-

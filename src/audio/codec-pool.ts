@@ -280,14 +280,14 @@ class CodecThread {
 }
 
 /**
- * A codec thread's young generation, in MB (V8: two semi-spaces and as much again for large
+ * A codec (or speech) thread's young generation, in MB (V8: two semi-spaces and as much again for large
  * objects, so 4 MB semi-spaces). The thread allocates little on its own heap, so with a young
  * generation as large as the main thread's it would be scavenged only every few minutes, and
  * each batch's transferred buffers would wait that long to be freed (bench:soak: 27-35 MB of
  * them at 32 MB semi-spaces, 5-7 MB at this size). A --max/min-semi-space-size flag overrides
  * this in every isolate: the start script sets none for that reason.
  */
-const CODEC_THREAD_YOUNG_MB = 12;
+export const CODEC_THREAD_YOUNG_MB = 12;
 
 /**
  * From dist/ the thread runs codec-thread.js. From src/ (tests, benches under tsx) it runs the

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { CODEC_THREAD_YOUNG_MB } from './codec-pool.js';
 import { Resampler } from './resampler.js';
 
 /**
@@ -99,8 +100,8 @@ export class SpeechSynthesizer {
 
   #startWorker(): SynthWorker {
     // Its memory is the WASM instance's; a young generation as large as the main thread's
-    // would only hold garbage longer (see CODEC_THREAD_YOUNG_MB).
-    const w: SynthWorker = { worker: new Worker(workerSource(), { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 12 } }), pending: new Map(), taken: 0 };
+    // would only hold garbage longer.
+    const w: SynthWorker = { worker: new Worker(workerSource(), { eval: true, resourceLimits: { maxYoungGenerationSizeMb: CODEC_THREAD_YOUNG_MB } }), pending: new Map(), taken: 0 };
     w.worker.unref();
     const retireIfDone = () => {
       if (this.#worker !== w && w.pending.size === 0) void w.worker.terminate();
